@@ -1,0 +1,36 @@
+//! The pure core of latch.
+//!
+//! Everything a token is made of, and every check a token must pass, lives here, with no
+//! network, file or database access and no reading of the wall clock: the callers pass `now`.
+//!
+//! # Layout
+//!
+//! * [`resource_id`]: Azure resource ids, parsed into [`ResourceId`] with a canonical form.
+//! * [`feature`]: the Limited Access feature flags and the ordered [`FeatureSet`].
+//! * [`lifetime`]: the `expiredTime` bound (60..=86400 s, default 3600).
+//! * [`clock`]: the [`Clock`] trait; the only place that reads the system time.
+//! * [`claims`]: the claims of the two token kinds and the JOSE header.
+//! * [`jws`]: the strict compact-serialization decoder (sizes, alphabet, duplicate keys).
+//! * [`signing`]: ES256 signing keys, `kid`s and the JWKS.
+//! * [`verify`]: the verifier, which hands out `Verified…` proof types.
+//! * [`secret`]: subscription keys and their digests; never printed, compared in constant time.
+//! * [`fuzz`]: the entry points of the fuzz targets, shared by the tests and `latch-fuzz`.
+
+pub mod claims;
+pub mod clock;
+pub mod feature;
+pub mod fuzz;
+pub mod jws;
+pub mod lifetime;
+pub mod resource_id;
+pub mod secret;
+pub mod signing;
+pub mod verify;
+
+pub use claims::{AccessClaims, LimitedAccessClaims, TokenKind};
+pub use clock::{Clock, FixedClock, SystemClock, UnixTime};
+pub use feature::{Feature, FeatureSet};
+pub use lifetime::Lifetime;
+pub use resource_id::ResourceId;
+pub use signing::{Jwks, SigningKey};
+pub use verify::{VerifiedAccessToken, VerifiedLimitedAccess, Verifier};

@@ -5,6 +5,7 @@
 //!
 //! # Layout
 //!
+//! * [`audit`]: typed audit events and the hash chain that seals them.
 //! * [`resource_id`]: Azure resource ids, parsed into [`ResourceId`] with a canonical form.
 //! * [`feature`]: the Limited Access feature flags and the ordered [`FeatureSet`].
 //! * [`lifetime`]: the `expiredTime` bound (60..=86400 s, default 3600).
@@ -16,6 +17,7 @@
 //! * [`secret`]: subscription keys and their digests; never printed, compared in constant time.
 //! * [`fuzz`]: the entry points of the fuzz targets, shared by the tests and `latch-fuzz`.
 
+pub mod audit;
 pub mod claims;
 pub mod clock;
 pub mod feature;

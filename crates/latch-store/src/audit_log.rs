@@ -1,0 +1,125 @@
+//! Group commit for audit records.
+//!
+//! A request that must be audited before it is answered calls [`AuditLog::record`] and waits.
+//! One writer task takes every record waiting in the queue, appends them to the store in one
+//! transaction (one `fsync`), and then wakes each caller with its sequence number, or with the
+//! error if the commit failed. Under load, commits grow instead of multiplying, so durability
+//! costs one disk flush per batch, not per request.
+//!
+//! Fail closed: a caller that gets an error must not act (no token is returned); the records of
+//! a failed batch are not in the log.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use latch_core::audit::AuditDraft;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{Store, StoreError};
+
+/// The most records committed in one transaction.
+pub const MAX_BATCH: usize = 512;
+/// How many records may wait for the writer before callers wait to enqueue.
+pub const QUEUE: usize = 8192;
+
+struct Job {
+    draft: AuditDraft,
+    done: oneshot::Sender<Result<u64, String>>,
+}
+
+/// Counters of the writer, for metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct AuditStats {
+    /// Records committed.
+    pub records: AtomicU64,
+    /// Transactions committed.
+    pub batches: AtomicU64,
+    /// Batches that failed.
+    pub failures: AtomicU64,
+}
+
+/// A handle to the audit writer; cheap to clone.
+#[derive(Clone)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Job>,
+    stats: Arc<AuditStats>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditLog {
+    /// Starts the writer for `chain` on the current Tokio runtime. It stops once every handle is
+    /// dropped and the queue is empty.
+    pub fn spawn(
+        store: Arc<dyn Store>,
+        chain: impl Into<String>,
+    ) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        let (queue, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(AuditStats::default());
+        let task = tokio::spawn(writer(store, chain.into(), rx, stats.clone()));
+        (AuditLog { queue, stats }, task)
+    }
+
+    /// Appends a record and waits until it is committed; returns its sequence number.
+    pub async fn record(&self, draft: AuditDraft) -> Result<u64, StoreError> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send(Job { draft, done })
+            .await
+            .map_err(|_| StoreError::Unavailable("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(msg)) => Err(StoreError::Unavailable(msg)),
+            Err(_) => Err(StoreError::Unavailable(
+                "the audit writer has stopped".into(),
+            )),
+        }
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &AuditStats {
+        &self.stats
+    }
+
+    /// Records waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        QUEUE - self.queue.capacity()
+    }
+}
+
+async fn writer(
+    store: Arc<dyn Store>,
+    chain: String,
+    mut rx: mpsc::Receiver<Job>,
+    stats: Arc<AuditStats>,
+) {
+    let mut jobs = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        let drafts: Vec<AuditDraft> = jobs.iter().map(|j| j.draft.clone()).collect();
+        match store.append_audit(&chain, &drafts).await {
+            Ok(seqs) => {
+                stats.batches.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .records
+                    .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                for (job, seq) in jobs.drain(..).zip(seqs) {
+                    let _ = job.done.send(Ok(seq));
+                }
+            }
+            Err(e) => {
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(target: "latch::audit", error = %e, records = jobs.len(), "audit commit failed; the requests waiting on it are refused");
+                let msg = e.to_string();
+                for job in jobs.drain(..) {
+                    let _ = job.done.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}

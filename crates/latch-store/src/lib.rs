@@ -1,0 +1,223 @@
+//! The state of latch, behind one interface.
+//!
+//! [`Store`] is what the services need: resources with their two key digests, ISV issuance and
+//! grants, direct approvals, client blocks, signing keys and the audit log. [`sqlite::SqliteStore`]
+//! is the embedded backend (a file in the data directory); a PostgreSQL backend implements the
+//! same trait for many replicas.
+//!
+//! Every method that changes state takes the [`AuditDraft`] that describes the change and
+//! commits both in one transaction: a change without its record, or a record of a change that
+//! did not happen, cannot exist. Token issuance, which changes no state, appends its records
+//! through [`audit_log::AuditLog`], which groups concurrent records into one commit.
+
+use async_trait::async_trait;
+use latch_core::audit::{AuditDraft, KeySlot};
+use latch_core::secret::KeyDigest;
+use latch_core::{FeatureSet, ResourceId, UnixTime};
+
+pub mod audit_log;
+pub mod sqlite;
+
+#[cfg(test)]
+mod tests;
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The resource (or other row) does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The resource (or other row) already exists.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// The backend failed: I/O, a constraint, a full disk, a closed connection.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not parse.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Result of store calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// How callers authenticate to a resource's Face endpoint (seed `000`: the two are exclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthMode {
+    /// `Ocp-Apim-Subscription-Key`.
+    Key,
+    /// `Authorization: Bearer` with an `issueToken` token.
+    Token,
+}
+
+impl AuthMode {
+    /// `key` or `token`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AuthMode::Key => "key",
+            AuthMode::Token => "token",
+        }
+    }
+
+    /// Parses `key` or `token`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "key" => Some(AuthMode::Key),
+            "token" => Some(AuthMode::Token),
+            _ => None,
+        }
+    }
+}
+
+/// A resource as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    /// Its id, as first spelled.
+    pub id: ResourceId,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// Whether it may call `issueLimitedAccessToken` (an approved ISV).
+    pub isv_enabled: bool,
+    /// What it may grant as an ISV.
+    pub isv_grants: FeatureSet,
+    /// Features approved for this resource directly.
+    pub approvals: FeatureSet,
+    /// How its Face endpoint authenticates callers.
+    pub auth_mode: AuthMode,
+}
+
+/// A key slot's metadata; never the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyInfo {
+    /// Which key.
+    pub slot: KeySlot,
+    /// When its current value was made.
+    pub created_at: UnixTime,
+}
+
+/// A signing key as stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// The PKCS#8 document.
+    pub pkcs8: Vec<u8>,
+    /// When it was created.
+    pub created_at: UnixTime,
+    /// When it stopped signing, if it has.
+    pub retired_at: Option<UnixTime>,
+}
+
+impl std::fmt::Debug for StoredSigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredSigningKey")
+            .field("kid", &self.kid)
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One stored audit record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredAuditRecord {
+    /// The writer's chain.
+    pub chain: String,
+    /// Its sequence number in the chain.
+    pub seq: u64,
+    /// The sealed body, exactly as hashed.
+    pub body: String,
+    /// `SHA-256(body)`.
+    pub hash: [u8; 32],
+}
+
+/// The state of latch.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The pepper under which key digests are computed.
+    async fn key_pepper(&self) -> Result<Vec<u8>>;
+
+    /// Creates a resource with digests of its two keys.
+    async fn create_resource(
+        &self,
+        resource: &Resource,
+        key1: &KeyDigest,
+        key2: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()>;
+
+    /// A resource by id.
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>>;
+
+    /// The resource, and the slot, of the key with this digest.
+    async fn resource_by_key(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<(Resource, KeySlot, KeyDigest)>>;
+
+    /// Every resource, ordered by canonical id.
+    async fn resources(&self) -> Result<Vec<Resource>>;
+
+    /// Sets ISV issuance and grants.
+    async fn set_isv(
+        &self,
+        id: &ResourceId,
+        enabled: bool,
+        grants: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource>;
+
+    /// Sets direct approvals.
+    async fn set_approvals(
+        &self,
+        id: &ResourceId,
+        features: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource>;
+
+    /// Replaces one key's digest; the old value stops working when this returns.
+    async fn replace_key(
+        &self,
+        id: &ResourceId,
+        slot: KeySlot,
+        digest: &KeyDigest,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()>;
+
+    /// The key slots of a resource.
+    async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>>;
+
+    /// Blocks (`true`) or unblocks a client for an ISV.
+    async fn set_client_blocked(
+        &self,
+        isv: &ResourceId,
+        client: &ResourceId,
+        blocked: bool,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()>;
+
+    /// Whether an ISV has blocked a client.
+    async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool>;
+
+    /// Every signing key, oldest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;
+
+    /// Adds a signing key.
+    async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()>;
+
+    /// Appends records to `chain` in one transaction, in order; returns their sequence numbers.
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>>;
+
+    /// Records of `chain` with `seq > after`, oldest first, at most `limit`.
+    async fn audit_records(
+        &self,
+        chain: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredAuditRecord>>;
+
+    /// The names of all chains.
+    async fn audit_chains(&self) -> Result<Vec<String>>;
+}

@@ -1,0 +1,698 @@
+//! The embedded backend: one SQLite database file in the data directory.
+//!
+//! Why SQLite: it is the most widely deployed and tested embedded database, its write-ahead log
+//! with `synchronous=FULL` makes every commit durable across a power cut, several processes can
+//! share one file (the server and the admin CLI), and operators can inspect it with `sqlite3`.
+//! It is compiled in (`rusqlite`'s `bundled` feature), so the build needs no system library.
+//!
+//! Calls run on Tokio's blocking pool. One connection writes; a few read, concurrently with the
+//! writer thanks to the write-ahead log. Every write is an `IMMEDIATE` transaction, so writers in
+//! other processes queue behind it (for up to [`BUSY_TIMEOUT`]) instead of failing.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latch_core::audit::{self, AuditDraft, KeySlot, GENESIS};
+use latch_core::secret::KeyDigest;
+use latch_core::{FeatureSet, ResourceId, UnixTime};
+use ring::rand::SecureRandom;
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::{
+    AuthMode, KeyInfo, Resource, Result, Store, StoreError, StoredAuditRecord, StoredSigningKey,
+};
+
+/// The database file's name within the data directory.
+pub const FILE_NAME: &str = "latch.db";
+/// How long a write waits for another process's write to finish.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+const READERS: usize = 4;
+
+/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+);
+CREATE TABLE resources (
+    canonical   TEXT PRIMARY KEY,
+    display     TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    isv_enabled INTEGER NOT NULL DEFAULT 0,
+    isv_grants  TEXT NOT NULL DEFAULT '',
+    approvals   TEXT NOT NULL DEFAULT '',
+    auth_mode   TEXT NOT NULL DEFAULT 'key' CHECK (auth_mode IN ('key', 'token'))
+);
+CREATE TABLE keys (
+    resource   TEXT NOT NULL REFERENCES resources (canonical) ON DELETE CASCADE,
+    slot       INTEGER NOT NULL CHECK (slot IN (1, 2)),
+    digest     BLOB NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (resource, slot)
+);
+CREATE TABLE client_blocks (
+    isv        TEXT NOT NULL,
+    client     TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (isv, client)
+);
+CREATE TABLE signing_keys (
+    kid        TEXT PRIMARY KEY,
+    pkcs8      BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    retired_at INTEGER
+);
+CREATE TABLE audit (
+    chain   TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    time    INTEGER NOT NULL,
+    kind    TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    isv     TEXT,
+    target  TEXT,
+    jti     TEXT,
+    body    TEXT NOT NULL,
+    hash    BLOB NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX audit_time ON audit (time);
+CREATE INDEX audit_isv ON audit (isv, time);
+CREATE INDEX audit_target ON audit (target, time);
+CREATE INDEX audit_jti ON audit (jti);
+"#];
+
+/// The embedded store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    chain: String,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .field("chain", &self.inner.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`. Records of state changes made through this
+    /// handle go to audit chain `chain`.
+    pub fn open(dir: &Path, chain: &str, rng: &dyn SecureRandom) -> Result<Self> {
+        create_private_dir(dir)?;
+        let path = dir.join(FILE_NAME);
+        let mut writer = connect(&path)?;
+        migrate(&mut writer)?;
+        ensure_pepper(&mut writer, rng)?;
+        let readers = (0..READERS)
+            .map(|_| connect(&path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                chain: chain.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut conn = inner
+                .writer
+                .lock()
+                .map_err(|_| unavailable("writer lock poisoned"))?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(sql)?;
+            let out = f(&tx)?;
+            tx.commit().map_err(sql)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[i]
+                .lock()
+                .map_err(|_| unavailable("reader lock poisoned"))?;
+            f(&conn)
+        })
+        .await
+    }
+
+    async fn change<T: Send + 'static>(
+        &self,
+        audit: &AuditDraft,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let chain = self.inner.chain.clone();
+        let audit = audit.clone();
+        self.write(move |tx| {
+            let out = f(tx)?;
+            append(tx, &chain, std::slice::from_ref(&audit))?;
+            Ok(out)
+        })
+        .await
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| unavailable(&format!("store task failed: {e}")))?
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| {
+        unavailable(&format!(
+            "cannot create data directory {}: {e}",
+            dir.display()
+        ))
+    })
+}
+
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path).map_err(sql)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(sql)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(sql)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The file holds key digests and signing keys: owner only.
+        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+    }
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(sql)?;
+    let applied = usize::try_from(version).map_err(|_| corrupt("negative schema version"))?;
+    if applied > MIGRATIONS.len() {
+        return Err(corrupt(&format!(
+            "the database has schema version {applied}, newer than this program's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.execute_batch(migration).map_err(sql)?;
+        tx.pragma_update(None, "user_version", i + 1).map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+fn ensure_pepper(conn: &mut Connection, rng: &dyn SecureRandom) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let exists: bool = tx
+        .query_row(
+            "SELECT count(*) FROM meta WHERE name = 'key_pepper'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    if !exists {
+        let mut pepper = [0u8; 32];
+        rng.fill(&mut pepper)
+            .map_err(|_| unavailable("random number generator failed"))?;
+        tx.execute(
+            "INSERT INTO meta (name, value) VALUES ('key_pepper', ?1)",
+            [&pepper[..]],
+        )
+        .map_err(sql)?;
+    }
+    tx.commit().map_err(sql)
+}
+
+/// Appends drafts to `chain` inside `tx`, reading the chain's head in the same transaction so
+/// that concurrent writers (other processes) serialize on SQLite's write lock.
+fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+    let head: Option<(i64, Vec<u8>)> = tx
+        .query_row(
+            "SELECT seq, hash FROM audit WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let (mut seq, mut prev) = match head {
+        None => (0u64, GENESIS),
+        Some((seq, hash)) => (
+            u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
+            hash.try_into()
+                .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
+        ),
+    };
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, body, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(sql)?;
+    let mut out = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        seq += 1;
+        let (body, hash) = audit::seal(chain, seq, &prev, draft);
+        let index = draft.event.index();
+        stmt.execute(params![
+            chain,
+            seq as i64,
+            draft.time.0,
+            index.kind,
+            index.outcome,
+            index.isv,
+            index.target,
+            index.jti,
+            body,
+            &hash[..]
+        ])
+        .map_err(sql)?;
+        prev = hash;
+        out.push(seq);
+    }
+    Ok(out)
+}
+
+const RESOURCE_COLUMNS: &str =
+    "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
+
+fn resource_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawResource> {
+    Ok(RawResource {
+        display: row.get(0)?,
+        created_at: row.get(1)?,
+        isv_enabled: row.get(2)?,
+        isv_grants: row.get(3)?,
+        approvals: row.get(4)?,
+        auth_mode: row.get(5)?,
+    })
+}
+
+struct RawResource {
+    display: String,
+    created_at: i64,
+    isv_enabled: bool,
+    isv_grants: String,
+    approvals: String,
+    auth_mode: String,
+}
+
+impl RawResource {
+    fn parse(self) -> Result<Resource> {
+        Ok(Resource {
+            id: ResourceId::parse(&self.display)
+                .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
+            created_at: UnixTime(self.created_at),
+            isv_enabled: self.isv_enabled,
+            isv_grants: FeatureSet::parse_csv(&self.isv_grants)
+                .map_err(|e| corrupt(&e.to_string()))?,
+            approvals: FeatureSet::parse_csv(&self.approvals)
+                .map_err(|e| corrupt(&e.to_string()))?,
+            auth_mode: AuthMode::parse(&self.auth_mode)
+                .ok_or_else(|| corrupt("stored auth mode"))?,
+        })
+    }
+}
+
+fn load_resource(conn: &Connection, canonical: &str) -> Result<Option<Resource>> {
+    conn.prepare_cached(&format!(
+        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = ?1"
+    ))
+    .map_err(sql)?
+    .query_row([canonical], resource_row)
+    .optional()
+    .map_err(sql)?
+    .map(RawResource::parse)
+    .transpose()
+}
+
+fn must_exist(conn: &Connection, id: &ResourceId) -> Result<Resource> {
+    load_resource(conn, id.canonical())?
+        .ok_or_else(|| StoreError::NotFound(format!("resource {id}")))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn key_pepper(&self) -> Result<Vec<u8>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT value FROM meta WHERE name = 'key_pepper'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn create_resource(
+        &self,
+        resource: &Resource,
+        key1: &KeyDigest,
+        key2: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let r = resource.clone();
+        let (k1, k2) = (*key1, *key2);
+        self.change(audit, move |tx| {
+            let inserted = tx
+                .execute(
+                    "INSERT INTO resources (canonical, display, created_at, isv_enabled, isv_grants, approvals, auth_mode)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (canonical) DO NOTHING",
+                    params![
+                        r.id.canonical(),
+                        r.id.as_str(),
+                        r.created_at.0,
+                        r.isv_enabled,
+                        r.isv_grants.to_csv(),
+                        r.approvals.to_csv(),
+                        r.auth_mode.as_str()
+                    ],
+                )
+                .map_err(sql)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("resource {}", r.id)));
+            }
+            for (slot, digest) in [(1, k1), (2, k2)] {
+                tx.execute(
+                    "INSERT INTO keys (resource, slot, digest, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![r.id.canonical(), slot, &digest.0[..], r.created_at.0],
+                )
+                .map_err(sql)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
+        let canonical = id.canonical().to_owned();
+        self.read(move |c| load_resource(c, &canonical)).await
+    }
+
+    async fn resource_by_key(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<(Resource, KeySlot, KeyDigest)>> {
+        let d = *digest;
+        self.read(move |c| {
+            let row = c
+                .prepare_cached(&format!(
+                    "SELECT {RESOURCE_COLUMNS}, k.slot, k.digest FROM keys k JOIN resources r ON r.canonical = k.resource
+                     WHERE k.digest = ?1"
+                ))
+                .map_err(sql)?
+                .query_row([&d.0[..]], |row| {
+                    Ok((resource_row(row)?, row.get::<_, u8>(6)?, row.get::<_, Vec<u8>>(7)?))
+                })
+                .optional()
+                .map_err(sql)?;
+            let Some((raw, slot, stored)) = row else {
+                return Ok(None);
+            };
+            let slot = KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?;
+            let stored: [u8; 32] = stored.try_into().map_err(|_| corrupt("key digest is not 32 bytes"))?;
+            Ok(Some((raw.parse()?, slot, KeyDigest(stored))))
+        })
+        .await
+    }
+
+    async fn resources(&self) -> Result<Vec<Resource>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(&format!(
+                    "SELECT {RESOURCE_COLUMNS} FROM resources r ORDER BY r.canonical"
+                ))
+                .map_err(sql)?;
+            let rows = stmt.query_map([], resource_row).map_err(sql)?;
+            rows.map(|r| r.map_err(sql).and_then(RawResource::parse))
+                .collect()
+        })
+        .await
+    }
+
+    async fn set_isv(
+        &self,
+        id: &ResourceId,
+        enabled: bool,
+        grants: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let (id, grants) = (id.clone(), grants.clone());
+        self.change(audit, move |tx| {
+            must_exist(tx, &id)?;
+            tx.execute(
+                "UPDATE resources SET isv_enabled = ?2, isv_grants = ?3 WHERE canonical = ?1",
+                params![id.canonical(), enabled, grants.to_csv()],
+            )
+            .map_err(sql)?;
+            must_exist(tx, &id)
+        })
+        .await
+    }
+
+    async fn set_approvals(
+        &self,
+        id: &ResourceId,
+        features: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let (id, features) = (id.clone(), features.clone());
+        self.change(audit, move |tx| {
+            must_exist(tx, &id)?;
+            tx.execute(
+                "UPDATE resources SET approvals = ?2 WHERE canonical = ?1",
+                params![id.canonical(), features.to_csv()],
+            )
+            .map_err(sql)?;
+            must_exist(tx, &id)
+        })
+        .await
+    }
+
+    async fn replace_key(
+        &self,
+        id: &ResourceId,
+        slot: KeySlot,
+        digest: &KeyDigest,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (id, d) = (id.clone(), *digest);
+        self.change(audit, move |tx| {
+            let n = tx
+                .execute(
+                    "UPDATE keys SET digest = ?3, created_at = ?4 WHERE resource = ?1 AND slot = ?2",
+                    params![id.canonical(), slot.number(), &d.0[..], now.0],
+                )
+                .map_err(sql)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("resource {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
+        let id = id.clone();
+        self.read(move |c| {
+            must_exist(c, &id)?;
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT slot, created_at FROM keys WHERE resource = ?1 ORDER BY slot",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([id.canonical()], |r| {
+                    Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
+                })
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (slot, created) = r.map_err(sql)?;
+                Ok(KeyInfo {
+                    slot: KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?,
+                    created_at: UnixTime(created),
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn set_client_blocked(
+        &self,
+        isv: &ResourceId,
+        client: &ResourceId,
+        blocked: bool,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (isv, client) = (isv.clone(), client.clone());
+        self.change(audit, move |tx| {
+            must_exist(tx, &isv)?;
+            if blocked {
+                tx.execute(
+                    "INSERT INTO client_blocks (isv, client, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (isv, client) DO NOTHING",
+                    params![isv.canonical(), client.canonical(), now.0],
+                )
+            } else {
+                tx.execute(
+                    "DELETE FROM client_blocks WHERE isv = ?1 AND client = ?2",
+                    params![isv.canonical(), client.canonical()],
+                )
+            }
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
+        let (isv, client) = (isv.canonical().to_owned(), client.canonical().to_owned());
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM client_blocks WHERE isv = ?1 AND client = ?2)",
+            )
+            .map_err(sql)?
+            .query_row([isv, client], |r| r.get(0))
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(StoredSigningKey {
+                        kid: r.get(0)?,
+                        pkcs8: r.get(1)?,
+                        created_at: UnixTime(r.get(2)?),
+                        retired_at: r.get::<_, Option<i64>>(3)?.map(UnixTime),
+                    })
+                })
+                .map_err(sql)?;
+            rows.map(|r| r.map_err(sql)).collect()
+        })
+        .await
+    }
+
+    async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
+        let key = key.clone();
+        self.change(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES (?1, ?2, ?3, ?4)",
+                params![key.kid, key.pkcs8, key.created_at.0, key.retired_at.map(|t| t.0)],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+        let (chain, drafts) = (chain.to_owned(), drafts.to_vec());
+        self.write(move |tx| append(tx, &chain, &drafts)).await
+    }
+
+    async fn audit_records(
+        &self,
+        chain: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredAuditRecord>> {
+        let chain = chain.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT seq, body, hash FROM audit WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(params![chain, after as i64, limit as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
+                })
+                .map_err(sql)?;
+            rows.map(|r| {
+                let (seq, body, hash) = r.map_err(sql)?;
+                Ok(StoredAuditRecord {
+                    chain: chain.clone(),
+                    seq: u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
+                    body,
+                    hash: hash.try_into().map_err(|_| corrupt("audit hash is not 32 bytes"))?,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT DISTINCT chain FROM audit ORDER BY chain")
+                .map_err(sql)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+            rows.map(|r| r.map_err(sql)).collect()
+        })
+        .await
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn unavailable(msg: &str) -> StoreError {
+    StoreError::Unavailable(msg.to_owned())
+}
+
+fn corrupt(msg: &str) -> StoreError {
+    StoreError::Corrupt(msg.to_owned())
+}

@@ -1,0 +1,404 @@
+//! The store suite. Every backend must pass it; the embedded backend runs it here.
+
+use std::sync::Arc;
+
+use latch_core::audit::{verify_chain, Actor, AuditDraft, AuditEvent, KeySlot, GENESIS};
+use latch_core::secret::{KeyDigest, Pepper};
+use latch_core::{FeatureSet, ResourceId, UnixTime};
+use ring::rand::SystemRandom;
+
+use crate::audit_log::AuditLog;
+use crate::sqlite::SqliteStore;
+use crate::{AuthMode, Resource, Store, StoreError, StoredSigningKey};
+
+const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv/providers/Microsoft.CognitiveServices/accounts/isv-face";
+const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
+const CHAIN: &str = "main";
+
+fn id(s: &str) -> ResourceId {
+    ResourceId::parse(s).unwrap()
+}
+
+fn draft(event: AuditEvent) -> AuditDraft {
+    AuditDraft {
+        time: UnixTime(1_000),
+        request_id: None,
+        actor: Actor::LocalOperator,
+        event,
+    }
+}
+
+fn resource(s: &str) -> Resource {
+    Resource {
+        id: id(s),
+        created_at: UnixTime(1_000),
+        isv_enabled: false,
+        isv_grants: FeatureSet::new(),
+        approvals: FeatureSet::new(),
+        auth_mode: AuthMode::Key,
+    }
+}
+
+fn open() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), CHAIN, &SystemRandom::new()).unwrap();
+    (dir, store)
+}
+
+async fn create(store: &dyn Store, s: &str, k1: &[u8], k2: &[u8]) -> Pepper {
+    let pepper = Pepper::from_bytes(&store.key_pepper().await.unwrap());
+    let r = resource(s);
+    let event = AuditEvent::ResourceCreated {
+        resource: r.id.clone(),
+    };
+    store
+        .create_resource(&r, &pepper.digest(k1), &pepper.digest(k2), &draft(event))
+        .await
+        .unwrap();
+    pepper
+}
+
+async fn chain_verifies(store: &dyn Store) -> u64 {
+    let records = store.audit_records(CHAIN, 0, 100_000).await.unwrap();
+    verify_chain(CHAIN, 1, GENESIS, records.iter().map(|r| r.body.as_str())).unwrap();
+    records.len() as u64
+}
+
+#[tokio::test]
+async fn resources_are_found_by_key_digest_and_by_any_spelling() {
+    let (_dir, store) = open();
+    let pepper = create(&store, ISV, b"key-one", b"key-two").await;
+    let (r, slot, stored) = store
+        .resource_by_key(&pepper.digest(b"key-two"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.id, id(ISV));
+    assert_eq!(slot, KeySlot::Key2);
+    assert!(pepper.matches(b"key-two", &stored));
+    assert!(store
+        .resource_by_key(&pepper.digest(b"key-three"))
+        .await
+        .unwrap()
+        .is_none());
+    let upper = id(&ISV.to_uppercase());
+    assert_eq!(
+        store.resource(&upper).await.unwrap().unwrap().id.as_str(),
+        ISV
+    );
+    assert_eq!(store.resources().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_second_create_under_another_spelling_is_refused_and_not_audited() {
+    let (_dir, store) = open();
+    create(&store, ISV, b"a", b"b").await;
+    let before = chain_verifies(&store).await;
+    let pepper = Pepper::from_bytes(&store.key_pepper().await.unwrap());
+    let again = resource(&ISV.to_uppercase());
+    let event = AuditEvent::ResourceCreated {
+        resource: again.id.clone(),
+    };
+    let err = store
+        .create_resource(
+            &again,
+            &pepper.digest(b"c"),
+            &pepper.digest(b"d"),
+            &draft(event),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
+    assert_eq!(chain_verifies(&store).await, before);
+    assert!(store
+        .resource_by_key(&pepper.digest(b"c"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn replacing_one_key_revokes_its_old_value_only() {
+    let (_dir, store) = open();
+    let pepper = create(&store, ISV, b"old-1", b"old-2").await;
+    let event = AuditEvent::KeyRegenerated {
+        resource: id(ISV),
+        slot: KeySlot::Key1,
+    };
+    store
+        .replace_key(
+            &id(ISV),
+            KeySlot::Key1,
+            &pepper.digest(b"new-1"),
+            UnixTime(2_000),
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    assert!(store
+        .resource_by_key(&pepper.digest(b"old-1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        store
+            .resource_by_key(&pepper.digest(b"new-1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        KeySlot::Key1
+    );
+    assert_eq!(
+        store
+            .resource_by_key(&pepper.digest(b"old-2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
+        KeySlot::Key2
+    );
+    let keys = store.keys(&id(ISV)).await.unwrap();
+    assert_eq!(keys[0].created_at, UnixTime(2_000));
+    assert_eq!(keys[1].created_at, UnixTime(1_000));
+    assert_eq!(chain_verifies(&store).await, 2);
+}
+
+#[tokio::test]
+async fn isv_grants_approvals_and_blocks() {
+    let (_dir, store) = open();
+    create(&store, ISV, b"a", b"b").await;
+    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
+    let event = AuditEvent::IsvIssuanceChanged {
+        resource: id(ISV),
+        enabled: true,
+        grants: grants.clone(),
+    };
+    let r = store
+        .set_isv(&id(ISV), true, &grants, &draft(event))
+        .await
+        .unwrap();
+    assert!(r.isv_enabled);
+    assert_eq!(r.isv_grants, grants);
+
+    let approvals = FeatureSet::parse_csv("Face.Verification").unwrap();
+    let event = AuditEvent::ApprovalsChanged {
+        resource: id(ISV),
+        features: approvals.clone(),
+    };
+    let r = store
+        .set_approvals(&id(ISV), &approvals, &draft(event))
+        .await
+        .unwrap();
+    assert_eq!(r.approvals, approvals);
+
+    assert!(!store
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    let event = AuditEvent::ClientBlocked {
+        isv: id(ISV),
+        client: id(CLIENT),
+    };
+    store
+        .set_client_blocked(
+            &id(ISV),
+            &id(CLIENT),
+            true,
+            UnixTime(5),
+            &draft(event.clone()),
+        )
+        .await
+        .unwrap();
+    // Blocking twice is harmless.
+    store
+        .set_client_blocked(&id(ISV), &id(CLIENT), true, UnixTime(6), &draft(event))
+        .await
+        .unwrap();
+    assert!(store
+        .is_client_blocked(&id(ISV), &id(&CLIENT.to_uppercase()))
+        .await
+        .unwrap());
+    let event = AuditEvent::ClientUnblocked {
+        isv: id(ISV),
+        client: id(CLIENT),
+    };
+    store
+        .set_client_blocked(&id(ISV), &id(CLIENT), false, UnixTime(7), &draft(event))
+        .await
+        .unwrap();
+    assert!(!store
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    assert_eq!(chain_verifies(&store).await, 6);
+}
+
+#[tokio::test]
+async fn changes_to_missing_resources_fail_and_leave_no_record() {
+    let (_dir, store) = open();
+    let event = AuditEvent::IsvIssuanceChanged {
+        resource: id(ISV),
+        enabled: true,
+        grants: FeatureSet::new(),
+    };
+    let err = store
+        .set_isv(&id(ISV), true, &FeatureSet::new(), &draft(event))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    let event = AuditEvent::KeyRegenerated {
+        resource: id(ISV),
+        slot: KeySlot::Key2,
+    };
+    let err = store
+        .replace_key(
+            &id(ISV),
+            KeySlot::Key2,
+            &KeyDigest([7; 32]),
+            UnixTime(1),
+            &draft(event),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)));
+    assert!(store.audit_records(CHAIN, 0, 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn signing_keys_are_kept_in_order() {
+    let (_dir, store) = open();
+    for (kid, t) in [("b", 2), ("a", 1)] {
+        let key = StoredSigningKey {
+            kid: kid.into(),
+            pkcs8: vec![1, 2, 3],
+            created_at: UnixTime(t),
+            retired_at: None,
+        };
+        store
+            .add_signing_key(
+                &key,
+                &draft(AuditEvent::SigningKeyCreated { kid: kid.into() }),
+            )
+            .await
+            .unwrap();
+    }
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert!(!format!("{:?}", keys[0]).contains("pkcs8"));
+}
+
+#[tokio::test]
+async fn the_store_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let rng = SystemRandom::new();
+    let pepper = {
+        let store = SqliteStore::open(dir.path(), CHAIN, &rng).unwrap();
+        create(&store, ISV, b"a", b"b").await
+    };
+    let store = SqliteStore::open(dir.path(), CHAIN, &rng).unwrap();
+    assert_eq!(
+        Pepper::from_bytes(&store.key_pepper().await.unwrap()).digest(b"a"),
+        pepper.digest(b"a")
+    );
+    assert!(store
+        .resource_by_key(&pepper.digest(b"a"))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(chain_verifies(&store).await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_seals_concurrent_records_into_one_chain() {
+    let (_dir, store) = open();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (log, writer) = AuditLog::spawn(store.clone(), CHAIN);
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                log.record(draft(AuditEvent::AccessTokenRefused {
+                    reason: format!("r{i}"),
+                    status: 401,
+                }))
+                .await
+            })
+        })
+        .collect();
+    let mut seqs = Vec::new();
+    for t in tasks {
+        seqs.push(t.await.unwrap().unwrap());
+    }
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=300).collect::<Vec<u64>>());
+    assert_eq!(chain_verifies(store.as_ref()).await, 300);
+    let stats = log.stats();
+    let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        stats.records.load(std::sync::atomic::Ordering::Relaxed),
+        300
+    );
+    assert!(
+        batches < 300,
+        "records were grouped: {batches} commits for 300 records"
+    );
+    drop(log);
+    writer.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failing_log_refuses_every_waiting_record() {
+    let (_dir, store) = open();
+    // A real failure of the database, not a mock: a trigger aborts every insert into the log.
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+    )
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let (log, _writer) = AuditLog::spawn(store.clone(), CHAIN);
+    let err = log
+        .record(draft(AuditEvent::AccessTokenRefused {
+            reason: "x".into(),
+            status: 401,
+        }))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(
+        log.stats()
+            .failures
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    // A state change whose record cannot be written does not happen either.
+    let pepper = Pepper::from_bytes(&store.key_pepper().await.unwrap());
+    let r = resource(ISV);
+    let event = AuditEvent::ResourceCreated {
+        resource: r.id.clone(),
+    };
+    assert!(store
+        .create_resource(
+            &r,
+            &pepper.digest(b"a"),
+            &pepper.digest(b"b"),
+            &draft(event)
+        )
+        .await
+        .is_err());
+    assert!(store.resource(&r.id).await.unwrap().is_none());
+    conn.execute_batch("DROP TRIGGER audit_full").unwrap();
+    assert_eq!(
+        log.record(draft(AuditEvent::AccessTokenRefused {
+            reason: "y".into(),
+            status: 401
+        }))
+        .await
+        .unwrap(),
+        1
+    );
+}

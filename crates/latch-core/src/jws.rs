@@ -16,7 +16,6 @@
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine;
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::verify::TokenError;
@@ -128,89 +127,12 @@ fn parse_header(bytes: &[u8]) -> Result<Header, TokenError> {
     }
 }
 
-/// Parses UTF-8 JSON that must be an object, refusing duplicate member names at any depth
-/// (RFC 7515 §4, RFC 7519 §4: reject rather than keep the last).
+/// Parses a header or payload: a UTF-8 JSON object without duplicate member names.
 pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, TokenError> {
-    let text = std::str::from_utf8(bytes).map_err(|_| TokenError::Json)?;
-    let mut de = serde_json::Deserializer::from_str(text);
-    let value = match NoDuplicates::deserialize(&mut de) {
-        Ok(NoDuplicates(v)) => v,
-        Err(e) if e.to_string().starts_with(DUPLICATE) => return Err(TokenError::DuplicateMember),
-        Err(_) => return Err(TokenError::Json),
-    };
-    de.end().map_err(|_| TokenError::Json)?;
-    match value {
-        Value::Object(map) => Ok(map),
-        _ => Err(TokenError::Json),
-    }
-}
-
-const DUPLICATE: &str = "duplicate member name";
-
-/// A JSON value whose objects, at every depth, have unique member names.
-struct NoDuplicates(Value);
-
-impl<'de> Deserialize<'de> for NoDuplicates {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(NoDuplicatesVisitor)
-    }
-}
-
-struct NoDuplicatesVisitor;
-
-impl<'de> Visitor<'de> for NoDuplicatesVisitor {
-    type Value = NoDuplicates;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E>(self, v: bool) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::Bool(v)))
-    }
-
-    fn visit_i64<E>(self, v: i64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::from(v)))
-    }
-
-    fn visit_u64<E>(self, v: u64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::from(v)))
-    }
-
-    fn visit_f64<E>(self, v: f64) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::from(v)))
-    }
-
-    fn visit_str<E>(self, v: &str) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::String(v.to_owned())))
-    }
-
-    fn visit_string<E>(self, v: String) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::String(v)))
-    }
-
-    fn visit_unit<E>(self) -> Result<NoDuplicates, E> {
-        Ok(NoDuplicates(Value::Null))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<NoDuplicates, A::Error> {
-        let mut items = Vec::new();
-        while let Some(NoDuplicates(v)) = seq.next_element()? {
-            items.push(v);
-        }
-        Ok(NoDuplicates(Value::Array(items)))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<NoDuplicates, A::Error> {
-        let mut map = Map::new();
-        while let Some(key) = access.next_key::<String>()? {
-            let NoDuplicates(value) = access.next_value()?;
-            if map.insert(key, value).is_some() {
-                return Err(de::Error::custom(DUPLICATE));
-            }
-        }
-        Ok(NoDuplicates(Value::Object(map)))
-    }
+    crate::json::parse_object(bytes).map_err(|e| match e {
+        crate::json::JsonError::Duplicate => TokenError::DuplicateMember,
+        crate::json::JsonError::Invalid | crate::json::JsonError::NotObject => TokenError::Json,
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! * [`lifetime`]: the `expiredTime` bound (60..=86400 s, default 3600).
 //! * [`clock`]: the [`Clock`] trait; the only place that reads the system time.
 //! * [`claims`]: the claims of the two token kinds and the JOSE header.
+//! * [`json`]: strict JSON objects (no duplicate member names).
 //! * [`jws`]: the strict compact-serialization decoder (sizes, alphabet, duplicate keys).
 //! * [`signing`]: ES256 signing keys, `kid`s and the JWKS.
 //! * [`verify`]: the verifier, which hands out `Verified…` proof types.
@@ -22,6 +23,7 @@ pub mod claims;
 pub mod clock;
 pub mod feature;
 pub mod fuzz;
+pub mod json;
 pub mod jws;
 pub mod lifetime;
 pub mod resource_id;

@@ -15,7 +15,9 @@ use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 
+pub mod admin;
 pub mod audit_log;
+pub mod signing;
 pub mod sqlite;
 
 #[cfg(test)]

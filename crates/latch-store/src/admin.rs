@@ -1,0 +1,172 @@
+//! Administrative operations: the one place where resources, keys, grants, approvals and blocks
+//! change. The command line calls these on the local store; an admin API calls the same.
+//!
+//! Each operation makes its secrets (new keys) here, stores only their digests, and commits the
+//! change together with its audit record. The plaintext keys are returned once, to be shown once.
+
+use std::sync::Arc;
+
+use latch_core::audit::{Actor, AuditDraft, AuditEvent, KeySlot};
+use latch_core::secret::{Pepper, SubscriptionKey};
+use latch_core::{Clock, FeatureSet, ResourceId};
+use ring::rand::SecureRandom;
+
+use crate::{AuthMode, KeyInfo, Resource, Result, Store, StoreError};
+
+/// The two keys of a new resource, in plaintext.
+#[derive(Debug)]
+pub struct NewKeys {
+    /// `Key1`.
+    pub key1: SubscriptionKey,
+    /// `Key2`.
+    pub key2: SubscriptionKey,
+}
+
+/// Administrative operations over a store, on behalf of one actor.
+pub struct Admin {
+    store: Arc<dyn Store>,
+    rng: Arc<dyn SecureRandom + Send + Sync>,
+    clock: Arc<dyn Clock>,
+    actor: Actor,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin")
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    /// Operations by `actor`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        rng: Arc<dyn SecureRandom + Send + Sync>,
+        clock: Arc<dyn Clock>,
+        actor: Actor,
+    ) -> Self {
+        Admin {
+            store,
+            rng,
+            clock,
+            actor,
+        }
+    }
+
+    fn draft(&self, event: AuditEvent) -> AuditDraft {
+        AuditDraft {
+            time: self.clock.now(),
+            request_id: None,
+            actor: self.actor.clone(),
+            event,
+        }
+    }
+
+    fn new_key(&self) -> Result<SubscriptionKey> {
+        SubscriptionKey::generate(self.rng.as_ref())
+            .map_err(|_| StoreError::Unavailable("random number generator failed".into()))
+    }
+
+    async fn pepper(&self) -> Result<Pepper> {
+        Ok(Pepper::from_bytes(&self.store.key_pepper().await?))
+    }
+
+    /// Creates a resource with two fresh keys.
+    pub async fn create_resource(&self, id: &ResourceId) -> Result<(Resource, NewKeys)> {
+        let keys = NewKeys {
+            key1: self.new_key()?,
+            key2: self.new_key()?,
+        };
+        let pepper = self.pepper().await?;
+        let resource = Resource {
+            id: id.clone(),
+            created_at: self.clock.now(),
+            isv_enabled: false,
+            isv_grants: FeatureSet::new(),
+            approvals: FeatureSet::new(),
+            auth_mode: AuthMode::Key,
+        };
+        self.store
+            .create_resource(
+                &resource,
+                &pepper.digest(keys.key1.expose_secret().as_bytes()),
+                &pepper.digest(keys.key2.expose_secret().as_bytes()),
+                &self.draft(AuditEvent::ResourceCreated {
+                    resource: id.clone(),
+                }),
+            )
+            .await?;
+        Ok((resource, keys))
+    }
+
+    /// Replaces one key with a fresh one; the old value stops working when this returns.
+    pub async fn regenerate_key(&self, id: &ResourceId, slot: KeySlot) -> Result<SubscriptionKey> {
+        let key = self.new_key()?;
+        let digest = self.pepper().await?.digest(key.expose_secret().as_bytes());
+        let event = AuditEvent::KeyRegenerated {
+            resource: id.clone(),
+            slot,
+        };
+        self.store
+            .replace_key(id, slot, &digest, self.clock.now(), &self.draft(event))
+            .await?;
+        Ok(key)
+    }
+
+    /// The key slots of a resource, without the keys.
+    pub async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
+        self.store.keys(id).await
+    }
+
+    /// Enables or disables ISV issuance and sets what the ISV may grant.
+    pub async fn set_isv(
+        &self,
+        id: &ResourceId,
+        enabled: bool,
+        grants: &FeatureSet,
+    ) -> Result<Resource> {
+        let event = AuditEvent::IsvIssuanceChanged {
+            resource: id.clone(),
+            enabled,
+            grants: grants.clone(),
+        };
+        self.store
+            .set_isv(id, enabled, grants, &self.draft(event))
+            .await
+    }
+
+    /// Sets the features approved for a resource directly.
+    pub async fn set_approvals(&self, id: &ResourceId, features: &FeatureSet) -> Result<Resource> {
+        let event = AuditEvent::ApprovalsChanged {
+            resource: id.clone(),
+            features: features.clone(),
+        };
+        self.store
+            .set_approvals(id, features, &self.draft(event))
+            .await
+    }
+
+    /// Stops (`true`) or resumes issuance by `isv` for `client`.
+    pub async fn set_client_blocked(
+        &self,
+        isv: &ResourceId,
+        client: &ResourceId,
+        blocked: bool,
+    ) -> Result<()> {
+        let event = if blocked {
+            AuditEvent::ClientBlocked {
+                isv: isv.clone(),
+                client: client.clone(),
+            }
+        } else {
+            AuditEvent::ClientUnblocked {
+                isv: isv.clone(),
+                client: client.clone(),
+            }
+        };
+        self.store
+            .set_client_blocked(isv, client, blocked, self.clock.now(), &self.draft(event))
+            .await
+    }
+}

@@ -1,0 +1,129 @@
+//! The latch token service (STS).
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /sts/v1.0/issueLimitedAccessToken` | an ISV issues a limited access token for a client's resource |
+//! | `POST /sts/v1.0/issueToken` | any resource exchanges its key for a 10-minute bearer token |
+//! | `GET /.well-known/jwks.json` | the public keys of every token that may still be valid |
+//! | `GET /.well-known/oauth-authorization-server` (also `openid-configuration`) | issuer metadata |
+//!
+//! Layers, outer to inner: [`context::request_context`] (request id, access log) → secret
+//! headers marked sensitive → the handler, which bounds the body, authenticates, checks, signs
+//! and waits for the audit record to commit before it answers.
+
+use std::sync::Arc;
+
+use axum::http::header::{HeaderName, AUTHORIZATION};
+use axum::routing::{get, post};
+use axum::Router;
+use latch_core::secret::Pepper;
+use latch_core::Clock;
+use latch_store::audit_log::AuditLog;
+use latch_store::signing::KeyRing;
+use latch_store::Store;
+use ring::rand::SystemRandom;
+use tower::ServiceBuilder;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+
+pub mod context;
+mod discovery;
+pub mod error;
+mod issue;
+
+pub use error::ApiError;
+
+/// The largest request body accepted, in bytes.
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// The header that carries a subscription key.
+pub const SUBSCRIPTION_KEY_HEADER: HeaderName =
+    HeaderName::from_static("ocp-apim-subscription-key");
+/// The header that carries a limited access token to the Face front.
+pub const LIMITED_ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("limitedaccesstoken");
+/// The response header that tells an `issueToken` caller when to fetch a new token.
+pub const REFRESH_BY_HEADER: HeaderName = HeaderName::from_static("latch-refresh-by");
+
+/// What the STS is configured with.
+#[derive(Clone, Debug)]
+pub struct StsConfig {
+    /// The `iss` of every token, and the `issuer` of the metadata.
+    pub issuer: String,
+    /// The `region` claim, if any.
+    pub region: Option<String>,
+    /// The URL clients reach this service at (for `jwks_uri` in the metadata), no trailing `/`.
+    pub public_url: String,
+}
+
+/// Everything a request handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    audit: AuditLog,
+    keys: Arc<KeyRing>,
+    pepper: Pepper,
+    clock: Arc<dyn Clock>,
+    rng: SystemRandom,
+    config: StsConfig,
+}
+
+impl AppState {
+    /// The state of a service over `store`, writing audit records through `audit`.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        audit: AuditLog,
+        keys: Arc<KeyRing>,
+        clock: Arc<dyn Clock>,
+        config: StsConfig,
+    ) -> Result<Self, latch_store::StoreError> {
+        let pepper = Pepper::from_bytes(&store.key_pepper().await?);
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                audit,
+                keys,
+                pepper,
+                clock,
+                rng: SystemRandom::new(),
+                config,
+            }),
+        })
+    }
+}
+
+/// The STS's routes and layers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/sts/v1.0/issueLimitedAccessToken",
+            post(issue::limited_access_token),
+        )
+        .route("/sts/v1.0/issueToken", post(issue::access_token))
+        .route("/.well-known/jwks.json", get(discovery::jwks))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::metadata),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .with_state(state)
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(context::request_context))
+                .layer(SetSensitiveRequestHeadersLayer::new([
+                    SUBSCRIPTION_KEY_HEADER,
+                    AUTHORIZATION,
+                    LIMITED_ACCESS_TOKEN_HEADER,
+                ])),
+        )
+}
+
+#[cfg(test)]
+mod tests;

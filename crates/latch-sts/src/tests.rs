@@ -1,0 +1,567 @@
+//! The STS router, driven through `oneshot` on a real embedded store.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use http_body_util::BodyExt;
+use latch_core::audit::{Actor, AuditEvent, SealedRecord};
+use latch_core::{FeatureSet, FixedClock, ResourceId, UnixTime, Verifier};
+use latch_store::admin::Admin;
+use latch_store::audit_log::AuditLog;
+use latch_store::signing::KeyRing;
+use latch_store::sqlite::SqliteStore;
+use latch_store::Store;
+use ring::rand::SystemRandom;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+
+const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv-rg/providers/Microsoft.CognitiveServices/accounts/isv-face";
+const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client-rg/providers/Microsoft.CognitiveServices/accounts/client-face";
+const NOW: UnixTime = UnixTime(1_800_000_000);
+const ISSUER: &str = "urn:latch:test";
+
+struct Sts {
+    _dir: tempfile::TempDir,
+    store: SqliteStore,
+    app: Router,
+    keys: Arc<KeyRing>,
+    isv_key: String,
+    client_key: String,
+}
+
+async fn sts() -> Sts {
+    let dir = tempfile::tempdir().unwrap();
+    let rng = Arc::new(SystemRandom::new());
+    let store = SqliteStore::open(dir.path(), "main", rng.as_ref()).unwrap();
+    let shared: Arc<dyn Store> = Arc::new(store.clone());
+    let clock = Arc::new(FixedClock::at(NOW));
+    let admin = Admin::new(
+        shared.clone(),
+        rng.clone(),
+        clock.clone(),
+        Actor::LocalOperator,
+    );
+    let isv = ResourceId::parse(ISV).unwrap();
+    let (_, isv_keys) = admin.create_resource(&isv).await.unwrap();
+    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
+    admin.set_isv(&isv, true, &grants).await.unwrap();
+    let (_, client_keys) = admin
+        .create_resource(&ResourceId::parse(CLIENT).unwrap())
+        .await
+        .unwrap();
+    let keys = Arc::new(
+        KeyRing::load_or_create(shared.as_ref(), rng.as_ref(), clock.as_ref())
+            .await
+            .unwrap(),
+    );
+    let (audit, _writer) = AuditLog::spawn(shared.clone(), "main");
+    let config = StsConfig {
+        issuer: ISSUER.into(),
+        region: Some("local".into()),
+        public_url: "http://sts.test".into(),
+    };
+    let state = AppState::new(shared, audit, keys.clone(), clock, config)
+        .await
+        .unwrap();
+    Sts {
+        _dir: dir,
+        store,
+        app: router(state),
+        keys,
+        isv_key: isv_keys.key1.expose_secret().to_owned(),
+        client_key: client_keys.key2.expose_secret().to_owned(),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    content_type: String,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap()
+    }
+
+    fn message(&self) -> String {
+        self.json()["error"]["message"].as_str().unwrap().to_owned()
+    }
+
+    fn code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Sts {
+    async fn call(&self, req: Request<Body>) -> Answer {
+        let res = self.app.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let content_type = headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        Answer {
+            status,
+            content_type,
+            headers,
+            body,
+        }
+    }
+
+    async fn issue(&self, key: Option<&str>, query: &str, body: &str) -> Answer {
+        let mut req = Request::post(format!("/sts/v1.0/issueLimitedAccessToken{query}"))
+            .header("content-type", "application/json");
+        if let Some(key) = key {
+            req = req.header("Ocp-Apim-Subscription-Key", key);
+        }
+        self.call(req.body(Body::from(body.to_owned())).unwrap())
+            .await
+    }
+
+    async fn issue_ok_body(&self, body: &str) -> Answer {
+        self.issue(Some(&self.isv_key.clone()), "", body).await
+    }
+
+    async fn records(&self) -> Vec<SealedRecord> {
+        self.store
+            .audit_records("main", 0, 10_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::from_str(&r.body).unwrap())
+            .collect()
+    }
+
+    fn verifier(&self) -> Verifier {
+        Verifier::new(ISSUER, self.keys.public_keys().to_vec(), 0)
+    }
+}
+
+fn body(target: &str, flags: &[&str]) -> String {
+    json!({ "targetAzureResourceId": target, "featureFlags": flags }).to_string()
+}
+
+#[tokio::test]
+async fn issues_a_token_that_verifies_and_is_audited() {
+    let s = sts().await;
+    let a = s
+        .issue_ok_body(&body(CLIENT, &["Face.Identification"]))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.content_type, "application/jwt");
+    assert_eq!(a.headers["cache-control"], "no-store");
+    assert!(a.headers.contains_key("apim-request-id"));
+    let v = s.verifier().verify_limited_access(&a.body, NOW).unwrap();
+    let c = v.claims();
+    assert_eq!(c.azure_resource_id.as_str(), CLIENT);
+    assert_eq!(c.isv_resource_id.as_str(), ISV);
+    assert_eq!(c.feature_flags.to_csv(), "Face.Identification");
+    assert_eq!(c.exp, NOW.plus(3600));
+    assert_eq!(c.region.as_deref(), Some("local"));
+
+    let last = s.records().await.pop().unwrap();
+    match last.event {
+        AuditEvent::LimitedAccessTokenIssued {
+            jti,
+            fingerprint,
+            lifetime_secs,
+            ..
+        } => {
+            assert_eq!(jti, c.jti);
+            assert_eq!(fingerprint, v.fingerprint());
+            assert_eq!(lifetime_secs, 3600);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert_eq!(
+        last.request_id.as_deref(),
+        a.headers["apim-request-id"].to_str().ok()
+    );
+    assert!(!serde_json::to_string(&s.records().await)
+        .unwrap()
+        .contains(&a.body));
+}
+
+#[tokio::test]
+async fn the_older_resource_id_name_and_any_member_case_are_accepted() {
+    let s = sts().await;
+    let old = json!({ "resourceId": CLIENT, "featureFlags": ["Face.Verification"] }).to_string();
+    assert_eq!(s.issue_ok_body(&old).await.status, StatusCode::OK);
+    let cased = json!({ "TargetAzureResourceId": CLIENT, "FEATUREFLAGS": ["face.verification"] })
+        .to_string();
+    let a = s.issue_ok_body(&cased).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let claims = s.verifier().verify_limited_access(&a.body, NOW).unwrap();
+    assert_eq!(claims.claims().feature_flags.to_csv(), "Face.Verification");
+}
+
+#[tokio::test]
+async fn every_row_of_the_error_table() {
+    let s = sts().await;
+    let good = body(CLIENT, &["Face.Identification"]);
+    let cases: Vec<(Answer, StatusCode, &str, &str)> = vec![
+        (
+            s.issue_ok_body("").await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "Request body cannot be null or empty.",
+        ),
+        (
+            s.issue_ok_body("null").await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "Request body cannot be null or empty.",
+        ),
+        (
+            s.issue_ok_body(&json!({"featureFlags": ["Face.Identification"]}).to_string())
+                .await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "TargetAzureResourceId must not be null and must be well formed.",
+        ),
+        (
+            s.issue_ok_body(&json!({"targetAzureResourceId": CLIENT}).to_string())
+                .await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "FeatureFlags must not be null or empty.",
+        ),
+        (
+            s.issue_ok_body(&body(CLIENT, &[])).await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "FeatureFlags must not be null or empty.",
+        ),
+        (
+            s.issue(Some(&s.client_key), "", &good).await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "ISV features not enabled for this resource id.",
+        ),
+        (
+            s.issue_ok_body(&body(
+                CLIENT,
+                &["Face.Identification", "LimitedAccess.HighRisk"],
+            ))
+            .await,
+            StatusCode::BAD_REQUEST,
+            "BadArgument",
+            "Missing required flags to grant LimitedAccess.HighRisk.",
+        ),
+        (
+            s.issue(None, "", &good).await,
+            StatusCode::UNAUTHORIZED,
+            "401",
+            crate::error::INVALID_KEY_MESSAGE,
+        ),
+        (
+            s.issue(Some("wrong"), "", &good).await,
+            StatusCode::UNAUTHORIZED,
+            "401",
+            crate::error::INVALID_KEY_MESSAGE,
+        ),
+    ];
+    for (i, (a, status, code, message)) in cases.into_iter().enumerate() {
+        assert_eq!(a.status, status, "case {i}: {}", a.body);
+        assert_eq!(a.code(), code, "case {i}");
+        assert_eq!(a.message(), message, "case {i}");
+        assert_eq!(a.content_type, "application/json; charset=utf-8");
+    }
+}
+
+#[tokio::test]
+async fn malformed_targets_say_which_part_is_wrong() {
+    let s = sts().await;
+    let a = s
+        .issue_ok_body(&body(
+            &CLIENT.replace("22222222-2222", "nope"),
+            &["Face.Identification"],
+        ))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.message().starts_with(
+            "TargetAzureResourceId must not be null and must be well formed. The subscription id"
+        ),
+        "{}",
+        a.message()
+    );
+    let a = s
+        .issue_ok_body(
+            &json!({"targetAzureResourceId": 7, "featureFlags": ["Face.Identification"]})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(
+        a.message(),
+        "TargetAzureResourceId must not be null and must be well formed."
+    );
+}
+
+#[tokio::test]
+async fn our_own_refusals_name_the_problem() {
+    let s = sts().await;
+    let good = body(CLIENT, &["Face.Identification"]);
+    let a = s.issue_ok_body(&body(CLIENT, &["Face.Everything"])).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::BAD_REQUEST, "BadArgument".into())
+    );
+    assert!(a.message().contains("'Face.Everything'"), "{}", a.message());
+    let a = s.issue_ok_body("{not json").await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.message().contains("JSON"));
+    let a = s
+        .issue_ok_body(
+            r#"{"featureFlags":["Face.Identification"],"featureFlags":["Face.Verification"]}"#,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    let a = s
+        .issue_ok_body(
+            &json!({"targetAzureResourceId": CLIENT, "featureFlags": "Face.Identification"})
+                .to_string(),
+        )
+        .await;
+    assert_eq!(a.message(), "FeatureFlags must be an array of strings.");
+    let a = s.issue(Some(&s.isv_key), "?expiredTime=abc", &good).await;
+    assert!(a.message().contains("expiredTime"), "{}", a.message());
+    let a = s
+        .issue(Some(&s.isv_key), "?expiredTime=60&expiredTime=70", &good)
+        .await;
+    assert_eq!(a.message(), "expiredTime must be given at most once.");
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(MAX_BODY));
+    let a = s.issue_ok_body(&big).await;
+    assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn expired_time_boundaries() {
+    let s = sts().await;
+    let good = body(CLIENT, &["Face.Identification"]);
+    for (query, want) in [
+        ("", Some(3600)),
+        ("?expiredTime=60", Some(60)),
+        ("?expiredTime=86400", Some(86400)),
+        ("?ExpiredTime=120", Some(120)),
+        ("?expiredTime=59", None),
+        ("?expiredTime=86401", None),
+        ("?expiredTime=", None),
+        ("?expiredTime=1e3", None),
+    ] {
+        let a = s.issue(Some(&s.isv_key), query, &good).await;
+        match want {
+            Some(secs) => {
+                assert_eq!(a.status, StatusCode::OK, "{query}: {}", a.body);
+                let v = s.verifier().verify_limited_access(&a.body, NOW).unwrap();
+                assert_eq!(v.claims().exp, NOW.plus(secs), "{query}");
+            }
+            None => {
+                assert_eq!(a.status, StatusCode::BAD_REQUEST, "{query}");
+                assert!(
+                    a.message().starts_with("expiredTime must be"),
+                    "{query}: {}",
+                    a.message()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn blocked_clients_get_nothing() {
+    let s = sts().await;
+    let shared: Arc<dyn Store> = Arc::new(s.store.clone());
+    let admin = Admin::new(
+        shared,
+        Arc::new(SystemRandom::new()),
+        Arc::new(FixedClock::at(NOW)),
+        Actor::LocalOperator,
+    );
+    let (isv, client) = (
+        ResourceId::parse(ISV).unwrap(),
+        ResourceId::parse(CLIENT).unwrap(),
+    );
+    admin.set_client_blocked(&isv, &client, true).await.unwrap();
+    let a = s
+        .issue_ok_body(&body(&CLIENT.to_uppercase(), &["Face.Identification"]))
+        .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.message().contains("blocked"));
+    admin
+        .set_client_blocked(&isv, &client, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.issue_ok_body(&body(CLIENT, &["Face.Identification"]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn refusals_are_audited_with_their_reason_and_no_secret() {
+    let s = sts().await;
+    s.issue(
+        Some("not-a-key"),
+        "",
+        &body(CLIENT, &["Face.Identification"]),
+    )
+    .await;
+    s.issue_ok_body(&body(CLIENT, &["LimitedAccess.HighRisk"]))
+        .await;
+    let records = s.records().await;
+    let refusals: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            AuditEvent::LimitedAccessTokenRefused {
+                reason,
+                status,
+                isv,
+                features,
+                ..
+            } => Some((
+                reason.clone(),
+                *status,
+                isv.clone(),
+                features.to_csv(),
+                r.actor.clone(),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals.len(), 2);
+    assert_eq!(refusals[0].0, "invalid_key");
+    assert_eq!(refusals[0].1, 401);
+    assert_eq!(refusals[0].4, Actor::Anonymous);
+    assert_eq!(refusals[1].0, "flag_not_granted");
+    assert_eq!(refusals[1].2.as_ref().unwrap().as_str(), ISV);
+    assert_eq!(refusals[1].3, "LimitedAccess.HighRisk");
+    let all = serde_json::to_string(&records).unwrap();
+    assert!(!all.contains("not-a-key"));
+    assert!(!all.contains(&s.isv_key));
+}
+
+#[tokio::test]
+async fn no_token_without_its_audit_record() {
+    let s = sts().await;
+    let conn = rusqlite_open(&s);
+    conn.execute_batch("CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;")
+        .unwrap();
+    let before = s.records().await.len();
+    let a = s
+        .issue_ok_body(&body(CLIENT, &["Face.Identification"]))
+        .await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.code(), "ServiceUnavailable");
+    let req = Request::post("/sts/v1.0/issueToken")
+        .header("Ocp-Apim-Subscription-Key", &s.client_key)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(s.call(req).await.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(s.records().await.len(), before);
+    conn.execute_batch("DROP TRIGGER audit_full").unwrap();
+    assert_eq!(
+        s.issue_ok_body(&body(CLIENT, &["Face.Identification"]))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+/// A second, independent connection to the store's file, as another process would open it.
+fn rusqlite_open(s: &Sts) -> rusqlite::Connection {
+    rusqlite::Connection::open(s.store.path()).unwrap()
+}
+
+#[tokio::test]
+async fn issue_token_gives_a_ten_minute_bearer_token_and_a_refresh_time() {
+    let s = sts().await;
+    let req = Request::post("/sts/v1.0/issueToken")
+        .header("Ocp-Apim-Subscription-Key", &s.client_key)
+        .body(Body::empty())
+        .unwrap();
+    let a = s.call(req).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.content_type, "application/jwt");
+    let v = s.verifier().verify_access(&a.body, NOW).unwrap();
+    assert_eq!(v.claims().exp, NOW.plus(600));
+    assert_eq!(v.claims().azure_resource_id.as_str(), CLIENT);
+    assert_eq!(a.headers["latch-refresh-by"], NOW.plus(540).to_rfc3339());
+    // It is not a limited access token.
+    assert!(s.verifier().verify_limited_access(&a.body, NOW).is_err());
+    let req = Request::post("/sts/v1.0/issueToken")
+        .body(Body::empty())
+        .unwrap();
+    let a = s.call(req).await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::UNAUTHORIZED, "401".into())
+    );
+}
+
+#[tokio::test]
+async fn two_key_headers_are_refused() {
+    let s = sts().await;
+    let req = Request::post("/sts/v1.0/issueLimitedAccessToken")
+        .header("Ocp-Apim-Subscription-Key", &s.isv_key)
+        .header("Ocp-Apim-Subscription-Key", &s.isv_key)
+        .body(Body::from(body(CLIENT, &["Face.Identification"])))
+        .unwrap();
+    assert_eq!(s.call(req).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn jwks_and_metadata_describe_the_keys() {
+    let s = sts().await;
+    let a = s
+        .call(
+            Request::get("/.well-known/jwks.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    let jwks = a.json();
+    assert_eq!(jwks["keys"][0]["kid"], s.keys.active().kid());
+    assert_eq!(jwks["keys"][0]["alg"], "ES256");
+    assert!(jwks["keys"][0].get("d").is_none());
+    let a = s
+        .call(
+            Request::get("/.well-known/oauth-authorization-server")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let m = a.json();
+    assert_eq!(m["issuer"], ISSUER);
+    assert_eq!(m["jwks_uri"], "http://sts.test/.well-known/jwks.json");
+    assert_eq!(m["token_kinds"]["limited_access"]["typ"], "lat+jwt");
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_in_azure_form() {
+    let s = sts().await;
+    let a = s
+        .call(Request::get("/nope").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!((a.status, a.code()), (StatusCode::NOT_FOUND, "404".into()));
+    let a = s
+        .call(
+            Request::get("/sts/v1.0/issueToken")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+}

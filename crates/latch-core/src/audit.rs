@@ -384,8 +384,7 @@ pub fn verify_chain<'a>(
     bodies: impl IntoIterator<Item = &'a str>,
 ) -> Result<[u8; 32], ChainError> {
     let mut prev = prev;
-    let mut expected = first_seq;
-    for (index, body) in bodies.into_iter().enumerate() {
+    for (expected, (index, body)) in (first_seq..).zip(bodies.into_iter().enumerate()) {
         let record: SealedRecord =
             serde_json::from_str(body).map_err(|_| ChainError::Unreadable { index })?;
         if record.chain != chain {
@@ -409,7 +408,6 @@ pub fn verify_chain<'a>(
             });
         }
         prev = record_hash(body);
-        expected += 1;
     }
     Ok(prev)
 }

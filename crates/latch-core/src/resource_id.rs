@@ -168,42 +168,24 @@ impl ResourceId {
             return Err(ResourceIdError::TrailingSlash);
         }
 
-        // Byte ranges of the eight segments within `input`.
+        // Byte ranges of the eight segments within `input`; each is checked as it is reached,
+        // so the error names the first wrong part.
         let mut ranges: [Range<usize>; 8] = Default::default();
         let mut segments = rest.split('/');
         let mut offset = 1;
-        for (part, range) in Part::ORDER.iter().zip(ranges.iter_mut()) {
+        for (i, (part, range)) in Part::ORDER.iter().zip(ranges.iter_mut()).enumerate() {
             let segment = segments.next().ok_or(ResourceIdError::Missing(*part))?;
             if segment.is_empty() {
-                // "/subscriptions" alone splits into one segment; a missing tail is `Missing`,
-                // an empty segment between two slashes is `EmptyPart`.
                 return Err(ResourceIdError::EmptyPart(*part));
             }
+            check_segment(i, segment)?;
             *range = offset..offset + segment.len();
             offset += segment.len() + 1;
         }
         if segments.next().is_some() {
             return Err(ResourceIdError::ExtraSegments);
         }
-
         let seg = |i: usize| &input[ranges[i].clone()];
-        let keyword = |i: usize, word: &str| {
-            if seg(i).eq_ignore_ascii_case(word) {
-                Ok(())
-            } else {
-                Err(ResourceIdError::WrongKeyword(Part::ORDER[i]))
-            }
-        };
-        keyword(0, "subscriptions")?;
-        check_uuid(seg(1))?;
-        keyword(2, "resourceGroups")?;
-        check_resource_group(seg(3))?;
-        keyword(4, "providers")?;
-        if !seg(5).eq_ignore_ascii_case(NAMESPACE) {
-            return Err(ResourceIdError::WrongNamespace);
-        }
-        keyword(6, "accounts")?;
-        check_account_name(seg(7))?;
 
         let canonical = format!(
             "/subscriptions/{}/resourcegroups/{}/providers/microsoft.cognitiveservices/accounts/{}",
@@ -243,6 +225,28 @@ impl ResourceId {
     /// The account name, as spelled by the caller.
     pub fn account_name(&self) -> &str {
         &self.raw[self.account.clone()]
+    }
+}
+
+/// Checks segment `i` (0 to 7) of a resource id.
+fn check_segment(i: usize, s: &str) -> Result<(), ResourceIdError> {
+    let keyword = |word: &str| {
+        if s.eq_ignore_ascii_case(word) {
+            Ok(())
+        } else {
+            Err(ResourceIdError::WrongKeyword(Part::ORDER[i]))
+        }
+    };
+    match i {
+        0 => keyword("subscriptions"),
+        1 => check_uuid(s),
+        2 => keyword("resourceGroups"),
+        3 => check_resource_group(s),
+        4 => keyword("providers"),
+        5 if s.eq_ignore_ascii_case(NAMESPACE) => Ok(()),
+        5 => Err(ResourceIdError::WrongNamespace),
+        6 => keyword("accounts"),
+        _ => check_account_name(s),
     }
 }
 

@@ -146,6 +146,15 @@ fn errors_name_the_part() {
     assert!(err.to_string().contains("subscription id"), "{err}");
     let err = ResourceId::parse("/subscriptions").unwrap_err();
     assert_eq!(err.to_string(), "the subscription id is missing");
+    // The first wrong part is named, even when later parts are missing too.
+    let err = ResourceId::parse("/subscriptions/x").unwrap_err();
+    assert_eq!(err, ResourceIdError::SubscriptionIdNotUuid);
+    let err = ResourceId::parse("/subscriptions/dc4d27d9-ea49-4921-938f-7782a774e151/groups/x")
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ResourceIdError::WrongKeyword(Part::ResourceGroupsKeyword)
+    );
 }
 
 #[test]

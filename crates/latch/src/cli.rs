@@ -1,0 +1,195 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::Overrides;
+
+/// latch: a security token service for limited access features.
+#[derive(Debug, Parser)]
+#[command(name = "latch", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) global: Global,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Global {
+    /// Configuration file (TOML; unknown keys are refused).
+    #[arg(long, global = true, env = "LATCH_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory of the embedded store.
+    #[arg(long, global = true, env = "LATCH_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Text)]
+    pub(crate) output: Format,
+    /// Same as `-o json`.
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+}
+
+impl Global {
+    pub(crate) fn output(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.output
+        }
+    }
+
+    pub(crate) fn overrides(&self) -> Overrides {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Overrides {
+            data_dir: self.data_dir.clone(),
+            sts_listen: env("LATCH_STS_LISTEN"),
+            sts_public_url: env("LATCH_STS_PUBLIC_URL"),
+            issuer: env("LATCH_ISSUER"),
+            region: env("LATCH_REGION"),
+            audit_chain: env("LATCH_AUDIT_CHAIN"),
+            log_format: env("LATCH_LOG_FORMAT"),
+            log_level: env("LATCH_LOG"),
+        }
+    }
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    /// Lines for people.
+    Text,
+    /// JSON for scripts.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the token service.
+    Serve(ServeArgs),
+    /// Create, list and show resources.
+    #[command(subcommand)]
+    Resource(ResourceCommand),
+    /// List and regenerate a resource's two keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Enable or disable an ISV's right to issue limited access tokens, and what it may grant.
+    #[command(subcommand)]
+    Isv(IsvCommand),
+    /// Set the Limited Access features approved for a resource directly.
+    #[command(subcommand)]
+    Approval(ApprovalCommand),
+    /// Stop or resume an ISV's issuance for one client.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address the STS listens on (overrides `sts.listen`).
+    #[arg(long, env = "LATCH_STS_LISTEN")]
+    pub(crate) sts_listen: Option<String>,
+    /// Do not create the demo ISV and client in a new data directory.
+    #[arg(long)]
+    pub(crate) no_demo: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ResourceCommand {
+    /// Create a resource; prints its two keys, once.
+    Create {
+        /// The resource id (/subscriptions/.../accounts/NAME).
+        id: String,
+    },
+    /// List resources.
+    List,
+    /// Show one resource.
+    Show {
+        /// The resource id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeysCommand {
+    /// List the key slots and when each key was made (never the keys).
+    List {
+        /// The resource id.
+        id: String,
+    },
+    /// Replace one key; its old value stops working at once, the other key keeps working.
+    Regenerate {
+        /// The resource id.
+        id: String,
+        /// Which key: key1 or key2 (primary or secondary).
+        #[arg(long = "key", value_parser = parse_slot)]
+        slot: latch_core::audit::KeySlot,
+    },
+}
+
+fn parse_slot(s: &str) -> Result<latch_core::audit::KeySlot, String> {
+    latch_core::audit::KeySlot::parse(s).ok_or_else(|| format!("'{s}' is not key1 or key2"))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum IsvCommand {
+    /// Allow a resource to issue limited access tokens for the given features.
+    Enable {
+        /// The ISV's resource id.
+        id: String,
+        /// A feature it may grant (repeat, or separate with commas).
+        #[arg(long = "grant", required = true, value_delimiter = ',')]
+        grants: Vec<String>,
+    },
+    /// Stop a resource from issuing limited access tokens.
+    Disable {
+        /// The ISV's resource id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ApprovalCommand {
+    /// Set the features approved for a resource (no --feature clears them).
+    Set {
+        /// The resource id.
+        id: String,
+        /// An approved feature (repeat, or separate with commas).
+        #[arg(long = "feature", value_delimiter = ',')]
+        features: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClientCommand {
+    /// Stop an ISV's issuance for a client.
+    Block {
+        /// The ISV's resource id.
+        #[arg(long)]
+        isv: String,
+        /// The client's resource id.
+        client: String,
+    },
+    /// Resume an ISV's issuance for a client.
+    Unblock {
+        /// The ISV's resource id.
+        #[arg(long)]
+        isv: String,
+        /// The client's resource id.
+        client: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

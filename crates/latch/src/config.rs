@@ -1,0 +1,300 @@
+//! Configuration: defaults, then the TOML file, then environment variables and flags.
+//!
+//! The file is strict: an unknown key is an error, not a typo silently ignored. Everything is
+//! checked before a socket is bound; a bad configuration exits with code 78 (`EX_CONFIG`).
+//!
+//! | setting | file | environment | flag | default |
+//! |---|---|---|---|---|
+//! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
+//! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
+//! | STS listen address | `sts.listen` | `LATCH_STS_LISTEN` | `--sts-listen` | `127.0.0.1:8700` |
+//! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + listen address |
+//! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
+//! | `region` claim | `sts.region` | `LATCH_REGION` | | none |
+//! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
+//! | log filter | `log.level` | `LATCH_LOG` | | `info` |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// The file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML of our shape.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message (names the key and line).
+        message: String,
+    },
+    /// A value is out of its domain.
+    #[error("{setting}: {message}")]
+    Invalid {
+        /// Which setting.
+        setting: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    audit: AuditFile,
+    #[serde(default)]
+    sts: StsFile,
+    #[serde(default)]
+    log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditFile {
+    chain: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StsFile {
+    listen: Option<String>,
+    public_url: Option<String>,
+    issuer: Option<String>,
+    region: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogFile {
+    format: Option<String>,
+    level: Option<String>,
+}
+
+/// Values from the environment and the command line; they win over the file.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Overrides {
+    /// `--data-dir` / `LATCH_DATA_DIR`.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// `--sts-listen` / `LATCH_STS_LISTEN`.
+    pub(crate) sts_listen: Option<String>,
+    /// `LATCH_STS_PUBLIC_URL`.
+    pub(crate) sts_public_url: Option<String>,
+    /// `LATCH_ISSUER`.
+    pub(crate) issuer: Option<String>,
+    /// `LATCH_REGION`.
+    pub(crate) region: Option<String>,
+    /// `LATCH_AUDIT_CHAIN`.
+    pub(crate) audit_chain: Option<String>,
+    /// `LATCH_LOG_FORMAT`.
+    pub(crate) log_format: Option<String>,
+    /// `LATCH_LOG`.
+    pub(crate) log_level: Option<String>,
+}
+
+/// How logs are written (to standard error).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The checked configuration.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// Where the store lives.
+    pub(crate) data_dir: PathBuf,
+    /// This process's audit chain.
+    pub(crate) audit_chain: String,
+    /// Where the STS listens.
+    pub(crate) sts_listen: SocketAddr,
+    /// The STS's public URL, no trailing `/`.
+    pub(crate) sts_public_url: String,
+    /// `iss`.
+    pub(crate) issuer: String,
+    /// `region`.
+    pub(crate) region: Option<String>,
+    /// Log format.
+    pub(crate) log_format: LogFormat,
+    /// Log filter (`tracing_subscriber::EnvFilter` syntax).
+    pub(crate) log_level: String,
+}
+
+impl Config {
+    /// Loads `file` (if given) and applies `overrides`.
+    pub(crate) fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let parsed = match file {
+            None => File::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Self::parse(path, &text)?
+            }
+        };
+        Self::resolve(parsed, overrides)
+    }
+
+    fn parse(path: &Path, text: &str) -> Result<File, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    fn resolve(file: File, o: Overrides) -> Result<Config, ConfigError> {
+        let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+        let listen_text = o
+            .sts_listen
+            .or(file.sts.listen)
+            .unwrap_or_else(|| "127.0.0.1:8700".into());
+        let sts_listen: SocketAddr = listen_text.parse().map_err(|_| {
+            invalid(
+                "sts.listen",
+                format!("'{listen_text}' is not an address:port"),
+            )
+        })?;
+        let public_url = o
+            .sts_public_url
+            .or(file.sts.public_url)
+            .unwrap_or_else(|| format!("http://{sts_listen}"));
+        let public_url = public_url.trim_end_matches('/').to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(invalid(
+                "sts.public_url",
+                format!("'{public_url}' is not an http(s) URL"),
+            ));
+        }
+        let issuer = o
+            .issuer
+            .or(file.sts.issuer)
+            .unwrap_or_else(|| "urn:latch:sts".into());
+        if issuer.trim().is_empty() || issuer.len() > 256 {
+            return Err(invalid("sts.issuer", "must be 1 to 256 characters".into()));
+        }
+        let audit_chain = o
+            .audit_chain
+            .or(file.audit.chain)
+            .unwrap_or_else(|| "main".into());
+        if audit_chain.is_empty()
+            || audit_chain.len() > 64
+            || !audit_chain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "audit.chain",
+                "must be 1 to 64 letters, digits, '-' or '_'".into(),
+            ));
+        }
+        let log_format = match o.log_format.or(file.log.format).as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "log.format",
+                    format!("'{other}' is not 'text' or 'json'"),
+                ))
+            }
+        };
+        Ok(Config {
+            data_dir: o
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./data")),
+            audit_chain,
+            sts_listen,
+            sts_public_url: public_url,
+            issuer,
+            region: o.region.or(file.sts.region).filter(|r| !r.is_empty()),
+            log_format,
+            log_level: o
+                .log_level
+                .or(file.log.level)
+                .unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::resolve(
+            Config::parse(Path::new("test.toml"), text)?,
+            Overrides::default(),
+        )
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.sts_listen.to_string(), "127.0.0.1:8700");
+        assert_eq!(c.sts_public_url, "http://127.0.0.1:8700");
+        assert_eq!(c.issuer, "urn:latch:sts");
+        assert_eq!(c.audit_chain, "main");
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let err = parse("[sts]\nlisten = \"127.0.0.1:1\"\nissuer_typo = \"x\"\n").unwrap_err();
+        assert!(err.to_string().contains("issuer_typo"), "{err}");
+        let err = parse("colour = 1").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (text, setting) in [
+            ("[sts]\nlisten = \"localhost\"", "sts.listen"),
+            ("[sts]\npublic_url = \"ftp://x\"", "sts.public_url"),
+            ("[sts]\nissuer = \"\"", "sts.issuer"),
+            ("[audit]\nchain = \"a b\"", "audit.chain"),
+            ("[log]\nformat = \"xml\"", "log.format"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().starts_with(setting), "{text}: {err}");
+        }
+        assert!(parse("[sts]\nlisten = 5").is_err());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let file = Config::parse(
+            Path::new("t"),
+            "data_dir = \"/a\"\n[sts]\nlisten = \"127.0.0.1:1\"",
+        )
+        .unwrap();
+        let o = Overrides {
+            data_dir: Some("/b".into()),
+            sts_listen: Some("127.0.0.1:2".into()),
+            ..Overrides::default()
+        };
+        let c = Config::resolve(file, o).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/b"));
+        assert_eq!(c.sts_listen.port(), 2);
+        assert_eq!(c.sts_public_url, "http://127.0.0.1:2");
+    }
+
+    #[test]
+    fn the_example_file_in_deploy_is_valid() {
+        let text = include_str!("../../../deploy/latch.example.toml");
+        parse(text).unwrap();
+    }
+}

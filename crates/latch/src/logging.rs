@@ -1,0 +1,30 @@
+//! Diagnostic logs, to standard error. Audit records are not logs: they go to the store.
+//!
+//! Nothing secret is ever given to `tracing`: keys and tokens have no `Display`, request
+//! headers that carry them are marked sensitive, and the access log has the path, never the
+//! query. A test runs the server at `trace` level and searches its output for every key and
+//! token it used.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// Installs the global subscriber. Admin commands log warnings only, unless `LATCH_LOG` says
+/// otherwise.
+pub(crate) fn init(config: &Config, serving: bool) -> Result<(), String> {
+    let level = if serving || std::env::var_os("LATCH_LOG").is_some() {
+        config.log_level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level '{level}': {e}"))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let result = match config.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    result.map_err(|e| e.to_string())
+}

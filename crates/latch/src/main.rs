@@ -1,0 +1,70 @@
+//! `latch`: the token service and its administration.
+//!
+//! `main` parses the command line, loads the configuration, and hands over to [`serve`] or
+//! [`admin`]. Exit codes, for scripts: 0 success, 1 failure, 2 usage, 3 not found, 4 already
+//! exists, 78 configuration error.
+
+use std::process::ExitCode;
+
+mod admin;
+mod cli;
+mod config;
+mod logging;
+mod output;
+mod serve;
+
+use clap::Parser;
+
+/// Exit codes.
+pub(crate) mod exit {
+    pub(crate) const FAILURE: u8 = 1;
+    pub(crate) const NOT_FOUND: u8 = 3;
+    pub(crate) const ALREADY_EXISTS: u8 = 4;
+    pub(crate) const CONFIG: u8 = 78;
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let mut overrides = cli.global.overrides();
+    if let cli::Command::Serve(args) = &cli.command {
+        if args.sts_listen.is_some() {
+            overrides.sts_listen = args.sts_listen.clone();
+        }
+    }
+    let config = match config::Config::load(cli.global.config.as_deref(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("latch: configuration error: {e}");
+            return ExitCode::from(exit::CONFIG);
+        }
+    };
+    let serving = matches!(cli.command, cli::Command::Serve(_));
+    if let Err(e) = logging::init(&config, serving) {
+        eprintln!("latch: configuration error: {e}");
+        return ExitCode::from(exit::CONFIG);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latch: cannot start the runtime: {e}");
+            return ExitCode::from(exit::FAILURE);
+        }
+    };
+    let format = cli.global.output();
+    let result = runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Serve(args) => serve::run(config, args).await,
+            other => admin::run(config, other, format).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::error(format, &e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

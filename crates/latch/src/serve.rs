@@ -1,0 +1,168 @@
+//! `latch serve`: open the store, bootstrap a new one, and run the STS until stopped.
+//!
+//! A new data directory gets a signing key and, unless `--no-demo`, a demo ISV (granted
+//! Face.Identification and Face.Verification) and a demo client. Their keys go to
+//! `demo.env` in the data directory (mode 0600), for scripts and the README's curl lines; they
+//! are printed only when standard output is a terminal, so they never reach a log collector.
+//!
+//! On SIGINT or SIGTERM the server stops accepting, finishes the requests in flight, and waits
+//! for the audit writer to commit every queued record before the process exits.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use latch_core::audit::Actor;
+use latch_core::{Clock, FeatureSet, ResourceId, SystemClock};
+use latch_store::admin::{Admin, NewKeys};
+use latch_store::audit_log::AuditLog;
+use latch_store::signing::KeyRing;
+use latch_store::sqlite::{SqliteStore, FILE_NAME};
+use latch_store::Store;
+use latch_sts::{AppState, StsConfig};
+use ring::rand::SystemRandom;
+
+use crate::cli::ServeArgs;
+use crate::config::Config;
+use crate::output::{self, CliError};
+
+/// The demo ISV's resource id.
+pub(crate) const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/demo-isv-rg/providers/Microsoft.CognitiveServices/accounts/demo-isv-face";
+/// The demo client's resource id.
+pub(crate) const DEMO_CLIENT: &str = "/subscriptions/00000000-0000-4000-8000-000000000002/resourceGroups/demo-client-rg/providers/Microsoft.CognitiveServices/accounts/demo-client-face";
+/// The file the demo credentials are written to, in the data directory.
+pub(crate) const DEMO_FILE: &str = "demo.env";
+
+pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        CliError::new(
+            "StartupFailed",
+            format!("{what}: {e}"),
+            crate::exit::FAILURE,
+        )
+    };
+    let fresh = !config.data_dir.join(FILE_NAME).exists();
+    let rng = Arc::new(SystemRandom::new());
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        &config.data_dir,
+        &config.audit_chain,
+        rng.as_ref(),
+    )?);
+    let keys =
+        Arc::new(KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?);
+    if fresh && !args.no_demo {
+        let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
+        bootstrap_demo(&admin, &config).await?;
+    }
+
+    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
+    let sts_config = StsConfig {
+        issuer: config.issuer.clone(),
+        region: config.region.clone(),
+        public_url: config.sts_public_url.clone(),
+    };
+    let state = AppState::new(store, audit, keys.clone(), clock, sts_config).await?;
+    let listener = tokio::net::TcpListener::bind(config.sts_listen)
+        .await
+        .map_err(|e| fail(&format!("cannot listen on {}", config.sts_listen), &e))?;
+    let addr = listener.local_addr().map_err(|e| fail("listener", &e))?;
+    tracing::info!(target: "latch::serve", %addr, kid = keys.active().kid(), data_dir = %config.data_dir.display(), "STS listening");
+    output::line(&format!("latch: STS listening on http://{addr}"));
+
+    axum::serve(listener, latch_sts::router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| fail("server", &e))?;
+    // The router, and with it every audit handle, is gone: the writer drains and stops.
+    let _ = writer.await;
+    tracing::info!(target: "latch::serve", "stopped; every audit record is committed");
+    Ok(())
+}
+
+async fn bootstrap_demo(admin: &Admin, config: &Config) -> Result<(), CliError> {
+    let isv = ResourceId::parse(DEMO_ISV).map_err(|e| CliError::usage(e.to_string()))?;
+    let client = ResourceId::parse(DEMO_CLIENT).map_err(|e| CliError::usage(e.to_string()))?;
+    let (_, isv_keys) = admin.create_resource(&isv).await?;
+    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification")
+        .map_err(|e| CliError::usage(e.to_string()))?;
+    admin.set_isv(&isv, true, &grants).await?;
+    let (_, client_keys) = admin.create_resource(&client).await?;
+    let path = config.data_dir.join(DEMO_FILE);
+    write_private(&path, &demo_env(config, &isv_keys, &client_keys)).map_err(|e| {
+        CliError::new(
+            "StartupFailed",
+            format!("cannot write {}: {e}", path.display()),
+            crate::exit::FAILURE,
+        )
+    })?;
+    tracing::info!(target: "latch::serve", path = %path.display(), "created the demo ISV and client");
+    if std::io::stdout().is_terminal() {
+        output::line(&format!(
+            "Demo ISV:    {DEMO_ISV}\n  Key1: {}\nDemo client: {DEMO_CLIENT}\n  Key1: {}\n(also in {}; shown this once)",
+            isv_keys.key1.expose_secret(),
+            client_keys.key1.expose_secret(),
+            path.display()
+        ));
+    } else {
+        output::line(&format!(
+            "latch: demo credentials written to {}",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
+fn demo_env(config: &Config, isv: &NewKeys, client: &NewKeys) -> String {
+    format!(
+        "# latch demo credentials: secret, readable by the owner only.\n\
+         # Load them into a shell with:  set -a; . {dir}/{DEMO_FILE}; set +a\n\
+         LATCH_STS={url}\n\
+         ISV_RESOURCE_ID={DEMO_ISV}\n\
+         ISV_KEY={isv_key}\n\
+         ISV_KEY2={isv_key2}\n\
+         CLIENT_RESOURCE_ID={DEMO_CLIENT}\n\
+         CLIENT_KEY={client_key}\n\
+         CLIENT_KEY2={client_key2}\n",
+        dir = config.data_dir.display(),
+        url = config.sts_public_url,
+        isv_key = isv.key1.expose_secret(),
+        isv_key2 = isv.key2.expose_secret(),
+        client_key = client.key1.expose_secret(),
+        client_key2 = client.key2.expose_secret(),
+    )
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(target: "latch::serve", error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+    tracing::info!(target: "latch::serve", "shutting down");
+}

@@ -1,1 +1,13 @@
-fn main() {}
+//! The end-to-end tests: the real `latch` binary, on a real socket, with real clients.
+//!
+#![allow(unreachable_pub)]
+
+//! Every test starts its own server in a temporary data directory and ends with
+//! [`harness::Server::finish`], which stops it and searches everything it logged for every key
+//! and token the test handled.
+
+mod harness;
+
+mod cli;
+mod interop;
+mod sts_issue;

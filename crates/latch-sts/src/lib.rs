@@ -7,8 +7,8 @@
 //! | `GET /.well-known/jwks.json` | the public keys of every token that may still be valid |
 //! | `GET /.well-known/oauth-authorization-server` (also `openid-configuration`) | issuer metadata |
 //!
-//! Layers, outer to inner: [`context::request_context`] (request id, access log) → secret
-//! headers marked sensitive → the handler, which bounds the body, authenticates, checks, signs
+//! Layers, outer to inner: secret headers marked sensitive (so that nothing after can print
+//! them) → [`context::request_context`] (request id, access log) → the handler, which bounds the body, authenticates, checks, signs
 //! and waits for the audit record to commit before it answers.
 
 use std::sync::Arc;
@@ -116,12 +116,12 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(context::request_context))
                 .layer(SetSensitiveRequestHeadersLayer::new([
                     SUBSCRIPTION_KEY_HEADER,
                     AUTHORIZATION,
                     LIMITED_ACCESS_TOKEN_HEADER,
-                ])),
+                ]))
+                .layer(axum::middleware::from_fn(context::request_context)),
         )
 }
 

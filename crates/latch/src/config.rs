@@ -8,7 +8,7 @@
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
 //! | STS listen address | `sts.listen` | `LATCH_STS_LISTEN` | `--sts-listen` | `127.0.0.1:8700` |
-//! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + listen address |
+//! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
 //! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
 //! | `region` claim | `sts.region` | `LATCH_REGION` | | none |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
@@ -121,8 +121,8 @@ pub(crate) struct Config {
     pub(crate) audit_chain: String,
     /// Where the STS listens.
     pub(crate) sts_listen: SocketAddr,
-    /// The STS's public URL, no trailing `/`.
-    pub(crate) sts_public_url: String,
+    /// The STS's public URL, no trailing `/`; when unset, `http://` and the bound address.
+    pub(crate) sts_public_url: Option<String>,
     /// `iss`.
     pub(crate) issuer: String,
     /// `region`.
@@ -171,13 +171,14 @@ impl Config {
         let public_url = o
             .sts_public_url
             .or(file.sts.public_url)
-            .unwrap_or_else(|| format!("http://{sts_listen}"));
-        let public_url = public_url.trim_end_matches('/').to_owned();
-        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
-            return Err(invalid(
-                "sts.public_url",
-                format!("'{public_url}' is not an http(s) URL"),
-            ));
+            .map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "sts.public_url",
+                    format!("'{url}' is not an http(s) URL"),
+                ));
+            }
         }
         let issuer = o
             .issuer
@@ -245,7 +246,7 @@ mod tests {
     fn defaults() {
         let c = parse("").unwrap();
         assert_eq!(c.sts_listen.to_string(), "127.0.0.1:8700");
-        assert_eq!(c.sts_public_url, "http://127.0.0.1:8700");
+        assert_eq!(c.sts_public_url, None);
         assert_eq!(c.issuer, "urn:latch:sts");
         assert_eq!(c.audit_chain, "main");
         assert_eq!(c.log_format, LogFormat::Text);
@@ -289,7 +290,7 @@ mod tests {
         let c = Config::resolve(file, o).unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/b"));
         assert_eq!(c.sts_listen.port(), 2);
-        assert_eq!(c.sts_public_url, "http://127.0.0.1:2");
+        assert_eq!(c.sts_public_url, None);
     }
 
     #[test]

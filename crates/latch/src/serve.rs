@@ -51,22 +51,24 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     )?);
     let keys =
         Arc::new(KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?);
-    if fresh && !args.no_demo {
-        let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
-        bootstrap_demo(&admin, &config).await?;
-    }
-
-    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
-    let sts_config = StsConfig {
-        issuer: config.issuer.clone(),
-        region: config.region.clone(),
-        public_url: config.sts_public_url.clone(),
-    };
-    let state = AppState::new(store, audit, keys.clone(), clock, sts_config).await?;
     let listener = tokio::net::TcpListener::bind(config.sts_listen)
         .await
         .map_err(|e| fail(&format!("cannot listen on {}", config.sts_listen), &e))?;
     let addr = listener.local_addr().map_err(|e| fail("listener", &e))?;
+    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
+    let sts_config = StsConfig {
+        issuer: config.issuer.clone(),
+        region: config.region.clone(),
+        public_url: config
+            .sts_public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}")),
+    };
+    if fresh && !args.no_demo {
+        let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
+        bootstrap_demo(&admin, &config.data_dir, &sts_config.public_url).await?;
+    }
+    let state = AppState::new(store, audit, keys.clone(), clock, sts_config).await?;
     tracing::info!(target: "latch::serve", %addr, kid = keys.active().kid(), data_dir = %config.data_dir.display(), "STS listening");
     output::line(&format!("latch: STS listening on http://{addr}"));
 
@@ -80,7 +82,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     Ok(())
 }
 
-async fn bootstrap_demo(admin: &Admin, config: &Config) -> Result<(), CliError> {
+async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result<(), CliError> {
     let isv = ResourceId::parse(DEMO_ISV).map_err(|e| CliError::usage(e.to_string()))?;
     let client = ResourceId::parse(DEMO_CLIENT).map_err(|e| CliError::usage(e.to_string()))?;
     let (_, isv_keys) = admin.create_resource(&isv).await?;
@@ -88,8 +90,8 @@ async fn bootstrap_demo(admin: &Admin, config: &Config) -> Result<(), CliError> 
         .map_err(|e| CliError::usage(e.to_string()))?;
     admin.set_isv(&isv, true, &grants).await?;
     let (_, client_keys) = admin.create_resource(&client).await?;
-    let path = config.data_dir.join(DEMO_FILE);
-    write_private(&path, &demo_env(config, &isv_keys, &client_keys)).map_err(|e| {
+    let path = data_dir.join(DEMO_FILE);
+    write_private(&path, &demo_env(data_dir, sts_url, &isv_keys, &client_keys)).map_err(|e| {
         CliError::new(
             "StartupFailed",
             format!("cannot write {}: {e}", path.display()),
@@ -113,7 +115,7 @@ async fn bootstrap_demo(admin: &Admin, config: &Config) -> Result<(), CliError> 
     Ok(())
 }
 
-fn demo_env(config: &Config, isv: &NewKeys, client: &NewKeys) -> String {
+fn demo_env(data_dir: &Path, sts_url: &str, isv: &NewKeys, client: &NewKeys) -> String {
     format!(
         "# latch demo credentials: secret, readable by the owner only.\n\
          # Load them into a shell with:  set -a; . {dir}/{DEMO_FILE}; set +a\n\
@@ -124,8 +126,8 @@ fn demo_env(config: &Config, isv: &NewKeys, client: &NewKeys) -> String {
          CLIENT_RESOURCE_ID={DEMO_CLIENT}\n\
          CLIENT_KEY={client_key}\n\
          CLIENT_KEY2={client_key2}\n",
-        dir = config.data_dir.display(),
-        url = config.sts_public_url,
+        dir = data_dir.display(),
+        url = sts_url,
         isv_key = isv.key1.expose_secret(),
         isv_key2 = isv.key2.expose_secret(),
         client_key = client.key1.expose_secret(),

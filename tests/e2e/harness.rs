@@ -1,0 +1,333 @@
+//! Runs `latch serve` as a child process and talks HTTP to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use latch_store::sqlite::SqliteStore;
+use latch_store::Store;
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
+
+/// A running `latch serve`.
+pub struct Server {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    stdout: Arc<Mutex<String>>,
+    stderr_path: PathBuf,
+    /// Every secret this test handled: keys and tokens. None may appear in any log.
+    secrets: Mutex<Vec<String>>,
+    requests: std::sync::atomic::AtomicUsize,
+    client: Client<HttpConnector, Full<Bytes>>,
+    pub demo: Demo,
+}
+
+/// The demo credentials from `demo.env`.
+#[derive(Clone, Debug, Default)]
+pub struct Demo {
+    pub isv_id: String,
+    pub isv_key: String,
+    pub isv_key2: String,
+    pub client_id: String,
+    pub client_key: String,
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+
+    /// `(status, error.code, error.message)`.
+    pub fn error(&self) -> (u16, String, String) {
+        let j = self.json();
+        (
+            self.status,
+            j["error"]["code"].as_str().unwrap_or_default().to_owned(),
+            j["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    }
+}
+
+impl Server {
+    /// Starts a server with the demo bootstrap, logging at `trace`.
+    pub async fn start() -> Server {
+        Self::start_with(&[]).await
+    }
+
+    pub async fn start_with(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let stderr_path = dir.path().join("stderr.log");
+        let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--sts-listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args(extra)
+            .env("LATCH_LOG", "trace")
+            .env_remove("LATCH_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr))
+            .spawn()
+            .unwrap();
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        let sink = stdout.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                sink.lock().unwrap().push_str(&line);
+                sink.lock().unwrap().push('\n');
+                if let Some(url) = line.strip_prefix("latch: STS listening on ") {
+                    let _ = tx.send(url.to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server did not start: {}",
+                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                );
+            }
+        };
+        let demo = read_demo(&dir.path().join("data").join("demo.env"));
+        let server = Server {
+            child: Some(child),
+            dir,
+            url,
+            stdout,
+            stderr_path,
+            secrets: Mutex::new(Vec::new()),
+            requests: std::sync::atomic::AtomicUsize::new(0),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            demo: demo.clone(),
+        };
+        for s in [&demo.isv_key, &demo.isv_key2, &demo.client_key] {
+            if !s.is_empty() {
+                server.secret(s);
+            }
+        }
+        server
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Remembers a secret, to be searched for in the logs at the end.
+    pub fn secret(&self, s: &str) {
+        self.secrets.lock().unwrap().push(s.to_owned());
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.url));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        if headers
+            .get("content-type")
+            .is_some_and(|v| v == "application/jwt")
+        {
+            self.secret(&body);
+        }
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// `POST /sts/v1.0/issueLimitedAccessToken{query}` with a key and a body.
+    pub async fn issue(&self, key: Option<&str>, query: &str, body: &str) -> Answer {
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(k) = key {
+            headers.push(("Ocp-Apim-Subscription-Key", k));
+        }
+        self.request(
+            "POST",
+            &format!("/sts/v1.0/issueLimitedAccessToken{query}"),
+            &headers,
+            body,
+        )
+        .await
+    }
+
+    /// Runs a `latch` admin command against this server's data directory.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let out = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(args)
+            .env_remove("LATCH_CONFIG")
+            .env_remove("LATCH_LOG")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // Whatever it logged (standard error) is a log too.
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        self.stdout
+            .lock()
+            .unwrap()
+            .push_str(&format!("\n[cli stderr]\n{stderr}"));
+        out
+    }
+
+    /// The audit records the store holds, parsed.
+    pub async fn audit(&self) -> Vec<latch_core::audit::SealedRecord> {
+        let store = SqliteStore::open(
+            &self.data_dir(),
+            "e2e-reader",
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for chain in store.audit_chains().await.unwrap() {
+            for r in store.audit_records(&chain, 0, 1_000_000).await.unwrap() {
+                out.push(serde_json::from_str(&r.body).unwrap());
+            }
+        }
+        out
+    }
+
+    /// Stops the server (SIGTERM, graceful) and checks that no secret reached its output.
+    pub fn finish(mut self) {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let status = wait_for(&mut child, Duration::from_secs(20));
+        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap();
+        let stdout = self.stdout.lock().unwrap().clone();
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "server did not stop cleanly: {status:?}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("every audit record is committed"),
+            "{stderr}"
+        );
+        if self.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            // Request headers are logged at trace level, with the secret ones marked sensitive.
+            assert!(
+                stderr.contains("request headers"),
+                "logging ran at trace level"
+            );
+            assert!(
+                stderr.contains("Sensitive"),
+                "secret headers print as Sensitive"
+            );
+        }
+        let secrets = self.secrets.lock().unwrap();
+        assert!(!secrets.is_empty());
+        for secret in secrets.iter() {
+            // A token's signature alone would be as bad as the token: search for both.
+            let needles = [secret.as_str(), secret.rsplit('.').next().unwrap_or(secret)];
+            for needle in needles {
+                assert!(
+                    !stderr.contains(needle),
+                    "a secret appeared in the server's log"
+                );
+                assert!(
+                    !stdout.contains(needle),
+                    "a secret appeared on the server's standard output"
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+fn read_demo(path: &Path) -> Demo {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Demo::default();
+    };
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    Demo {
+        isv_id: get("ISV_RESOURCE_ID"),
+        isv_key: get("ISV_KEY"),
+        isv_key2: get("ISV_KEY2"),
+        client_id: get("CLIENT_RESOURCE_ID"),
+        client_key: get("CLIENT_KEY"),
+    }
+}
+
+/// A limited access token request body.
+pub fn lat_body(target: &str, flags: &[&str]) -> String {
+    serde_json::json!({ "targetAzureResourceId": target, "featureFlags": flags }).to_string()
+}

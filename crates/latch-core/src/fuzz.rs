@@ -14,24 +14,34 @@ use crate::resource_id::ResourceId;
 use crate::signing::PublicKey;
 use crate::verify::Verifier;
 
-/// The resource-id target.
-pub fn resource_id(data: &[u8]) {
+/// The resource-id target. Returns a label of the outcome (`ok` or the error), which a
+/// driver can use to keep inputs that reach outcomes not seen before.
+pub fn resource_id(data: &[u8]) -> String {
     let Ok(s) = std::str::from_utf8(data) else {
-        return;
+        return "not utf-8".into();
     };
-    if let Ok(id) = ResourceId::parse(s) {
-        assert_eq!(id.to_string(), s);
-        let again = ResourceId::parse(id.canonical()).expect("a canonical form parses");
-        assert_eq!(again, id);
-        assert_eq!(again.canonical(), id.canonical());
+    match ResourceId::parse(s) {
+        Ok(id) => {
+            assert_eq!(id.to_string(), s);
+            let again = ResourceId::parse(id.canonical()).expect("a canonical form parses");
+            assert_eq!(again, id);
+            assert_eq!(again.canonical(), id.canonical());
+            "ok".into()
+        }
+        Err(e) => format!("{e:?}"),
     }
 }
 
-/// The token target. `key` is the only trusted key; `signed` tells whether `data` is a token
-/// that key signed (the driver knows which seeds it minted).
-pub fn token(data: &[u8], key: &PublicKey, issuer: &str, now: UnixTime) -> bool {
+/// The token target: `key` is the only trusted key. Returns `Ok(kind)` for an accepted token
+/// and `Err(reason)` otherwise; a driver asserts that only tokens it minted are accepted.
+pub fn token(
+    data: &[u8],
+    key: &PublicKey,
+    issuer: &str,
+    now: UnixTime,
+) -> Result<&'static str, &'static str> {
     let Ok(s) = std::str::from_utf8(data) else {
-        return false;
+        return Err("not utf-8");
     };
     if let Ok(decoded) = jws::decode(s) {
         let mut parts = s.split('.');
@@ -40,8 +50,12 @@ pub fn token(data: &[u8], key: &PublicKey, issuer: &str, now: UnixTime) -> bool 
         assert_eq!(jws::b64url(&decoded.payload), p);
     }
     let verifier = Verifier::new(issuer, vec![key.clone()], 30);
-    let lat = verifier.verify_limited_access(s, now).is_ok();
-    let at = verifier.verify_access(s, now).is_ok();
-    assert!(!(lat && at), "one token accepted as both kinds");
-    lat || at
+    let lat = verifier.verify_limited_access(s, now);
+    let at = verifier.verify_access(s, now);
+    match (lat, at) {
+        (Ok(_), Ok(_)) => panic!("one token accepted as both kinds"),
+        (Ok(_), Err(_)) => Ok("limited_access"),
+        (Err(_), Ok(_)) => Ok("access"),
+        (Err(e), Err(_)) => Err(e.reason()),
+    }
 }

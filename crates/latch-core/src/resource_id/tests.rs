@@ -236,3 +236,25 @@ proptest! {
         let _ = ResourceId::parse(&s);
     }
 }
+
+#[test]
+fn fixture_tables() {
+    for line in include_str!("../../../../fixtures/resource-ids/valid.txt").lines() {
+        let id = ResourceId::parse(line).unwrap_or_else(|e| panic!("{line}: {e}"));
+        assert_eq!(id.as_str(), line);
+    }
+    let mut checked = 0;
+    for line in include_str!("../../../../fixtures/resource-ids/invalid.txt").lines() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (input, part) = line.split_once('\t').expect("id<TAB>part");
+        let err = ResourceId::parse(input).expect_err(input);
+        assert!(
+            err.to_string().contains(part),
+            "{input}: '{err}' should name {part}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 15);
+}

@@ -186,12 +186,7 @@ async fn issue_limited_access(
         region: inner.config.region.as_deref(),
     };
     let claims = LimitedAccessClaims::new(&grant, inner.clock.now(), jti);
-    let token = keys
-        .sign(TokenKind::LimitedAccess, &claims, &inner.rng)
-        .map_err(|e| {
-            tracing::error!(target: "latch::sts", error = %e, "signing failed");
-            ApiError::Internal
-        })?;
+    let token = sign(state, TokenKind::LimitedAccess, &claims)?;
     tracing::info!(target: "latch::sts", isv = %isv.id, target = %target, features = %features, jti = %claims.jti, exp = claims.exp.0, "limited access token issued");
     Ok(Signed {
         event: AuditEvent::LimitedAccessTokenIssued {
@@ -228,12 +223,7 @@ async fn issue_access(
         inner.clock.now(),
         jti,
     );
-    let token = keys
-        .sign(TokenKind::Access, &claims, &inner.rng)
-        .map_err(|e| {
-            tracing::error!(target: "latch::sts", error = %e, "signing failed");
-            ApiError::Internal
-        })?;
+    let token = sign(state, TokenKind::Access, &claims)?;
     tracing::info!(target: "latch::sts", resource = %resource.id, jti = %claims.jti, exp = claims.exp.0, "access token issued");
     Ok(Signed {
         headers: vec![(REFRESH_BY_HEADER, claims.refresh_by().to_rfc3339())],
@@ -246,6 +236,22 @@ async fn issue_access(
         },
         token,
     })
+}
+
+fn sign<C: serde::Serialize>(
+    state: &AppState,
+    kind: TokenKind,
+    claims: &C,
+) -> Result<String, ApiError> {
+    let inner = &state.inner;
+    inner
+        .keys
+        .active()
+        .sign(kind, claims, &inner.rng)
+        .map_err(|e| {
+            tracing::error!(target: "latch::sts", error = %e, "signing failed");
+            ApiError::Internal
+        })
 }
 
 /// The resource whose key the caller presented. Exactly one `Ocp-Apim-Subscription-Key`

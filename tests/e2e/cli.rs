@@ -50,7 +50,7 @@ async fn regenerating_key1_refuses_its_old_value_at_once_and_key2_keeps_working(
         !keys.to_string().contains(&new_key),
         "listing never shows a key"
     );
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -116,7 +116,7 @@ async fn a_new_isv_is_created_enabled_narrowed_and_disabled() {
     assert_eq!(shown["isvEnabled"], false);
     let (_, _, message) = s.issue(Some(&key), "", &both).await.error();
     assert_eq!(message, "ISV features not enabled for this resource id.");
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -155,7 +155,7 @@ async fn exit_codes_tell_scripts_what_happened() {
     let out = s.cli(&["--json", "resource", "show", NEW]);
     let err: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(err["error"]["code"], "NotFound");
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -168,7 +168,7 @@ async fn no_demo_means_no_demo() {
     let created = json_out(&s.cli(&["--json", "resource", "create", NEW]));
     s.secret(created["key1"].as_str().unwrap());
     s.secret(created["key2"].as_str().unwrap());
-    s.finish();
+    s.finish().await;
 }
 
 #[test]
@@ -189,6 +189,17 @@ fn the_demo_file_is_private() {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(s.data_dir()).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("latch.db") {
+                files += 1;
+                let mode = entry.metadata().unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600, "{name}");
+            }
+        }
+        assert!(files >= 2, "the database and its write-ahead log");
     }
-    s.finish();
+    rt.block_on(s.finish());
 }

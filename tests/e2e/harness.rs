@@ -40,6 +40,7 @@ pub struct Demo {
     pub isv_key2: String,
     pub client_id: String,
     pub client_key: String,
+    pub client_key2: String,
 }
 
 /// An HTTP answer.
@@ -133,7 +134,12 @@ impl Server {
             client: Client::builder(TokioExecutor::new()).build_http(),
             demo: demo.clone(),
         };
-        for s in [&demo.isv_key, &demo.isv_key2, &demo.client_key] {
+        for s in [
+            &demo.isv_key,
+            &demo.isv_key2,
+            &demo.client_key,
+            &demo.client_key2,
+        ] {
             if !s.is_empty() {
                 server.secret(s);
             }
@@ -222,6 +228,24 @@ impl Server {
         out
     }
 
+    /// Every audit record's body, concatenated.
+    async fn audit_bodies(&self) -> String {
+        let store = SqliteStore::open(
+            &self.data_dir(),
+            "e2e-reader",
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let mut out = String::new();
+        for chain in store.audit_chains().await.unwrap() {
+            for r in store.audit_records(&chain, 0, 1_000_000).await.unwrap() {
+                out.push_str(&r.body);
+                out.push('\n');
+            }
+        }
+        out
+    }
+
     /// The audit records the store holds, parsed.
     pub async fn audit(&self) -> Vec<latch_core::audit::SealedRecord> {
         let store = SqliteStore::open(
@@ -239,8 +263,10 @@ impl Server {
         out
     }
 
-    /// Stops the server (SIGTERM, graceful) and checks that no secret reached its output.
-    pub fn finish(mut self) {
+    /// Stops the server (SIGTERM, graceful) and checks that no secret reached its output or
+    /// its audit records.
+    pub async fn finish(mut self) {
+        let audit = self.audit_bodies().await;
         let mut child = self.child.take().unwrap();
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -264,8 +290,8 @@ impl Server {
                 "logging ran at trace level"
             );
             assert!(
-                stderr.contains("Sensitive"),
-                "secret headers print as Sensitive"
+                stderr.contains(r#""ocp-apim-subscription-key": "<not logged>""#),
+                "the key header was seen and its value not logged"
             );
         }
         let secrets = self.secrets.lock().unwrap();
@@ -281,6 +307,10 @@ impl Server {
                 assert!(
                     !stdout.contains(needle),
                     "a secret appeared on the server's standard output"
+                );
+                assert!(
+                    !audit.contains(needle),
+                    "a secret appeared in an audit record"
                 );
             }
         }
@@ -324,6 +354,7 @@ fn read_demo(path: &Path) -> Demo {
         isv_key2: get("ISV_KEY2"),
         client_id: get("CLIENT_RESOURCE_ID"),
         client_key: get("CLIENT_KEY"),
+        client_key2: get("CLIENT_KEY2"),
     }
 }
 

@@ -52,7 +52,7 @@ async fn josekit_verifies_a_token_with_the_jwks_alone() {
     ]);
     parts[1] = latch_core::jws::b64url(claims.to_string());
     assert!(josekit::jwt::decode_with_verifier(parts.join("."), &verifier).is_err());
-    s.finish();
+    s.finish().await;
 }
 
 fn pyjwt(
@@ -149,5 +149,5 @@ async fn pyjwt_verifies_a_token_with_the_jwks_alone() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    s.finish();
+    s.finish().await;
 }

@@ -21,7 +21,7 @@ fn assert_refused(a: &Answer, status: u16, code: &str, message: &str) {
         a.body
     );
     assert_eq!(a.header("content-type"), "application/json; charset=utf-8");
-    assert!(jws::decode(&a.body).is_err(), "a refusal carries no token");
+    assert!(!a.body.contains("eyJ"), "a refusal carries no token");
 }
 
 #[tokio::test]
@@ -139,7 +139,7 @@ async fn every_row_of_the_error_table_is_answered_and_audited() {
             "invalid_key"
         ]
     );
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn expired_time_boundaries() {
             }
         }
     }
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -219,7 +219,7 @@ async fn an_issued_token_says_who_for_what_and_is_audited_with_the_request_id() 
         }
         other => panic!("{other:?}"),
     }
-    s.finish();
+    s.finish().await;
 }
 
 #[tokio::test]
@@ -252,5 +252,5 @@ async fn chunked_bodies_and_the_older_field_name_work() {
         claims(token)["featureFlags"],
         json!(["Face.Identification"])
     );
-    s.finish();
+    s.finish().await;
 }

@@ -73,6 +73,13 @@ pub enum Actor {
         /// Which key.
         slot: KeySlot,
     },
+    /// A caller that presented an `issueToken` access token.
+    AccessToken {
+        /// The resource it stands for.
+        resource: ResourceId,
+        /// Its id.
+        jti: String,
+    },
     /// A caller whose credential was missing or wrong.
     Anonymous,
     /// The local operator, through the command line on the store itself.
@@ -136,6 +143,45 @@ pub enum AuditEvent {
         reason: String,
         /// The HTTP status answered.
         status: u16,
+    },
+    /// A call to the Face front presented a limited access token.
+    LimitedAccessTokenUsed {
+        /// The resource the call authenticated as.
+        resource: ResourceId,
+        /// The Face operation (`identify`, `verify`, ...).
+        operation: String,
+        /// `accepted`, `refused`, or `not_needed` (a direct approval, or an operation that
+        /// needs no feature).
+        outcome: String,
+        /// Why it was refused (`expired`, `other_resource`, `missing_feature`, `revoked`, ...).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// The token's id, when it verified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jti: Option<String>,
+        /// The issuing ISV, when it verified.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        isv: Option<ResourceId>,
+        /// The fingerprint of what was presented.
+        fingerprint: String,
+    },
+    /// Issued limited access tokens were revoked.
+    TokensRevoked {
+        /// `jti`, `target` (every token for a resource issued before `before`) or `isv`
+        /// (every token of an ISV issued before `before`).
+        scope: String,
+        /// The `jti` or the canonical resource id.
+        subject: String,
+        /// For `target` and `isv`: tokens issued before this time are revoked.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<UnixTime>,
+    },
+    /// A resource's authentication mode changed.
+    AuthModeChanged {
+        /// The resource.
+        resource: ResourceId,
+        /// `key` or `token`.
+        mode: String,
     },
     /// A resource was created with two new keys.
     ResourceCreated {
@@ -232,6 +278,49 @@ impl AuditEvent {
             AuditEvent::AccessTokenRefused { .. } => {
                 ("access_token_refused", "failure", None, None, None)
             }
+            AuditEvent::LimitedAccessTokenUsed {
+                resource,
+                outcome,
+                jti,
+                isv,
+                ..
+            } => (
+                "limited_access_token_used",
+                if outcome == "refused" {
+                    "failure"
+                } else {
+                    "success"
+                },
+                isv.as_ref().and_then(canon),
+                canon(resource),
+                jti.clone(),
+            ),
+            AuditEvent::AuthModeChanged { resource, .. } => {
+                ("auth_mode_changed", "success", None, canon(resource), None)
+            }
+            AuditEvent::TokensRevoked { scope, subject, .. } => match scope.as_str() {
+                "jti" => (
+                    "tokens_revoked",
+                    "success",
+                    None,
+                    None,
+                    Some(subject.clone()),
+                ),
+                "isv" => (
+                    "tokens_revoked",
+                    "success",
+                    Some(subject.clone()),
+                    None,
+                    None,
+                ),
+                _ => (
+                    "tokens_revoked",
+                    "success",
+                    None,
+                    Some(subject.clone()),
+                    None,
+                ),
+            },
             AuditEvent::ResourceCreated { resource } => {
                 ("resource_created", "success", None, canon(resource), None)
             }

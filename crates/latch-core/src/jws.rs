@@ -55,8 +55,8 @@ pub struct Header {
     pub kid: String,
 }
 
-/// A token split into its parts, with nothing verified yet.
-#[derive(Debug)]
+/// A token split into its parts, with nothing verified yet. Its `Debug` shows the header only:
+/// the signing input and signature together are the whole token.
 pub struct Decoded<'a> {
     /// The decoded header.
     pub header: Header,
@@ -66,6 +66,14 @@ pub struct Decoded<'a> {
     pub payload: Vec<u8>,
     /// The decoded signature bytes, any length.
     pub signature: Vec<u8>,
+}
+
+impl std::fmt::Debug for Decoded<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decoded")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Splits and decodes a compact JWS, refusing anything outside the rules of the module doc.

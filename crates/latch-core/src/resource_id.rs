@@ -8,7 +8,7 @@
 //! token claims, and derives one canonical form (all lowercase) that is used for equality,
 //! hashing, ordering and store lookups. The keywords (`subscriptions`, `resourceGroups`,
 //! `providers`, the namespace, `accounts`) and the names compare case-insensitively, as Azure
-//! Resource Manager does.
+//! Resource Manager does (see [`fold_case`] for non-ASCII group names).
 //!
 //! The rules, from the ARM naming rules for these resource types:
 //!
@@ -190,7 +190,7 @@ impl ResourceId {
         let canonical = format!(
             "/subscriptions/{}/resourcegroups/{}/providers/microsoft.cognitiveservices/accounts/{}",
             seg(1).to_ascii_lowercase(),
-            seg(3).to_lowercase(),
+            fold_case(seg(3)),
             seg(7).to_ascii_lowercase(),
         );
         Ok(ResourceId {
@@ -226,6 +226,26 @@ impl ResourceId {
     pub fn account_name(&self) -> &str {
         &self.raw[self.account.clone()]
     }
+}
+
+/// The case-folded form of a resource group name: each character mapped on its own to its
+/// lowercase form when that is a single character, and kept otherwise.
+///
+/// Mapping character by character, like .NET's ordinal ignore-case comparison that Azure uses,
+/// avoids context rules (a final `Σ` is `σ` here, as anywhere) and one-to-many mappings (`İ`
+/// would become `i` + U+0307, a combining mark the name alphabet does not admit), so the
+/// canonical form is always itself a valid name. Names are not Unicode-normalized; a
+/// decomposed `e` + U+0301 is refused outright, as combining marks are not letters.
+fn fold_case(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            let mut lower = c.to_lowercase();
+            match (lower.next(), lower.next()) {
+                (Some(l), None) => l,
+                _ => c,
+            }
+        })
+        .collect()
 }
 
 /// Checks segment `i` (0 to 7) of a resource id.

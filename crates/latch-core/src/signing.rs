@@ -245,7 +245,9 @@ mod tests {
         let key = SigningKey::generate(&rng).unwrap();
         let shown = format!("{key:?}");
         assert!(shown.contains(key.kid()));
-        assert!(!shown.contains("pkcs8"));
+        let der = format!("{:?}", key.pkcs8());
+        assert!(!shown.contains(&der[1..40]), "no bytes of the private key");
+        assert!(!shown.contains(&b64url(key.pkcs8())[..20]));
     }
 
     #[test]

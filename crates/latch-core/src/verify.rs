@@ -234,7 +234,10 @@ impl Verifier {
             self.verify(token, TokenKind::LimitedAccess, now)?;
         // `sub` and `azure-resource-id` are two spellings of one fact; refuse a token where
         // they disagree rather than pick one.
-        if claims.sub != claims.azure_resource_id.as_str() || claims.feature_flags.is_empty() {
+        if claims.sub != claims.azure_resource_id.as_str()
+            || claims.feature_flags.is_empty()
+            || claims.jti.is_empty()
+        {
             return Err(TokenError::Claims);
         }
         Ok(VerifiedLimitedAccess {
@@ -251,7 +254,7 @@ impl Verifier {
         now: UnixTime,
     ) -> Result<VerifiedAccessToken, TokenError> {
         let (claims, kid): (AccessClaims, _) = self.verify(token, TokenKind::Access, now)?;
-        if claims.sub != claims.azure_resource_id.as_str() {
+        if claims.sub != claims.azure_resource_id.as_str() || claims.jti.is_empty() {
             return Err(TokenError::Claims);
         }
         Ok(VerifiedAccessToken {

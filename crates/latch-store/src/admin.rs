@@ -11,7 +11,7 @@ use latch_core::secret::{Pepper, SubscriptionKey};
 use latch_core::{Clock, FeatureSet, ResourceId};
 use ring::rand::SecureRandom;
 
-use crate::{AuthMode, KeyInfo, Resource, Result, Store, StoreError};
+use crate::{AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError};
 
 /// The two keys of a new resource, in plaintext.
 #[derive(Debug)]
@@ -144,6 +144,39 @@ impl Admin {
         };
         self.store
             .set_approvals(id, features, &self.draft(event))
+            .await
+    }
+
+    /// Sets how the resource's Face endpoint authenticates callers: keys or `issueToken` tokens.
+    pub async fn set_auth_mode(&self, id: &ResourceId, mode: AuthMode) -> Result<Resource> {
+        let event = AuditEvent::AuthModeChanged {
+            resource: id.clone(),
+            mode: mode.as_str().to_owned(),
+        };
+        self.store.set_auth_mode(id, mode, &self.draft(event)).await
+    }
+
+    /// Revokes issued limited access tokens.
+    pub async fn revoke(&self, revocation: &Revocation) -> Result<()> {
+        let event = match revocation {
+            Revocation::Token { jti, .. } => AuditEvent::TokensRevoked {
+                scope: "jti".into(),
+                subject: jti.clone(),
+                before: None,
+            },
+            Revocation::TargetBefore { target, before } => AuditEvent::TokensRevoked {
+                scope: "target".into(),
+                subject: target.canonical().to_owned(),
+                before: Some(*before),
+            },
+            Revocation::IsvBefore { isv, before } => AuditEvent::TokensRevoked {
+                scope: "isv".into(),
+                subject: isv.canonical().to_owned(),
+                before: Some(*before),
+            },
+        };
+        self.store
+            .add_revocation(revocation, &self.draft(event))
             .await
     }
 

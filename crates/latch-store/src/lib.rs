@@ -102,8 +102,8 @@ pub struct KeyInfo {
 pub struct StoredSigningKey {
     /// Its `kid`.
     pub kid: String,
-    /// The PKCS#8 document.
-    pub pkcs8: Vec<u8>,
+    /// The PKCS#8 document, wiped from memory when dropped.
+    pub pkcs8: zeroize::Zeroizing<Vec<u8>>,
     /// When it was created.
     pub created_at: UnixTime,
     /// When it stopped signing, if it has.
@@ -118,6 +118,32 @@ impl std::fmt::Debug for StoredSigningKey {
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
     }
+}
+
+/// A revocation of issued limited access tokens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Revocation {
+    /// One token, by `jti`; the entry may go once the token has expired.
+    Token {
+        /// Its id.
+        jti: String,
+        /// When it expires.
+        expires: UnixTime,
+    },
+    /// Every token for a client resource issued before a time (AWS's "revoke older sessions").
+    TargetBefore {
+        /// The client resource.
+        target: ResourceId,
+        /// Tokens issued before this are revoked.
+        before: UnixTime,
+    },
+    /// Every token of an ISV issued before a time.
+    IsvBefore {
+        /// The ISV's resource.
+        isv: ResourceId,
+        /// Tokens issued before this are revoked.
+        before: UnixTime,
+    },
 }
 
 /// One stored audit record.
@@ -177,6 +203,14 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditDraft,
     ) -> Result<Resource>;
 
+    /// Sets how the resource's Face endpoint authenticates callers.
+    async fn set_auth_mode(
+        &self,
+        id: &ResourceId,
+        mode: AuthMode,
+        audit: &AuditDraft,
+    ) -> Result<Resource>;
+
     /// Replaces one key's digest; the old value stops working when this returns.
     async fn replace_key(
         &self,
@@ -202,6 +236,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether an ISV has blocked a client.
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool>;
+
+    /// Records a revocation. Entries carry the time after which no token they cover can still
+    /// be valid, so the list stays small.
+    async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()>;
+
+    /// Whether a token (by id, issuer, target and issue time) is revoked.
+    async fn is_revoked(
+        &self,
+        jti: &str,
+        isv: &ResourceId,
+        target: &ResourceId,
+        iat: UnixTime,
+    ) -> Result<bool>;
 
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;

@@ -31,7 +31,7 @@ impl KeyRing {
                 SigningKey::generate(rng).map_err(|e| StoreError::Unavailable(e.to_string()))?;
             let row = StoredSigningKey {
                 kid: key.kid().to_owned(),
-                pkcs8: key.pkcs8().to_vec(),
+                pkcs8: zeroize::Zeroizing::new(key.pkcs8().to_vec()),
                 created_at: clock.now(),
                 retired_at: None,
             };

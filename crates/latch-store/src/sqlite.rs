@@ -22,7 +22,8 @@ use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    AuthMode, KeyInfo, Resource, Result, Store, StoreError, StoredAuditRecord, StoredSigningKey,
+    AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError, StoredAuditRecord,
+    StoredSigningKey,
 };
 
 /// The database file's name within the data directory.
@@ -32,7 +33,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: usize = 4;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BLOB NOT NULL
@@ -82,7 +84,18 @@ CREATE INDEX audit_time ON audit (time);
 CREATE INDEX audit_isv ON audit (isv, time);
 CREATE INDEX audit_target ON audit (target, time);
 CREATE INDEX audit_jti ON audit (jti);
-"#];
+"#,
+    r#"
+CREATE TABLE revocations (
+    scope      TEXT NOT NULL CHECK (scope IN ('jti', 'target', 'isv')),
+    subject    TEXT NOT NULL,
+    before     INTEGER,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+CREATE INDEX revocations_expiry ON revocations (expires_at);
+"#,
+];
 
 /// The embedded store.
 #[derive(Clone)]
@@ -113,6 +126,7 @@ impl SqliteStore {
     pub fn open(dir: &Path, chain: &str, rng: &dyn SecureRandom) -> Result<Self> {
         create_private_dir(dir)?;
         let path = dir.join(FILE_NAME);
+        create_private_file(&path)?;
         let mut writer = connect(&path)?;
         migrate(&mut writer)?;
         ensure_pepper(&mut writer, rng)?;
@@ -205,6 +219,26 @@ fn create_private_dir(dir: &Path) -> Result<()> {
     })
 }
 
+/// Creates the database file, owner-only, before SQLite opens it: SQLite gives its `-wal` and
+/// `-shm` files the database file's mode, so they are owner-only too. An existing file is
+/// narrowed to owner-only.
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .map_err(|e| unavailable(&format!("cannot create {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| unavailable(&format!("cannot restrict {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
@@ -214,12 +248,6 @@ fn connect(path: &Path) -> Result<Connection> {
         .map_err(sql)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(sql)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        // The file holds key digests and signing keys: owner only.
-        let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
-    }
     Ok(conn)
 }
 
@@ -513,6 +541,25 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn set_auth_mode(
+        &self,
+        id: &ResourceId,
+        mode: AuthMode,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let id = id.clone();
+        self.change(audit, move |tx| {
+            must_exist(tx, &id)?;
+            tx.execute(
+                "UPDATE resources SET auth_mode = ?2 WHERE canonical = ?1",
+                params![id.canonical(), mode.as_str()],
+            )
+            .map_err(sql)?;
+            must_exist(tx, &id)
+        })
+        .await
+    }
+
     async fn replace_key(
         &self,
         id: &ResourceId,
@@ -605,6 +652,73 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
+        // Whatever a revocation covers is over once its tokens' longest life (plus the
+        // verifier's largest leeway) has passed.
+        let horizon = |t: UnixTime| {
+            t.plus(i64::from(latch_core::Lifetime::MAX_SECS) + latch_core::verify::MAX_LEEWAY_SECS)
+        };
+        let (scope, subject, before, expires) = match revocation {
+            Revocation::Token { jti, expires } => (
+                "jti",
+                jti.clone(),
+                None,
+                expires.plus(latch_core::verify::MAX_LEEWAY_SECS),
+            ),
+            Revocation::TargetBefore { target, before } => (
+                "target",
+                target.canonical().to_owned(),
+                Some(*before),
+                horizon(*before),
+            ),
+            Revocation::IsvBefore { isv, before } => (
+                "isv",
+                isv.canonical().to_owned(),
+                Some(*before),
+                horizon(*before),
+            ),
+        };
+        self.change(audit, move |tx| {
+            // A later "before" widens an earlier one; it never narrows it.
+            tx.execute(
+                "INSERT INTO revocations (scope, subject, before, expires_at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope, subject) DO UPDATE SET
+                   before = max(coalesce(before, excluded.before), coalesce(excluded.before, before)),
+                   expires_at = max(expires_at, excluded.expires_at)",
+                params![scope, subject, before.map(|t| t.0), expires.0],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn is_revoked(
+        &self,
+        jti: &str,
+        isv: &ResourceId,
+        target: &ResourceId,
+        iat: UnixTime,
+    ) -> Result<bool> {
+        let (jti, isv, target) = (
+            jti.to_owned(),
+            isv.canonical().to_owned(),
+            target.canonical().to_owned(),
+        );
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM revocations WHERE
+                    (scope = 'jti' AND subject = ?1)
+                 OR (scope = 'isv' AND subject = ?2 AND ?4 < before)
+                 OR (scope = 'target' AND subject = ?3 AND ?4 < before))",
+            )
+            .map_err(sql)?
+            .query_row(params![jti, isv, target, iat.0], |r| r.get(0))
+            .map_err(sql)
+        })
+        .await
+    }
+
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
         self.read(|c| {
             let mut stmt = c
@@ -614,7 +728,7 @@ impl Store for SqliteStore {
                 .query_map([], |r| {
                     Ok(StoredSigningKey {
                         kid: r.get(0)?,
-                        pkcs8: r.get(1)?,
+                        pkcs8: zeroize::Zeroizing::new(r.get(1)?),
                         created_at: UnixTime(r.get(2)?),
                         retired_at: r.get::<_, Option<i64>>(3)?.map(UnixTime),
                     })
@@ -630,7 +744,7 @@ impl Store for SqliteStore {
         self.change(audit, move |tx| {
             tx.execute(
                 "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key.kid, key.pkcs8, key.created_at.0, key.retired_at.map(|t| t.0)],
+                params![key.kid, key.pkcs8.as_slice(), key.created_at.0, key.retired_at.map(|t| t.0)],
             )
             .map_err(sql)?;
             Ok(())

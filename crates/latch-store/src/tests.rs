@@ -9,7 +9,7 @@ use ring::rand::SystemRandom;
 
 use crate::audit_log::AuditLog;
 use crate::sqlite::SqliteStore;
-use crate::{AuthMode, Resource, Store, StoreError, StoredSigningKey};
+use crate::{AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
 
 const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv/providers/Microsoft.CognitiveServices/accounts/isv-face";
 const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
@@ -192,6 +192,16 @@ async fn isv_grants_approvals_and_blocks() {
         .unwrap();
     assert_eq!(r.approvals, approvals);
 
+    let event = AuditEvent::AuthModeChanged {
+        resource: id(ISV),
+        mode: "token".into(),
+    };
+    let r = store
+        .set_auth_mode(&id(ISV), AuthMode::Token, &draft(event))
+        .await
+        .unwrap();
+    assert_eq!(r.auth_mode, AuthMode::Token);
+
     assert!(!store
         .is_client_blocked(&id(ISV), &id(CLIENT))
         .await
@@ -231,7 +241,7 @@ async fn isv_grants_approvals_and_blocks() {
         .is_client_blocked(&id(ISV), &id(CLIENT))
         .await
         .unwrap());
-    assert_eq!(chain_verifies(&store).await, 6);
+    assert_eq!(chain_verifies(&store).await, 7);
 }
 
 #[tokio::test]
@@ -271,7 +281,7 @@ async fn signing_keys_are_kept_in_order() {
     for (kid, t) in [("b", 2), ("a", 1)] {
         let key = StoredSigningKey {
             kid: kid.into(),
-            pkcs8: vec![1, 2, 3],
+            pkcs8: zeroize::Zeroizing::new(vec![1, 2, 3]),
             created_at: UnixTime(t),
             retired_at: None,
         };
@@ -401,4 +411,95 @@ async fn a_failing_log_refuses_every_waiting_record() {
         .unwrap(),
         1
     );
+}
+
+#[tokio::test]
+async fn revocations_by_token_target_and_isv() {
+    let (_dir, store) = open();
+    let (isv, client, other) = (
+        id(ISV),
+        id(CLIENT),
+        id(&ISV.replace("isv-face", "other-isv")),
+    );
+    let revoked = |jti: &'static str, isv: &ResourceId, iat: i64| {
+        let (store, isv, client) = (store.clone(), isv.clone(), client.clone());
+        async move {
+            store
+                .is_revoked(jti, &isv, &client, UnixTime(iat))
+                .await
+                .unwrap()
+        }
+    };
+    assert!(!revoked("j1", &isv, 100).await);
+
+    let event = AuditEvent::TokensRevoked {
+        scope: "jti".into(),
+        subject: "j1".into(),
+        before: None,
+    };
+    store
+        .add_revocation(
+            &Revocation::Token {
+                jti: "j1".into(),
+                expires: UnixTime(5_000),
+            },
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    assert!(revoked("j1", &isv, 100).await);
+    assert!(!revoked("j2", &isv, 100).await);
+
+    let event = AuditEvent::TokensRevoked {
+        scope: "target".into(),
+        subject: client.canonical().into(),
+        before: Some(UnixTime(200)),
+    };
+    let upper = id(&CLIENT.to_uppercase());
+    store
+        .add_revocation(
+            &Revocation::TargetBefore {
+                target: upper,
+                before: UnixTime(200),
+            },
+            &draft(event.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(revoked("j3", &isv, 199).await, "issued before T");
+    assert!(!revoked("j3", &isv, 200).await, "issued at or after T");
+    // An earlier T does not narrow a later one.
+    store
+        .add_revocation(
+            &Revocation::TargetBefore {
+                target: client.clone(),
+                before: UnixTime(150),
+            },
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    assert!(revoked("j3", &isv, 199).await);
+
+    let event = AuditEvent::TokensRevoked {
+        scope: "isv".into(),
+        subject: other.canonical().into(),
+        before: Some(UnixTime(1_000)),
+    };
+    store
+        .add_revocation(
+            &Revocation::IsvBefore {
+                isv: other.clone(),
+                before: UnixTime(1_000),
+            },
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    assert!(revoked("j4", &other, 999).await);
+    assert!(
+        !revoked("j4", &isv, 999).await,
+        "another ISV's tokens are untouched"
+    );
+    assert_eq!(chain_verifies(&store).await, 4);
 }

@@ -4,15 +4,13 @@
 //! message is ours, it names the problem. The match is exhaustive, so a new variant cannot
 //! become a response by accident. The internal cause of a 5xx is logged, never sent.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use latch_core::feature::UnknownFeature;
 use latch_core::lifetime::LifetimeError;
 use latch_core::resource_id::ResourceIdError;
 use latch_core::FeatureSet;
-
-/// Azure's text for a missing or wrong key.
-pub const INVALID_KEY_MESSAGE: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
+use latch_http::{error_body, error_response, INVALID_KEY_MESSAGE};
 
 /// A refused request.
 #[derive(Debug)]
@@ -156,20 +154,10 @@ fn sentence(s: &str) -> String {
     out
 }
 
-/// Azure's error body: `{"error":{"code":...,"message":...}}`.
-pub fn error_body(code: &str, message: &str) -> String {
-    serde_json::json!({ "error": { "code": code, "message": message } }).to_string()
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let mut response = (status, error_body(code, &message)).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        );
-        response
+        error_response(status, &error_body(code, &message))
     }
 }
 

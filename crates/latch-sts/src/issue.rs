@@ -30,8 +30,10 @@ use latch_core::{FeatureSet, Lifetime, ResourceId};
 use latch_store::Resource;
 use serde_json::{Map, Value};
 
-use crate::context::RequestId;
-use crate::{ApiError, AppState, MAX_BODY, REFRESH_BY_HEADER, SUBSCRIPTION_KEY_HEADER};
+use latch_http::context::RequestId;
+use latch_http::SUBSCRIPTION_KEY_HEADER;
+
+use crate::{ApiError, AppState, MAX_BODY, REFRESH_BY_HEADER};
 
 /// What is known about an attempt so far, for its audit record.
 #[derive(Default)]
@@ -265,21 +267,15 @@ async fn authenticate(
     let (Some(presented), None) = (values.next(), values.next()) else {
         return Err(ApiError::InvalidKey);
     };
-    let presented = presented.as_bytes();
-    let pepper = &state.inner.pepper;
     let found = state
         .inner
-        .store
-        .resource_by_key(&pepper.digest(presented))
+        .keys_auth
+        .resource_for_key(presented.as_bytes())
         .await
         .map_err(store_failed)?;
-    match found {
-        Some((resource, slot, stored)) if pepper.matches(presented, &stored) => {
-            attempt.caller = Some((resource.id.clone(), slot));
-            Ok(resource)
-        }
-        _ => Err(ApiError::InvalidKey),
-    }
+    let (resource, slot) = found.ok_or(ApiError::InvalidKey)?;
+    attempt.caller = Some((resource.id.clone(), slot));
+    Ok(resource)
 }
 
 fn store_failed(e: latch_store::StoreError) -> ApiError {

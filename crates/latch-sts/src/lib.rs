@@ -8,24 +8,22 @@
 //! | `GET /.well-known/oauth-authorization-server` (also `openid-configuration`) | issuer metadata |
 //!
 //! Layers, outer to inner: secret headers marked sensitive (so that nothing after can print
-//! them) → [`context::request_context`] (request id, access log) → the handler, which bounds the body, authenticates, checks, signs
+//! them) → [`latch_http::context::request_context`] (request id, access log) → the handler, which bounds the body, authenticates, checks, signs
 //! and waits for the audit record to commit before it answers.
 
 use std::sync::Arc;
 
-use axum::http::header::{HeaderName, AUTHORIZATION};
+use axum::http::header::HeaderName;
 use axum::routing::{get, post};
 use axum::Router;
-use latch_core::secret::Pepper;
 use latch_core::Clock;
+use latch_http::keys::KeyAuth;
 use latch_store::audit_log::AuditLog;
 use latch_store::signing::KeyRing;
 use latch_store::Store;
 use ring::rand::SystemRandom;
 use tower::ServiceBuilder;
-use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
-pub mod context;
 mod discovery;
 pub mod error;
 mod issue;
@@ -64,7 +62,7 @@ struct Inner {
     store: Arc<dyn Store>,
     audit: AuditLog,
     keys: Arc<KeyRing>,
-    pepper: Pepper,
+    keys_auth: KeyAuth,
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     config: StsConfig,
@@ -79,13 +77,13 @@ impl AppState {
         clock: Arc<dyn Clock>,
         config: StsConfig,
     ) -> Result<Self, latch_store::StoreError> {
-        let pepper = Pepper::from_bytes(&store.key_pepper().await?);
+        let keys_auth = KeyAuth::new(store.clone()).await?;
         Ok(AppState {
             inner: Arc::new(Inner {
                 store,
                 audit,
                 keys,
-                pepper,
+                keys_auth,
                 clock,
                 rng: SystemRandom::new(),
                 config,
@@ -116,12 +114,10 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
         .layer(
             ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([
-                    SUBSCRIPTION_KEY_HEADER,
-                    AUTHORIZATION,
-                    LIMITED_ACCESS_TOKEN_HEADER,
-                ]))
-                .layer(axum::middleware::from_fn(context::request_context)),
+                .layer(latch_http::sensitive_headers())
+                .layer(axum::middleware::from_fn(
+                    latch_http::context::request_context,
+                )),
         )
 }
 

@@ -261,13 +261,13 @@ async fn every_row_of_the_error_table() {
             s.issue(None, "", &good).await,
             StatusCode::UNAUTHORIZED,
             "401",
-            crate::error::INVALID_KEY_MESSAGE,
+            latch_http::INVALID_KEY_MESSAGE,
         ),
         (
             s.issue(Some("wrong"), "", &good).await,
             StatusCode::UNAUTHORIZED,
             "401",
-            crate::error::INVALID_KEY_MESSAGE,
+            latch_http::INVALID_KEY_MESSAGE,
         ),
     ];
     for (i, (a, status, code, message)) in cases.into_iter().enumerate() {

@@ -43,6 +43,31 @@ fn unicode_group_names_are_allowed_and_folded() {
 }
 
 #[test]
+fn unicode_case_folding_is_per_character_and_stays_valid() {
+    // A final sigma and a medial one are the same letter.
+    assert_eq!(
+        ResourceId::parse(&with("rgΣ", "ab")).unwrap(),
+        ResourceId::parse(&with("rgσ", "ab")).unwrap()
+    );
+    assert_eq!(
+        ResourceId::parse(&with("rgς", "ab")).unwrap().canonical(),
+        ResourceId::parse(&with("rgς", "ab")).unwrap().canonical()
+    );
+    // 'İ' lowercases to two characters, one a combining mark: it is kept as it is.
+    for name in ["İstanbul", "ǅ-dz", "ß-SS", "Ωmega"] {
+        let id = ResourceId::parse(&with(name, "ab")).unwrap();
+        let again = ResourceId::parse(id.canonical()).unwrap();
+        assert_eq!(again.canonical(), id.canonical(), "{name}");
+    }
+    // Decomposed forms carry combining marks, which are not letters: refused, not confused.
+    assert!(ResourceId::parse(&with("caf\u{e9}", "ab")).is_ok());
+    assert_eq!(
+        ResourceId::parse(&with("cafe\u{301}", "ab")).unwrap_err(),
+        ResourceIdError::ResourceGroupCharacter
+    );
+}
+
+#[test]
 fn boundaries_of_names() {
     assert!(ResourceId::parse(&with(&"g".repeat(90), "ab")).is_ok());
     assert!(ResourceId::parse(&with("g", &"a".repeat(64))).is_ok());
@@ -234,6 +259,13 @@ proptest! {
     #[test]
     fn arbitrary_strings_never_panic(s in "\\PC{0,300}") {
         let _ = ResourceId::parse(&s);
+    }
+
+    #[test]
+    fn canonical_forms_of_any_letters_parse_again(g in "[\\p{L}\\p{N}]{1,40}") {
+        let id = ResourceId::parse(&with(&g, "ab")).unwrap();
+        let again = ResourceId::parse(id.canonical()).unwrap();
+        prop_assert_eq!(again.canonical(), id.canonical());
     }
 }
 

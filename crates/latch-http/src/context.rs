@@ -60,6 +60,35 @@ impl fmt::Display for RequestId {
     }
 }
 
+/// Headers whose values may be logged; every other header is logged by name only, so a
+/// credential in a header nobody thought of (a cookie, a proxy's) is never printed.
+const LOGGED_VALUES: [&str; 7] = [
+    "content-type",
+    "content-length",
+    "transfer-encoding",
+    "user-agent",
+    "accept",
+    "host",
+    "x-ms-client-request-id",
+];
+
+/// A `Debug` view of request headers for the trace log: allowed values, other names.
+struct LoggedHeaders<'a>(&'a axum::http::HeaderMap);
+
+impl fmt::Debug for LoggedHeaders<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut map = f.debug_map();
+        for (name, value) in self.0 {
+            if LOGGED_VALUES.contains(&name.as_str()) && !value.is_sensitive() {
+                map.entry(&name.as_str(), &value);
+            } else {
+                map.entry(&name.as_str(), &"<not logged>");
+            }
+        }
+        map.finish()
+    }
+}
+
 /// Middleware: assigns the request id, logs the outcome.
 pub async fn request_context(mut req: Request, next: Next) -> Response {
     let id = RequestId::new();
@@ -67,11 +96,9 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path: String = req.uri().path().chars().take(256).collect();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
-    // Secret headers were marked sensitive by the layer outside this one: their values print
-    // as `Sensitive`. The end-to-end tests run at this level and search the output for keys.
-    span.in_scope(
-        || tracing::trace!(target: "latch::access", headers = ?req.headers(), "request headers"),
-    );
+    // Only allow-listed header values are logged, and never one marked sensitive by the layer
+    // outside this one. The end-to-end tests run at this level and search the output for keys.
+    span.in_scope(|| tracing::trace!(target: "latch::access", headers = ?LoggedHeaders(req.headers()), "request headers"));
     let start = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(id.as_str()) {
@@ -86,6 +113,24 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_allowed_header_values_are_logged() {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("cookie", HeaderValue::from_static("session=SECRET1"));
+        h.insert(
+            "ocp-apim-subscription-key",
+            HeaderValue::from_static("SECRET2"),
+        );
+        let mut marked = HeaderValue::from_static("SECRET3");
+        marked.set_sensitive(true);
+        h.insert("user-agent", marked);
+        let shown = format!("{:?}", LoggedHeaders(&h));
+        assert!(shown.contains("application/json"), "{shown}");
+        assert!(shown.contains("cookie"), "{shown}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+    }
 
     #[test]
     fn ids_are_uuid_v4() {

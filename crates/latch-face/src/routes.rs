@@ -1,0 +1,85 @@
+//! The Face routes. Every one requires a [`VerifiedFaceCall`] (put there by the checks), checks
+//! the ids in its path and its body as Azure does, then hands the call to the backend.
+//!
+//! JSON bodies are read whole (up to [`MAX_JSON`]) to be validated; image bodies (detect, add
+//! face) stream through, cut off at the front's body limit.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+
+use crate::error::FaceError;
+use crate::limited_access::VerifiedFaceCall;
+use crate::operation::Operation;
+use crate::{validate, FaceState};
+
+/// The largest JSON body, in bytes.
+pub const MAX_JSON: usize = 1024 * 1024;
+
+/// Every Face operation.
+pub(crate) async fn call(
+    State(state): State<FaceState>,
+    Extension(call): Extension<VerifiedFaceCall>,
+    req: Request,
+) -> Response {
+    match prepare(&state, &call, req).await {
+        Ok(req) => state.inner.backend.call(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn prepare(
+    state: &FaceState,
+    call: &VerifiedFaceCall,
+    req: Request,
+) -> Result<Request, FaceError> {
+    if let Some(group) = group_in_path(req.uri().path()) {
+        validate::group_id(group)?;
+    }
+    let check: fn(&[u8]) -> Result<(), FaceError> = match call.operation() {
+        Operation::Identify => validate::identify,
+        Operation::Verify => validate::verify,
+        Operation::FindSimilar => validate::find_similar,
+        Operation::CreateGroup | Operation::CreatePerson => validate::named,
+        Operation::Detect | Operation::DetectWithFaceId | Operation::AddFace => {
+            let (parts, body) = req.into_parts();
+            let limited = http_body_util::Limited::new(body, state.inner.config.max_body);
+            return Ok(Request::from_parts(parts, Body::new(limited)));
+        }
+        Operation::GetGroup
+        | Operation::ListGroups
+        | Operation::DeleteGroup
+        | Operation::Train
+        | Operation::TrainingStatus => return Ok(req),
+    };
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_JSON)
+        .await
+        .map_err(|_| FaceError::TooLarge)?;
+    check(&bytes)?;
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The `{largePersonGroupId}` of a `/face/{version}/largepersongroups/{id}/...` path.
+fn group_in_path(path: &str) -> Option<&str> {
+    let mut segments = path.split('/').skip(3);
+    (segments.next() == Some("largepersongroups"))
+        .then(|| segments.next())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_ids_in_paths() {
+        assert_eq!(
+            group_in_path("/face/v1.0/largepersongroups/g1/persons"),
+            Some("g1")
+        );
+        assert_eq!(group_in_path("/face/v1.0/largepersongroups"), None);
+        assert_eq!(group_in_path("/face/v1.0/identify"), None);
+    }
+}

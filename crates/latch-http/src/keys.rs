@@ -1,0 +1,48 @@
+//! Subscription keys to resources.
+//!
+//! The presented key is digested with the store's pepper, looked up by digest, and the match
+//! is confirmed with `ring::hmac::verify`, which compares in constant time. The key itself is
+//! never kept, logged or compared with `==`.
+
+use std::sync::Arc;
+
+use latch_core::audit::KeySlot;
+use latch_core::secret::Pepper;
+use latch_store::{Resource, Store, StoreError};
+
+/// Finds the resource a key belongs to.
+#[derive(Clone)]
+pub struct KeyAuth {
+    store: Arc<dyn Store>,
+    pepper: Arc<Pepper>,
+}
+
+impl std::fmt::Debug for KeyAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyAuth").finish_non_exhaustive()
+    }
+}
+
+impl KeyAuth {
+    /// Reads the pepper from `store`.
+    pub async fn new(store: Arc<dyn Store>) -> Result<Self, StoreError> {
+        let pepper = Arc::new(Pepper::from_bytes(&store.key_pepper().await?));
+        Ok(KeyAuth { store, pepper })
+    }
+
+    /// The resource, and the key slot, of `presented`; `None` for a key of no resource.
+    pub async fn resource_for_key(
+        &self,
+        presented: &[u8],
+    ) -> Result<Option<(Resource, KeySlot)>, StoreError> {
+        let found = self
+            .store
+            .resource_by_key(&self.pepper.digest(presented))
+            .await?;
+        Ok(found.and_then(|(resource, slot, stored)| {
+            self.pepper
+                .matches(presented, &stored)
+                .then_some((resource, slot))
+        }))
+    }
+}

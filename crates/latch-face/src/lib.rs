@@ -126,32 +126,37 @@ impl FaceState {
 pub fn router(state: FaceState) -> Router {
     let call = routes::call;
     let inner = &state.inner;
-    Router::new()
-        .route("/face/{version}/detect", post(call))
-        .route("/face/{version}/identify", post(call))
-        .route("/face/{version}/verify", post(call))
-        .route("/face/{version}/findsimilars", post(call))
-        .route("/face/{version}/largepersongroups", get(call))
-        .route(
-            "/face/{version}/largepersongroups/{group}",
-            put(call).get(call).delete(call),
-        )
-        .route(
-            "/face/{version}/largepersongroups/{group}/persons",
-            post(call),
-        )
-        .route(
-            "/face/{version}/largepersongroups/{group}/persons/{person}/persistedfaces",
-            post(call),
-        )
-        .route(
-            "/face/{version}/largepersongroups/{group}/train",
-            post(call),
-        )
-        .route(
-            "/face/{version}/largepersongroups/{group}/training",
-            get(call),
-        )
+    // Each version is spelled out, so an unknown one is a 404 before any check runs.
+    let mut routes = Router::new();
+    for v in operation::VERSIONS {
+        routes = routes
+            .route(&format!("/face/{v}/detect"), post(call))
+            .route(&format!("/face/{v}/identify"), post(call))
+            .route(&format!("/face/{v}/verify"), post(call))
+            .route(&format!("/face/{v}/findsimilars"), post(call))
+            .route(&format!("/face/{v}/largepersongroups"), get(call))
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}"),
+                put(call).get(call).delete(call),
+            )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/persons"),
+                post(call),
+            )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}/persistedfaces"),
+                post(call),
+            )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/train"),
+                post(call),
+            )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/training"),
+                get(call),
+            );
+    }
+    routes
         // Added last, run first: authenticate, then rate-limit, then the Limited Access check.
         .route_layer(CheckLayer::new(inner.limited_access.clone()))
         .route_layer(CheckLayer::new(inner.limiter.clone()))

@@ -17,18 +17,23 @@ use latch_store::Store;
 use serde_json::Value;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
+/// The demo resources `serve` creates.
+pub const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/demo-isv-rg/providers/Microsoft.CognitiveServices/accounts/demo-isv-face";
+pub const DEMO_CLIENT: &str = "/subscriptions/00000000-0000-4000-8000-000000000002/resourceGroups/demo-client-rg/providers/Microsoft.CognitiveServices/accounts/demo-client-face";
 
 /// A running `latch serve`.
 pub struct Server {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub url: String,
+    /// The Face front's base URL, when it runs.
+    pub face_url: String,
     stdout: Arc<Mutex<String>>,
     stderr_path: PathBuf,
     /// Every secret this test handled: keys and tokens. None may appear in any log.
     secrets: Mutex<Vec<String>>,
     requests: std::sync::atomic::AtomicUsize,
-    client: Client<HttpConnector, Full<Bytes>>,
+    http: Http,
     pub demo: Demo,
 }
 
@@ -41,6 +46,50 @@ pub struct Demo {
     pub client_id: String,
     pub client_key: String,
     pub client_key2: String,
+}
+
+/// An HTTP client for one base URL.
+pub struct Http {
+    url: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Http {
+    pub fn new(url: &str) -> Http {
+        Http {
+            url: url.to_owned(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.url));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .await
+            .unwrap();
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+            .unwrap();
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
 }
 
 /// An HTTP answer.
@@ -84,14 +133,27 @@ impl Server {
     }
 
     pub async fn start_with(extra: &[&str]) -> Server {
+        Self::start_full(extra, &[]).await
+    }
+
+    /// Starts a server with extra arguments and environment variables.
+    pub async fn start_full(extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let stderr_path = dir.path().join("stderr.log");
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(BIN)
-            .args(["serve", "--sts-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "serve",
+                "--sts-listen",
+                "127.0.0.1:0",
+                "--face-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
             .args(extra)
             .env("LATCH_LOG", "trace")
+            .envs(env.iter().copied())
             .env_remove("LATCH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -107,31 +169,45 @@ impl Server {
                 let Ok(line) = line else { break };
                 sink.lock().unwrap().push_str(&line);
                 sink.lock().unwrap().push('\n');
-                if let Some(url) = line.strip_prefix("latch: STS listening on ") {
-                    let _ = tx.send(url.to_owned());
+                for (service, prefix) in [
+                    ("sts", "latch: STS listening on "),
+                    ("face", "latch: Face front listening on "),
+                ] {
+                    if let Some(url) = line.strip_prefix(prefix) {
+                        let _ = tx.send((service, url.to_owned()));
+                    }
+                }
+                if line == "latch: ready" {
+                    let _ = tx.send(("ready", String::new()));
                 }
             }
         });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(url) => url,
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "server did not start: {}",
-                    std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                );
+        let (mut url, mut face_url) = (String::new(), String::new());
+        loop {
+            match rx.recv_timeout(Duration::from_secs(30)) {
+                Ok(("sts", u)) => url = u,
+                Ok(("face", u)) => face_url = u,
+                Ok(_) => break,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "server did not start: {}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
             }
-        };
+        }
         let demo = read_demo(&dir.path().join("data").join("demo.env"));
         let server = Server {
             child: Some(child),
             dir,
-            url,
+            url: url.clone(),
+            face_url,
             stdout,
             stderr_path,
             secrets: Mutex::new(Vec::new()),
             requests: std::sync::atomic::AtomicUsize::new(0),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            http: Http::new(&url),
             demo: demo.clone(),
         };
         for s in [
@@ -156,6 +232,7 @@ impl Server {
         self.secrets.lock().unwrap().push(s.to_owned());
     }
 
+    /// A request to the STS; a token in the answer is remembered as a secret.
     pub async fn request(
         &self,
         method: &str,
@@ -165,32 +242,33 @@ impl Server {
     ) -> Answer {
         self.requests
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path_and_query}", self.url));
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let res = self
-            .client
-            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
-            .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        if headers
+        let answer = self
+            .http
+            .request(method, path_and_query, headers, body)
+            .await;
+        if answer
+            .headers
             .get("content-type")
             .is_some_and(|v| v == "application/jwt")
         {
-            self.secret(&body);
+            self.secret(&answer.body);
         }
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        answer
+    }
+
+    /// A request to the Face front.
+    pub async fn face(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Answer {
+        self.requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Http::new(&self.face_url)
+            .request(method, path_and_query, headers, body)
+            .await
     }
 
     /// `POST /sts/v1.0/issueLimitedAccessToken{query}` with a key and a body.

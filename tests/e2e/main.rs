@@ -8,6 +8,9 @@
 
 mod harness;
 
+mod upstream;
+
 mod cli;
+mod face;
 mod interop;
 mod sts_issue;

@@ -51,10 +51,24 @@ impl Global {
             issuer: env("LATCH_ISSUER"),
             region: env("LATCH_REGION"),
             audit_chain: env("LATCH_AUDIT_CHAIN"),
+            face_listen: env("LATCH_FACE_LISTEN"),
+            face_upstream_url: env("LATCH_FACE_UPSTREAM_URL"),
+            face_upstream_key: env("LATCH_FACE_UPSTREAM_KEY"),
             log_format: env("LATCH_LOG_FORMAT"),
             log_level: env("LATCH_LOG"),
         }
     }
+}
+
+/// The services `serve` runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Role {
+    /// The STS and the Face front, on two listeners.
+    All,
+    /// The STS only.
+    Sts,
+    /// The Face front only.
+    Face,
 }
 
 /// Output formats.
@@ -92,6 +106,12 @@ pub(crate) struct ServeArgs {
     /// Address the STS listens on (overrides `sts.listen`).
     #[arg(long, env = "LATCH_STS_LISTEN")]
     pub(crate) sts_listen: Option<String>,
+    /// Address the Face front listens on (overrides `face.listen`).
+    #[arg(long, env = "LATCH_FACE_LISTEN")]
+    pub(crate) face_listen: Option<String>,
+    /// Which services to run.
+    #[arg(long, value_enum, default_value_t = Role::All)]
+    pub(crate) role: Role,
     /// Do not create the demo ISV and client in a new data directory.
     #[arg(long)]
     pub(crate) no_demo: bool,

@@ -11,6 +11,16 @@
 //! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
 //! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
 //! | `region` claim | `sts.region` | `LATCH_REGION` | | none |
+//! | Face front listen address | `face.listen` | `LATCH_FACE_LISTEN` | `--face-listen` | `127.0.0.1:8701` |
+//! | Face upstream | `face.upstream_url` | `LATCH_FACE_UPSTREAM_URL` | | none (calls answered 501) |
+//! | upstream's key | `face.upstream_key` | `LATCH_FACE_UPSTREAM_KEY` | | none |
+//! | upstream timeout | `face.upstream_timeout_secs` | | | 30 |
+//! | pass `LimitedAccessToken` upstream | `face.forward_limited_access_token` | | | false |
+//! | calls per second per key, burst | `face.rate_limit_per_second`, `face.rate_limit_burst` | | | 10, 20 |
+//! | largest body | `face.max_body_bytes` | | | 6 MiB |
+//! | whole-call timeout | `face.request_timeout_secs` | | | 60 |
+//! | token clock leeway | `face.leeway_secs` (0..=60) | | | 30 |
+//! | operation → features | `[face.features]`: `identify = "Face.Identification"`, `detect_with_face_id = "any:Face.Identification,Face.Verification"`, `create_large_person_group = "none"` | | | wire.md §5 |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
 //! | log filter | `log.level` | `LATCH_LOG` | | `info` |
 
@@ -57,7 +67,26 @@ struct File {
     #[serde(default)]
     sts: StsFile,
     #[serde(default)]
+    face: FaceFile,
+    #[serde(default)]
     log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaceFile {
+    listen: Option<String>,
+    upstream_url: Option<String>,
+    upstream_key: Option<String>,
+    upstream_timeout_secs: Option<u64>,
+    forward_limited_access_token: Option<bool>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<f64>,
+    max_body_bytes: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    leeway_secs: Option<i64>,
+    #[serde(default)]
+    features: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +126,12 @@ pub(crate) struct Overrides {
     pub(crate) region: Option<String>,
     /// `LATCH_AUDIT_CHAIN`.
     pub(crate) audit_chain: Option<String>,
+    /// `--face-listen` / `LATCH_FACE_LISTEN`.
+    pub(crate) face_listen: Option<String>,
+    /// `LATCH_FACE_UPSTREAM_URL`.
+    pub(crate) face_upstream_url: Option<String>,
+    /// `LATCH_FACE_UPSTREAM_KEY`.
+    pub(crate) face_upstream_key: Option<String>,
     /// `LATCH_LOG_FORMAT`.
     pub(crate) log_format: Option<String>,
     /// `LATCH_LOG`.
@@ -127,6 +162,14 @@ pub(crate) struct Config {
     pub(crate) issuer: String,
     /// `region`.
     pub(crate) region: Option<String>,
+    /// Where the Face front listens.
+    pub(crate) face_listen: SocketAddr,
+    /// The Face front's checks and limits.
+    pub(crate) face: latch_face::FaceConfig,
+    /// The Face front's upstream, if any.
+    pub(crate) face_upstream: Option<latch_face::backend::UpstreamConfig>,
+    /// The verifier's clock leeway, in seconds.
+    pub(crate) leeway_secs: i64,
     /// Log format.
     pub(crate) log_format: LogFormat,
     /// Log filter (`tracing_subscriber::EnvFilter` syntax).
@@ -212,7 +255,46 @@ impl Config {
                 ))
             }
         };
+        let face = resolve_face(&file.face)?;
+        let face_listen_text = o
+            .face_listen
+            .or(file.face.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8701".into());
+        let face_listen: SocketAddr = face_listen_text.parse().map_err(|_| {
+            invalid(
+                "face.listen",
+                format!("'{face_listen_text}' is not an address:port"),
+            )
+        })?;
+        let face_upstream = match o.face_upstream_url.or(file.face.upstream_url.clone()) {
+            None => None,
+            Some(url) => Some(latch_face::backend::UpstreamConfig {
+                url,
+                key: o
+                    .face_upstream_key
+                    .or(file.face.upstream_key.clone())
+                    .map(zeroize::Zeroizing::new),
+                timeout: std::time::Duration::from_secs(
+                    file.face.upstream_timeout_secs.unwrap_or(30).max(1),
+                ),
+                forward_limited_access_token: file
+                    .face
+                    .forward_limited_access_token
+                    .unwrap_or(false),
+            }),
+        };
+        let leeway_secs = file
+            .face
+            .leeway_secs
+            .unwrap_or(latch_core::verify::DEFAULT_LEEWAY_SECS);
+        if !(0..=latch_core::verify::MAX_LEEWAY_SECS).contains(&leeway_secs) {
+            return Err(invalid("face.leeway_secs", "must be 0 to 60".into()));
+        }
         Ok(Config {
+            face_listen,
+            face,
+            face_upstream,
+            leeway_secs,
             data_dir: o
                 .data_dir
                 .or(file.data_dir)
@@ -229,6 +311,57 @@ impl Config {
                 .unwrap_or_else(|| "info".into()),
         })
     }
+}
+
+/// The Face front's settings from the file, checked.
+fn resolve_face(f: &FaceFile) -> Result<latch_face::FaceConfig, ConfigError> {
+    use latch_face::operation::{FeaturePolicy, Operation, Requirement};
+    let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+    let defaults = latch_face::FaceConfig::default();
+    let per_second = f
+        .rate_limit_per_second
+        .unwrap_or(defaults.rate_limit.per_second);
+    let burst = f.rate_limit_burst.unwrap_or(defaults.rate_limit.burst);
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return Err(invalid(
+            "face.rate_limit_per_second",
+            "must be a positive number".into(),
+        ));
+    }
+    if !(burst.is_finite() && burst >= 1.0) {
+        return Err(invalid(
+            "face.rate_limit_burst",
+            "must be at least 1".into(),
+        ));
+    }
+    let mut overrides = Vec::new();
+    for (name, value) in &f.features {
+        let op = Operation::ALL
+            .into_iter()
+            .find(|o| o.name() == name)
+            .ok_or_else(|| invalid("face.features", format!("'{name}' is not an operation")))?;
+        let parse = |csv: &str| {
+            latch_core::FeatureSet::parse_csv(csv)
+                .map_err(|e| invalid("face.features", format!("{name}: {e}")))
+        };
+        let requirement = match value.trim() {
+            "none" => Requirement::None,
+            v => match v.strip_prefix("any:") {
+                Some(csv) => Requirement::Any(parse(csv)?),
+                None => Requirement::All(parse(v.strip_prefix("all:").unwrap_or(v))?),
+            },
+        };
+        overrides.push((op, requirement));
+    }
+    Ok(latch_face::FaceConfig {
+        policy: FeaturePolicy::with_overrides(overrides),
+        rate_limit: latch_face::rate_limit::RateLimit { per_second, burst },
+        max_body: f.max_body_bytes.unwrap_or(defaults.max_body),
+        request_timeout: f
+            .request_timeout_secs
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(defaults.request_timeout),
+    })
 }
 
 #[cfg(test)]
@@ -291,6 +424,38 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/b"));
         assert_eq!(c.sts_listen.port(), 2);
         assert_eq!(c.sts_public_url, None);
+    }
+
+    #[test]
+    fn the_feature_table_is_configurable_and_checked() {
+        use latch_face::operation::{Operation, Requirement};
+        let c = parse("[face.features]\nidentify = \"all:Face.Identification,Face.Verification\"\ncreate_large_person_group = \"Face.Identification\"\ndetect_with_face_id = \"none\"\n").unwrap();
+        assert!(
+            matches!(c.face.policy.requirement(Operation::Identify), Requirement::All(f) if f.to_csv() == "Face.Identification,Face.Verification")
+        );
+        assert!(matches!(
+            c.face.policy.requirement(Operation::CreateGroup),
+            Requirement::All(_)
+        ));
+        assert_eq!(
+            c.face.policy.requirement(Operation::DetectWithFaceId),
+            &Requirement::None
+        );
+        assert!(
+            matches!(
+                c.face.policy.requirement(Operation::Verify),
+                Requirement::All(_)
+            ),
+            "defaults stay"
+        );
+        for bad in [
+            "[face.features]\nidentifyy = \"none\"",
+            "[face.features]\nidentify = \"Face.Everything\"",
+            "[face]\nrate_limit_per_second = 0",
+            "[face]\nleeway_secs = 61",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         if args.sts_listen.is_some() {
             overrides.sts_listen = args.sts_listen.clone();
         }
+        if args.face_listen.is_some() {
+            overrides.face_listen = args.face_listen.clone();
+        }
     }
     let config = match config::Config::load(cli.global.config.as_deref(), overrides) {
         Ok(c) => c,

@@ -1,11 +1,13 @@
-//! `latch serve`: open the store, bootstrap a new one, and run the STS until stopped.
+//! `latch serve`: open the store, bootstrap a new one, and run the STS and the Face front (or
+//! one of them, `--role`) on their listeners until stopped.
 //!
 //! A new data directory gets a signing key and, unless `--no-demo`, a demo ISV (granted
 //! Face.Identification and Face.Verification) and a demo client. Their keys go to
 //! `demo.env` in the data directory (mode 0600), for scripts and the README's curl lines; they
 //! are printed only when standard output is a terminal, so they never reach a log collector.
 //!
-//! On SIGINT or SIGTERM the server stops accepting, finishes the requests in flight, and waits
+//! Both services share the store, the signing keys and one audit writer (one chain, group
+//! commit). On SIGINT or SIGTERM both stop accepting, finish the requests in flight, and wait
 //! for the audit writer to commit every queued record before the process exits.
 
 use std::io::{IsTerminal, Write};
@@ -13,7 +15,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use latch_core::audit::Actor;
+use latch_core::Verifier;
 use latch_core::{Clock, FeatureSet, ResourceId, SystemClock};
+use latch_face::backend::{Backend, Upstream};
+use latch_face::keys::Verifiers;
+use latch_face::FaceState;
 use latch_store::admin::{Admin, NewKeys};
 use latch_store::audit_log::AuditLog;
 use latch_store::signing::KeyRing;
@@ -22,7 +28,7 @@ use latch_store::Store;
 use latch_sts::{AppState, StsConfig};
 use ring::rand::SystemRandom;
 
-use crate::cli::ServeArgs;
+use crate::cli::{Role, ServeArgs};
 use crate::config::Config;
 use crate::output::{self, CliError};
 
@@ -51,35 +57,136 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     )?);
     let keys =
         Arc::new(KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?);
-    let listener = tokio::net::TcpListener::bind(config.sts_listen)
-        .await
-        .map_err(|e| fail(&format!("cannot listen on {}", config.sts_listen), &e))?;
-    let addr = listener.local_addr().map_err(|e| fail("listener", &e))?;
-    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
-    let sts_config = StsConfig {
-        issuer: config.issuer.clone(),
-        region: config.region.clone(),
-        public_url: config
-            .sts_public_url
-            .clone()
-            .unwrap_or_else(|| format!("http://{addr}")),
+    let (run_sts, run_face) = match args.role {
+        Role::All => (true, true),
+        Role::Sts => (true, false),
+        Role::Face => (false, true),
     };
+    // Everything is checked and bound before anything is served.
+    let backend = match &config.face_upstream {
+        Some(upstream) => Backend::Upstream(Box::new(Upstream::new(upstream).map_err(|e| {
+            CliError::new("ConfigurationError", e.to_string(), crate::exit::CONFIG)
+        })?)),
+        None => Backend::Unconfigured,
+    };
+    let bind = |addr: std::net::SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| fail(&format!("cannot listen on {addr}"), &e))
+    };
+    let sts_listener = if run_sts {
+        Some(bind(config.sts_listen).await?)
+    } else {
+        None
+    };
+    let face_listener = if run_face {
+        Some(bind(config.face_listen).await?)
+    } else {
+        None
+    };
+    let sts_url = match &sts_listener {
+        Some(l) => format!(
+            "http://{}",
+            l.local_addr().map_err(|e| fail("listener", &e))?
+        ),
+        None => format!("http://{}", config.sts_listen),
+    };
+    let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
+
     if fresh && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
-        bootstrap_demo(&admin, &config.data_dir, &sts_config.public_url).await?;
+        bootstrap_demo(&admin, &config.data_dir, &sts_public_url).await?;
     }
-    let state = AppState::new(store, audit, keys.clone(), clock, sts_config).await?;
-    tracing::info!(target: "latch::serve", %addr, kid = keys.active().kid(), data_dir = %config.data_dir.display(), "STS listening");
-    output::line(&format!("latch: STS listening on http://{addr}"));
 
-    axum::serve(listener, latch_sts::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| fail("server", &e))?;
-    // The router, and with it every audit handle, is gone: the writer drains and stops.
+    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    if let Some(listener) = sts_listener {
+        let sts_config = StsConfig {
+            issuer: config.issuer.clone(),
+            region: config.region.clone(),
+            public_url: sts_public_url.clone(),
+        };
+        let state = AppState::new(
+            store.clone(),
+            audit.clone(),
+            keys.clone(),
+            clock.clone(),
+            sts_config,
+        )
+        .await?;
+        announce("STS", &listener)?;
+        servers.spawn(serve_until(
+            listener,
+            latch_sts::router(state),
+            stopped.clone(),
+        ));
+    }
+    if let Some(listener) = face_listener {
+        let verifier = Verifier::new(
+            config.issuer.clone(),
+            keys.public_keys().to_vec(),
+            config.leeway_secs,
+        );
+        let state = FaceState::new(
+            store.clone(),
+            audit.clone(),
+            Verifiers::new(verifier),
+            clock.clone(),
+            config.face.clone(),
+            backend,
+        )
+        .await?;
+        if config.face_upstream.is_none() {
+            tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
+        }
+        announce("Face front", &listener)?;
+        servers.spawn(serve_until(
+            listener,
+            latch_face::router(state),
+            stopped.clone(),
+        ));
+    }
+    drop(audit);
+    tracing::info!(target: "latch::serve", kid = keys.active().kid(), data_dir = %config.data_dir.display(), "ready");
+    output::line("latch: ready");
+
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    while let Some(result) = servers.join_next().await {
+        if let Ok(Err(e)) = result {
+            tracing::error!(target: "latch::serve", error = %e, "server failed");
+        }
+    }
+    // The routers, and with them every audit handle, are gone: the writer drains and stops.
     let _ = writer.await;
     tracing::info!(target: "latch::serve", "stopped; every audit record is committed");
     Ok(())
+}
+
+fn announce(what: &str, listener: &tokio::net::TcpListener) -> Result<(), CliError> {
+    let addr = listener.local_addr().map_err(|e| {
+        CliError::new(
+            "StartupFailed",
+            format!("listener: {e}"),
+            crate::exit::FAILURE,
+        )
+    })?;
+    tracing::info!(target: "latch::serve", %addr, "{what} listening");
+    output::line(&format!("latch: {what} listening on http://{addr}"));
+    Ok(())
+}
+
+async fn serve_until(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        })
+        .await
 }
 
 async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result<(), CliError> {

@@ -203,3 +203,55 @@ fn the_demo_file_is_private() {
     }
     rt.block_on(s.finish());
 }
+
+#[tokio::test]
+async fn token_mode_is_set_by_the_operator_and_enforced_by_the_front() {
+    let s = Server::start().await;
+    let d = s.demo.clone();
+    let shown = json_out(&s.cli(&[
+        "--json",
+        "resource",
+        "auth-mode",
+        &d.client_id,
+        "--mode",
+        "token",
+    ]));
+    assert_eq!(shown["authMode"], "token");
+    let a = s
+        .face(
+            "GET",
+            "/face/v1.0/largepersongroups",
+            &[("Ocp-Apim-Subscription-Key", &d.client_key)],
+            "",
+        )
+        .await;
+    assert_eq!(a.status, 401, "token mode refuses the key");
+    let bearer = s
+        .request(
+            "POST",
+            "/sts/v1.0/issueToken",
+            &[("Ocp-Apim-Subscription-Key", &d.client_key)],
+            "",
+        )
+        .await
+        .body;
+    let a = s
+        .face(
+            "GET",
+            "/face/v1.0/largepersongroups",
+            &[("Authorization", &format!("Bearer {bearer}"))],
+            "",
+        )
+        .await;
+    assert_eq!(
+        a.status, 501,
+        "the bearer token passes the checks; no backend is configured"
+    );
+    assert_eq!(
+        s.cli(&["resource", "auth-mode", &d.client_id, "--mode", "both"])
+            .status
+            .code(),
+        Some(2)
+    );
+    s.finish().await;
+}

@@ -489,3 +489,52 @@ async fn token_checks_over_a_real_socket_with_an_injected_clock() {
     clock.set(NOW.plus(600));
     assert_eq!(reason(&call(format!("Bearer {good}")).await), "expired");
 }
+
+/// Every operation of the OpenAPI document exists on the listener it belongs to (answering
+/// anything but the 404 of an unknown route), the document is served by both listeners, and it
+/// is valid OpenAPI 3.0 (checked by `openapi-spec-validator`).
+#[tokio::test]
+async fn the_openapi_document_matches_the_routes() {
+    let s = Server::start().await;
+    let doc: Value = serde_json::from_str(latch_http::OPENAPI).unwrap();
+    assert_eq!(s.request("GET", "/openapi.json", &[], "").await.json(), doc);
+    assert_eq!(s.face("GET", "/openapi.json", &[], "").await.json(), doc);
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{version}", "v1.2")
+                .replace("{largePersonGroupId}", "group-1")
+                .replace("{personId}", crate::upstream::PERSON);
+            let a = if path.starts_with("/face/") {
+                s.face(&method.to_uppercase(), &concrete, &[], "").await
+            } else {
+                s.request(&method.to_uppercase(), &concrete, &[], "").await
+            };
+            assert_ne!(
+                a.status, 404,
+                "{method} {path} is in the document but not served"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 18, "{checked}");
+    let file = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../openapi/latch.openapi.json"
+    );
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .args(["-c", "import json,sys; from openapi_spec_validator import validate; validate(json.load(open(sys.argv[1])))", file])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.finish().await;
+}

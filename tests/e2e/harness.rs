@@ -232,6 +232,17 @@ impl Server {
         self.secrets.lock().unwrap().push(s.to_owned());
     }
 
+    /// Counts requests that carry a subscription key, whose value the log must not show.
+    fn count_keyed(&self, headers: &[(&str, &str)]) {
+        if headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("ocp-apim-subscription-key"))
+        {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
     /// A request to the STS; a token in the answer is remembered as a secret.
     pub async fn request(
         &self,
@@ -240,8 +251,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_keyed(headers);
         let answer = self
             .http
             .request(method, path_and_query, headers, body)
@@ -264,8 +274,7 @@ impl Server {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        self.requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.count_keyed(headers);
         Http::new(&self.face_url)
             .request(method, path_and_query, headers, body)
             .await

@@ -161,6 +161,8 @@ pub fn router(state: FaceState) -> Router {
         .route_layer(CheckLayer::new(inner.limited_access.clone()))
         .route_layer(CheckLayer::new(inner.limiter.clone()))
         .route_layer(CheckLayer::new(inner.auth.clone()))
+        // Added after the checks, so not behind them.
+        .route("/openapi.json", get(latch_http::openapi))
         .fallback(|| async { FaceError::NotFound })
         .method_not_allowed_fallback(|| async { FaceError::NotFound })
         .layer(

@@ -3,7 +3,8 @@
 //! * [`context`]: the request id (`apim-request-id`) and the access log;
 //! * [`sensitive_headers`]: the layer that marks secret headers so nothing can print them;
 //! * [`error_response`]: Azure's error body, `{"error":{"code":...,"message":...}}`;
-//! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time.
+//! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time;
+//! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`.
 
 use axum::http::header::{HeaderName, AUTHORIZATION};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -23,6 +24,14 @@ pub const LIMITED_ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("lim
 
 /// Azure's text for a missing or wrong key.
 pub const INVALID_KEY_MESSAGE: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
+
+/// The OpenAPI document of both services (`openapi/latch.openapi.json`).
+pub const OPENAPI: &str = include_str!("../../../openapi/latch.openapi.json");
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
 
 /// Marks every header that can carry a secret as sensitive; put it outside any layer that logs.
 pub fn sensitive_headers() -> SetSensitiveRequestHeadersLayer {

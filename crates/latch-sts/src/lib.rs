@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
             "/.well-known/openid-configuration",
             get(discovery::metadata),
         )
+        .route("/openapi.json", get(latch_http::openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .with_state(state)

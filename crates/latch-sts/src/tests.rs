@@ -565,3 +565,14 @@ async fn unknown_routes_and_methods_answer_in_azure_form() {
         .await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
 }
+
+#[tokio::test]
+async fn the_openapi_document_is_served() {
+    let s = sts().await;
+    let a = s
+        .call(Request::get("/openapi.json").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert_eq!(a.body, latch_http::OPENAPI);
+    assert_eq!(a.json()["openapi"], "3.0.3");
+}

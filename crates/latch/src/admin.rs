@@ -7,7 +7,7 @@ use latch_core::audit::Actor;
 use latch_core::{FeatureSet, ResourceId, SystemClock};
 use latch_store::admin::Admin;
 use latch_store::sqlite::SqliteStore;
-use latch_store::{Resource, Store};
+use latch_store::{AuthMode, Resource, Store};
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
@@ -72,6 +72,13 @@ pub(crate) async fn run(config: Config, command: Command, format: Format) -> Res
             let r = store.resource(&id).await?.ok_or_else(|| not_found(&id))?;
             let value = resource_json(&r);
             output::print(format, &value, || resource_text(&r));
+        }
+        Command::Resource(ResourceCommand::AuthMode { id, mode }) => {
+            let id = resource_id(&id)?;
+            let mode =
+                AuthMode::parse(&mode).ok_or_else(|| CliError::usage("--mode is key or token"))?;
+            let r = admin.set_auth_mode(&id, mode).await?;
+            output::print(format, &resource_json(&r), || resource_text(&r));
         }
         Command::Keys(KeysCommand::List { id }) => {
             let id = resource_id(&id)?;

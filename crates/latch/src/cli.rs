@@ -131,6 +131,16 @@ pub(crate) enum ResourceCommand {
         /// The resource id.
         id: String,
     },
+    /// Set how the resource's Face endpoint authenticates callers: `key`
+    /// (Ocp-Apim-Subscription-Key) or `token` (Authorization: Bearer from issueToken); the two
+    /// are exclusive.
+    AuthMode {
+        /// The resource id.
+        id: String,
+        /// `key` or `token`.
+        #[arg(long, value_parser = ["key", "token"])]
+        mode: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -144,6 +144,20 @@ mod tests {
     }
 
     #[test]
+    fn the_403_body_is_byte_for_byte_azures() {
+        let missing = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
+        let (_, body) = FaceError::MissingFeatures {
+            missing,
+            reason: None,
+        }
+        .parts();
+        assert_eq!(
+            body.to_string(),
+            r#"{"error":{"code":"InvalidRequest","message":"Invalid request has been sent.","innererror":{"code":"UnsupportedFeature","message":"Feature is not supported, missing approval for one or more of the following features: Identification,Verification. Please apply for access at https://aka.ms/facerecognition"}}}"#
+        );
+    }
+
+    #[test]
     fn rate_limits_say_when_to_retry() {
         let r = FaceError::RateLimited { retry_after: 3 }.into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);

@@ -84,6 +84,8 @@ pub enum Actor {
     Anonymous,
     /// The local operator, through the command line on the store itself.
     LocalOperator,
+    /// The platform operator, through the admin API.
+    Operator,
     /// The service itself (bootstrap, scheduled work).
     System,
 }
@@ -167,8 +169,9 @@ pub enum AuditEvent {
     },
     /// Issued limited access tokens were revoked.
     TokensRevoked {
-        /// `jti`, `target` (every token for a resource issued before `before`) or `isv`
-        /// (every token of an ISV issued before `before`).
+        /// `jti`, `target` (every token for a resource issued before `before`), `isv` (every
+        /// token of an ISV issued before `before`) or `isv_target` (an ISV's tokens for one
+        /// resource issued before `before`; the subject is `isv target`).
         scope: String,
         /// The `jti` or the canonical resource id.
         subject: String,
@@ -224,6 +227,18 @@ pub enum AuditEvent {
         isv: ResourceId,
         /// The client's resource.
         client: ResourceId,
+    },
+    /// The signing key was rotated: a new key signs from now on.
+    SigningKeyRotated {
+        /// The new key's id.
+        kid: String,
+        /// The keys retired now; they stay published until their tokens have expired.
+        retired: Vec<String>,
+    },
+    /// An admin credential (operator or auditor) was set; never the credential itself.
+    AdminCredentialSet {
+        /// `operator` or `auditor`.
+        role: String,
     },
     /// A signing key was created.
     SigningKeyCreated {
@@ -347,6 +362,12 @@ impl AuditEvent {
                 canon(client),
                 None,
             ),
+            AuditEvent::SigningKeyRotated { .. } => {
+                ("signing_key_rotated", "success", None, None, None)
+            }
+            AuditEvent::AdminCredentialSet { .. } => {
+                ("admin_credential_set", "success", None, None, None)
+            }
             AuditEvent::SigningKeyCreated { .. } => {
                 ("signing_key_created", "success", None, None, None)
             }

@@ -53,13 +53,10 @@ impl VerifiedCaller {
         &self.credential
     }
 
-    /// A key that names this credential for rate limiting: the resource and the key slot, or
-    /// the resource for bearer tokens.
-    pub fn limit_key(&self) -> String {
-        match &self.credential {
-            Credential::Key(slot) => format!("{}#{slot}", self.resource.id.canonical()),
-            Credential::Bearer(_) => format!("{}#bearer", self.resource.id.canonical()),
-        }
+    /// What the rate limit counts calls by: the resource, whichever credential it used.
+    pub fn limit_key(&self) -> &str {
+        // Per resource, as Azure limits: two keys do not double the quota.
+        self.resource.id.canonical()
     }
 }
 

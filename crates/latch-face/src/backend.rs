@@ -84,6 +84,7 @@ impl Upstream {
         })?;
         if !matches!(base.scheme_str(), Some("http") | Some("https"))
             || base.authority().is_none()
+            || base.authority().is_some_and(|a| a.as_str().contains('@'))
             || base.query().is_some()
         {
             return Err(UpstreamError(format!(
@@ -115,24 +116,30 @@ impl Upstream {
         })
     }
 
+    /// The upstream URI: the base, the call's path, and its query as sent, byte for byte,
+    /// less any `subscription-key` parameter.
     fn target(&self, uri: &Uri) -> Result<Uri, FaceError> {
-        let query: Vec<(String, String)> =
-            form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-                .filter(|(k, _)| k != SUBSCRIPTION_KEY_PARAM)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+        let kept: Vec<&str> = uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|segment| !segment.is_empty())
+            .filter(|segment| {
+                let name = segment.split('=').next().unwrap_or("");
+                let decoded: String = form_urlencoded::parse(name.as_bytes())
+                    .map(|(k, _)| k.into_owned())
+                    .collect();
+                decoded != SUBSCRIPTION_KEY_PARAM
+            })
+            .collect();
         let mut target = format!(
             "{}{}",
             self.base.to_string().trim_end_matches('/'),
             uri.path()
         );
-        if !query.is_empty() {
+        if !kept.is_empty() {
             target.push('?');
-            target.push_str(
-                &form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&query)
-                    .finish(),
-            );
+            target.push_str(&kept.join("&"));
         }
         target.parse().map_err(|_| FaceError::BadGateway)
     }
@@ -155,6 +162,7 @@ impl Upstream {
         let request = out.body(body).map_err(|_| FaceError::BadGateway)?;
         let answer = match tokio::time::timeout(self.timeout, self.client.request(request)).await {
             Err(_) => return Err(FaceError::Timeout),
+            Ok(Err(e)) if over_limit(&e) => return Err(FaceError::TooLarge),
             Ok(Err(e)) => {
                 tracing::warn!(target: "latch::face", error = %e, "upstream request failed");
                 return Err(FaceError::BadGateway);
@@ -180,6 +188,18 @@ impl Backend {
             Backend::Unconfigured => FaceError::NoBackend.into_response(),
         }
     }
+}
+
+/// Whether a failed upstream request failed because our body limit cut the upload.
+fn over_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and `host`, which the client sets for the upstream.
@@ -233,7 +253,14 @@ mod tests {
         let t = up.target(&uri).unwrap().to_string();
         assert_eq!(
             t,
-            "https://face.example/base/face/v1.0/detect?returnFaceId=true&x=a+b"
+            "https://face.example/base/face/v1.0/detect?returnFaceId=true&x=a%20b"
+        );
+        let uri: Uri = "/face/v1.0/detect?flag&subscription%2Dkey=S&a=%FF;b"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            up.target(&uri).unwrap().to_string(),
+            "https://face.example/base/face/v1.0/detect?flag&a=%FF;b"
         );
         let t = up
             .target(&"/face/v1.0/identify".parse().unwrap())
@@ -244,7 +271,13 @@ mod tests {
 
     #[test]
     fn bad_urls_are_refused_at_start() {
-        for bad in ["ftp://x", "not a url", "/relative", "http://x/?q=1"] {
+        for bad in [
+            "ftp://x",
+            "not a url",
+            "/relative",
+            "http://x/?q=1",
+            "https://user:pass@face.example",
+        ] {
             assert!(upstream(bad).is_err(), "{bad}");
         }
         assert!(!format!(

@@ -144,10 +144,16 @@ impl LimitedAccess {
             } else {
                 Grant::Approved
             };
-            if let Presented::Token(token) = presented {
-                usage
-                    .record("not_needed", None, None, fingerprint(token))
-                    .await?;
+            match presented {
+                Presented::Token(token) => {
+                    usage
+                        .record("not_needed", None, None, fingerprint(token))
+                        .await?
+                }
+                Presented::Malformed(reason, fp) => {
+                    usage.record("not_needed", Some(reason), None, fp).await?
+                }
+                Presented::None => {}
             }
             return Ok(call(grant));
         }

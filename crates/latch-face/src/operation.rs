@@ -130,9 +130,17 @@ impl fmt::Display for Operation {
 }
 
 /// `returnFaceId` is true unless it says `false` (v1.0 defaults it to true).
-fn returns_face_id(query: Option<&str>) -> bool {
-    !form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .any(|(k, v)| k.eq_ignore_ascii_case("returnFaceId") && v.eq_ignore_ascii_case("false"))
+///
+/// Conservative on purpose: only exactly one parameter spelled exactly `returnFaceId` with the
+/// value `false` means no face ids. A repeated parameter, another spelling or another value
+/// counts as true here (the route then refuses it as ambiguous), so no upstream reading of
+/// the query can return face ids for a call classified as plain `detect`.
+pub fn returns_face_id(query: Option<&str>) -> bool {
+    let values: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("returnFaceId"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    !matches!(values.as_slice(), [(k, v)] if k == "returnFaceId" && v.eq_ignore_ascii_case("false"))
 }
 
 /// What an operation needs.

@@ -1,5 +1,5 @@
-//! A per-credential rate limit: a token bucket for each key (resource and slot) or bearer
-//! resource, refilled at `per_second` up to `burst`. Over the limit, the answer is Azure's 429
+//! A per-resource rate limit: a token bucket for each resource (both its keys, or its bearer
+//! tokens, count together, as at Azure), refilled at `per_second` up to `burst`. Over the limit, the answer is Azure's 429
 //! with `Retry-After`.
 //!
 //! The bucket state is in this process; with several replicas, each enforces its own share.
@@ -92,7 +92,7 @@ impl Check for Limiter {
         let Some(caller) = req.extensions().get::<VerifiedCaller>() else {
             return Err(FaceError::InvalidKey.into_response());
         };
-        Limiter::check(self, &caller.limit_key(), Instant::now())
+        Limiter::check(self, caller.limit_key(), Instant::now())
             .map_err(|retry_after| FaceError::RateLimited { retry_after }.into_response())
     }
 }

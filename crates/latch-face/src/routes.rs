@@ -37,21 +37,34 @@ async fn prepare(
     if let Some(group) = group_in_path(req.uri().path()) {
         validate::group_id(group)?;
     }
+    if let Some(person) = person_in_path(req.uri().path()) {
+        validate::person_id(person)?;
+    }
+    if matches!(
+        call.operation(),
+        Operation::Detect | Operation::DetectWithFaceId
+    ) {
+        validate::detect_query(req.uri().query())?;
+    }
     let check: fn(&[u8]) -> Result<(), FaceError> = match call.operation() {
         Operation::Identify => validate::identify,
         Operation::Verify => validate::verify,
         Operation::FindSimilar => validate::find_similar,
         Operation::CreateGroup | Operation::CreatePerson => validate::named,
-        Operation::Detect | Operation::DetectWithFaceId | Operation::AddFace => {
+        // Images, and bodies nobody should send: streamed, cut at the limit whatever their
+        // framing (a chunked body has no Content-Length to check in advance).
+        Operation::Detect
+        | Operation::DetectWithFaceId
+        | Operation::AddFace
+        | Operation::GetGroup
+        | Operation::ListGroups
+        | Operation::DeleteGroup
+        | Operation::Train
+        | Operation::TrainingStatus => {
             let (parts, body) = req.into_parts();
             let limited = http_body_util::Limited::new(body, state.inner.config.max_body);
             return Ok(Request::from_parts(parts, Body::new(limited)));
         }
-        Operation::GetGroup
-        | Operation::ListGroups
-        | Operation::DeleteGroup
-        | Operation::Train
-        | Operation::TrainingStatus => return Ok(req),
     };
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, MAX_JSON)
@@ -59,6 +72,14 @@ async fn prepare(
         .map_err(|_| FaceError::TooLarge)?;
     check(&bytes)?;
     Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+/// The `{personId}` of a `/face/{version}/largepersongroups/{id}/persons/{personId}/...` path.
+fn person_in_path(path: &str) -> Option<&str> {
+    let mut segments = path.split('/').skip(5);
+    (segments.next() == Some("persons"))
+        .then(|| segments.next())
+        .flatten()
 }
 
 /// The `{largePersonGroupId}` of a `/face/{version}/largepersongroups/{id}/...` path.
@@ -81,5 +102,13 @@ mod tests {
         );
         assert_eq!(group_in_path("/face/v1.0/largepersongroups"), None);
         assert_eq!(group_in_path("/face/v1.0/identify"), None);
+        assert_eq!(
+            person_in_path("/face/v1.0/largepersongroups/g1/persons/p1/persistedfaces"),
+            Some("p1")
+        );
+        assert_eq!(
+            person_in_path("/face/v1.0/largepersongroups/g1/persons"),
+            None
+        );
     }
 }

@@ -29,6 +29,28 @@ pub fn group_id(id: &str) -> Result<(), FaceError> {
     }
 }
 
+/// A person id in a path: a UUID.
+pub fn person_id(id: &str) -> Result<(), FaceError> {
+    if uuid(id) {
+        Ok(())
+    } else {
+        Err(bad("Person ID is invalid."))
+    }
+}
+
+/// `detect`'s `returnFaceId`: at most once, spelled exactly, `true` or `false`.
+pub fn detect_query(query: Option<&str>) -> Result<(), FaceError> {
+    let found: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, _)| k.eq_ignore_ascii_case("returnFaceId"))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(()),
+        [(k, v)] if k == "returnFaceId" && (v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) => Ok(()),
+        _ => Err(bad("The argument returnFaceId is invalid: give it once, as returnFaceId=true or returnFaceId=false.")),
+    }
+}
+
 fn uuid(s: &str) -> bool {
     s.len() == 36
         && s.bytes().enumerate().all(|(i, b)| match i {
@@ -43,10 +65,17 @@ pub fn object(bytes: &[u8]) -> Result<Map<String, Value>, FaceError> {
         return Err(bad("Request body is invalid."));
     }
     match latch_core::json::parse_object(bytes) {
-        Ok(map) => Ok(map
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect()),
+        Ok(map) => {
+            // Two members whose names differ only in case would be one member to a
+            // case-insensitive reader: refuse rather than guess which one it takes.
+            let mut folded = Map::new();
+            for (k, v) in map {
+                if folded.insert(k.to_ascii_lowercase(), v).is_some() {
+                    return Err(bad("Request body is invalid: a member is given twice."));
+                }
+            }
+            Ok(folded)
+        }
         Err(latch_core::json::JsonError::NotObject) => Err(bad("Request body is invalid.")),
         Err(_) => Err(bad("JSON parsing error.")),
     }
@@ -244,6 +273,25 @@ mod tests {
         assert_eq!(msg(identify(b"{not json")), "JSON parsing error.");
         assert_eq!(msg(identify(b"[]")), "Request body is invalid.");
         assert_eq!(msg(identify(b"")), "Request body is invalid.");
+    }
+
+    #[test]
+    fn ambiguous_inputs_are_refused() {
+        assert!(msg(identify(
+            format!(r#"{{"faceIds":["{F1}"],"FACEIDS":[],"largePersonGroupId":"g"}}"#).as_bytes()
+        ))
+        .contains("twice"));
+        assert!(detect_query(None).is_ok());
+        assert!(detect_query(Some("returnFaceId=false&detectionModel=detection_03")).is_ok());
+        for bad in [
+            "returnFaceId=false&returnFaceId=true",
+            "returnfaceid=false",
+            "returnFaceId=maybe",
+        ] {
+            assert!(detect_query(Some(bad)).is_err(), "{bad}");
+        }
+        assert!(person_id(F1).is_ok());
+        assert!(person_id("..").is_err());
     }
 
     #[test]

@@ -156,6 +156,70 @@ impl Admin {
         self.store.set_auth_mode(id, mode, &self.draft(event)).await
     }
 
+    /// Rotates the signing key: a new key signs from now on; the old one stays published
+    /// until its tokens have expired. Returns the new key's id.
+    pub async fn rotate_signing_key(&self) -> Result<String> {
+        let key = latch_core::SigningKey::generate(self.rng.as_ref())
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let retired: Vec<String> = self
+            .store
+            .signing_keys()
+            .await?
+            .into_iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid)
+            .collect();
+        let now = self.clock.now();
+        let row = crate::StoredSigningKey {
+            kid: key.kid().to_owned(),
+            pkcs8: zeroize::Zeroizing::new(key.pkcs8().to_vec()),
+            created_at: now,
+            retired_at: None,
+        };
+        let event = AuditEvent::SigningKeyRotated {
+            kid: row.kid.clone(),
+            retired,
+        };
+        self.store
+            .rotate_signing_key(&row, now, &self.draft(event))
+            .await?;
+        Ok(row.kid)
+    }
+
+    /// Sets an admin credential to a fresh random value, stored as a digest; returns the value
+    /// to show once.
+    pub async fn reset_admin_credential(&self, role: crate::AdminRole) -> Result<SubscriptionKey> {
+        let secret = self.new_key()?;
+        let digest = self
+            .pepper()
+            .await?
+            .digest(secret.expose_secret().as_bytes());
+        let event = AuditEvent::AdminCredentialSet {
+            role: role.as_str().to_owned(),
+        };
+        self.store
+            .set_admin_credential(role, &digest, &self.draft(event))
+            .await?;
+        Ok(secret)
+    }
+
+    /// Disables an ISV and revokes every token it issued until now, so that tokens already
+    /// handed out stop working too.
+    pub async fn disable_isv(&self, id: &ResourceId) -> Result<Resource> {
+        let current = self
+            .store
+            .resource(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("resource {id}")))?;
+        let resource = self.set_isv(id, false, &current.isv_grants).await?;
+        self.revoke(&Revocation::IsvBefore {
+            isv: id.clone(),
+            before: self.clock.now().plus(1),
+        })
+        .await?;
+        Ok(resource)
+    }
+
     /// Revokes issued limited access tokens.
     pub async fn revoke(&self, revocation: &Revocation) -> Result<()> {
         let event = match revocation {
@@ -172,6 +236,15 @@ impl Admin {
             Revocation::IsvBefore { isv, before } => AuditEvent::TokensRevoked {
                 scope: "isv".into(),
                 subject: isv.canonical().to_owned(),
+                before: Some(*before),
+            },
+            Revocation::IsvTargetBefore {
+                isv,
+                target,
+                before,
+            } => AuditEvent::TokensRevoked {
+                scope: "isv_target".into(),
+                subject: format!("{} {}", isv.canonical(), target.canonical()),
                 before: Some(*before),
             },
         };

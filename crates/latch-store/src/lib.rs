@@ -43,6 +43,25 @@ pub enum StoreError {
 /// Result of store calls.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The two admin credentials that are not resource keys.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRole {
+    /// The platform operator: everything.
+    Operator,
+    /// The auditor: read-only.
+    Auditor,
+}
+
+impl AdminRole {
+    /// `operator` or `auditor`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Operator => "operator",
+            AdminRole::Auditor => "auditor",
+        }
+    }
+}
+
 /// How callers authenticate to a resource's Face endpoint (seed `000`: the two are exclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AuthMode {
@@ -141,6 +160,16 @@ pub enum Revocation {
     IsvBefore {
         /// The ISV's resource.
         isv: ResourceId,
+        /// Tokens issued before this are revoked.
+        before: UnixTime,
+    },
+    /// The tokens one ISV issued for one client resource before a time: what an ISV may
+    /// revoke by itself.
+    IsvTargetBefore {
+        /// The ISV's resource.
+        isv: ResourceId,
+        /// The client resource.
+        target: ResourceId,
         /// Tokens issued before this are revoked.
         before: UnixTime,
     },
@@ -249,6 +278,32 @@ pub trait Store: Send + Sync + 'static {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool>;
+
+    /// Drops revocations that cover no token that could still be valid at `now`; returns how
+    /// many were dropped.
+    async fn prune_revocations(&self, now: UnixTime) -> Result<u64>;
+
+    /// The ISV (canonical id) whose issuance record holds `jti`, if any.
+    async fn issuer_of(&self, jti: &str) -> Result<Option<String>>;
+
+    /// The digest of an admin credential.
+    async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>>;
+
+    /// Sets an admin credential's digest.
+    async fn set_admin_credential(
+        &self,
+        role: AdminRole,
+        digest: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()>;
+
+    /// Retires every unretired signing key at `now` and adds `key`, which signs from then on.
+    async fn rotate_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()>;
 
     /// Every signing key, oldest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>>;

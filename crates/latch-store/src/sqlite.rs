@@ -22,8 +22,8 @@ use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError, StoredAuditRecord,
-    StoredSigningKey,
+    AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
+    StoredAuditRecord, StoredSigningKey,
 };
 
 /// The database file's name within the data directory.
@@ -87,13 +87,20 @@ CREATE INDEX audit_jti ON audit (jti);
 "#,
     r#"
 CREATE TABLE revocations (
-    scope      TEXT NOT NULL CHECK (scope IN ('jti', 'target', 'isv')),
+    scope      TEXT NOT NULL CHECK (scope IN ('jti', 'target', 'isv', 'isv_target')),
     subject    TEXT NOT NULL,
     before     INTEGER,
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (scope, subject)
 );
 CREATE INDEX revocations_expiry ON revocations (expires_at);
+"#,
+    r#"
+CREATE TABLE admin_credentials (
+    role       TEXT PRIMARY KEY CHECK (role IN ('operator', 'auditor')),
+    digest     BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
 "#,
 ];
 
@@ -677,6 +684,16 @@ impl Store for SqliteStore {
                 Some(*before),
                 horizon(*before),
             ),
+            Revocation::IsvTargetBefore {
+                isv,
+                target,
+                before,
+            } => (
+                "isv_target",
+                format!("{} {}", isv.canonical(), target.canonical()),
+                Some(*before),
+                horizon(*before),
+            ),
         };
         self.change(audit, move |tx| {
             // A later "before" widens an earlier one; it never narrows it.
@@ -710,11 +727,99 @@ impl Store for SqliteStore {
                 "SELECT EXISTS (SELECT 1 FROM revocations WHERE
                     (scope = 'jti' AND subject = ?1)
                  OR (scope = 'isv' AND subject = ?2 AND ?4 < before)
-                 OR (scope = 'target' AND subject = ?3 AND ?4 < before))",
+                 OR (scope = 'target' AND subject = ?3 AND ?4 < before)
+                 OR (scope = 'isv_target' AND subject = ?2 || ' ' || ?3 AND ?4 < before))",
             )
             .map_err(sql)?
             .query_row(params![jti, isv, target, iat.0], |r| r.get(0))
             .map_err(sql)
+        })
+        .await
+    }
+
+    async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
+        // Pruning removes only entries that can no longer match a valid token: not a state
+        // change an auditor needs, so it has no record of its own.
+        self.write(move |tx| {
+            let n = tx
+                .execute("DELETE FROM revocations WHERE expires_at <= ?1", [now.0])
+                .map_err(sql)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
+        let jti = jti.to_owned();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT isv FROM audit WHERE jti = ?1 AND kind = 'limited_access_token_issued' LIMIT 1",
+            )
+            .map_err(sql)?
+            .query_row([jti], |r| r.get(0))
+            .optional()
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
+        self.read(move |c| {
+            let digest: Option<Vec<u8>> = c
+                .prepare_cached("SELECT digest FROM admin_credentials WHERE role = ?1")
+                .map_err(sql)?
+                .query_row([role.as_str()], |r| r.get(0))
+                .optional()
+                .map_err(sql)?;
+            digest
+                .map(|d| {
+                    d.try_into()
+                        .map(KeyDigest)
+                        .map_err(|_| corrupt("credential digest is not 32 bytes"))
+                })
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_admin_credential(
+        &self,
+        role: AdminRole,
+        digest: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (d, time) = (*digest, audit.time);
+        self.change(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO admin_credentials (role, digest, created_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (role) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
+                params![role.as_str(), &d.0[..], time.0],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let key = key.clone();
+        self.change(audit, move |tx| {
+            tx.execute(
+                "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
+                [now.0],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES (?1, ?2, ?3, NULL)",
+                params![key.kid, key.pkcs8.as_slice(), key.created_at.0],
+            )
+            .map_err(sql)?;
+            Ok(())
         })
         .await
     }

@@ -503,3 +503,174 @@ async fn revocations_by_token_target_and_isv() {
     );
     assert_eq!(chain_verifies(&store).await, 4);
 }
+
+#[tokio::test]
+async fn revocations_expire_with_the_tokens_they_cover() {
+    let (_dir, store) = open();
+    let event = AuditEvent::TokensRevoked {
+        scope: "jti".into(),
+        subject: "j1".into(),
+        before: None,
+    };
+    store
+        .add_revocation(
+            &Revocation::Token {
+                jti: "j1".into(),
+                expires: UnixTime(5_000),
+            },
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    let event = AuditEvent::TokensRevoked {
+        scope: "target".into(),
+        subject: id(CLIENT).canonical().into(),
+        before: Some(UnixTime(100)),
+    };
+    store
+        .add_revocation(
+            &Revocation::TargetBefore {
+                target: id(CLIENT),
+                before: UnixTime(100),
+            },
+            &draft(event),
+        )
+        .await
+        .unwrap();
+    // The jti entry covers a token valid until 5000 (plus the largest leeway).
+    assert_eq!(store.prune_revocations(UnixTime(5_059)).await.unwrap(), 0);
+    assert_eq!(store.prune_revocations(UnixTime(5_060)).await.unwrap(), 1);
+    assert!(!store
+        .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(200))
+        .await
+        .unwrap());
+    // The target entry covers tokens issued before 100, valid at most until 100 + 86400 + 60.
+    assert!(store
+        .is_revoked("j2", &id(ISV), &id(CLIENT), UnixTime(99))
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .prune_revocations(UnixTime(100 + 86_460 - 1))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        store
+            .prune_revocations(UnixTime(100 + 86_460))
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_isv_scoped_revocation_leaves_other_isvs_alone() {
+    let (_dir, store) = open();
+    let other = id(&ISV.replace("isv-face", "other-isv"));
+    let event = AuditEvent::TokensRevoked {
+        scope: "isv_target".into(),
+        subject: "x".into(),
+        before: Some(UnixTime(100)),
+    };
+    let r = Revocation::IsvTargetBefore {
+        isv: id(ISV),
+        target: id(CLIENT),
+        before: UnixTime(100),
+    };
+    store.add_revocation(&r, &draft(event)).await.unwrap();
+    assert!(store
+        .is_revoked("j", &id(ISV), &id(&CLIENT.to_uppercase()), UnixTime(99))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked("j", &other, &id(CLIENT), UnixTime(99))
+        .await
+        .unwrap());
+    assert!(!store
+        .is_revoked("j", &id(ISV), &id(CLIENT), UnixTime(100))
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn admin_credentials_rotation_and_issuers() {
+    let (_dir, store) = open();
+    use crate::AdminRole;
+    assert!(store
+        .admin_credential(AdminRole::Operator)
+        .await
+        .unwrap()
+        .is_none());
+    let event = AuditEvent::AdminCredentialSet {
+        role: "operator".into(),
+    };
+    store
+        .set_admin_credential(
+            AdminRole::Operator,
+            &KeyDigest([1; 32]),
+            &draft(event.clone()),
+        )
+        .await
+        .unwrap();
+    store
+        .set_admin_credential(AdminRole::Operator, &KeyDigest([2; 32]), &draft(event))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.admin_credential(AdminRole::Operator).await.unwrap(),
+        Some(KeyDigest([2; 32]))
+    );
+    assert!(store
+        .admin_credential(AdminRole::Auditor)
+        .await
+        .unwrap()
+        .is_none());
+
+    let key = |kid: &str, t: i64| StoredSigningKey {
+        kid: kid.into(),
+        pkcs8: zeroize::Zeroizing::new(vec![1]),
+        created_at: UnixTime(t),
+        retired_at: None,
+    };
+    store
+        .add_signing_key(
+            &key("a", 1),
+            &draft(AuditEvent::SigningKeyCreated { kid: "a".into() }),
+        )
+        .await
+        .unwrap();
+    let event = AuditEvent::SigningKeyRotated {
+        kid: "b".into(),
+        retired: vec!["a".into()],
+    };
+    store
+        .rotate_signing_key(&key("b", 2), UnixTime(2), &draft(event))
+        .await
+        .unwrap();
+    let keys = store.signing_keys().await.unwrap();
+    assert_eq!(
+        (keys[0].kid.as_str(), keys[0].retired_at),
+        ("a", Some(UnixTime(2)))
+    );
+    assert_eq!((keys[1].kid.as_str(), keys[1].retired_at), ("b", None));
+
+    let issued = AuditEvent::LimitedAccessTokenIssued {
+        isv: id(ISV),
+        target: id(CLIENT),
+        features: FeatureSet::parse_csv("Face.Identification").unwrap(),
+        lifetime_secs: 60,
+        expires: UnixTime(60),
+        jti: "jti-1".into(),
+        fingerprint: "f".into(),
+        kid: "b".into(),
+    };
+    store.append_audit(CHAIN, &[draft(issued)]).await.unwrap();
+    assert_eq!(
+        store.issuer_of("jti-1").await.unwrap().as_deref(),
+        Some(id(ISV).canonical())
+    );
+    assert_eq!(store.issuer_of("jti-2").await.unwrap(), None);
+    chain_verifies(&store).await;
+}

@@ -12,7 +12,7 @@ use crate::AppState;
 pub(crate) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],
-        Json(state.inner.keys.jwks()),
+        Json(state.inner.keys.current().jwks()),
     )
 }
 

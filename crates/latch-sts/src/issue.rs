@@ -177,7 +177,6 @@ async fn issue_limited_access(
     }
 
     let inner = &state.inner;
-    let keys = inner.keys.active();
     let jti = new_jti(&inner.rng).map_err(|_| ApiError::Internal)?;
     let grant = LimitedAccessGrant {
         issuer: &inner.config.issuer,
@@ -188,7 +187,7 @@ async fn issue_limited_access(
         region: inner.config.region.as_deref(),
     };
     let claims = LimitedAccessClaims::new(&grant, inner.clock.now(), jti);
-    let token = sign(state, TokenKind::LimitedAccess, &claims)?;
+    let (token, kid) = sign(state, TokenKind::LimitedAccess, &claims)?;
     tracing::info!(target: "latch::sts", isv = %isv.id, target = %target, features = %features, jti = %claims.jti, exp = claims.exp.0, "limited access token issued");
     Ok(Signed {
         event: AuditEvent::LimitedAccessTokenIssued {
@@ -199,7 +198,7 @@ async fn issue_limited_access(
             expires: claims.exp,
             fingerprint: fingerprint(&token),
             jti: claims.jti,
-            kid: keys.kid().to_owned(),
+            kid,
         },
         token,
         headers: Vec::new(),
@@ -216,7 +215,6 @@ async fn issue_access(
     // Azure ignores the body of issueToken; we read it only to bound it.
     read_body(body).await?;
     let inner = &state.inner;
-    let keys = inner.keys.active();
     let jti = new_jti(&inner.rng).map_err(|_| ApiError::Internal)?;
     let claims = AccessClaims::new(
         &inner.config.issuer,
@@ -225,7 +223,7 @@ async fn issue_access(
         inner.clock.now(),
         jti,
     );
-    let token = sign(state, TokenKind::Access, &claims)?;
+    let (token, kid) = sign(state, TokenKind::Access, &claims)?;
     tracing::info!(target: "latch::sts", resource = %resource.id, jti = %claims.jti, exp = claims.exp.0, "access token issued");
     Ok(Signed {
         headers: vec![(REFRESH_BY_HEADER, claims.refresh_by().to_rfc3339())],
@@ -234,26 +232,26 @@ async fn issue_access(
             expires: claims.exp,
             fingerprint: fingerprint(&token),
             jti: claims.jti,
-            kid: keys.kid().to_owned(),
+            kid,
         },
         token,
     })
 }
 
+/// Signs with the key in force now; returns the token and that key's id.
 fn sign<C: serde::Serialize>(
     state: &AppState,
     kind: TokenKind,
     claims: &C,
-) -> Result<String, ApiError> {
+) -> Result<(String, String), ApiError> {
     let inner = &state.inner;
-    inner
-        .keys
-        .active()
-        .sign(kind, claims, &inner.rng)
-        .map_err(|e| {
-            tracing::error!(target: "latch::sts", error = %e, "signing failed");
-            ApiError::Internal
-        })
+    let ring = inner.keys.current();
+    let key = ring.active();
+    let token = key.sign(kind, claims, &inner.rng).map_err(|e| {
+        tracing::error!(target: "latch::sts", error = %e, "signing failed");
+        ApiError::Internal
+    })?;
+    Ok((token, key.kid().to_owned()))
 }
 
 /// The resource whose key the caller presented. Exactly one `Ocp-Apim-Subscription-Key`

@@ -19,7 +19,7 @@ use axum::Router;
 use latch_core::Clock;
 use latch_http::keys::KeyAuth;
 use latch_store::audit_log::AuditLog;
-use latch_store::signing::KeyRing;
+use latch_store::signing::SharedKeyRing;
 use latch_store::Store;
 use ring::rand::SystemRandom;
 use tower::ServiceBuilder;
@@ -61,7 +61,7 @@ pub struct AppState {
 struct Inner {
     store: Arc<dyn Store>,
     audit: AuditLog,
-    keys: Arc<KeyRing>,
+    keys: SharedKeyRing,
     keys_auth: KeyAuth,
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
@@ -73,7 +73,7 @@ impl AppState {
     pub async fn new(
         store: Arc<dyn Store>,
         audit: AuditLog,
-        keys: Arc<KeyRing>,
+        keys: SharedKeyRing,
         clock: Arc<dyn Clock>,
         config: StsConfig,
     ) -> Result<Self, latch_store::StoreError> {

@@ -64,7 +64,10 @@ async fn sts() -> Sts {
         region: Some("local".into()),
         public_url: "http://sts.test".into(),
     };
-    let state = AppState::new(shared, audit, keys.clone(), clock, config)
+    let ring = latch_store::signing::SharedKeyRing::new(
+        KeyRing::load(&store, rng.as_ref(), NOW).await.unwrap(),
+    );
+    let state = AppState::new(shared, audit, ring, clock, config)
         .await
         .unwrap();
     Sts {

@@ -22,7 +22,7 @@ use latch_face::keys::Verifiers;
 use latch_face::FaceState;
 use latch_store::admin::{Admin, NewKeys};
 use latch_store::audit_log::AuditLog;
-use latch_store::signing::KeyRing;
+use latch_store::signing::{KeyRing, SharedKeyRing};
 use latch_store::sqlite::{SqliteStore, FILE_NAME};
 use latch_store::Store;
 use latch_sts::{AppState, StsConfig};
@@ -55,8 +55,14 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         &config.audit_chain,
         rng.as_ref(),
     )?);
-    let keys =
-        Arc::new(KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?);
+    let ring = SharedKeyRing::new(
+        KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?,
+    );
+    let verifiers = Verifiers::new(Verifier::new(
+        config.issuer.clone(),
+        ring.current().public_keys().to_vec(),
+        config.leeway_secs,
+    ));
     let (run_sts, run_face) = match args.role {
         Role::All => (true, true),
         Role::Sts => (true, false),
@@ -110,7 +116,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         let state = AppState::new(
             store.clone(),
             audit.clone(),
-            keys.clone(),
+            ring.clone(),
             clock.clone(),
             sts_config,
         )
@@ -123,15 +129,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ));
     }
     if let Some(listener) = face_listener {
-        let verifier = Verifier::new(
-            config.issuer.clone(),
-            keys.public_keys().to_vec(),
-            config.leeway_secs,
-        );
         let state = FaceState::new(
             store.clone(),
             audit.clone(),
-            Verifiers::new(verifier),
+            verifiers.clone(),
             clock.clone(),
             config.face.clone(),
             backend,
@@ -148,7 +149,19 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ));
     }
     drop(audit);
-    tracing::info!(target: "latch::serve", kid = keys.active().kid(), data_dir = %config.data_dir.display(), "ready");
+    servers.spawn(maintain(
+        Maintenance {
+            store: store.clone(),
+            rng: rng.clone(),
+            clock: clock.clone(),
+            ring: ring.clone(),
+            verifiers,
+            issuer: config.issuer.clone(),
+            leeway_secs: config.leeway_secs,
+        },
+        stopped.clone(),
+    ));
+    tracing::info!(target: "latch::serve", kid = ring.current().active().kid(), data_dir = %config.data_dir.display(), "ready");
     output::line("latch: ready");
 
     shutdown_signal().await;
@@ -162,6 +175,65 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     let _ = writer.await;
     tracing::info!(target: "latch::serve", "stopped; every audit record is committed");
     Ok(())
+}
+
+/// What the maintenance task keeps up to date.
+struct Maintenance {
+    store: Arc<dyn Store>,
+    rng: Arc<SystemRandom>,
+    clock: Arc<dyn Clock>,
+    ring: SharedKeyRing,
+    verifiers: Verifiers,
+    issuer: String,
+    leeway_secs: i64,
+}
+
+/// Every second: reload the signing keys from the store, so a rotation made anywhere (the
+/// admin API, the command line, another replica) is in force here within a second, and a
+/// retired key leaves the JWKS and the verifiers once its tokens have expired. Every minute:
+/// drop revocations that no longer cover a valid token.
+async fn maintain(
+    m: Maintenance,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut ticks: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = stopped.wait_for(|s| *s) => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        ticks += 1;
+        match KeyRing::load(m.store.as_ref(), m.rng.as_ref(), m.clock.now()).await {
+            Ok(ring) => {
+                if ring.active().kid() != m.ring.current().active().kid()
+                    || ring.public_keys() != m.ring.current().public_keys()
+                {
+                    tracing::info!(target: "latch::keys", kid = ring.active().kid(), published = ring.public_keys().len(), "signing keys changed");
+                }
+                m.verifiers.replace(Verifier::new(
+                    m.issuer.clone(),
+                    ring.public_keys().to_vec(),
+                    m.leeway_secs,
+                ));
+                m.ring.replace(ring);
+            }
+            Err(e) => {
+                tracing::warn!(target: "latch::keys", error = %e, "cannot reload the signing keys; keeping the ones in force")
+            }
+        }
+        if ticks % 60 == 0 {
+            match m.store.prune_revocations(m.clock.now()).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(target: "latch::revocations", dropped = n, "expired revocations dropped")
+                }
+                Err(e) => {
+                    tracing::warn!(target: "latch::revocations", error = %e, "cannot prune revocations")
+                }
+            }
+        }
+    }
 }
 
 fn announce(what: &str, listener: &tokio::net::TcpListener) -> Result<(), CliError> {

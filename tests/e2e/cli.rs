@@ -23,7 +23,14 @@ async fn regenerating_key1_refuses_its_old_value_at_once_and_key2_keeps_working(
     let body = lat_body(&d.client_id, &["Face.Identification"]);
     assert_eq!(s.issue(Some(&d.isv_key), "", &body).await.status, 200);
 
-    let out = json_out(&s.cli(&["--json", "keys", "regenerate", &d.isv_id, "--key", "key1"]));
+    let out = json_out(&s.cli(&[
+        "--json",
+        "keys",
+        "regenerate",
+        &d.isv_id,
+        "--key-name",
+        "key1",
+    ]));
     let new_key = out["key"].as_str().unwrap().to_owned();
     s.secret(&new_key);
     assert_eq!(out["keyName"], "Key1");
@@ -131,7 +138,7 @@ async fn exit_codes_tell_scripts_what_happened() {
         "already exists"
     );
     assert_eq!(code(&["resource", "show", NEW]), 3, "not found");
-    assert_eq!(code(&["keys", "regenerate", NEW, "--key", "key2"]), 3);
+    assert_eq!(code(&["keys", "regenerate", NEW, "--key-name", "key2"]), 3);
     assert_eq!(
         code(&["resource", "show", "/subscriptions/nope"]),
         2,
@@ -142,7 +149,7 @@ async fn exit_codes_tell_scripts_what_happened() {
         2
     );
     assert_eq!(
-        code(&["keys", "regenerate", &d.client_id, "--key", "key3"]),
+        code(&["keys", "regenerate", &d.client_id, "--key-name", "key3"]),
         2
     );
 

@@ -28,6 +28,11 @@ pub struct Server {
     pub url: String,
     /// The Face front's base URL, when it runs.
     pub face_url: String,
+    /// The admin API's base URL, when it runs.
+    pub admin_url: String,
+    /// The operator and auditor tokens from `admin.env`.
+    pub operator_token: String,
+    pub auditor_token: String,
     stdout: Arc<Mutex<String>>,
     stderr_path: PathBuf,
     /// Every secret this test handled: keys and tokens. None may appear in any log.
@@ -148,6 +153,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--face-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
                 "--data-dir",
             ])
             .arg(dir.path().join("data"))
@@ -172,6 +179,7 @@ impl Server {
                 for (service, prefix) in [
                     ("sts", "latch: STS listening on "),
                     ("face", "latch: Face front listening on "),
+                    ("admin", "latch: admin API listening on "),
                 ] {
                     if let Some(url) = line.strip_prefix(prefix) {
                         let _ = tx.send((service, url.to_owned()));
@@ -182,11 +190,12 @@ impl Server {
                 }
             }
         });
-        let (mut url, mut face_url) = (String::new(), String::new());
+        let (mut url, mut face_url, mut admin_url) = (String::new(), String::new(), String::new());
         loop {
             match rx.recv_timeout(Duration::from_secs(30)) {
                 Ok(("sts", u)) => url = u,
                 Ok(("face", u)) => face_url = u,
+                Ok(("admin", u)) => admin_url = u,
                 Ok(_) => break,
                 Err(_) => {
                     let _ = child.kill();
@@ -198,11 +207,21 @@ impl Server {
             }
         }
         let demo = read_demo(&dir.path().join("data").join("demo.env"));
+        let dir_path = dir.path().to_owned();
         let server = Server {
             child: Some(child),
             dir,
             url: url.clone(),
             face_url,
+            admin_url,
+            operator_token: env_value(
+                &dir_path.join("data").join("admin.env"),
+                "LATCH_OPERATOR_TOKEN",
+            ),
+            auditor_token: env_value(
+                &dir_path.join("data").join("admin.env"),
+                "LATCH_AUDITOR_TOKEN",
+            ),
             stdout,
             stderr_path,
             secrets: Mutex::new(Vec::new()),
@@ -215,6 +234,8 @@ impl Server {
             &demo.isv_key2,
             &demo.client_key,
             &demo.client_key2,
+            &server.operator_token,
+            &server.auditor_token,
         ] {
             if !s.is_empty() {
                 server.secret(s);
@@ -293,6 +314,23 @@ impl Server {
             body,
         )
         .await
+    }
+
+    /// A request to the admin API.
+    pub async fn admin(
+        &self,
+        op: &str,
+        credential: (&str, &str),
+        body: serde_json::Value,
+    ) -> Answer {
+        Http::new(&self.admin_url)
+            .request(
+                "POST",
+                &format!("/admin/v1/{op}"),
+                &[credential, ("content-type", "application/json")],
+                &body.to_string(),
+            )
+            .await
     }
 
     /// Runs a `latch` admin command against this server's data directory.
@@ -423,6 +461,15 @@ fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStat
     }
     let _ = child.kill();
     None
+}
+
+fn env_value(path: &Path, name: &str) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}=")))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn read_demo(path: &Path) -> Demo {

@@ -10,6 +10,7 @@ mod harness;
 
 mod upstream;
 
+mod admin;
 mod cli;
 mod face;
 mod interop;

@@ -1,23 +1,145 @@
-//! Administrative commands, run against the local store (the server may be running: the store
-//! is shared safely between processes). Each change is committed with its audit record.
+//! Administrative commands. Each becomes one [`AdminRequest`], run either on the local store
+//! (as the local operator; the server may be running, the store is shared safely between
+//! processes) or by the admin API named with `--server` (as the operator, auditor or ISV whose
+//! credential is given). Both print the same JSON.
 
 use std::sync::Arc;
 
-use latch_core::audit::Actor;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use latch_admin::{execute, AdminError, AdminRequest, Caller, Context};
 use latch_core::{FeatureSet, ResourceId, SystemClock};
 use latch_store::admin::Admin;
 use latch_store::sqlite::SqliteStore;
-use latch_store::{AuthMode, Resource, Store};
+use latch_store::{AdminRole, Store};
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ApprovalCommand, ClientCommand, Command, Format, IsvCommand, KeysCommand, ResourceCommand,
+    ApprovalCommand, ClientCommand, Command, CredentialCommand, Format, Global, IsvCommand,
+    KeysCommand, ResourceCommand, RevokeCommand, SigningKeyCommand,
 };
 use crate::config::Config;
+use crate::exit;
 use crate::output::{self, CliError};
 
-pub(crate) async fn run(config: Config, command: Command, format: Format) -> Result<(), CliError> {
+/// The admin API to send requests to, and the credential to send.
+pub(crate) struct Remote {
+    url: String,
+    credential: (&'static str, String),
+}
+
+impl Remote {
+    pub(crate) fn from_flags(g: &Global) -> Option<Result<Remote, CliError>> {
+        let url = g.server.clone()?;
+        let credential = match (&g.token, &g.key) {
+            (Some(token), None) => ("authorization", format!("Bearer {token}")),
+            (None, Some(key)) => ("ocp-apim-subscription-key", key.clone()),
+            _ => {
+                return Some(Err(CliError::usage(
+                    "with --server, give exactly one of --token and --key",
+                )))
+            }
+        };
+        Some(Ok(Remote {
+            url: url.trim_end_matches('/').to_owned(),
+            credential,
+        }))
+    }
+
+    async fn send(&self, request: &AdminRequest) -> Result<Value, CliError> {
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let mut value = hyper::header::HeaderValue::from_str(&self.credential.1)
+            .map_err(|_| CliError::usage("the credential is not a valid header value"))?;
+        value.set_sensitive(true);
+        let req = hyper::Request::post(format!("{}/admin/v1/{}", self.url, request.op()))
+            .header("content-type", "application/json")
+            .header(self.credential.0, value)
+            .body(Full::new(Bytes::from(request.body().to_string())))
+            .map_err(|e| CliError::usage(format!("--server: {e}")))?;
+        let res = client.request(req).await.map_err(|e| {
+            CliError::new(
+                "Unreachable",
+                format!("cannot reach {}: {e}", self.url),
+                exit::FAILURE,
+            )
+        })?;
+        let status = res.status().as_u16();
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| {
+                CliError::new(
+                    "Unreachable",
+                    format!("reading the answer: {e}"),
+                    exit::FAILURE,
+                )
+            })?
+            .to_bytes();
+        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        if status == 200 {
+            return Ok(value);
+        }
+        let message = value["error"]["message"]
+            .as_str()
+            .unwrap_or("the admin API refused the request")
+            .to_owned();
+        let (code, exit) = match status {
+            401 | 403 => ("Denied", exit::DENIED),
+            404 => ("NotFound", exit::NOT_FOUND),
+            409 => ("AlreadyExists", exit::ALREADY_EXISTS),
+            400 => ("InvalidArgument", 2),
+            _ => ("Failed", exit::FAILURE),
+        };
+        Err(CliError::new(code, message, exit))
+    }
+}
+
+impl From<AdminError> for CliError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Unauthorized => CliError::new("Denied", "not authenticated", exit::DENIED),
+            AdminError::Forbidden(m) => CliError::new("Denied", m, exit::DENIED),
+            AdminError::BadRequest(m) => CliError::usage(m),
+            AdminError::NotFound(m) => CliError::new("NotFound", m, exit::NOT_FOUND),
+            AdminError::Conflict(m) => CliError::new("AlreadyExists", m, exit::ALREADY_EXISTS),
+            AdminError::Unavailable => {
+                CliError::new("StoreError", "the store is unavailable", exit::FAILURE)
+            }
+        }
+    }
+}
+
+pub(crate) async fn run(
+    config: Config,
+    command: Command,
+    format: Format,
+    remote: Option<Result<Remote, CliError>>,
+) -> Result<(), CliError> {
+    if let Command::Credential(CredentialCommand::Reset { role }) = &command {
+        if remote.is_some() {
+            return Err(CliError::usage(
+                "credentials are reset on the local store, not through --server",
+            ));
+        }
+        return reset_credential(&config, role, format).await;
+    }
+    let request = to_request(command)?;
+    let value = match remote {
+        Some(remote) => remote?.send(&request).await?,
+        None => {
+            let ctx = local(&config)?;
+            execute(&ctx, &Caller::LocalOperator, request.clone()).await?
+        }
+    };
+    output::print(format, &value, || text(&request, &value));
+    Ok(())
+}
+
+fn local(config: &Config) -> Result<Context, CliError> {
     if !config
         .data_dir
         .join(latch_store::sqlite::FILE_NAME)
@@ -26,10 +148,10 @@ pub(crate) async fn run(config: Config, command: Command, format: Format) -> Res
         return Err(CliError::new(
             "NotFound",
             format!(
-                "no store in {}; run `latch serve` once, or pass --data-dir",
+                "no store in {}; run `latch serve` once, pass --data-dir, or use --server",
                 config.data_dir.display()
             ),
-            crate::exit::NOT_FOUND,
+            exit::NOT_FOUND,
         ));
     }
     let rng = Arc::new(SystemRandom::new());
@@ -38,116 +160,98 @@ pub(crate) async fn run(config: Config, command: Command, format: Format) -> Res
         &config.audit_chain,
         rng.as_ref(),
     )?);
-    let admin = Admin::new(
-        store.clone(),
+    Ok(Context {
+        store,
         rng,
-        Arc::new(SystemClock),
-        Actor::LocalOperator,
+        clock: Arc::new(SystemClock),
+    })
+}
+
+async fn reset_credential(config: &Config, role: &str, format: Format) -> Result<(), CliError> {
+    let ctx = local(config)?;
+    let role = match role {
+        "operator" => AdminRole::Operator,
+        _ => AdminRole::Auditor,
+    };
+    let admin = Admin::new(
+        ctx.store,
+        ctx.rng,
+        ctx.clock,
+        latch_core::audit::Actor::LocalOperator,
     );
-    match command {
-        Command::Serve(_) => return Err(CliError::usage("serve is not an administrative command")),
-        Command::Resource(ResourceCommand::Create { id }) => {
-            let id = resource_id(&id)?;
-            let (resource, keys) = admin.create_resource(&id).await?;
-            let (k1, k2) = (keys.key1.expose_secret(), keys.key2.expose_secret());
-            let mut value = resource_json(&resource);
-            value["key1"] = json!(k1);
-            value["key2"] = json!(k2);
-            output::print(format, &value, || {
-                format!("created {}\nKey1: {k1}\nKey2: {k2}\n(the keys are shown this once; only their digests are stored)", resource.id)
-            });
-        }
-        Command::Resource(ResourceCommand::List) => {
-            let all = store.resources().await?;
-            let value = Value::Array(all.iter().map(resource_json).collect());
-            output::print(format, &value, || {
-                all.iter()
-                    .map(|r| r.id.to_string())
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
-        Command::Resource(ResourceCommand::Show { id }) => {
-            let id = resource_id(&id)?;
-            let r = store.resource(&id).await?.ok_or_else(|| not_found(&id))?;
-            let value = resource_json(&r);
-            output::print(format, &value, || resource_text(&r));
-        }
-        Command::Resource(ResourceCommand::AuthMode { id, mode }) => {
-            let id = resource_id(&id)?;
-            let mode =
-                AuthMode::parse(&mode).ok_or_else(|| CliError::usage("--mode is key or token"))?;
-            let r = admin.set_auth_mode(&id, mode).await?;
-            output::print(format, &resource_json(&r), || resource_text(&r));
-        }
-        Command::Keys(KeysCommand::List { id }) => {
-            let id = resource_id(&id)?;
-            let keys = admin.keys(&id).await?;
-            let value = Value::Array(
-                keys.iter()
-                    .map(|k| json!({ "keyName": k.slot.to_string(), "createdAt": k.created_at.to_rfc3339() }))
-                    .collect(),
-            );
-            output::print(format, &value, || {
-                keys.iter()
-                    .map(|k| format!("{}  created {}", k.slot, k.created_at.to_rfc3339()))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
-        Command::Keys(KeysCommand::Regenerate { id, slot }) => {
-            let id = resource_id(&id)?;
-            let key = admin.regenerate_key(&id, slot).await?;
-            let value = json!({ "id": id.as_str(), "keyName": slot.to_string(), "key": key.expose_secret() });
-            output::print(format, &value, || {
-                format!(
-                    "{slot} of {id} regenerated; the old value no longer works.\n{slot}: {}",
-                    key.expose_secret()
-                )
-            });
-        }
-        Command::Isv(IsvCommand::Enable { id, grants }) => {
-            let id = resource_id(&id)?;
-            let grants = features(&grants)?;
-            if grants.is_empty() {
-                return Err(CliError::usage("give at least one --grant"));
-            }
-            let r = admin.set_isv(&id, true, &grants).await?;
-            output::print(format, &resource_json(&r), || resource_text(&r));
-        }
-        Command::Isv(IsvCommand::Disable { id }) => {
-            let id = resource_id(&id)?;
-            let current = store.resource(&id).await?.ok_or_else(|| not_found(&id))?;
-            let r = admin.set_isv(&id, false, &current.isv_grants).await?;
-            output::print(format, &resource_json(&r), || resource_text(&r));
-        }
-        Command::Approval(ApprovalCommand::Set {
-            id,
-            features: names,
-        }) => {
-            let id = resource_id(&id)?;
-            let r = admin.set_approvals(&id, &features(&names)?).await?;
-            output::print(format, &resource_json(&r), || resource_text(&r));
-        }
-        Command::Client(command) => {
-            let (isv, client, blocked) = match command {
-                ClientCommand::Block { isv, client } => (isv, client, true),
-                ClientCommand::Unblock { isv, client } => (isv, client, false),
-            };
-            let (isv, client) = (resource_id(&isv)?, resource_id(&client)?);
-            admin.set_client_blocked(&isv, &client, blocked).await?;
-            let value =
-                json!({ "isv": isv.as_str(), "client": client.as_str(), "blocked": blocked });
-            output::print(format, &value, || {
-                let verb = if blocked { "stopped" } else { "resumed" };
-                format!("{isv} has {verb} issuing tokens for {client}")
-            });
-        }
-    }
+    let token = admin.reset_admin_credential(role).await?;
+    let value = json!({ "role": role.as_str(), "token": token.expose_secret() });
+    output::print(format, &value, || {
+        format!(
+            "{} token reset; the old one no longer works.\ntoken: {}\n(shown this once; only its digest is stored)",
+            role.as_str(),
+            token.expose_secret()
+        )
+    });
     Ok(())
 }
 
-fn resource_id(s: &str) -> Result<ResourceId, CliError> {
+/// The request a command stands for.
+fn to_request(command: Command) -> Result<AdminRequest, CliError> {
+    Ok(match command {
+        Command::Serve(_) | Command::Credential(_) => {
+            return Err(CliError::usage("not an administrative request"))
+        }
+        Command::Resource(ResourceCommand::Create { id }) => AdminRequest::CreateResource {
+            resource_id: rid(&id)?,
+        },
+        Command::Resource(ResourceCommand::List) => AdminRequest::ListResources,
+        Command::Resource(ResourceCommand::Show { id }) => AdminRequest::ShowResource {
+            resource_id: rid(&id)?,
+        },
+        Command::Resource(ResourceCommand::AuthMode { id, mode }) => AdminRequest::SetAuthMode {
+            resource_id: rid(&id)?,
+            mode,
+        },
+        Command::Keys(KeysCommand::List { id }) => AdminRequest::ListKeys {
+            resource_id: rid(&id)?,
+        },
+        Command::Keys(KeysCommand::Regenerate { id, slot }) => AdminRequest::RegenerateKey {
+            resource_id: rid(&id)?,
+            key_name: slot.to_string(),
+        },
+        Command::Isv(IsvCommand::Enable { id, grants }) => AdminRequest::EnableIsv {
+            resource_id: rid(&id)?,
+            grants: features(&grants)?,
+        },
+        Command::Isv(IsvCommand::Disable { id }) => AdminRequest::DisableIsv {
+            resource_id: rid(&id)?,
+        },
+        Command::Approval(ApprovalCommand::Set {
+            id,
+            features: names,
+        }) => AdminRequest::SetApprovals {
+            resource_id: rid(&id)?,
+            features: features(&names)?,
+        },
+        Command::Client(ClientCommand::Block { isv, client }) => AdminRequest::BlockClient {
+            isv_resource_id: isv.as_deref().map(rid).transpose()?,
+            client_resource_id: rid(&client)?,
+        },
+        Command::Client(ClientCommand::Unblock { isv, client }) => AdminRequest::UnblockClient {
+            isv_resource_id: isv.as_deref().map(rid).transpose()?,
+            client_resource_id: rid(&client)?,
+        },
+        Command::Revoke(RevokeCommand::Token { jti }) => AdminRequest::RevokeToken { jti },
+        Command::Revoke(RevokeCommand::Target { id, before }) => AdminRequest::RevokeTarget {
+            target_resource_id: rid(&id)?,
+            before,
+        },
+        Command::Revoke(RevokeCommand::Isv { id, before }) => AdminRequest::RevokeIsv {
+            isv_resource_id: rid(&id)?,
+            before,
+        },
+        Command::SigningKey(SigningKeyCommand::Rotate) => AdminRequest::RotateSigningKey,
+        Command::SigningKey(SigningKeyCommand::List) => AdminRequest::ListSigningKeys,
+    })
+}
+
+fn rid(s: &str) -> Result<ResourceId, CliError> {
     ResourceId::parse(s)
         .map_err(|e| CliError::usage(format!("'{s}' is not a valid resource id: {e}")))
 }
@@ -157,37 +261,72 @@ fn features(names: &[String]) -> Result<FeatureSet, CliError> {
         .map_err(|e| CliError::usage(e.to_string()))
 }
 
-fn not_found(id: &ResourceId) -> CliError {
-    CliError::from(latch_store::StoreError::NotFound(format!("resource {id}")))
+/// The text form of an answer.
+fn text(request: &AdminRequest, v: &Value) -> String {
+    let s = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    match request {
+        AdminRequest::CreateResource { .. } => format!(
+            "created {}\nKey1: {}\nKey2: {}\n(the keys are shown this once; only their digests are stored)",
+            s("id"),
+            s("key1"),
+            s("key2")
+        ),
+        AdminRequest::RegenerateKey { .. } => format!(
+            "{name} of {id} regenerated; the old value no longer works.\n{name}: {key}",
+            name = s("keyName"),
+            id = s("id"),
+            key = s("key")
+        ),
+        AdminRequest::ListResources => lines(v, |r| r["id"].as_str().unwrap_or_default().to_owned()),
+        AdminRequest::ListKeys { .. } => lines(v, |k| {
+            format!("{}  created {}", k["keyName"].as_str().unwrap_or_default(), k["createdAt"].as_str().unwrap_or_default())
+        }),
+        AdminRequest::ListSigningKeys => lines(v, |k| {
+            let retired = k["retiredAt"].as_str().map(|t| format!("  retired {t}, published until {}", k["publishedUntil"].as_str().unwrap_or_default()));
+            format!("{}  created {}{}", k["kid"].as_str().unwrap_or_default(), k["createdAt"].as_str().unwrap_or_default(), retired.unwrap_or_else(|| "  (signing)".into()))
+        }),
+        AdminRequest::RotateSigningKey => format!("{} signs from now on; the old key stays published until its tokens expire", s("kid")),
+        AdminRequest::BlockClient { .. } | AdminRequest::UnblockClient { .. } => {
+            let verb = if v["blocked"] == json!(true) { "stopped" } else { "resumed" };
+            format!("{} has {verb} issuing tokens for {}", s("isv"), s("client"))
+        }
+        AdminRequest::RevokeToken { .. } | AdminRequest::RevokeTarget { .. } | AdminRequest::RevokeIsv { .. } => {
+            format!("revoked: {}", v["revoked"])
+        }
+        AdminRequest::ShowResource { .. }
+        | AdminRequest::SetAuthMode { .. }
+        | AdminRequest::EnableIsv { .. }
+        | AdminRequest::DisableIsv { .. }
+        | AdminRequest::SetApprovals { .. } => resource_text(v),
+        AdminRequest::ReadAudit { .. } => serde_json::to_string_pretty(v).unwrap_or_default(),
+    }
 }
 
-fn resource_json(r: &Resource) -> Value {
-    json!({
-        "id": r.id.as_str(),
-        "createdAt": r.created_at.to_rfc3339(),
-        "isvEnabled": r.isv_enabled,
-        "isvGrants": r.isv_grants,
-        "approvals": r.approvals,
-        "authMode": r.auth_mode.as_str(),
-    })
+fn lines(v: &Value, line: impl Fn(&Value) -> String) -> String {
+    v.as_array()
+        .map(|a| a.iter().map(line).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
 }
 
-fn resource_text(r: &Resource) -> String {
+fn resource_text(r: &Value) -> String {
+    let list = |k: &str| {
+        let items: Vec<&str> = r[k]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if items.is_empty() {
+            "none".to_owned()
+        } else {
+            items.join(",")
+        }
+    };
     format!(
         "{}\n  created      {}\n  ISV issuance {}\n  ISV grants   {}\n  approvals    {}\n  auth mode    {}",
-        r.id,
-        r.created_at.to_rfc3339(),
-        if r.isv_enabled { "enabled" } else { "disabled" },
-        or_none(&r.isv_grants),
-        or_none(&r.approvals),
-        r.auth_mode.as_str()
+        r["id"].as_str().unwrap_or_default(),
+        r["createdAt"].as_str().unwrap_or_default(),
+        if r["isvEnabled"] == json!(true) { "enabled" } else { "disabled" },
+        list("isvGrants"),
+        list("approvals"),
+        r["authMode"].as_str().unwrap_or_default()
     )
-}
-
-fn or_none(f: &FeatureSet) -> String {
-    if f.is_empty() {
-        "none".into()
-    } else {
-        f.to_csv()
-    }
 }

@@ -31,6 +31,16 @@ pub(crate) struct Global {
     /// Same as `-o json`.
     #[arg(long, global = true)]
     pub(crate) json: bool,
+    /// The admin API to send the command to (e.g. http://127.0.0.1:8702); without it, the
+    /// command runs on the local store as the operator.
+    #[arg(long, global = true, env = "LATCH_ADMIN_URL")]
+    pub(crate) server: Option<String>,
+    /// The operator or auditor token, with --server.
+    #[arg(long, global = true, env = "LATCH_ADMIN_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// An ISV's resource key, with --server (an ISV manages its own keys, blocks and tokens).
+    #[arg(long, global = true, env = "LATCH_ADMIN_KEY", hide_env_values = true)]
+    pub(crate) key: Option<String>,
 }
 
 impl Global {
@@ -52,6 +62,7 @@ impl Global {
             region: env("LATCH_REGION"),
             audit_chain: env("LATCH_AUDIT_CHAIN"),
             face_listen: env("LATCH_FACE_LISTEN"),
+            admin_listen: env("LATCH_ADMIN_LISTEN"),
             face_upstream_url: env("LATCH_FACE_UPSTREAM_URL"),
             face_upstream_key: env("LATCH_FACE_UPSTREAM_KEY"),
             log_format: env("LATCH_LOG_FORMAT"),
@@ -63,8 +74,10 @@ impl Global {
 /// The services `serve` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum Role {
-    /// The STS and the Face front, on two listeners.
+    /// The STS, the Face front and the admin API, on three listeners.
     All,
+    /// The admin API only.
+    Admin,
     /// The STS only.
     Sts,
     /// The Face front only.
@@ -99,6 +112,67 @@ pub(crate) enum Command {
     /// Stop or resume an ISV's issuance for one client.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Revoke issued limited access tokens; the Face front refuses them from then on.
+    #[command(subcommand)]
+    Revoke(RevokeCommand),
+    /// Rotate and list the token signing keys.
+    #[command(subcommand)]
+    SigningKey(SigningKeyCommand),
+    /// Reset the operator or auditor token of the admin API (local store only); prints it once.
+    #[command(subcommand)]
+    Credential(CredentialCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RevokeCommand {
+    /// One token, by its jti.
+    Token {
+        /// The token's jti (in its claims and in the audit log).
+        jti: String,
+    },
+    /// Every token for a client resource issued before a time (an ISV: only its own tokens).
+    Target {
+        /// The client resource id.
+        id: String,
+        /// Tokens issued before this time: RFC 3339 or Unix seconds; default now.
+        #[arg(long, value_parser = parse_time)]
+        before: Option<latch_core::UnixTime>,
+    },
+    /// Every token an ISV issued before a time.
+    Isv {
+        /// The ISV's resource id.
+        id: String,
+        /// Tokens issued before this time: RFC 3339 or Unix seconds; default now.
+        #[arg(long, value_parser = parse_time)]
+        before: Option<latch_core::UnixTime>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<latch_core::UnixTime, String> {
+    if let Ok(secs) = s.parse::<i64>() {
+        return Ok(latch_core::UnixTime(secs));
+    }
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map(|t| latch_core::UnixTime(t.unix_timestamp()))
+        .map_err(|_| format!("'{s}' is not RFC 3339 (2026-11-22T05:00:00Z) or Unix seconds"))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SigningKeyCommand {
+    /// A new key signs from now on; the old one stays in the JWKS until its tokens expire.
+    Rotate,
+    /// The signing keys, with when each was created, retired, and stays published until.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum CredentialCommand {
+    /// Set a new random token for a role; the old one stops working at once.
+    Reset {
+        /// `operator` or `auditor`.
+        #[arg(long, value_parser = ["operator", "auditor"])]
+        role: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +180,9 @@ pub(crate) struct ServeArgs {
     /// Address the STS listens on (overrides `sts.listen`).
     #[arg(long, env = "LATCH_STS_LISTEN")]
     pub(crate) sts_listen: Option<String>,
+    /// Address the admin API listens on (overrides `admin.listen`).
+    #[arg(long, env = "LATCH_ADMIN_LISTEN")]
+    pub(crate) admin_listen: Option<String>,
     /// Address the Face front listens on (overrides `face.listen`).
     #[arg(long, env = "LATCH_FACE_LISTEN")]
     pub(crate) face_listen: Option<String>,
@@ -154,8 +231,8 @@ pub(crate) enum KeysCommand {
     Regenerate {
         /// The resource id.
         id: String,
-        /// Which key: key1 or key2 (primary or secondary).
-        #[arg(long = "key", value_parser = parse_slot)]
+        /// Which key: key1 or key2 (primary or secondary), as `az ... keys regenerate --key-name`.
+        #[arg(long = "key-name", value_parser = parse_slot)]
         slot: latch_core::audit::KeySlot,
     },
 }
@@ -197,17 +274,17 @@ pub(crate) enum ApprovalCommand {
 pub(crate) enum ClientCommand {
     /// Stop an ISV's issuance for a client.
     Block {
-        /// The ISV's resource id.
+        /// The ISV's resource id (an ISV calling with --key may leave it out: itself).
         #[arg(long)]
-        isv: String,
+        isv: Option<String>,
         /// The client's resource id.
         client: String,
     },
     /// Resume an ISV's issuance for a client.
     Unblock {
-        /// The ISV's resource id.
+        /// The ISV's resource id (an ISV calling with --key may leave it out: itself).
         #[arg(long)]
-        isv: String,
+        isv: Option<String>,
         /// The client's resource id.
         client: String,
     },

@@ -11,6 +11,7 @@
 //! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
 //! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
 //! | `region` claim | `sts.region` | `LATCH_REGION` | | none |
+//! | admin API listen address | `admin.listen` | `LATCH_ADMIN_LISTEN` | `--admin-listen` | `127.0.0.1:8702` |
 //! | Face front listen address | `face.listen` | `LATCH_FACE_LISTEN` | `--face-listen` | `127.0.0.1:8701` |
 //! | Face upstream | `face.upstream_url` | `LATCH_FACE_UPSTREAM_URL` | | none (calls answered 501) |
 //! | upstream's key | `face.upstream_key` | `LATCH_FACE_UPSTREAM_KEY` | | none |
@@ -69,7 +70,15 @@ struct File {
     #[serde(default)]
     face: FaceFile,
     #[serde(default)]
+    admin: AdminFile,
+    #[serde(default)]
     log: LogFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,6 +137,8 @@ pub(crate) struct Overrides {
     pub(crate) audit_chain: Option<String>,
     /// `--face-listen` / `LATCH_FACE_LISTEN`.
     pub(crate) face_listen: Option<String>,
+    /// `--admin-listen` / `LATCH_ADMIN_LISTEN`.
+    pub(crate) admin_listen: Option<String>,
     /// `LATCH_FACE_UPSTREAM_URL`.
     pub(crate) face_upstream_url: Option<String>,
     /// `LATCH_FACE_UPSTREAM_KEY`.
@@ -164,6 +175,8 @@ pub(crate) struct Config {
     pub(crate) region: Option<String>,
     /// Where the Face front listens.
     pub(crate) face_listen: SocketAddr,
+    /// Where the admin API listens.
+    pub(crate) admin_listen: SocketAddr,
     /// The Face front's checks and limits.
     pub(crate) face: latch_face::FaceConfig,
     /// The Face front's upstream, if any.
@@ -290,7 +303,18 @@ impl Config {
         if !(0..=latch_core::verify::MAX_LEEWAY_SECS).contains(&leeway_secs) {
             return Err(invalid("face.leeway_secs", "must be 0 to 60".into()));
         }
+        let admin_listen_text = o
+            .admin_listen
+            .or(file.admin.listen.clone())
+            .unwrap_or_else(|| "127.0.0.1:8702".into());
+        let admin_listen: SocketAddr = admin_listen_text.parse().map_err(|_| {
+            invalid(
+                "admin.listen",
+                format!("'{admin_listen_text}' is not an address:port"),
+            )
+        })?;
         Ok(Config {
+            admin_listen,
             face_listen,
             face,
             face_upstream,

@@ -2,7 +2,7 @@
 //!
 //! `main` parses the command line, loads the configuration, and hands over to [`serve`] or
 //! [`admin`]. Exit codes, for scripts: 0 success, 1 failure, 2 usage, 3 not found, 4 already
-//! exists, 78 configuration error.
+//! exists, 5 not authenticated or not allowed, 78 configuration error.
 
 use std::process::ExitCode;
 
@@ -20,6 +20,7 @@ pub(crate) mod exit {
     pub(crate) const FAILURE: u8 = 1;
     pub(crate) const NOT_FOUND: u8 = 3;
     pub(crate) const ALREADY_EXISTS: u8 = 4;
+    pub(crate) const DENIED: u8 = 5;
     pub(crate) const CONFIG: u8 = 78;
 }
 
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
         }
         if args.face_listen.is_some() {
             overrides.face_listen = args.face_listen.clone();
+        }
+        if args.admin_listen.is_some() {
+            overrides.admin_listen = args.admin_listen.clone();
         }
     }
     let config = match config::Config::load(cli.global.config.as_deref(), overrides) {
@@ -57,10 +61,11 @@ fn main() -> ExitCode {
         }
     };
     let format = cli.global.output();
+    let remote = admin::Remote::from_flags(&cli.global);
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Serve(args) => serve::run(config, args).await,
-            other => admin::run(config, other, format).await,
+            other => admin::run(config, other, format, remote).await,
         }
     });
     match result {

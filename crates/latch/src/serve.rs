@@ -36,6 +36,8 @@ use crate::output::{self, CliError};
 pub(crate) const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/demo-isv-rg/providers/Microsoft.CognitiveServices/accounts/demo-isv-face";
 /// The demo client's resource id.
 pub(crate) const DEMO_CLIENT: &str = "/subscriptions/00000000-0000-4000-8000-000000000002/resourceGroups/demo-client-rg/providers/Microsoft.CognitiveServices/accounts/demo-client-face";
+/// The file the admin API credentials are written to, in the data directory.
+pub(crate) const ADMIN_FILE: &str = "admin.env";
 /// The file the demo credentials are written to, in the data directory.
 pub(crate) const DEMO_FILE: &str = "demo.env";
 
@@ -63,10 +65,11 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ring.current().public_keys().to_vec(),
         config.leeway_secs,
     ));
-    let (run_sts, run_face) = match args.role {
-        Role::All => (true, true),
-        Role::Sts => (true, false),
-        Role::Face => (false, true),
+    let (run_sts, run_face, run_admin) = match args.role {
+        Role::All => (true, true, true),
+        Role::Sts => (true, false, false),
+        Role::Face => (false, true, false),
+        Role::Admin => (false, false, true),
     };
     // Everything is checked and bound before anything is served.
     let backend = match &config.face_upstream {
@@ -85,6 +88,11 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     } else {
         None
     };
+    let admin_listener = if run_admin {
+        Some(bind(config.admin_listen).await?)
+    } else {
+        None
+    };
     let face_listener = if run_face {
         Some(bind(config.face_listen).await?)
     } else {
@@ -99,6 +107,17 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     };
     let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
 
+    if fresh {
+        let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
+        let admin_url = match &admin_listener {
+            Some(l) => format!(
+                "http://{}",
+                l.local_addr().map_err(|e| fail("listener", &e))?
+            ),
+            None => format!("http://{}", config.admin_listen),
+        };
+        bootstrap_credentials(&admin, &config.data_dir, &admin_url).await?;
+    }
     if fresh && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         bootstrap_demo(&admin, &config.data_dir, &sts_public_url).await?;
@@ -147,6 +166,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             latch_face::router(state),
             stopped.clone(),
         ));
+    }
+    if let Some(listener) = admin_listener {
+        let ctx = latch_admin::Context {
+            store: store.clone(),
+            rng: rng.clone(),
+            clock: clock.clone(),
+        };
+        let router = latch_admin::http::router(ctx).await?;
+        announce("admin API", &listener)?;
+        servers.spawn(serve_until(listener, router, stopped.clone()));
     }
     drop(audit);
     servers.spawn(maintain(
@@ -259,6 +288,44 @@ async fn serve_until(
             let _ = stopped.wait_for(|s| *s).await;
         })
         .await
+}
+
+/// A new store gets an operator token and an auditor token for the admin API, written to
+/// `admin.env` in the data directory (mode 0600); only their digests are stored.
+async fn bootstrap_credentials(
+    admin: &Admin,
+    data_dir: &Path,
+    admin_url: &str,
+) -> Result<(), CliError> {
+    let operator = admin
+        .reset_admin_credential(latch_store::AdminRole::Operator)
+        .await?;
+    let auditor = admin
+        .reset_admin_credential(latch_store::AdminRole::Auditor)
+        .await?;
+    let path = data_dir.join(ADMIN_FILE);
+    let text = format!(
+        "# latch admin API credentials: secret, readable by the owner only.\n\
+         # Use them with:  set -a; . {dir}/{ADMIN_FILE}; set +a\n\
+         LATCH_ADMIN_URL={admin_url}\n\
+         LATCH_OPERATOR_TOKEN={operator}\n\
+         LATCH_AUDITOR_TOKEN={auditor}\n",
+        dir = data_dir.display(),
+        operator = operator.expose_secret(),
+        auditor = auditor.expose_secret(),
+    );
+    write_private(&path, &text).map_err(|e| {
+        CliError::new(
+            "StartupFailed",
+            format!("cannot write {}: {e}", path.display()),
+            crate::exit::FAILURE,
+        )
+    })?;
+    output::line(&format!(
+        "latch: admin API credentials written to {}",
+        path.display()
+    ));
+    Ok(())
 }
 
 async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result<(), CliError> {

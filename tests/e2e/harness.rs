@@ -214,14 +214,8 @@ impl Server {
             url: url.clone(),
             face_url,
             admin_url,
-            operator_token: env_value(
-                &dir_path.join("data").join("admin.env"),
-                "LATCH_OPERATOR_TOKEN",
-            ),
-            auditor_token: env_value(
-                &dir_path.join("data").join("admin.env"),
-                "LATCH_AUDITOR_TOKEN",
-            ),
+            operator_token: env_value(&dir_path.join("data").join("admin.env"), "OPERATOR_TOKEN"),
+            auditor_token: env_value(&dir_path.join("data").join("admin.env"), "AUDITOR_TOKEN"),
             stdout,
             stderr_path,
             secrets: Mutex::new(Vec::new()),

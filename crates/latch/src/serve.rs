@@ -307,9 +307,9 @@ async fn bootstrap_credentials(
     let text = format!(
         "# latch admin API credentials: secret, readable by the owner only.\n\
          # Use them with:  set -a; . {dir}/{ADMIN_FILE}; set +a\n\
-         LATCH_ADMIN_URL={admin_url}\n\
-         LATCH_OPERATOR_TOKEN={operator}\n\
-         LATCH_AUDITOR_TOKEN={auditor}\n",
+         ADMIN_URL={admin_url}\n\
+         OPERATOR_TOKEN={operator}\n\
+         AUDITOR_TOKEN={auditor}\n",
         dir = data_dir.display(),
         operator = operator.expose_secret(),
         auditor = auditor.expose_secret(),

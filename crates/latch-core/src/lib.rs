@@ -6,10 +6,12 @@
 //! # Layout
 //!
 //! * [`audit`]: typed audit events and the hash chain that seals them.
+//! * [`merkle`]: the RFC 9162 Merkle tree, roots and consistency proofs over audit records.
 //! * [`resource_id`]: Azure resource ids, parsed into [`ResourceId`] with a canonical form.
 //! * [`feature`]: the Limited Access feature flags and the ordered [`FeatureSet`].
 //! * [`lifetime`]: the `expiredTime` bound (60..=86400 s, default 3600).
 //! * [`clock`]: the [`Clock`] trait; the only place that reads the system time.
+//! * [`checkpoint`]: signed checkpoints of audit chains and the offline verifier of exports.
 //! * [`claims`]: the claims of the two token kinds and the JOSE header.
 //! * [`json`]: strict JSON objects (no duplicate member names).
 //! * [`jws`]: the strict compact-serialization decoder (sizes, alphabet, duplicate keys).
@@ -19,6 +21,7 @@
 //! * [`fuzz`]: the entry points of the fuzz targets, shared by the tests and `latch-fuzz`.
 
 pub mod audit;
+pub mod checkpoint;
 pub mod claims;
 pub mod clock;
 pub mod feature;
@@ -26,6 +29,7 @@ pub mod fuzz;
 pub mod json;
 pub mod jws;
 pub mod lifetime;
+pub mod merkle;
 pub mod resource_id;
 pub mod secret;
 pub mod signing;

@@ -85,6 +85,14 @@ impl SigningKey {
         }
     }
 
+    /// Signs raw bytes: a 64-byte `r || s` ECDSA P-256 SHA-256 signature (for checkpoints).
+    pub fn sign_bytes(&self, message: &[u8], rng: &dyn SecureRandom) -> Result<Vec<u8>, SignError> {
+        self.pair
+            .sign(rng, message)
+            .map(|s| s.as_ref().to_vec())
+            .map_err(|_| SignError::Random)
+    }
+
     /// Signs `claims` as a compact JWS of the given kind.
     pub fn sign<C: Serialize>(
         &self,

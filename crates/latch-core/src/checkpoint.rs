@@ -1,0 +1,471 @@
+//! Signed checkpoints of audit chains, and the offline verifier of audit exports.
+//!
+//! A [`Checkpoint`] is a signed tree head: the chain, the number of records it covers, the
+//! RFC 9162 Merkle root of those records, the time, and an ES256 signature by the *audit* key
+//! (never the token key) over the line-oriented text of [`Checkpoint::message`].
+//!
+//! An export is JSON lines: each record's body exactly as sealed, and each checkpoint as
+//! `{"checkpoint":{...}}`. [`verify_export`] needs nothing but the export and the audit public
+//! key (and, optionally, a checkpoint the auditor saved earlier), and names every failure:
+//!
+//! | finding | what it means |
+//! |---|---|
+//! | `Unreadable` | a line is neither a record nor a checkpoint |
+//! | `Missing` | sequence numbers skip: records were deleted |
+//! | `Reordered` | a record appears after records that follow it |
+//! | `Altered` | a record's hash no longer matches the next record's `prev_hash` |
+//! | `ForgedCheckpoint` | a checkpoint's signature does not verify with the audit key |
+//! | `CheckpointMismatch` | a signed root is not the root of the records it covers |
+//! | `Truncated` | a checkpoint covers more records than the export holds |
+//! | `ReplayedCheckpoint` | a checkpoint is older or smaller than one before it, or than the saved one |
+//! | `Rewritten` | the saved checkpoint's root is not the root of the export's first records |
+//! | `Unsigned` | records after the last checkpoint, or a chain with no checkpoint |
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use ring::rand::SecureRandom;
+use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_FIXED};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{record_hash, SealedRecord, GENESIS};
+use crate::clock::UnixTime;
+use crate::jws::{b64url, b64url_decode};
+use crate::merkle::{leaf_hash, node_hash, Hash};
+use crate::signing::{PublicKey, SignError, SigningKey};
+
+/// A signed tree head of one audit chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    /// The chain.
+    pub chain: String,
+    /// How many records (sequence numbers 1..=size) it covers.
+    pub size: u64,
+    /// Their Merkle root, base64url.
+    pub root: String,
+    /// When it was made.
+    pub time: UnixTime,
+    /// The audit key's id.
+    pub kid: String,
+    /// ES256 over [`Checkpoint::message`], base64url.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    /// The signed text.
+    pub fn message(chain: &str, size: u64, root: &str, time: UnixTime) -> String {
+        format!(
+            "latch-audit-checkpoint/v1\n{chain}\n{size}\n{root}\n{}\n",
+            time.0
+        )
+    }
+
+    /// A checkpoint of `chain` at `size` records with `root`, signed by the audit key.
+    pub fn sign(
+        key: &SigningKey,
+        chain: &str,
+        size: u64,
+        root: &Hash,
+        time: UnixTime,
+        rng: &dyn SecureRandom,
+    ) -> Result<Self, SignError> {
+        let root = b64url(root);
+        let signature = key.sign_bytes(Self::message(chain, size, &root, time).as_bytes(), rng)?;
+        Ok(Checkpoint {
+            chain: chain.to_owned(),
+            size,
+            root,
+            time,
+            kid: key.kid().to_owned(),
+            signature: b64url(signature),
+        })
+    }
+
+    /// Whether the signature is the audit key's.
+    pub fn verify(&self, key: &PublicKey) -> bool {
+        let Ok(sig) = b64url_decode(&self.signature) else {
+            return false;
+        };
+        self.kid == key.kid()
+            && sig.len() == 64
+            && UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.point())
+                .verify(
+                    Self::message(&self.chain, self.size, &self.root, self.time).as_bytes(),
+                    &sig,
+                )
+                .is_ok()
+    }
+
+    /// The root as bytes.
+    pub fn root_hash(&self) -> Option<Hash> {
+        b64url_decode(&self.root).ok()?.try_into().ok()
+    }
+
+    /// The export line of this checkpoint.
+    pub fn to_line(&self) -> String {
+        serde_json::json!({ "checkpoint": self }).to_string()
+    }
+}
+
+/// The Merkle root of a growing list of leaves, in O(log n) per leaf: the perfect subtrees
+/// ("peaks") of the binary decomposition of the size, folded from the right, are exactly the
+/// RFC 9162 tree.
+#[derive(Clone, Debug, Default)]
+pub struct Frontier {
+    peaks: Vec<(Hash, u32)>,
+    size: u64,
+}
+
+impl Frontier {
+    /// Appends a leaf hash.
+    pub fn push(&mut self, leaf: Hash) {
+        let mut node = (leaf, 0u32);
+        while let Some(&(top, height)) = self.peaks.last() {
+            if height != node.1 {
+                break;
+            }
+            self.peaks.pop();
+            node = (node_hash(&top, &node.0), height + 1);
+        }
+        self.peaks.push(node);
+        self.size += 1;
+    }
+
+    /// How many leaves.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The root of the leaves so far.
+    pub fn root(&self) -> Hash {
+        let mut peaks = self.peaks.iter().rev();
+        let Some(&(mut acc, _)) = peaks.next() else {
+            return crate::merkle::root(&[]);
+        };
+        for (peak, _) in peaks {
+            acc = node_hash(peak, &acc);
+        }
+        acc
+    }
+}
+
+/// One thing wrong with an export.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Finding {
+    /// Line `line` (from 1) is neither a record nor a checkpoint.
+    Unreadable { line: usize },
+    /// Records `from..=to` of `chain` are absent.
+    Missing { chain: String, from: u64, to: u64 },
+    /// Record `seq` of `chain` appears after a record that follows it.
+    Reordered { chain: String, seq: u64 },
+    /// Record `seq` of `chain` does not hash to the next record's `prev_hash`.
+    Altered { chain: String, seq: u64 },
+    /// The checkpoint of `chain` at `size` is not signed by the audit key.
+    ForgedCheckpoint { chain: String, size: u64 },
+    /// The checkpoint of `chain` at `size` signs another root than the records'.
+    CheckpointMismatch { chain: String, size: u64 },
+    /// A checkpoint of `chain` covers `size` records; the export has `records`.
+    Truncated {
+        chain: String,
+        size: u64,
+        records: u64,
+    },
+    /// The checkpoint of `chain` at `size` is older or smaller than one seen before it.
+    ReplayedCheckpoint { chain: String, size: u64 },
+    /// The saved checkpoint at `size` does not match the export's first records.
+    Rewritten { chain: String, size: u64 },
+    /// Records of `chain` after `size` are covered by no checkpoint.
+    Unsigned {
+        chain: String,
+        size: u64,
+        records: u64,
+    },
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Finding::Unreadable { line } => write!(f, "line {line}: unreadable (neither a record nor a checkpoint)"),
+            Finding::Missing { chain, from, to } if from == to => write!(f, "chain {chain}: record {from} is missing"),
+            Finding::Missing { chain, from, to } => write!(f, "chain {chain}: records {from} to {to} are missing"),
+            Finding::Reordered { chain, seq } => write!(f, "chain {chain}: record {seq} is out of order (reordered)"),
+            Finding::Altered { chain, seq } => {
+                write!(f, "chain {chain}: record {seq} was altered (its hash does not match record {}'s prev_hash)", seq + 1)
+            }
+            Finding::ForgedCheckpoint { chain, size } => {
+                write!(f, "chain {chain}: checkpoint at {size} records is forged (not signed by the audit key)")
+            }
+            Finding::CheckpointMismatch { chain, size } => write!(
+                f,
+                "chain {chain}: checkpoint at {size} records does not match them (records altered, missing or inserted)"
+            ),
+            Finding::Truncated { chain, size, records } => {
+                write!(f, "chain {chain}: truncated: a checkpoint covers {size} records, the export has {records}")
+            }
+            Finding::ReplayedCheckpoint { chain, size } => {
+                write!(f, "chain {chain}: checkpoint at {size} records is a replayed old checkpoint")
+            }
+            Finding::Rewritten { chain, size } => {
+                write!(f, "chain {chain}: rewritten: the first {size} records are not those of your saved checkpoint")
+            }
+            Finding::Unsigned { chain, size, records } => {
+                write!(f, "chain {chain}: records {} to {records} are covered by no checkpoint", size + 1)
+            }
+        }
+    }
+}
+
+/// What [`verify_export`] found.
+#[derive(Clone, Debug, Default)]
+pub struct ExportReport {
+    /// Records read, per chain.
+    pub records: BTreeMap<String, u64>,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// Everything wrong, in the order found; empty means the export verifies.
+    pub findings: Vec<Finding>,
+}
+
+#[derive(Default)]
+struct ChainState {
+    // seq -> (record hash, prev_hash, leaf hash)
+    records: BTreeMap<u64, (Hash, Hash, Hash)>,
+    expected: u64,
+    missing: BTreeSet<u64>,
+    checkpoints: Vec<Checkpoint>,
+}
+
+/// Verifies an export (its lines, in order) with the audit public key, optionally against a
+/// checkpoint the auditor saved earlier. `progress` is called with the number of lines read,
+/// every 100,000 lines.
+pub fn verify_export<I, S>(
+    lines: I,
+    key: &PublicKey,
+    saved: Option<&Checkpoint>,
+    mut progress: impl FnMut(u64),
+) -> ExportReport
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    let mut report = ExportReport::default();
+    let mut chains: BTreeMap<String, ChainState> = BTreeMap::new();
+    for (i, line) in lines.into_iter().enumerate() {
+        if (i as u64 + 1) % 100_000 == 0 {
+            progress(i as u64 + 1);
+        }
+        let line = line.as_ref();
+        if line.trim().is_empty() {
+            continue;
+        }
+        if let Ok(record) = serde_json::from_str::<SealedRecord>(line) {
+            let state = chains.entry(record.chain.clone()).or_default();
+            state.expected = state.expected.max(1);
+            let seq = record.seq;
+            if seq > state.expected {
+                state.missing.extend(state.expected..seq);
+            } else if seq < state.expected {
+                if state.missing.remove(&seq) {
+                    report.findings.push(Finding::Reordered {
+                        chain: record.chain.clone(),
+                        seq,
+                    });
+                } else {
+                    // A second record with this number: one of the two is not the sealed one.
+                    report.findings.push(Finding::Altered {
+                        chain: record.chain.clone(),
+                        seq,
+                    });
+                }
+            }
+            state.expected = state.expected.max(seq + 1);
+            let prev: Hash = b64url_decode(&record.prev_hash)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .unwrap_or([0xff; 32]);
+            state
+                .records
+                .insert(seq, (record_hash(line), prev, leaf_hash(line.as_bytes())));
+            *report.records.entry(record.chain).or_default() += 1;
+            continue;
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Line {
+            checkpoint: Checkpoint,
+        }
+        match serde_json::from_str::<Line>(line) {
+            Ok(Line { checkpoint }) => {
+                report.checkpoints += 1;
+                chains
+                    .entry(checkpoint.chain.clone())
+                    .or_default()
+                    .checkpoints
+                    .push(checkpoint);
+            }
+            Err(_) => report.findings.push(Finding::Unreadable { line: i + 1 }),
+        }
+    }
+
+    for (chain, state) in &chains {
+        check_chain(
+            chain,
+            state,
+            key,
+            saved.filter(|s| &s.chain == chain),
+            &mut report.findings,
+        );
+    }
+    if let Some(saved) = saved {
+        if !chains.contains_key(&saved.chain) {
+            report.findings.push(Finding::Truncated {
+                chain: saved.chain.clone(),
+                size: saved.size,
+                records: 0,
+            });
+        }
+    }
+    report
+}
+
+fn check_chain(
+    chain: &str,
+    state: &ChainState,
+    key: &PublicKey,
+    saved: Option<&Checkpoint>,
+    out: &mut Vec<Finding>,
+) {
+    let name = || chain.to_owned();
+    // Gaps, as ranges.
+    let mut gap: Option<(u64, u64)> = None;
+    for &seq in &state.missing {
+        gap = match gap {
+            Some((from, to)) if to + 1 == seq => Some((from, seq)),
+            Some((from, to)) => {
+                out.push(Finding::Missing {
+                    chain: name(),
+                    from,
+                    to,
+                });
+                Some((seq, seq))
+            }
+            None => Some((seq, seq)),
+        };
+    }
+    if let Some((from, to)) = gap {
+        out.push(Finding::Missing {
+            chain: name(),
+            from,
+            to,
+        });
+    }
+    // Links, in sequence order.
+    let mut previous: Option<(u64, Hash)> = None;
+    for (&seq, &(hash, prev, _)) in &state.records {
+        let expected_prev = match previous {
+            Some((p, h)) if p + 1 == seq => Some(h),
+            None if seq == 1 => Some(GENESIS),
+            _ => None,
+        };
+        if let Some(expected) = expected_prev {
+            if prev != expected {
+                out.push(Finding::Altered {
+                    chain: name(),
+                    seq: seq.saturating_sub(1).max(1),
+                });
+            }
+        }
+        previous = Some((seq, hash));
+    }
+
+    // Roots at every checkpoint's size (and the saved one's), in one pass over the leaves.
+    let mut sizes: BTreeSet<u64> = state.checkpoints.iter().map(|c| c.size).collect();
+    if let Some(s) = saved {
+        sizes.insert(s.size);
+    }
+    let mut roots: BTreeMap<u64, Hash> = BTreeMap::new();
+    let mut frontier = Frontier::default();
+    if sizes.contains(&0) {
+        roots.insert(0, frontier.root());
+    }
+    for (_, &(_, _, leaf)) in state.records.iter() {
+        frontier.push(leaf);
+        if sizes.contains(&frontier.size()) {
+            roots.insert(frontier.size(), frontier.root());
+        }
+    }
+    let records = state.records.keys().next_back().copied().unwrap_or(0);
+
+    let mut newest: Option<&Checkpoint> = None;
+    for c in &state.checkpoints {
+        if !c.verify(key) {
+            out.push(Finding::ForgedCheckpoint {
+                chain: name(),
+                size: c.size,
+            });
+            continue;
+        }
+        if newest.is_some_and(|n| c.time < n.time || c.size < n.size) {
+            out.push(Finding::ReplayedCheckpoint {
+                chain: name(),
+                size: c.size,
+            });
+            continue;
+        }
+        newest = Some(c);
+        if c.size > records {
+            out.push(Finding::Truncated {
+                chain: name(),
+                size: c.size,
+                records,
+            });
+        } else if roots.get(&c.size).copied() != c.root_hash() {
+            out.push(Finding::CheckpointMismatch {
+                chain: name(),
+                size: c.size,
+            });
+        }
+    }
+    if let Some(s) = saved {
+        if !s.verify(key) {
+            out.push(Finding::ForgedCheckpoint {
+                chain: name(),
+                size: s.size,
+            });
+        } else if newest.is_some_and(|n| n.time < s.time || n.size < s.size) {
+            let n = newest.map(|n| n.size).unwrap_or(0);
+            out.push(Finding::ReplayedCheckpoint {
+                chain: name(),
+                size: n,
+            });
+        } else if s.size > records {
+            out.push(Finding::Truncated {
+                chain: name(),
+                size: s.size,
+                records,
+            });
+        } else if roots.get(&s.size).copied() != s.root_hash() {
+            out.push(Finding::Rewritten {
+                chain: name(),
+                size: s.size,
+            });
+        }
+    }
+    match newest {
+        None => out.push(Finding::Unsigned {
+            chain: name(),
+            size: 0,
+            records,
+        }),
+        Some(n) if n.size < records => out.push(Finding::Unsigned {
+            chain: name(),
+            size: n.size,
+            records,
+        }),
+        Some(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -379,6 +379,15 @@ async fn token_checks_over_a_real_socket_with_an_injected_clock() {
         Actor::LocalOperator,
     );
     let (_, client) = admin.create_resource(&client_id).await.unwrap();
+    admin.create_resource(&isv_id).await.unwrap();
+    admin
+        .set_isv(
+            &isv_id,
+            true,
+            &FeatureSet::parse_csv("Face.Identification").unwrap(),
+        )
+        .await
+        .unwrap();
     let keys = KeyRing::load_or_create(store.as_ref(), &rng, &clock)
         .await
         .unwrap();

@@ -235,7 +235,7 @@ pub async fn execute(
             json!({ "revoked": { "jti": jti } })
         }
         AdminRequest::RevokeTarget { target_resource_id, before } => {
-            let before = before.unwrap_or(now.plus(1));
+            let before = revocation_time(before, now)?;
             let revocation = match caller {
                 Caller::Isv { resource, .. } => Revocation::IsvTargetBefore {
                     isv: resource.id.clone(),
@@ -251,7 +251,7 @@ pub async fn execute(
             json!({ "revoked": { "target": target_resource_id.as_str(), "issuedBefore": before.to_rfc3339() } })
         }
         AdminRequest::RevokeIsv { isv_resource_id, before } => {
-            let before = before.unwrap_or(now.plus(1));
+            let before = revocation_time(before, now)?;
             admin
                 .revoke(&Revocation::IsvBefore {
                     isv: isv_resource_id.clone(),
@@ -290,6 +290,22 @@ pub async fn execute(
                 .collect(),
         ),
     })
+}
+
+/// The "before" of a revocation: default the next second (so tokens issued this second are
+/// covered); never later than that, since no token can have been issued in the future, and
+/// an entry reaching into the future would never expire.
+fn revocation_time(
+    before: Option<latch_core::UnixTime>,
+    now: latch_core::UnixTime,
+) -> Result<latch_core::UnixTime, AdminError> {
+    match before {
+        None => Ok(now.plus(1)),
+        Some(t) if t <= now.plus(1) => Ok(t),
+        Some(_) => Err(AdminError::BadRequest(
+            "before must not be in the future".into(),
+        )),
+    }
 }
 
 /// Blocks or unblocks `client` for an ISV: the named one, or the calling ISV itself.

@@ -6,7 +6,12 @@ use serde::{Deserialize, Serialize};
 
 /// One administrative request.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "op",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase",
+    deny_unknown_fields
+)]
 pub enum AdminRequest {
     /// Every resource.
     ListResources,
@@ -196,5 +201,12 @@ mod tests {
                 .contains("duplicate")
         );
         assert!(AdminRequest::from_http("show_resource", b"[1]").is_err());
+        // A misspelt member is refused, not ignored.
+        let err = AdminRequest::from_http(
+            "unblock_client",
+            format!(r#"{{"isvResourceID":"{ID}","clientResourceId":"{ID}"}}"#).as_bytes(),
+        )
+        .unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -221,6 +221,24 @@ async fn the_auditor_reads_and_changes_nothing() {
 async fn an_isv_manages_only_its_own() {
     let a = api().await;
     let isv = || Cred::Key(&a.isv_key);
+    // A token the other ISV really issued, on record.
+    let issued = latch_core::audit::AuditEvent::LimitedAccessTokenIssued {
+        isv: id(OTHER_ISV),
+        target: id(CLIENT),
+        features: FeatureSet::parse_csv("Face.Identification").unwrap(),
+        lifetime_secs: 60,
+        expires: UnixTime(1_800_000_060),
+        jti: "jti-of-the-other-isv".into(),
+        fingerprint: "f".into(),
+        kid: "k".into(),
+    };
+    let draft = latch_core::audit::AuditDraft {
+        time: UnixTime(1_800_000_000),
+        request_id: None,
+        actor: Actor::System,
+        event: issued,
+    };
+    a.store.append_audit("main", &[draft]).await.unwrap();
     let (s, v) = a
         .call(
             isv(),
@@ -254,7 +272,7 @@ async fn an_isv_manages_only_its_own() {
         ),
         ("revoke_isv", json!({"isvResourceId": OTHER_ISV})),
         ("rotate_signing_key", json!({})),
-        ("revoke_token", json!({"jti": "issued-by-someone-else"})),
+        ("revoke_token", json!({"jti": "jti-of-the-other-isv"})),
     ] {
         let (s, v) = a.call(isv(), op, body).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{op}: {v}");
@@ -406,4 +424,25 @@ async fn regenerated_keys_stop_working_at_once_and_changes_are_audited() {
     assert_eq!(last["event"]["type"], "key_regenerated");
     assert_eq!(last["actor"]["kind"], "resource");
     assert!(!records.to_string().contains(&new_key));
+}
+
+#[tokio::test]
+async fn revocations_cannot_reach_into_the_future() {
+    let a = api().await;
+    let (s, v) = a
+        .call(
+            Cred::Bearer(&a.operator),
+            "revoke_target",
+            json!({"targetResourceId": CLIENT, "before": 1_800_000_002}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = a
+        .call(
+            Cred::Bearer(&a.operator),
+            "revoke_target",
+            json!({"targetResourceId": CLIENT, "before": 1_800_000_001}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
 }

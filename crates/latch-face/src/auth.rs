@@ -142,6 +142,18 @@ impl Authenticate {
                     tracing::info!(target: "latch::face", resource = %resource.id, "bearer token refused: the resource is in key mode");
                     return Err(FaceError::InvalidKey);
                 }
+                // Revocations by jti, or of every token for this resource before a time, apply
+                // to access tokens too.
+                let claims = verified.claims();
+                let revoked = self
+                    .store
+                    .is_revoked(&claims.jti, &resource.id, &resource.id, claims.iat)
+                    .await
+                    .map_err(store_failed)?;
+                if revoked {
+                    tracing::info!(target: "latch::face", resource = %resource.id, "bearer token refused: revoked");
+                    return Err(FaceError::InvalidKey);
+                }
                 Ok(VerifiedCaller {
                     resource: Arc::new(resource),
                     credential: Credential::Bearer(Box::new(verified)),

@@ -6,7 +6,8 @@
 //!    scheme exactly `Bearer`, as Azure documents it). The token must verify as a limited
 //!    access token (an `issueToken` token is refused: other `typ` and `aud`), name the
 //!    caller's resource (canonical comparison), carry the features the approvals lack, be
-//!    valid now (the verifier's leeway) and not be revoked.
+//!    valid now (the verifier's leeway), not be revoked, and come from an ISV that may still
+//!    issue.
 //! 3. Every call that presented a token, accepted or refused, is an audit record with the
 //!    reason, committed before the call proceeds or is answered. If the record cannot be
 //!    written the answer is 503 and the call does not proceed.
@@ -218,6 +219,20 @@ impl LimitedAccess {
                 .record("refused", Some("revoked"), Some(&verified), fp)
                 .await?;
             return Err(refuse(requirement.missing(approvals), "revoked"));
+        }
+        // A token stands only while its ISV may issue: disabling an ISV stops its tokens at
+        // once, whatever was in flight when it was disabled.
+        let isv_enabled = self
+            .store
+            .resource(&claims.isv_resource_id)
+            .await
+            .map_err(store_failed)?
+            .is_some_and(|isv| isv.isv_enabled);
+        if !isv_enabled {
+            usage
+                .record("refused", Some("isv_disabled"), Some(&verified), fp)
+                .await?;
+            return Err(refuse(requirement.missing(approvals), "isv_disabled"));
         }
         usage.record("accepted", None, Some(&verified), fp).await?;
         Ok(call(Grant::Token(Box::new(verified))))

@@ -57,6 +57,8 @@ async fn front_with(config: FaceConfig) -> Front {
         Actor::LocalOperator,
     );
     admin.create_resource(&id(ISV)).await.unwrap();
+    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
+    admin.set_isv(&id(ISV), true, &grants).await.unwrap();
     let (_, client) = admin.create_resource(&id(CLIENT)).await.unwrap();
     let (_, other) = admin.create_resource(&id(OTHER)).await.unwrap();
     let keys = Arc::new(
@@ -747,4 +749,48 @@ async fn an_ambiguous_return_face_id_needs_the_feature_and_is_refused() {
             .body(Body::empty())
             .unwrap();
     assert_eq!(f.send(req).await.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_disabled_isvs_tokens_are_refused_at_once() {
+    let f = front().await;
+    let t = format!("Bearer {}", f.lat("Face.Identification"));
+    assert!(f.identify_with(&t).await.allowed());
+    // Disabled without any revocation: the front still refuses its tokens.
+    f.admin
+        .set_isv(&id(ISV), false, &FeatureSet::new())
+        .await
+        .unwrap();
+    let a = f.identify_with(&t).await;
+    assert!(
+        a.inner_message()
+            .ends_with("(limited access token refused: isv_disabled)"),
+        "{}",
+        a.inner_message()
+    );
+}
+
+#[tokio::test]
+async fn revocations_apply_to_bearer_tokens_too() {
+    let f = front().await;
+    f.admin
+        .set_auth_mode(&id(CLIENT), AuthMode::Token)
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", f.access_token(CLIENT));
+    let req = || {
+        Request::get("/face/v1.0/largepersongroups")
+            .header("Authorization", &bearer)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert!(f.send(req()).await.allowed());
+    f.admin
+        .revoke(&Revocation::TargetBefore {
+            target: id(CLIENT),
+            before: NOW.plus(1),
+        })
+        .await
+        .unwrap();
+    assert_eq!(f.send(req()).await.status, StatusCode::UNAUTHORIZED);
 }

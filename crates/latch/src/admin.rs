@@ -35,8 +35,8 @@ impl Remote {
     pub(crate) fn from_flags(g: &Global) -> Option<Result<Remote, CliError>> {
         let url = g.server.clone()?;
         let credential = match (&g.token, &g.key) {
-            (Some(token), None) => ("authorization", format!("Bearer {token}")),
-            (None, Some(key)) => ("ocp-apim-subscription-key", key.clone()),
+            (Some(token), None) => ("authorization", format!("Bearer {}", token.0)),
+            (None, Some(key)) => ("ocp-apim-subscription-key", key.0.clone()),
             _ => {
                 return Some(Err(CliError::usage(
                     "with --server, give exactly one of --token and --key",
@@ -50,7 +50,12 @@ impl Remote {
     }
 
     async fn send(&self, request: &AdminRequest) -> Result<Value, CliError> {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
         let mut value = hyper::header::HeaderValue::from_str(&self.credential.1)
             .map_err(|_| CliError::usage("the credential is not a valid header value"))?;
         value.set_sensitive(true);

@@ -35,12 +35,13 @@ pub(crate) struct Global {
     /// command runs on the local store as the operator.
     #[arg(long, global = true, env = "LATCH_ADMIN_URL")]
     pub(crate) server: Option<String>,
-    /// The operator or auditor token, with --server.
-    #[arg(long, global = true, env = "LATCH_ADMIN_TOKEN", hide_env_values = true)]
-    pub(crate) token: Option<String>,
+    /// The operator or auditor token, with --server (prefer the environment variable: a flag
+    /// is visible to other users in the process list).
+    #[arg(long, global = true, env = "LATCH_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
+    pub(crate) token: Option<Secret>,
     /// An ISV's resource key, with --server (an ISV manages its own keys, blocks and tokens).
-    #[arg(long, global = true, env = "LATCH_ADMIN_KEY", hide_env_values = true)]
-    pub(crate) key: Option<String>,
+    #[arg(long, global = true, env = "LATCH_ADMIN_KEY", hide_env_values = true, value_parser = secret)]
+    pub(crate) key: Option<Secret>,
 }
 
 impl Global {
@@ -82,6 +83,20 @@ pub(crate) enum Role {
     Sts,
     /// The Face front only.
     Face,
+}
+
+/// A credential given on the command line: never printed by `Debug`.
+#[derive(Clone)]
+pub(crate) struct Secret(pub(crate) String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+fn secret(s: &str) -> Result<Secret, String> {
+    Ok(Secret(s.to_owned()))
 }
 
 /// Output formats.
@@ -152,8 +167,9 @@ fn parse_time(s: &str) -> Result<latch_core::UnixTime, String> {
     if let Ok(secs) = s.parse::<i64>() {
         return Ok(latch_core::UnixTime(secs));
     }
+    // A fraction of a second rounds up, so "before 05:00:00.5" covers all of 05:00:00.
     time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map(|t| latch_core::UnixTime(t.unix_timestamp()))
+        .map(|t| latch_core::UnixTime(t.unix_timestamp() + i64::from(t.nanosecond() > 0)))
         .map_err(|_| format!("'{s}' is not RFC 3339 (2026-11-22T05:00:00Z) or Unix seconds"))
 }
 
@@ -298,5 +314,20 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn credentials_never_print() {
+        let cli = Cli::try_parse_from([
+            "latch",
+            "--server",
+            "http://x",
+            "--token",
+            "TOKEN-VALUE",
+            "resource",
+            "list",
+        ])
+        .unwrap();
+        assert!(!format!("{cli:?}").contains("TOKEN-VALUE"));
     }
 }

@@ -235,6 +235,11 @@ pub enum AuditEvent {
         /// The keys retired now; they stay published until their tokens have expired.
         retired: Vec<String>,
     },
+    /// The audit (checkpoint) signing key was created.
+    AuditKeyCreated {
+        /// Its key id.
+        kid: String,
+    },
     /// An admin credential (operator or auditor) was set; never the credential itself.
     AdminCredentialSet {
         /// `operator` or `auditor`.
@@ -263,6 +268,19 @@ pub struct AuditIndex {
 }
 
 impl AuditEvent {
+    /// The features an issuance record names (comma-separated), and the Face operation a
+    /// usage record names: two more columns an auditor filters by.
+    pub fn features_and_operation(&self) -> (Option<String>, Option<String>) {
+        match self {
+            AuditEvent::LimitedAccessTokenIssued { features, .. }
+            | AuditEvent::LimitedAccessTokenRefused { features, .. } => {
+                (Some(features.to_csv()), None)
+            }
+            AuditEvent::LimitedAccessTokenUsed { operation, .. } => (None, Some(operation.clone())),
+            _ => (None, None),
+        }
+    }
+
     /// The fields a store indexes this event by.
     pub fn index(&self) -> AuditIndex {
         let canon = |r: &ResourceId| Some(r.canonical().to_owned());
@@ -367,6 +385,9 @@ impl AuditEvent {
             }
             AuditEvent::AdminCredentialSet { .. } => {
                 ("admin_credential_set", "success", None, None, None)
+            }
+            AuditEvent::AuditKeyCreated { .. } => {
+                ("audit_key_created", "success", None, None, None)
             }
             AuditEvent::SigningKeyCreated { .. } => {
                 ("signing_key_created", "success", None, None, None)

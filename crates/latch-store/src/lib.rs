@@ -17,6 +17,7 @@ use latch_core::{FeatureSet, ResourceId, UnixTime};
 
 pub mod admin;
 pub mod audit_log;
+pub mod checkpoints;
 pub mod signing;
 pub mod sqlite;
 
@@ -175,6 +176,36 @@ pub enum Revocation {
     },
 }
 
+/// What an auditor asks of the log. Every filter is optional; `after` is the cursor of the
+/// previous page.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// One chain.
+    pub chain: Option<String>,
+    /// The ISV involved.
+    pub isv: Option<ResourceId>,
+    /// The target (client) resource.
+    pub target: Option<ResourceId>,
+    /// One token.
+    pub jti: Option<String>,
+    /// The event type (`limited_access_token_issued`, ...).
+    pub kind: Option<String>,
+    /// `success` or `failure`.
+    pub outcome: Option<String>,
+    /// A Face operation (usage records).
+    pub operation: Option<String>,
+    /// A feature flag (issuance records).
+    pub feature: Option<latch_core::Feature>,
+    /// From this time (inclusive).
+    pub from: Option<UnixTime>,
+    /// Until this time (exclusive).
+    pub to: Option<UnixTime>,
+    /// The cursor of the previous page.
+    pub after: Option<i64>,
+    /// At most this many (1..=1000).
+    pub limit: usize,
+}
+
 /// One stored audit record.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredAuditRecord {
@@ -324,4 +355,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// The names of all chains.
     async fn audit_chains(&self) -> Result<Vec<String>>;
+
+    /// The highest sequence number of `chain` (0 when empty).
+    async fn audit_head(&self, chain: &str) -> Result<u64>;
+
+    /// The Merkle leaf hashes of `chain`, in sequence order.
+    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
+
+    /// Records matching `query`, in the order they were written, and the cursor of the next
+    /// page if there is one.
+    async fn query_audit(
+        &self,
+        query: &AuditQuery,
+    ) -> Result<(Vec<StoredAuditRecord>, Option<i64>)>;
+
+    /// Stores a signed checkpoint.
+    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()>;
+
+    /// The checkpoints of `chain`, oldest first.
+    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>>;
+
+    /// The audit (checkpoint) signing key, if made.
+    async fn audit_key(&self) -> Result<Option<StoredSigningKey>>;
+
+    /// Stores the audit signing key.
+    async fn add_audit_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()>;
 }

@@ -22,7 +22,7 @@ use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
+    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
     StoredAuditRecord, StoredSigningKey,
 };
 
@@ -75,9 +75,12 @@ CREATE TABLE audit (
     outcome TEXT NOT NULL,
     isv     TEXT,
     target  TEXT,
-    jti     TEXT,
-    body    TEXT NOT NULL,
-    hash    BLOB NOT NULL,
+    jti       TEXT,
+    features  TEXT,
+    operation TEXT,
+    body      TEXT NOT NULL,
+    hash      BLOB NOT NULL,
+    leaf      BLOB NOT NULL,
     PRIMARY KEY (chain, seq)
 );
 CREATE INDEX audit_time ON audit (time);
@@ -101,6 +104,21 @@ CREATE TABLE admin_credentials (
     digest     BLOB NOT NULL,
     created_at INTEGER NOT NULL
 );
+"#,
+    r#"
+CREATE TABLE audit_keys (
+    kid        TEXT PRIMARY KEY,
+    pkcs8      BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE checkpoints (
+    id         INTEGER PRIMARY KEY,
+    chain      TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    body       TEXT NOT NULL,
+    time       INTEGER NOT NULL
+);
+CREATE INDEX checkpoints_chain ON checkpoints (chain, id);
 "#,
 ];
 
@@ -324,8 +342,8 @@ fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Ve
     };
     let mut stmt = tx
         .prepare_cached(
-            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, body, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(sql)?;
     let mut out = Vec::with_capacity(drafts.len());
@@ -333,6 +351,7 @@ fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Ve
         seq += 1;
         let (body, hash) = audit::seal(chain, seq, &prev, draft);
         let index = draft.event.index();
+        let (features, operation) = draft.event.features_and_operation();
         stmt.execute(params![
             chain,
             seq as i64,
@@ -342,8 +361,11 @@ fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Ve
             index.isv,
             index.target,
             index.jti,
+            features,
+            operation,
             body,
-            &hash[..]
+            &hash[..],
+            &latch_core::merkle::leaf_hash(body.as_bytes())[..]
         ])
         .map_err(sql)?;
         prev = hash;
@@ -888,6 +910,180 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn audit_head(&self, chain: &str) -> Result<u64> {
+        let chain = chain.to_owned();
+        self.read(move |c| {
+            let seq: Option<i64> = c
+                .prepare_cached("SELECT max(seq) FROM audit WHERE chain = ?1")
+                .map_err(sql)?
+                .query_row([chain], |r| r.get(0))
+                .map_err(sql)?;
+            Ok(seq.unwrap_or(0).max(0) as u64)
+        })
+        .await
+    }
+
+    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
+        let chain = chain.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT leaf FROM audit WHERE chain = ?1 ORDER BY seq")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([chain], |r| r.get::<_, Vec<u8>>(0))
+                .map_err(sql)?;
+            rows.map(|r| {
+                r.map_err(sql)?
+                    .try_into()
+                    .map_err(|_| corrupt("leaf hash is not 32 bytes"))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+        let q = q.clone();
+        self.read(move |c| {
+            let mut sql_text =
+                String::from("SELECT rowid, chain, seq, body, hash FROM audit WHERE rowid > ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![q.after.unwrap_or(0).into()];
+            let mut add = |clause: &str, value: rusqlite::types::Value| {
+                args.push(value);
+                sql_text.push_str(&format!(" AND {clause} ?{}", args.len()));
+            };
+            if let Some(v) = &q.chain {
+                add("chain =", v.clone().into());
+            }
+            if let Some(v) = &q.isv {
+                add("isv =", v.canonical().to_owned().into());
+            }
+            if let Some(v) = &q.target {
+                add("target =", v.canonical().to_owned().into());
+            }
+            if let Some(v) = &q.jti {
+                add("jti =", v.clone().into());
+            }
+            if let Some(v) = &q.kind {
+                add("kind =", v.clone().into());
+            }
+            if let Some(v) = &q.outcome {
+                add("outcome =", v.clone().into());
+            }
+            if let Some(v) = &q.operation {
+                add("operation =", v.clone().into());
+            }
+            if let Some(v) = q.feature {
+                add(
+                    "(',' || features || ',') LIKE",
+                    format!("%,{},%", v.as_str()).into(),
+                );
+            }
+            if let Some(v) = q.from {
+                add("time >=", v.0.into());
+            }
+            if let Some(v) = q.to {
+                add("time <", v.0.into());
+            }
+            let limit = q.limit.clamp(1, 1000);
+            sql_text.push_str(&format!(" ORDER BY rowid LIMIT {}", limit + 1));
+            let mut stmt = c.prepare(&sql_text).map_err(sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Vec<u8>>(4)?,
+                    ))
+                })
+                .map_err(sql)?;
+            let mut out = Vec::new();
+            let mut last = None;
+            for row in rows {
+                let (rowid, chain, seq, body, hash) = row.map_err(sql)?;
+                if out.len() == limit {
+                    // One more than asked: there is a next page, starting after the last returned.
+                    return Ok((out, last));
+                }
+                out.push(StoredAuditRecord {
+                    chain,
+                    seq: u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
+                    body,
+                    hash: hash
+                        .try_into()
+                        .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
+                });
+                last = Some(rowid);
+            }
+            Ok((out, None))
+        })
+        .await
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
+        let (chain, size, time) = (checkpoint.chain.clone(), checkpoint.size, checkpoint.time);
+        let body = serde_json::to_string(checkpoint).map_err(|e| corrupt(&e.to_string()))?;
+        self.write(move |tx| {
+            tx.execute(
+                "INSERT INTO checkpoints (chain, size, body, time) VALUES (?1, ?2, ?3, ?4)",
+                params![chain, size as i64, body, time.0],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>> {
+        let chain = chain.to_owned();
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached("SELECT body FROM checkpoints WHERE chain = ?1 ORDER BY id")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([chain], |r| r.get::<_, String>(0))
+                .map_err(sql)?;
+            rows.map(|r| {
+                serde_json::from_str(&r.map_err(sql)?).map_err(|e| corrupt(&e.to_string()))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn audit_key(&self) -> Result<Option<StoredSigningKey>> {
+        self.read(|c| {
+            c.prepare_cached("SELECT kid, pkcs8, created_at FROM audit_keys ORDER BY created_at DESC, kid LIMIT 1")
+                .map_err(sql)?
+                .query_row([], |r| {
+                    Ok(StoredSigningKey {
+                        kid: r.get(0)?,
+                        pkcs8: zeroize::Zeroizing::new(r.get(1)?),
+                        created_at: UnixTime(r.get(2)?),
+                        retired_at: None,
+                    })
+                })
+                .optional()
+                .map_err(sql)
+        })
+        .await
+    }
+
+    async fn add_audit_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
+        let key = key.clone();
+        self.change(audit, move |tx| {
+            tx.execute(
+                "INSERT INTO audit_keys (kid, pkcs8, created_at) VALUES (?1, ?2, ?3)",
+                params![key.kid, key.pkcs8.as_slice(), key.created_at.0],
+            )
+            .map_err(sql)?;
+            Ok(())
         })
         .await
     }

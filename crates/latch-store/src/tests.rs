@@ -674,3 +674,207 @@ async fn admin_credentials_rotation_and_issuers() {
     assert_eq!(store.issuer_of("jti-2").await.unwrap(), None);
     chain_verifies(&store).await;
 }
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_queries_filter_and_page() {
+    use latch_core::checkpoint::verify_export;
+    use latch_core::FixedClock;
+    let (_dir, store) = open();
+    let rng = SystemRandom::new();
+    let clock = FixedClock::at(UnixTime(5_000));
+    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+        .await
+        .unwrap();
+    let again = crate::checkpoints::audit_key(&store, &rng, &clock)
+        .await
+        .unwrap();
+    assert_eq!(key.kid(), again.kid(), "made once");
+    let issued = |jti: &str, target: &str, flags: &str, t: i64| AuditDraft {
+        time: UnixTime(t),
+        request_id: None,
+        actor: Actor::System,
+        event: AuditEvent::LimitedAccessTokenIssued {
+            isv: id(ISV),
+            target: id(target),
+            features: FeatureSet::parse_csv(flags).unwrap(),
+            lifetime_secs: 60,
+            expires: UnixTime(t + 60),
+            jti: jti.into(),
+            fingerprint: "f".into(),
+            kid: "k".into(),
+        },
+    };
+    let other = ISV.replace("isv-face", "someone");
+    store
+        .append_audit(
+            CHAIN,
+            &[
+                issued("a", CLIENT, "Face.Identification", 100),
+                issued("b", CLIENT, "Face.Verification", 200),
+                issued("c", &other, "Face.Identification", 300),
+                issued("d", CLIENT, "Face.Identification,Face.Verification", 400),
+            ],
+        )
+        .await
+        .unwrap();
+    crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    store
+        .append_audit(CHAIN, &[issued("e", CLIENT, "Face.Identification", 500)])
+        .await
+        .unwrap();
+
+    let mut lines = Vec::new();
+    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut |l| {
+        lines.push(l);
+        Ok(())
+    })
+    .await
+    .unwrap();
+    // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
+    let report = verify_export(&lines, &key.public_key(), None, |_| {});
+    assert_eq!(report.findings, [], "{lines:?}");
+    assert_eq!(report.checkpoints, 2);
+
+    let q = |f: &dyn Fn(&mut crate::AuditQuery)| {
+        let mut q = crate::AuditQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        f(&mut q);
+        q
+    };
+    let jtis = |records: &[crate::StoredAuditRecord]| -> Vec<String> {
+        records
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .filter_map(|v| v["event"]["jti"].as_str().map(str::to_owned))
+            .collect()
+    };
+    let (r, _) = store
+        .query_audit(&q(&|q| q.target = Some(id(CLIENT))))
+        .await
+        .unwrap();
+    assert_eq!(jtis(&r), ["a", "b", "d", "e"]);
+    let (r, _) = store
+        .query_audit(&q(&|q| {
+            q.target = Some(id(&CLIENT.to_uppercase()));
+            q.from = Some(UnixTime(200));
+            q.to = Some(UnixTime(500));
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        jtis(&r),
+        ["b", "d"],
+        "time range: from inclusive, to exclusive"
+    );
+    let (r, _) = store
+        .query_audit(&q(&|q| {
+            q.feature = Some(latch_core::Feature::FaceVerification)
+        }))
+        .await
+        .unwrap();
+    assert_eq!(jtis(&r), ["b", "d"]);
+    let (r, _) = store
+        .query_audit(&q(&|q| q.jti = Some("c".into())))
+        .await
+        .unwrap();
+    assert_eq!(jtis(&r), ["c"]);
+    // Pages of two.
+    let (page, next) = store
+        .query_audit(&q(&|q| {
+            q.kind = Some("limited_access_token_issued".into());
+            q.limit = 2;
+        }))
+        .await
+        .unwrap();
+    assert_eq!(jtis(&page), ["a", "b"]);
+    let (page, next) = store
+        .query_audit(&q(&|q| {
+            q.kind = Some("limited_access_token_issued".into());
+            q.limit = 2;
+            q.after = next;
+        }))
+        .await
+        .unwrap();
+    assert_eq!(jtis(&page), ["c", "d"]);
+    let (page, next) = store
+        .query_audit(&q(&|q| {
+            q.kind = Some("limited_access_token_issued".into());
+            q.limit = 2;
+            q.after = next;
+        }))
+        .await
+        .unwrap();
+    assert_eq!((jtis(&page), next), (vec!["e".to_owned()], None));
+}
+
+#[tokio::test]
+async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
+    use latch_core::FixedClock;
+    let (_dir, store) = open();
+    let rng = SystemRandom::new();
+    let clock = FixedClock::at(UnixTime(0));
+    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+        .await
+        .unwrap();
+    let mut policy = crate::checkpoints::CheckpointPolicy::new(3, 60);
+    assert!(
+        policy
+            .tick(&store, &key, CHAIN, &rng, &clock)
+            .await
+            .unwrap()
+            .is_some(),
+        "the first is due at once"
+    );
+    assert!(policy
+        .tick(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap()
+        .is_none());
+    let refused = || {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: "x".into(),
+            status: 401,
+        })
+    };
+    store
+        .append_audit(CHAIN, &[refused(), refused()])
+        .await
+        .unwrap();
+    assert!(
+        policy
+            .tick(&store, &key, CHAIN, &rng, &clock)
+            .await
+            .unwrap()
+            .is_none(),
+        "two records: not yet"
+    );
+    store.append_audit(CHAIN, &[refused()]).await.unwrap();
+    let cp = policy
+        .tick(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(cp.verify(&key.public_key()));
+    clock.set(UnixTime(59));
+    assert!(policy
+        .tick(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap()
+        .is_none());
+    clock.set(UnixTime(cp.time.0 + 60));
+    let idle = policy
+        .tick(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (idle.size, idle.root.clone()),
+        (cp.size, cp.root.clone()),
+        "idle: same size and root, a newer time"
+    );
+    assert_eq!(store.checkpoints(CHAIN).await.unwrap().len(), 3);
+}

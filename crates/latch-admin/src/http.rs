@@ -38,6 +38,7 @@ pub async fn router(ctx: Context) -> Result<Router, latch_store::StoreError> {
     let pepper = Arc::new(Pepper::from_bytes(&ctx.store.key_pepper().await?));
     let state = AdminState { ctx, keys, pepper };
     Ok(Router::new()
+        .route("/admin/v1/audit/export", axum::routing::get(export))
         .route("/admin/v1/{op}", post(handle))
         .fallback(|| async { AdminError::NotFound("no such route".into()) })
         .with_state(state)
@@ -137,5 +138,124 @@ impl IntoResponse for AdminError {
             ),
         };
         error_response(status, &error_body(code, &message))
+    }
+}
+
+/// `GET /admin/v1/audit/export?chain=...&format=jsonl|csv`: streams whole chains as JSON lines
+/// (records, then checkpoints, then a fresh checkpoint; what `audit verify` checks) or as CSV.
+async fn export(
+    State(state): State<AdminState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+) -> Response {
+    let caller = match authenticate(&state, &headers).await {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    let read = AdminRequest::ReadAudit {
+        chain: None,
+        after: None,
+        limit: None,
+    };
+    if let Err(e) = crate::authorize(&caller, &read) {
+        return e.into_response();
+    }
+    let params: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+    let csv = match params.get("format").map(String::as_str) {
+        None | Some("jsonl") => false,
+        Some("csv") => true,
+        Some(other) => {
+            return AdminError::BadRequest(format!("format '{other}' is not jsonl or csv"))
+                .into_response()
+        }
+    };
+    let ctx = state.ctx.clone();
+    let key = match latch_store::checkpoints::audit_key(
+        ctx.store.as_ref(),
+        ctx.rng.as_ref(),
+        ctx.clock.as_ref(),
+    )
+    .await
+    {
+        Ok(k) => k,
+        Err(e) => return AdminError::from(e).into_response(),
+    };
+    let chain = params.get("chain").cloned();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut sink = ChannelSink { tx, csv };
+        if csv {
+            let _ = sink
+                .tx
+                .send(Bytes::from(format!("{}\n", crate::csv::HEADER)))
+                .await;
+        }
+        let result = latch_store::checkpoints::export(
+            ctx.store.as_ref(),
+            &key,
+            chain.as_deref(),
+            ctx.rng.as_ref(),
+            ctx.clock.as_ref(),
+            &mut sink,
+        )
+        .await;
+        if let Err(e) = result {
+            tracing::error!(target: "latch::admin", error = %e, "export failed midway");
+        }
+    });
+    let content_type = if csv {
+        "text/csv; charset=utf-8"
+    } else {
+        "application/x-ndjson"
+    };
+    let mut response = Response::new(axum::body::Body::new(ChannelBody(rx)));
+    response.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Export lines into the response's channel; CSV rows for records only.
+struct ChannelSink {
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+    csv: bool,
+}
+
+#[async_trait::async_trait]
+impl latch_store::checkpoints::LineSink for ChannelSink {
+    async fn line(&mut self, line: String) -> std::io::Result<()> {
+        if self.csv && line.starts_with("{\"checkpoint\"") {
+            return Ok(());
+        }
+        let line = if self.csv {
+            crate::csv::row(&line)
+        } else {
+            line
+        };
+        self.tx
+            .send(Bytes::from(format!("{line}\n")))
+            .await
+            .map_err(|_| std::io::Error::other("the client went away"))
+    }
+}
+
+/// A response body fed by a channel: the export streams as it is read from the store.
+struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|b| Ok(http_body::Frame::data(b))))
     }
 }

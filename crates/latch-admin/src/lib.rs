@@ -27,6 +27,7 @@ use latch_store::{AuthMode, Resource, Revocation, Store, StoreError};
 use ring::rand::SecureRandom;
 use serde_json::{json, Value};
 
+pub mod csv;
 pub mod http;
 pub mod request;
 
@@ -104,7 +105,14 @@ pub fn authorize(caller: &Caller, request: &AdminRequest) -> Result<(), AdminErr
     match caller {
         Caller::LocalOperator | Caller::Operator => Ok(()),
         Caller::Auditor if request.is_read_only() => Ok(()),
-        Caller::Isv { .. } if matches!(request, AdminRequest::ReadAudit { .. }) => {
+        Caller::Isv { .. }
+            if matches!(
+                request,
+                AdminRequest::ReadAudit { .. }
+                    | AdminRequest::QueryAudit { .. }
+                    | AdminRequest::Checkpoint { .. }
+            ) =>
+        {
             forbid("the audit log is for the operator and the auditor")
         }
         Caller::Auditor => forbid("the auditor credential is read-only"),
@@ -261,6 +269,50 @@ pub async fn execute(
             json!({ "revoked": { "isv": isv_resource_id.as_str(), "issuedBefore": before.to_rfc3339() } })
         }
         AdminRequest::RotateSigningKey => json!({ "kid": admin.rotate_signing_key().await? }),
+        AdminRequest::QueryAudit {
+            chain,
+            isv_resource_id,
+            target_resource_id,
+            jti,
+            kind,
+            outcome,
+            operation,
+            feature,
+            from,
+            to,
+            after,
+            limit,
+        } => {
+            let query = latch_store::AuditQuery {
+                chain,
+                isv: isv_resource_id,
+                target: target_resource_id,
+                jti,
+                kind,
+                outcome,
+                operation,
+                feature,
+                from,
+                to,
+                after,
+                limit: limit.unwrap_or(100).clamp(1, 1000),
+            };
+            let (records, next) = ctx.store.query_audit(&query).await?;
+            json!({
+                "records": records.iter().map(|r| serde_json::from_str(&r.body).unwrap_or(Value::Null)).collect::<Vec<Value>>(),
+                "next": next,
+            })
+        }
+        AdminRequest::AuditKey => {
+            let key = latch_store::checkpoints::audit_key(ctx.store.as_ref(), ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
+            serde_json::to_value(key.public_key().to_jwk()).unwrap_or(Value::Null)
+        }
+        AdminRequest::Checkpoint { chain } => {
+            let key = latch_store::checkpoints::audit_key(ctx.store.as_ref(), ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
+            let chain = chain.unwrap_or_else(|| "main".into());
+            let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &key, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
+            serde_json::to_value(cp).unwrap_or(Value::Null)
+        }
         AdminRequest::ReadAudit { chain, after, limit } => {
             let chain = chain.unwrap_or_else(|| "main".into());
             let records = ctx

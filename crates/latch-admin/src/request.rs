@@ -105,6 +105,53 @@ pub enum AdminRequest {
     RotateSigningKey,
     /// The signing keys, with their dates.
     ListSigningKeys,
+    /// Audit records matching every filter given, a page at a time.
+    QueryAudit {
+        /// One chain.
+        #[serde(default)]
+        chain: Option<String>,
+        /// The ISV involved.
+        #[serde(default)]
+        isv_resource_id: Option<ResourceId>,
+        /// The client (target) resource.
+        #[serde(default)]
+        target_resource_id: Option<ResourceId>,
+        /// One token.
+        #[serde(default)]
+        jti: Option<String>,
+        /// The event type, e.g. `limited_access_token_issued`.
+        #[serde(default, rename = "type")]
+        kind: Option<String>,
+        /// `success` or `failure`.
+        #[serde(default)]
+        outcome: Option<String>,
+        /// A Face operation, e.g. `identify`.
+        #[serde(default)]
+        operation: Option<String>,
+        /// A feature flag.
+        #[serde(default)]
+        feature: Option<latch_core::Feature>,
+        /// From this time (inclusive).
+        #[serde(default)]
+        from: Option<UnixTime>,
+        /// Until this time (exclusive).
+        #[serde(default)]
+        to: Option<UnixTime>,
+        /// The `next` cursor of the previous page.
+        #[serde(default)]
+        after: Option<i64>,
+        /// Records per page (default 100, at most 1000).
+        #[serde(default)]
+        limit: Option<usize>,
+    },
+    /// The audit public key, as a JWK: what `audit verify` checks checkpoints with.
+    AuditKey,
+    /// A fresh signed checkpoint of a chain (default `main`), for an auditor to keep.
+    Checkpoint {
+        /// The chain.
+        #[serde(default)]
+        chain: Option<String>,
+    },
     /// Audit records of one chain after a sequence number, oldest first.
     ReadAudit {
         /// The chain (default `main`).
@@ -157,6 +204,9 @@ impl AdminRequest {
                 | AdminRequest::ListKeys { .. }
                 | AdminRequest::ListSigningKeys
                 | AdminRequest::ReadAudit { .. }
+                | AdminRequest::QueryAudit { .. }
+                | AdminRequest::AuditKey
+                | AdminRequest::Checkpoint { .. }
         )
     }
 }

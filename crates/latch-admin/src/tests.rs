@@ -446,3 +446,85 @@ async fn revocations_cannot_reach_into_the_future() {
         .await;
     assert_eq!(s, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_auditor_queries_exports_and_the_export_verifies() {
+    let a = api().await;
+    // Some history: a key regeneration by the ISV.
+    let (s, _) = a
+        .call(
+            Cred::Key(&a.isv_key),
+            "regenerate_key",
+            json!({"resourceId": ISV, "keyName": "Key2"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = a
+        .call(
+            Cred::Bearer(&a.auditor),
+            "query_audit",
+            json!({"type": "key_regenerated", "targetResourceId": ISV}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["records"].as_array().unwrap().len(), 1);
+    assert_eq!(v["next"], Value::Null);
+    let (s, key) = a
+        .call(Cred::Bearer(&a.auditor), "audit_key", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, saved) = a
+        .call(Cred::Bearer(&a.auditor), "checkpoint", json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{saved}");
+
+    let export = |cred: String, format: &'static str| {
+        let app = a.app.clone();
+        async move {
+            let req = Request::get(format!("/admin/v1/audit/export?format={format}"))
+                .header("Authorization", format!("Bearer {cred}"))
+                .body(Body::empty())
+                .unwrap();
+            let res = app.oneshot(req).await.unwrap();
+            let status = res.status();
+            (
+                status,
+                String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
+                    .unwrap(),
+            )
+        }
+    };
+    let (s, text) = export(a.auditor.clone(), "jsonl").await;
+    assert_eq!(s, StatusCode::OK);
+    let jwk = key;
+    let point = {
+        let b = |k: &str| latch_core::jws::b64url_decode(jwk[k].as_str().unwrap()).unwrap();
+        let mut p = vec![4u8];
+        p.extend(b("x"));
+        p.extend(b("y"));
+        latch_core::signing::PublicKey::from_point(&p).unwrap()
+    };
+    let saved: latch_core::checkpoint::Checkpoint = serde_json::from_value(saved).unwrap();
+    let report = latch_core::checkpoint::verify_export(text.lines(), &point, Some(&saved), |_| {});
+    assert_eq!(report.findings, [], "{text}");
+    assert!(report.records["main"] >= 10);
+    let (s, csv) = export(a.operator.clone(), "csv").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(csv.starts_with(crate::csv::HEADER));
+    assert!(csv.contains("key_regenerated"));
+    // An ISV may neither query nor export.
+    assert_eq!(
+        a.call(Cred::Key(&a.isv_key), "query_audit", json!({}))
+            .await
+            .0,
+        StatusCode::FORBIDDEN
+    );
+    let req = Request::get("/admin/v1/audit/export")
+        .header("Ocp-Apim-Subscription-Key", &a.isv_key)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        a.app.clone().oneshot(req).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}

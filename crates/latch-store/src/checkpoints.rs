@@ -68,6 +68,21 @@ pub async fn checkpoint(
     Ok(cp)
 }
 
+/// Where export lines go.
+#[async_trait::async_trait]
+pub trait LineSink: Send {
+    /// Takes one line (without its newline).
+    async fn line(&mut self, line: String) -> std::io::Result<()>;
+}
+
+#[async_trait::async_trait]
+impl LineSink for Vec<String> {
+    async fn line(&mut self, line: String) -> std::io::Result<()> {
+        self.push(line);
+        Ok(())
+    }
+}
+
 /// Writes every chain (or one) as export lines to `out`: records in order, the chain's
 /// checkpoints, and a fresh checkpoint covering everything. Pages through the store, so memory
 /// stays flat.
@@ -77,7 +92,7 @@ pub async fn export(
     only: Option<&str>,
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
-    out: &mut (dyn FnMut(String) -> std::io::Result<()> + Send),
+    out: &mut dyn LineSink,
 ) -> Result<()> {
     let io = |e: std::io::Error| StoreError::Unavailable(format!("writing the export: {e}"));
     let chains: Vec<String> = match only {
@@ -92,15 +107,15 @@ pub async fn export(
             let Some(last) = page.last() else { break };
             after = last.seq;
             for r in page.into_iter().take_while(|r| r.seq <= fresh.size) {
-                out(r.body).map_err(io)?;
+                out.line(r.body).await.map_err(io)?;
             }
         }
         for cp in store.checkpoints(&chain).await? {
             if cp != fresh {
-                out(cp.to_line()).map_err(io)?;
+                out.line(cp.to_line()).await.map_err(io)?;
             }
         }
-        out(fresh.to_line()).map_err(io)?;
+        out.line(fresh.to_line()).await.map_err(io)?;
     }
     Ok(())
 }

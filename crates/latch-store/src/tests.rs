@@ -725,13 +725,10 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
         .await
         .unwrap();
 
-    let mut lines = Vec::new();
-    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut |l| {
-        lines.push(l);
-        Ok(())
-    })
-    .await
-    .unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut lines)
+        .await
+        .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
     let report = verify_export(&lines, &key.public_key(), None, |_| {});
     assert_eq!(report.findings, [], "{lines:?}");

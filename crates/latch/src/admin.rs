@@ -18,8 +18,8 @@ use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    ApprovalCommand, ClientCommand, Command, CredentialCommand, Format, Global, IsvCommand,
-    KeysCommand, ResourceCommand, RevokeCommand, SigningKeyCommand,
+    ApprovalCommand, AuditCommand, ClientCommand, Command, CredentialCommand, Format, Global,
+    IsvCommand, KeysCommand, ResourceCommand, RevokeCommand, SigningKeyCommand,
 };
 use crate::config::Config;
 use crate::exit;
@@ -49,7 +49,56 @@ impl Remote {
         }))
     }
 
+    /// Streams `GET /admin/v1/audit/export` into `out`.
+    async fn export(
+        &self,
+        chain: Option<&str>,
+        format: &str,
+        out: &std::path::Path,
+    ) -> Result<(), CliError> {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("format", format);
+        if let Some(chain) = chain {
+            query.append_pair("chain", chain);
+        }
+        let (status, body) = self
+            .exchange(
+                hyper::Method::GET,
+                &format!("audit/export?{}", query.finish()),
+                None,
+            )
+            .await?;
+        if status != 200 {
+            return Err(self.failure(status, &body));
+        }
+        std::fs::write(out, &body).map_err(|e| {
+            CliError::new(
+                "Failed",
+                format!("cannot write {}: {e}", out.display()),
+                exit::FAILURE,
+            )
+        })?;
+        output::line(&format!("latch: export written to {}", out.display()));
+        Ok(())
+    }
+
     async fn send(&self, request: &AdminRequest) -> Result<Value, CliError> {
+        let body = request.body().to_string();
+        let (status, bytes) = self
+            .exchange(hyper::Method::POST, &request.op(), Some(body))
+            .await?;
+        if status == 200 {
+            return Ok(serde_json::from_slice(&bytes).unwrap_or(Value::Null));
+        }
+        Err(self.failure(status, &bytes))
+    }
+
+    async fn exchange(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), CliError> {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
@@ -59,10 +108,12 @@ impl Remote {
         let mut value = hyper::header::HeaderValue::from_str(&self.credential.1)
             .map_err(|_| CliError::usage("the credential is not a valid header value"))?;
         value.set_sensitive(true);
-        let req = hyper::Request::post(format!("{}/admin/v1/{}", self.url, request.op()))
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}/admin/v1/{path}", self.url))
             .header("content-type", "application/json")
             .header(self.credential.0, value)
-            .body(Full::new(Bytes::from(request.body().to_string())))
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| CliError::usage(format!("--server: {e}")))?;
         let res = client.request(req).await.map_err(|e| {
             CliError::new(
@@ -72,7 +123,7 @@ impl Remote {
             )
         })?;
         let status = res.status().as_u16();
-        let body = res
+        let bytes = res
             .into_body()
             .collect()
             .await
@@ -84,10 +135,11 @@ impl Remote {
                 )
             })?
             .to_bytes();
-        let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if status == 200 {
-            return Ok(value);
-        }
+        Ok((status, bytes))
+    }
+
+    fn failure(&self, status: u16, body: &[u8]) -> CliError {
+        let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let message = value["error"]["message"]
             .as_str()
             .unwrap_or("the admin API refused the request")
@@ -99,7 +151,7 @@ impl Remote {
             400 => ("InvalidArgument", 2),
             _ => ("Failed", exit::FAILURE),
         };
-        Err(CliError::new(code, message, exit))
+        CliError::new(code, message, exit)
     }
 }
 
@@ -132,6 +184,25 @@ pub(crate) async fn run(
         }
         return reset_credential(&config, role, format).await;
     }
+    if let Command::Audit(AuditCommand::Verify {
+        file,
+        key,
+        checkpoint,
+    }) = &command
+    {
+        return crate::audit::verify(file, key, checkpoint.as_deref(), format);
+    }
+    if let Command::Audit(AuditCommand::Export {
+        chain,
+        format: kind,
+        out,
+    }) = &command
+    {
+        return match remote {
+            Some(remote) => remote?.export(chain.as_deref(), kind, out).await,
+            None => crate::audit::export_local(&local(&config)?, chain.as_deref(), kind, out).await,
+        };
+    }
     let request = to_request(command)?;
     let value = match remote {
         Some(remote) => remote?.send(&request).await?,
@@ -144,7 +215,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-fn local(config: &Config) -> Result<Context, CliError> {
+pub(crate) fn local(config: &Config) -> Result<Context, CliError> {
     if !config
         .data_dir
         .join(latch_store::sqlite::FILE_NAME)
@@ -199,8 +270,44 @@ async fn reset_credential(config: &Config, role: &str, format: Format) -> Result
 /// The request a command stands for.
 fn to_request(command: Command) -> Result<AdminRequest, CliError> {
     Ok(match command {
-        Command::Serve(_) | Command::Credential(_) => {
+        Command::Serve(_)
+        | Command::Credential(_)
+        | Command::Audit(AuditCommand::Export { .. })
+        | Command::Audit(AuditCommand::Verify { .. }) => {
             return Err(CliError::usage("not an administrative request"))
+        }
+        Command::Audit(AuditCommand::Key) => AdminRequest::AuditKey,
+        Command::Audit(AuditCommand::Checkpoint { chain }) => AdminRequest::Checkpoint { chain },
+        Command::Audit(AuditCommand::Query {
+            chain,
+            isv,
+            target,
+            jti,
+            kind,
+            outcome,
+            operation,
+            feature,
+            from,
+            to,
+            after,
+            limit,
+        }) => {
+            AdminRequest::QueryAudit {
+                chain,
+                isv_resource_id: isv.as_deref().map(rid).transpose()?,
+                target_resource_id: target.as_deref().map(rid).transpose()?,
+                jti,
+                kind,
+                outcome,
+                operation,
+                feature: feature.as_deref().map(str::parse).transpose().map_err(
+                    |e: latch_core::feature::UnknownFeature| CliError::usage(e.to_string()),
+                )?,
+                from,
+                to,
+                after,
+                limit,
+            }
         }
         Command::Resource(ResourceCommand::Create { id }) => AdminRequest::CreateResource {
             resource_id: rid(&id)?,
@@ -303,7 +410,16 @@ fn text(request: &AdminRequest, v: &Value) -> String {
         | AdminRequest::EnableIsv { .. }
         | AdminRequest::DisableIsv { .. }
         | AdminRequest::SetApprovals { .. } => resource_text(v),
-        AdminRequest::ReadAudit { .. } => serde_json::to_string_pretty(v).unwrap_or_default(),
+        AdminRequest::ReadAudit { .. } | AdminRequest::AuditKey | AdminRequest::Checkpoint { .. } => {
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        }
+        AdminRequest::QueryAudit { .. } => {
+            let mut out = lines(&v["records"], crate::audit::record_line);
+            if let Some(next) = v["next"].as_i64() {
+                out.push_str(&format!("\n(more: --after {next})"));
+            }
+            out
+        }
     }
 }
 

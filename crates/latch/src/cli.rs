@@ -136,6 +136,83 @@ pub(crate) enum Command {
     /// Reset the operator or auditor token of the admin API (local store only); prints it once.
     #[command(subcommand)]
     Credential(CredentialCommand),
+    /// Query, export and verify the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Records matching every filter given, oldest first, a page at a time.
+    Query {
+        /// One chain.
+        #[arg(long)]
+        chain: Option<String>,
+        /// The ISV involved.
+        #[arg(long)]
+        isv: Option<String>,
+        /// The client (target) resource.
+        #[arg(long)]
+        target: Option<String>,
+        /// One token.
+        #[arg(long)]
+        jti: Option<String>,
+        /// The event type, e.g. limited_access_token_issued, limited_access_token_used, key_regenerated.
+        #[arg(long = "type")]
+        kind: Option<String>,
+        /// success or failure.
+        #[arg(long)]
+        outcome: Option<String>,
+        /// A Face operation, e.g. identify.
+        #[arg(long)]
+        operation: Option<String>,
+        /// A feature flag, e.g. Face.Identification.
+        #[arg(long)]
+        feature: Option<String>,
+        /// From this time (RFC 3339 or Unix seconds), inclusive.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<latch_core::UnixTime>,
+        /// Until this time, exclusive.
+        #[arg(long, value_parser = parse_time)]
+        to: Option<latch_core::UnixTime>,
+        /// The `next` cursor of the previous page.
+        #[arg(long)]
+        after: Option<i64>,
+        /// Records per page (at most 1000).
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Write whole chains, with their signed checkpoints, to a file that `audit verify` checks.
+    Export {
+        /// One chain (default: all).
+        #[arg(long)]
+        chain: Option<String>,
+        /// jsonl (verifiable) or csv (for spreadsheets).
+        #[arg(long, default_value = "jsonl", value_parser = ["jsonl", "csv"])]
+        format: String,
+        /// The file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Check an export offline: hashes, links, order, and every checkpoint's signature and root.
+    Verify {
+        /// The export (JSON lines).
+        file: PathBuf,
+        /// The audit public key, as saved from `latch audit key` (a JWK).
+        #[arg(long)]
+        key: PathBuf,
+        /// A checkpoint saved earlier (`latch audit checkpoint`): the export must extend it.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// The audit public key (a JWK): save it, and verify exports with it.
+    Key,
+    /// A fresh signed checkpoint: save it, and later check that exports extend it.
+    Checkpoint {
+        /// The chain (default main).
+        #[arg(long)]
+        chain: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

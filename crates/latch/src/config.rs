@@ -7,6 +7,7 @@
 //! |---|---|---|---|---|
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
+//! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
 //! | STS listen address | `sts.listen` | `LATCH_STS_LISTEN` | `--sts-listen` | `127.0.0.1:8700` |
 //! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
 //! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
@@ -102,6 +103,8 @@ struct FaceFile {
 #[serde(deny_unknown_fields)]
 struct AuditFile {
     chain: Option<String>,
+    checkpoint_every_records: Option<u64>,
+    checkpoint_every_secs: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,6 +168,10 @@ pub(crate) struct Config {
     pub(crate) data_dir: PathBuf,
     /// This process's audit chain.
     pub(crate) audit_chain: String,
+    /// A signed checkpoint after this many records...
+    pub(crate) checkpoint_every_records: u64,
+    /// ...or this many seconds, also when idle.
+    pub(crate) checkpoint_every_secs: i64,
     /// Where the STS listens.
     pub(crate) sts_listen: SocketAddr,
     /// The STS's public URL, no trailing `/`; when unset, `http://` and the bound address.
@@ -313,7 +320,17 @@ impl Config {
                 format!("'{admin_listen_text}' is not an address:port"),
             )
         })?;
+        let checkpoint_every_records = file.audit.checkpoint_every_records.unwrap_or(1000);
+        let checkpoint_every_secs = file.audit.checkpoint_every_secs.unwrap_or(60);
+        if checkpoint_every_records == 0 || !(1..=86_400).contains(&checkpoint_every_secs) {
+            return Err(invalid(
+                "audit.checkpoint_every_*",
+                "records must be at least 1, seconds 1 to 86400".into(),
+            ));
+        }
         Ok(Config {
+            checkpoint_every_records,
+            checkpoint_every_secs,
             admin_listen,
             face_listen,
             face,

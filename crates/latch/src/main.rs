@@ -2,11 +2,13 @@
 //!
 //! `main` parses the command line, loads the configuration, and hands over to [`serve`] or
 //! [`admin`]. Exit codes, for scripts: 0 success, 1 failure, 2 usage, 3 not found, 4 already
-//! exists, 5 not authenticated or not allowed, 78 configuration error.
+//! exists, 5 not authenticated or not allowed, 6 an audit export does not verify, 78
+//! configuration error.
 
 use std::process::ExitCode;
 
 mod admin;
+mod audit;
 mod cli;
 mod config;
 mod logging;

@@ -178,8 +178,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         servers.spawn(serve_until(listener, router, stopped.clone()));
     }
     drop(audit);
+    let audit_key =
+        latch_store::checkpoints::audit_key(store.as_ref(), rng.as_ref(), clock.as_ref()).await?;
     servers.spawn(maintain(
         Maintenance {
+            audit_key,
+            chain: config.audit_chain.clone(),
+            checkpoints: latch_store::checkpoints::CheckpointPolicy::new(
+                config.checkpoint_every_records,
+                config.checkpoint_every_secs,
+            ),
             store: store.clone(),
             rng: rng.clone(),
             clock: clock.clone(),
@@ -208,6 +216,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
 
 /// What the maintenance task keeps up to date.
 struct Maintenance {
+    audit_key: latch_core::SigningKey,
+    chain: String,
+    checkpoints: latch_store::checkpoints::CheckpointPolicy,
     store: Arc<dyn Store>,
     rng: Arc<SystemRandom>,
     clock: Arc<dyn Clock>,
@@ -222,7 +233,7 @@ struct Maintenance {
 /// retired key leaves the JWKS and the verifiers once its tokens have expired. Every minute:
 /// drop revocations that no longer cover a valid token.
 async fn maintain(
-    m: Maintenance,
+    mut m: Maintenance,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
@@ -249,6 +260,25 @@ async fn maintain(
             }
             Err(e) => {
                 tracing::warn!(target: "latch::keys", error = %e, "cannot reload the signing keys; keeping the ones in force")
+            }
+        }
+        match m
+            .checkpoints
+            .tick(
+                m.store.as_ref(),
+                &m.audit_key,
+                &m.chain,
+                m.rng.as_ref(),
+                m.clock.as_ref(),
+            )
+            .await
+        {
+            Ok(Some(cp)) => {
+                tracing::debug!(target: "latch::audit", size = cp.size, "checkpoint signed")
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(target: "latch::audit", error = %e, "cannot sign a checkpoint")
             }
         }
         if ticks % 60 == 0 {

@@ -1,0 +1,201 @@
+//! `latch audit export` on the local store and `latch audit verify`, which needs no store and
+//! no server: an export and the audit public key are enough.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use latch_admin::Context;
+use latch_core::checkpoint::{verify_export, Checkpoint};
+use latch_core::signing::PublicKey;
+use serde_json::{json, Value};
+
+use crate::cli::Format;
+use crate::exit;
+use crate::output::{self, CliError};
+
+/// Exit code of `audit verify` when the export does not verify.
+pub(crate) const VERIFY_FAILED: u8 = 6;
+
+/// Writes an export of the local store to `out`.
+pub(crate) async fn export_local(
+    ctx: &Context,
+    chain: Option<&str>,
+    format: &str,
+    out: &Path,
+) -> Result<(), CliError> {
+    let key = latch_store::checkpoints::audit_key(
+        ctx.store.as_ref(),
+        ctx.rng.as_ref(),
+        ctx.clock.as_ref(),
+    )
+    .await?;
+    let file = std::fs::File::create(out).map_err(|e| {
+        CliError::new(
+            "Failed",
+            format!("cannot create {}: {e}", out.display()),
+            exit::FAILURE,
+        )
+    })?;
+    let mut sink = FileSink {
+        out: BufWriter::new(file),
+        csv: format == "csv",
+    };
+    if sink.csv {
+        writeln!(sink.out, "{}", latch_admin::csv::HEADER)
+            .map_err(|e| CliError::new("Failed", e.to_string(), exit::FAILURE))?;
+    }
+    latch_store::checkpoints::export(
+        ctx.store.as_ref(),
+        &key,
+        chain,
+        ctx.rng.as_ref(),
+        ctx.clock.as_ref(),
+        &mut sink,
+    )
+    .await?;
+    sink.out
+        .flush()
+        .map_err(|e| CliError::new("Failed", e.to_string(), exit::FAILURE))?;
+    output::line(&format!("latch: export written to {}", out.display()));
+    Ok(())
+}
+
+struct FileSink {
+    out: BufWriter<std::fs::File>,
+    csv: bool,
+}
+
+#[async_trait::async_trait]
+impl latch_store::checkpoints::LineSink for FileSink {
+    async fn line(&mut self, line: String) -> std::io::Result<()> {
+        if self.csv {
+            if line.starts_with("{\"checkpoint\"") {
+                return Ok(());
+            }
+            return writeln!(self.out, "{}", latch_admin::csv::row(&line));
+        }
+        writeln!(self.out, "{line}")
+    }
+}
+
+/// Verifies `file` offline; prints every finding, or that it verifies.
+pub(crate) fn verify(
+    file: &Path,
+    key: &Path,
+    saved: Option<&Path>,
+    format: Format,
+) -> Result<(), CliError> {
+    let fail = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
+        CliError::usage(format!("{what} {}: {e}", p.display()))
+    };
+    let jwk: Value = std::fs::read_to_string(key)
+        .map_err(|e| fail("cannot read", key, &e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| fail("not a JWK:", key, &e)))?;
+    let key = public_key(&jwk)
+        .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?;
+    let saved: Option<Checkpoint> = match saved {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| fail("cannot read", p, &e))
+                .and_then(|t| {
+                    serde_json::from_str(&t).map_err(|e| fail("not a checkpoint:", p, &e))
+                })?,
+        ),
+    };
+    let reader =
+        BufReader::new(std::fs::File::open(file).map_err(|e| fail("cannot open", file, &e))?);
+    let lines = reader.lines().map_while(Result::ok);
+    let report = verify_export(lines, &key, saved.as_ref(), |n| {
+        eprintln!("latch: {n} lines checked")
+    });
+    let records: u64 = report.records.values().sum();
+    let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    let value = json!({
+        "verified": findings.is_empty(),
+        "records": report.records,
+        "checkpoints": report.checkpoints,
+        "findings": findings,
+    });
+    output::print(format, &value, || {
+        if findings.is_empty() {
+            format!(
+                "the export verifies: {records} records in {} chain(s), {} signed checkpoint(s), the last covering every record",
+                report.records.len(),
+                report.checkpoints
+            )
+        } else {
+            let mut text = format!(
+                "the export does NOT verify ({} finding(s)):",
+                findings.len()
+            );
+            for f in &findings {
+                text.push_str(&format!("\n  - {f}"));
+            }
+            text
+        }
+    });
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            "VerificationFailed",
+            format!("{} finding(s)", findings.len()),
+            VERIFY_FAILED,
+        ))
+    }
+}
+
+fn public_key(jwk: &Value) -> Option<PublicKey> {
+    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+        return None;
+    }
+    let coord = |k: &str| {
+        latch_core::jws::b64url_decode(jwk[k].as_str()?)
+            .ok()
+            .filter(|b| b.len() == 32)
+    };
+    let mut point = vec![4u8];
+    point.extend(coord("x")?);
+    point.extend(coord("y")?);
+    PublicKey::from_point(&point).ok()
+}
+
+/// One record as a line for people.
+pub(crate) fn record_line(r: &Value) -> String {
+    let e = &r["event"];
+    let time = r["time"]
+        .as_i64()
+        .map(|t| latch_core::UnixTime(t).to_rfc3339())
+        .unwrap_or_default();
+    let mut line = format!(
+        "{time}  {}#{}  {}",
+        r["chain"].as_str().unwrap_or_default(),
+        r["seq"],
+        e["type"].as_str().unwrap_or_default()
+    );
+    for k in [
+        "outcome",
+        "reason",
+        "operation",
+        "isv",
+        "target",
+        "resource",
+        "client",
+        "jti",
+    ] {
+        if let Some(v) = e[k].as_str() {
+            line.push_str(&format!("  {k}={v}"));
+        }
+    }
+    if let Some(f) = e["features"].as_array() {
+        let names: Vec<&str> = f.iter().filter_map(Value::as_str).collect();
+        line.push_str(&format!("  features={}", names.join(",")));
+    }
+    if let Some(secs) = e["lifetime_secs"].as_u64() {
+        line.push_str(&format!("  lifetime={secs}s"));
+    }
+    line
+}

@@ -97,6 +97,38 @@ impl Http {
     }
 }
 
+impl Http {
+    /// Like `request`, but `None` when the server is gone (connection refused or reset).
+    pub async fn try_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<Answer> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.url));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let res = self
+            .client
+            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .await
+            .ok()?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body =
+            String::from_utf8(res.into_body().collect().await.ok()?.to_bytes().to_vec()).ok()?;
+        Some(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
 /// An HTTP answer.
 #[derive(Debug)]
 pub struct Answer {
@@ -143,8 +175,29 @@ impl Server {
 
     /// Starts a server with extra arguments and environment variables.
     pub async fn start_full(extra: &[&str], env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let stderr_path = dir.path().join("stderr.log");
+        Self::launch(tempfile::tempdir().unwrap(), extra, env).await
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, no flush) and starts a new one on the same
+    /// data directory.
+    pub async fn kill_and_restart(mut self) -> Server {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+        let dir = tempfile::TempDir::new().unwrap();
+        let old = std::mem::replace(&mut self.dir, dir);
+        Self::launch(old, &[], &[]).await
+    }
+
+    async fn launch(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let stderr_path = dir.path().join(format!(
+            "stderr-{}.log",
+            std::process::id() as u64 * 1000
+                + dir.path().read_dir().map(|d| d.count()).unwrap_or(0) as u64
+        ));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
         let mut child = Command::new(BIN)
             .args([

@@ -11,6 +11,7 @@ mod harness;
 mod upstream;
 
 mod admin;
+mod audit;
 mod cli;
 mod face;
 mod interop;

@@ -186,11 +186,11 @@ pub(crate) async fn run(
     }
     if let Command::Audit(AuditCommand::Verify {
         file,
-        key,
+        key_file,
         checkpoint,
     }) = &command
     {
-        return crate::audit::verify(file, key, checkpoint.as_deref(), format);
+        return crate::audit::verify(file, key_file, checkpoint.as_deref(), format);
     }
     if let Command::Audit(AuditCommand::Export {
         chain,

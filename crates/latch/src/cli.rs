@@ -200,7 +200,7 @@ pub(crate) enum AuditCommand {
         file: PathBuf,
         /// The audit public key, as saved from `latch audit key` (a JWK).
         #[arg(long)]
-        key: PathBuf,
+        key_file: PathBuf,
         /// A checkpoint saved earlier (`latch audit checkpoint`): the export must extend it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
@@ -391,6 +391,24 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn audit_verify_takes_a_key_file_not_the_global_key() {
+        let cli = Cli::try_parse_from([
+            "latch",
+            "audit",
+            "verify",
+            "log.jsonl",
+            "--key-file",
+            "k.json",
+        ])
+        .unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Audit(AuditCommand::Verify { .. })
+        ));
+        assert!(cli.global.key.is_none());
     }
 
     #[test]

@@ -230,8 +230,9 @@ struct Maintenance {
 
 /// Every second: reload the signing keys from the store, so a rotation made anywhere (the
 /// admin API, the command line, another replica) is in force here within a second, and a
-/// retired key leaves the JWKS and the verifiers once its tokens have expired. Every minute:
-/// drop revocations that no longer cover a valid token.
+/// retired key leaves the JWKS and the verifiers once its tokens have expired; and sign a
+/// checkpoint of this process's audit chain when one is due (every N records or T seconds,
+/// also when idle). Every minute: drop revocations that no longer cover a valid token.
 async fn maintain(
     mut m: Maintenance,
     mut stopped: tokio::sync::watch::Receiver<bool>,

@@ -251,3 +251,78 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
     assert_eq!(report["verified"], true, "{report}");
     s.finish().await;
 }
+
+#[tokio::test]
+async fn archived_records_leave_the_store_and_the_archive_plus_export_verify() {
+    let s = Server::start().await;
+    let d = s.demo.clone();
+    for _ in 0..3 {
+        assert_eq!(
+            s.issue(
+                Some(&d.isv_key),
+                "",
+                &lat_body(&d.client_id, &["Face.Identification"])
+            )
+            .await
+            .status,
+            200
+        );
+    }
+    let work = s.dir.path().to_owned();
+    std::fs::write(
+        work.join("k.json"),
+        ok(&s.cli(&["--json", "audit", "key"])).to_string(),
+    )
+    .unwrap();
+    let before = s.audit().await.len();
+    // Everything before the next second is "older than 0 days" once that second has come.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let archive = work.join("archive-1.jsonl");
+    let out = ok(&s.cli(&[
+        "--json",
+        "audit",
+        "archive",
+        "--older-than-days",
+        "0",
+        "--out",
+        archive.to_str().unwrap(),
+    ]));
+    assert_eq!(out["archived"].as_array().unwrap().len(), 1, "{out}");
+    let left = s.audit().await.len();
+    assert!(left < before, "records left the store: {before} -> {left}");
+    assert_eq!(
+        s.issue(
+            Some(&d.isv_key),
+            "",
+            &lat_body(&d.client_id, &["Face.Identification"])
+        )
+        .await
+        .status,
+        200
+    );
+    let export = work.join("export.jsonl");
+    ok(&s.cli(&["audit", "export", "--out", export.to_str().unwrap()]));
+    let key = work.join("k.json");
+    let verify = |files: &[&std::path::Path]| {
+        let mut args = vec!["--json", "audit", "verify"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        args.extend(["--key-file", key.to_str().unwrap()]);
+        s.cli(&args)
+    };
+    assert_eq!(
+        ok(&verify(&[&archive]))["verified"],
+        true,
+        "an archive verifies on its own"
+    );
+    assert_eq!(
+        ok(&verify(&[&archive, &export]))["verified"],
+        true,
+        "archive and export verify together"
+    );
+    assert_eq!(
+        verify(&[&export]).status.code(),
+        Some(6),
+        "the export alone lacks the archived records"
+    );
+    s.finish().await;
+}

@@ -235,6 +235,15 @@ pub enum AuditEvent {
         /// The keys retired now; they stay published until their tokens have expired.
         retired: Vec<String>,
     },
+    /// The oldest records of a chain were archived to an export and removed from the store.
+    AuditArchived {
+        /// The chain.
+        chain: String,
+        /// Records up to this sequence number are in the archive.
+        through_seq: u64,
+        /// The Merkle root of records 1..=through_seq, as in the archive's checkpoint.
+        root: String,
+    },
     /// The audit (checkpoint) signing key was created.
     AuditKeyCreated {
         /// Its key id.
@@ -389,6 +398,7 @@ impl AuditEvent {
             AuditEvent::AuditKeyCreated { .. } => {
                 ("audit_key_created", "success", None, None, None)
             }
+            AuditEvent::AuditArchived { .. } => ("audit_archived", "success", None, None, None),
             AuditEvent::SigningKeyCreated { .. } => {
                 ("signing_key_created", "success", None, None, None)
             }

@@ -17,7 +17,7 @@
 //! | `ForgedCheckpoint` | a checkpoint's signature does not verify with the audit key |
 //! | `CheckpointMismatch` | a signed root is not the root of the records it covers |
 //! | `Truncated` | a checkpoint covers more records than the export holds |
-//! | `ReplayedCheckpoint` | a checkpoint is older or smaller than one before it, or than the saved one |
+//! | `ReplayedCheckpoint` | the newest checkpoint is older or smaller than the one the auditor saved |
 //! | `Rewritten` | the saved checkpoint's root is not the root of the export's first records |
 //! | `Unsigned` | records after the last checkpoint, or a chain with no checkpoint |
 
@@ -137,6 +137,37 @@ impl Frontier {
         self.size
     }
 
+    /// The frontier as bytes (size, then each peak's height and hash), to be stored when the
+    /// leaves themselves are archived away.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.size.to_be_bytes().to_vec();
+        for (hash, height) in &self.peaks {
+            out.extend_from_slice(&height.to_be_bytes());
+            out.extend_from_slice(hash);
+        }
+        out
+    }
+
+    /// A frontier from [`Frontier::to_bytes`]; `None` if the bytes are not one.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (size, mut rest) = bytes.split_at_checked(8)?;
+        let size = u64::from_be_bytes(size.try_into().ok()?);
+        let mut peaks = Vec::new();
+        while !rest.is_empty() {
+            let (height, tail) = rest.split_at_checked(4)?;
+            let (hash, tail) = tail.split_at_checked(32)?;
+            peaks.push((
+                hash.try_into().ok()?,
+                u32::from_be_bytes(height.try_into().ok()?),
+            ));
+            rest = tail;
+        }
+        // The peaks of `size` leaves are its binary digits, largest first.
+        let expected: Vec<u32> = (0..64).rev().filter(|b| size >> b & 1 == 1).collect();
+        let heights: Vec<u32> = peaks.iter().map(|(_, h)| *h).collect();
+        (heights == expected).then_some(Frontier { peaks, size })
+    }
+
     /// The root of the leaves so far.
     pub fn root(&self) -> Hash {
         let mut peaks = self.peaks.iter().rev();
@@ -171,7 +202,7 @@ pub enum Finding {
         size: u64,
         records: u64,
     },
-    /// The checkpoint of `chain` at `size` is older or smaller than one seen before it.
+    /// The newest checkpoint of `chain`, at `size`, is older or smaller than the saved one.
     ReplayedCheckpoint { chain: String, size: u64 },
     /// The saved checkpoint at `size` does not match the export's first records.
     Rewritten { chain: String, size: u64 },
@@ -397,6 +428,9 @@ fn check_chain(
     }
     let records = state.records.keys().next_back().copied().unwrap_or(0);
 
+    // Every genuine checkpoint must match the records it covers. The newest is the one
+    // covering the most records (the latest, among equals): an archive's checkpoint is
+    // legitimately smaller and later than checkpoints made before it.
     let mut newest: Option<&Checkpoint> = None;
     for c in &state.checkpoints {
         if !c.verify(key) {
@@ -406,14 +440,9 @@ fn check_chain(
             });
             continue;
         }
-        if newest.is_some_and(|n| c.time < n.time || c.size < n.size) {
-            out.push(Finding::ReplayedCheckpoint {
-                chain: name(),
-                size: c.size,
-            });
-            continue;
+        if newest.is_none_or(|n| (c.size, c.time) > (n.size, n.time)) {
+            newest = Some(c);
         }
-        newest = Some(c);
         if c.size > records {
             out.push(Finding::Truncated {
                 chain: name(),
@@ -433,7 +462,7 @@ fn check_chain(
                 chain: name(),
                 size: s.size,
             });
-        } else if newest.is_some_and(|n| n.time < s.time || n.size < s.size) {
+        } else if newest.is_some_and(|n| n.size < s.size || (n.size == s.size && n.time < s.time)) {
             let n = newest.map(|n| n.size).unwrap_or(0);
             out.push(Finding::ReplayedCheckpoint {
                 chain: name(),

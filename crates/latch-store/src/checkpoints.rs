@@ -51,7 +51,7 @@ pub async fn checkpoint(
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
 ) -> Result<Checkpoint> {
-    let mut frontier = Frontier::default();
+    let mut frontier = archived_frontier(store, chain).await?;
     for leaf in store.audit_leaves(chain).await? {
         frontier.push(leaf);
     }
@@ -73,6 +73,11 @@ pub async fn checkpoint(
 pub trait LineSink: Send {
     /// Takes one line (without its newline).
     async fn line(&mut self, line: String) -> std::io::Result<()>;
+
+    /// Makes every line taken so far durable.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]
@@ -81,6 +86,103 @@ impl LineSink for Vec<String> {
         self.push(line);
         Ok(())
     }
+}
+
+/// The Merkle frontier of a chain's archived records (empty if none were archived).
+async fn archived_frontier(store: &dyn Store, chain: &str) -> Result<Frontier> {
+    match store.audit_archive(chain).await? {
+        None => Ok(Frontier::default()),
+        Some((through, bytes)) => Frontier::from_bytes(&bytes)
+            .filter(|f| f.size() == through)
+            .ok_or_else(|| StoreError::Corrupt(format!("the archived frontier of chain {chain}"))),
+    }
+}
+
+/// What to archive: the records of `chain` older than `before`, on behalf of `actor`.
+#[derive(Clone, Debug)]
+pub struct Archive<'a> {
+    /// The chain.
+    pub chain: &'a str,
+    /// Records older than this.
+    pub before: latch_core::UnixTime,
+    /// Who archives.
+    pub actor: Actor,
+}
+
+/// Moves the records of `chain` older than `before` (the longest such prefix, never the
+/// chain's last record) to `out`, with a signed checkpoint at their end, and removes them
+/// from the store. The archive verifies with the archives before it; every later export still
+/// verifies when checked together with the archives. Returns the archive's checkpoint, if
+/// anything was old enough.
+pub async fn archive(
+    store: &dyn Store,
+    key: &SigningKey,
+    what: &Archive<'_>,
+    rng: &(dyn SecureRandom + Sync),
+    clock: &dyn Clock,
+    out: &mut dyn LineSink,
+) -> Result<Option<Checkpoint>> {
+    let Archive {
+        chain,
+        before,
+        actor,
+    } = what;
+    let (chain, before) = (*chain, *before);
+    let io = |e: std::io::Error| StoreError::Unavailable(format!("writing the archive: {e}"));
+    let head = store.audit_head(chain).await?;
+    let mut frontier = archived_frontier(store, chain).await?;
+    let mut after = frontier.size();
+    let mut lines = Vec::new();
+    'pages: while after + 1 < head {
+        let page = store.audit_records(chain, after, 1000).await?;
+        if page.is_empty() {
+            break;
+        }
+        for r in page {
+            let time = serde_json::from_str::<latch_core::audit::SealedRecord>(&r.body)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .time;
+            if time >= before || r.seq >= head {
+                break 'pages;
+            }
+            frontier.push(latch_core::merkle::leaf_hash(r.body.as_bytes()));
+            after = r.seq;
+            lines.push(r.body);
+        }
+    }
+    if lines.is_empty() {
+        return Ok(None);
+    }
+    let cp = Checkpoint::sign(
+        key,
+        chain,
+        frontier.size(),
+        &frontier.root(),
+        clock.now(),
+        rng,
+    )
+    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    for line in lines {
+        out.line(line).await.map_err(io)?;
+    }
+    out.line(cp.to_line()).await.map_err(io)?;
+    // The archive is durable before its records leave the store.
+    out.flush().await.map_err(io)?;
+    store.add_checkpoint(&cp).await?;
+    let draft = AuditDraft {
+        time: clock.now(),
+        request_id: None,
+        actor: actor.clone(),
+        event: AuditEvent::AuditArchived {
+            chain: chain.to_owned(),
+            through_seq: cp.size,
+            root: cp.root.clone(),
+        },
+    };
+    store
+        .archive_audit(chain, cp.size, &frontier.to_bytes(), &draft)
+        .await?;
+    Ok(Some(cp))
 }
 
 /// Writes every chain (or one) as export lines to `out`: records in order, the chain's

@@ -356,6 +356,19 @@ pub trait Store: Send + Sync + 'static {
     /// The names of all chains.
     async fn audit_chains(&self) -> Result<Vec<String>>;
 
+    /// Removes records `..=through` of `chain`, keeping the Merkle frontier of everything up to
+    /// them, with the record of the archiving, in one transaction.
+    async fn archive_audit(
+        &self,
+        chain: &str,
+        through: u64,
+        frontier: &[u8],
+        audit: &AuditDraft,
+    ) -> Result<()>;
+
+    /// How far `chain` has been archived, and the frontier at that point.
+    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>>;
+
     /// The highest sequence number of `chain` (0 when empty).
     async fn audit_head(&self, chain: &str) -> Result<u64>;
 

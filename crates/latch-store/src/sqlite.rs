@@ -119,6 +119,11 @@ CREATE TABLE checkpoints (
     time       INTEGER NOT NULL
 );
 CREATE INDEX checkpoints_chain ON checkpoints (chain, id);
+CREATE TABLE audit_archives (
+    chain       TEXT PRIMARY KEY,
+    through_seq INTEGER NOT NULL,
+    frontier    BLOB NOT NULL
+);
 "#,
 ];
 
@@ -910,6 +915,45 @@ impl Store for SqliteStore {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn archive_audit(
+        &self,
+        chain: &str,
+        through: u64,
+        frontier: &[u8],
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
+        self.change(audit, move |tx| {
+            tx.execute(
+                "DELETE FROM audit WHERE chain = ?1 AND seq <= ?2",
+                params![chain, through as i64],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO audit_archives (chain, through_seq, frontier) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (chain) DO UPDATE SET through_seq = excluded.through_seq, frontier = excluded.frontier",
+                params![chain, through as i64, frontier],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        let chain = chain.to_owned();
+        self.read(move |c| {
+            c.prepare_cached("SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1")
+                .map_err(sql)?
+                .query_row([chain], |r| {
+                    Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
+                })
+                .optional()
+                .map_err(sql)
         })
         .await
     }

@@ -875,3 +875,132 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
     );
     assert_eq!(store.checkpoints(CHAIN).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn archived_records_leave_the_store_and_everything_still_verifies() {
+    use latch_core::checkpoint::{verify_export, Finding};
+    use latch_core::FixedClock;
+    let (_dir, store) = open();
+    let rng = SystemRandom::new();
+    let clock = FixedClock::at(UnixTime(1_000));
+    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+        .await
+        .unwrap();
+    // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
+    for t in 1..=10 {
+        let mut d = draft(AuditEvent::AccessTokenRefused {
+            reason: format!("r{t}"),
+            status: 401,
+        });
+        d.time = UnixTime(2_000 + t);
+        store.append_audit(CHAIN, &[d]).await.unwrap();
+    }
+    crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    let pk = key.public_key();
+    let verify = |parts: &[&Vec<String>]| {
+        let all: Vec<String> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
+        verify_export(&all, &pk, None, |_| {}).findings
+    };
+
+    let mut first: Vec<String> = Vec::new();
+    let cp = crate::checkpoints::archive(
+        &store,
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(2_006),
+            actor: Actor::LocalOperator,
+        },
+        &rng,
+        &clock,
+        &mut first,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cp.size, 6, "records 1..=6 are older than 2006");
+    assert_eq!(verify(&[&first]), [], "an archive verifies on its own");
+    assert_eq!(
+        store.audit_records(CHAIN, 0, 100).await.unwrap()[0].seq,
+        7,
+        "and left the store"
+    );
+
+    let mut current: Vec<String> = Vec::new();
+    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut current)
+        .await
+        .unwrap();
+    assert_eq!(
+        verify(&[&first, &current]),
+        [],
+        "archive and export verify together"
+    );
+    assert!(verify(&[&current]).contains(&Finding::Missing {
+        chain: CHAIN.into(),
+        from: 1,
+        to: 6
+    }));
+
+    // A second archive continues where the first ended.
+    let mut second: Vec<String> = Vec::new();
+    let cp = crate::checkpoints::archive(
+        &store,
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(2_009),
+            actor: Actor::LocalOperator,
+        },
+        &rng,
+        &clock,
+        &mut second,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(cp.size, 9);
+    let mut current: Vec<String> = Vec::new();
+    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut current)
+        .await
+        .unwrap();
+    assert_eq!(verify(&[&first, &second, &current]), []);
+    // Nothing old enough: nothing happens; the newest record is never archived.
+    let mut none: Vec<String> = Vec::new();
+    assert!(crate::checkpoints::archive(
+        &store,
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(2_009),
+            actor: Actor::LocalOperator
+        },
+        &rng,
+        &clock,
+        &mut none
+    )
+    .await
+    .unwrap()
+    .is_none());
+    let mut all: Vec<String> = Vec::new();
+    let head = store.audit_head(CHAIN).await.unwrap();
+    crate::checkpoints::archive(
+        &store,
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(i64::MAX),
+            actor: Actor::LocalOperator,
+        },
+        &rng,
+        &clock,
+        &mut all,
+    )
+    .await
+    .unwrap();
+    assert!(
+        store.audit_head(CHAIN).await.unwrap() > head,
+        "the last record stays, and the archiving is recorded"
+    );
+}

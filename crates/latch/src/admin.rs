@@ -185,12 +185,28 @@ pub(crate) async fn run(
         return reset_credential(&config, role, format).await;
     }
     if let Command::Audit(AuditCommand::Verify {
-        file,
+        files,
         key_file,
         checkpoint,
     }) = &command
     {
-        return crate::audit::verify(file, key_file, checkpoint.as_deref(), format);
+        return crate::audit::verify(files, key_file, checkpoint.as_deref(), format);
+    }
+    if let Command::Audit(AuditCommand::Archive {
+        older_than_days,
+        chain,
+        out,
+    }) = &command
+    {
+        if remote.is_some() {
+            return Err(CliError::usage("archiving removes records from the store: run it on the store, not through --server"));
+        }
+        let days = older_than_days
+            .or(config.archive_after_days)
+            .ok_or_else(|| {
+                CliError::usage("give --older-than-days, or set audit.archive_after_days")
+            })?;
+        return crate::audit::archive(&local(&config)?, chain.as_deref(), days, out, format).await;
     }
     if let Command::Audit(AuditCommand::Export {
         chain,
@@ -273,7 +289,8 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
         Command::Serve(_)
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
-        | Command::Audit(AuditCommand::Verify { .. }) => {
+        | Command::Audit(AuditCommand::Verify { .. })
+        | Command::Audit(AuditCommand::Archive { .. }) => {
             return Err(CliError::usage("not an administrative request"))
         }
         Command::Audit(AuditCommand::Key) => AdminRequest::AuditKey,

@@ -78,11 +78,87 @@ impl latch_store::checkpoints::LineSink for FileSink {
         }
         writeln!(self.out, "{line}")
     }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_all()
+    }
 }
 
-/// Verifies `file` offline; prints every finding, or that it verifies.
+/// Archives records older than `days` days of every chain (or one) to `out`.
+pub(crate) async fn archive(
+    ctx: &Context,
+    only: Option<&str>,
+    days: u32,
+    out: &Path,
+    format: Format,
+) -> Result<(), CliError> {
+    let key = latch_store::checkpoints::audit_key(
+        ctx.store.as_ref(),
+        ctx.rng.as_ref(),
+        ctx.clock.as_ref(),
+    )
+    .await?;
+    let before = ctx.clock.now().plus(-i64::from(days) * 86_400);
+    let file = std::fs::File::create(out).map_err(|e| {
+        CliError::new(
+            "Failed",
+            format!("cannot create {}: {e}", out.display()),
+            exit::FAILURE,
+        )
+    })?;
+    let mut sink = FileSink {
+        out: BufWriter::new(file),
+        csv: false,
+    };
+    let chains: Vec<String> = match only {
+        Some(c) => vec![c.to_owned()],
+        None => ctx.store.audit_chains().await?,
+    };
+    let mut archived = Vec::new();
+    for chain in chains {
+        // The archive's lines are flushed to the file before its records leave the store.
+        let cp = latch_store::checkpoints::archive(
+            ctx.store.as_ref(),
+            &key,
+            &latch_store::checkpoints::Archive {
+                chain: &chain,
+                before,
+                actor: latch_core::audit::Actor::LocalOperator,
+            },
+            ctx.rng.as_ref(),
+            ctx.clock.as_ref(),
+            &mut sink,
+        )
+        .await?;
+        if let Some(cp) = cp {
+            archived.push(json!({ "chain": chain, "throughSeq": cp.size }));
+        }
+    }
+    let value = json!({ "archived": archived, "file": out.display().to_string(), "before": before.to_rfc3339() });
+    output::print(format, &value, || {
+        if archived.is_empty() {
+            format!("nothing older than {} to archive", before.to_rfc3339())
+        } else {
+            let what: Vec<String> = archived
+                .iter()
+                .map(|a| format!("{} through record {}", a["chain"], a["throughSeq"]))
+                .collect();
+            format!(
+                "archived to {}: {}\nkeep it: verify later exports together with it (latch audit verify {} <export> ...)",
+                out.display(),
+                what.join(", "),
+                out.display()
+            )
+        }
+    });
+    Ok(())
+}
+
+/// Verifies `files` (archives, oldest first, then an export) offline; prints every finding,
+/// or that they verify.
 pub(crate) fn verify(
-    file: &Path,
+    files: &[std::path::PathBuf],
     key: &Path,
     saved: Option<&Path>,
     format: Format,
@@ -105,9 +181,15 @@ pub(crate) fn verify(
                 })?,
         ),
     };
-    let reader =
-        BufReader::new(std::fs::File::open(file).map_err(|e| fail("cannot open", file, &e))?);
-    let lines = reader.lines().map_while(Result::ok);
+    let mut readers = Vec::new();
+    for file in files {
+        readers.push(BufReader::new(
+            std::fs::File::open(file).map_err(|e| fail("cannot open", file, &e))?,
+        ));
+    }
+    let lines = readers
+        .into_iter()
+        .flat_map(|r| r.lines().map_while(Result::ok));
     let report = verify_export(lines, &key, saved.as_ref(), |n| {
         eprintln!("latch: {n} lines checked")
     });

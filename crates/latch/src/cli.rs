@@ -194,16 +194,30 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Check an export offline: hashes, links, order, and every checkpoint's signature and root.
+    /// Check exports offline: hashes, links, order, and every checkpoint's signature and root.
     Verify {
-        /// The export (JSON lines).
-        file: PathBuf,
+        /// The export, preceded by every archive of the same log (JSON lines, oldest first).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
         /// The audit public key, as saved from `latch audit key` (a JWK).
         #[arg(long)]
         key_file: PathBuf,
         /// A checkpoint saved earlier (`latch audit checkpoint`): the export must extend it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,
+    },
+    /// Move records older than an age out of the store into an archive that verifies (with the
+    /// archives before it); the newest record of each chain always stays. Local store only.
+    Archive {
+        /// Archive records older than this many days (default: `audit.archive_after_days`).
+        #[arg(long)]
+        older_than_days: Option<u32>,
+        /// One chain (default: all).
+        #[arg(long)]
+        chain: Option<String>,
+        /// The archive file to write.
+        #[arg(long)]
+        out: PathBuf,
     },
     /// The audit public key (a JWK): save it, and verify exports with it.
     Key,

@@ -7,6 +7,7 @@
 //! |---|---|---|---|---|
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
+//! | archive records older than (days) | `audit.archive_after_days` | | `--older-than-days` | none |
 //! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
 //! | STS listen address | `sts.listen` | `LATCH_STS_LISTEN` | `--sts-listen` | `127.0.0.1:8700` |
 //! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
@@ -105,6 +106,7 @@ struct AuditFile {
     chain: Option<String>,
     checkpoint_every_records: Option<u64>,
     checkpoint_every_secs: Option<i64>,
+    archive_after_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +174,8 @@ pub(crate) struct Config {
     pub(crate) checkpoint_every_records: u64,
     /// ...or this many seconds, also when idle.
     pub(crate) checkpoint_every_secs: i64,
+    /// The default age of `latch audit archive`.
+    pub(crate) archive_after_days: Option<u32>,
     /// Where the STS listens.
     pub(crate) sts_listen: SocketAddr,
     /// The STS's public URL, no trailing `/`; when unset, `http://` and the bound address.
@@ -329,6 +333,7 @@ impl Config {
             ));
         }
         Ok(Config {
+            archive_after_days: file.audit.archive_after_days,
             checkpoint_every_records,
             checkpoint_every_secs,
             admin_listen,

@@ -79,6 +79,27 @@ fn an_untouched_export_verifies() {
 }
 
 #[test]
+fn frontiers_survive_storage_and_continue() {
+    let leaves: Vec<Hash> = (0..37).map(|i: i32| leaf_hash(&i.to_be_bytes())).collect();
+    let mut f = Frontier::default();
+    for leaf in &leaves[..21] {
+        f.push(*leaf);
+    }
+    let mut g = Frontier::from_bytes(&f.to_bytes()).unwrap();
+    for leaf in &leaves[21..] {
+        g.push(*leaf);
+    }
+    assert_eq!(g.root(), crate::merkle::root(&leaves));
+    assert!(Frontier::from_bytes(&f.to_bytes()[..20]).is_none());
+    let mut wrong = f.to_bytes();
+    wrong[7] ^= 1;
+    assert!(
+        Frontier::from_bytes(&wrong).is_none(),
+        "size and peaks must agree"
+    );
+}
+
+#[test]
 fn the_frontier_computes_rfc_9162_roots() {
     let leaves: Vec<Hash> = (0..100).map(|i: i32| leaf_hash(&i.to_be_bytes())).collect();
     let mut f = Frontier::default();
@@ -220,16 +241,24 @@ fn a_forged_checkpoint_is_named() {
 
 #[test]
 fn a_replayed_old_checkpoint_is_named() {
+    // The log has not grown since the auditor saved a checkpoint at 20 records, time 3000; an
+    // export that shows an older checkpoint of the same records instead is a replay (idle
+    // checkpoints keep coming, so a newer one must exist).
     let l = log(20);
-    let mut lines = l.export();
-    lines.push(l.checkpoint(10, 2_000).to_line());
+    let saved = l.checkpoint(20, 3_000);
+    let mut lines = l.records.clone();
+    lines.push(l.checkpoint(20, 2_500).to_line());
     assert_eq!(
-        l.verify(&lines, None),
+        l.verify(&lines, Some(&saved)),
         [Finding::ReplayedCheckpoint {
             chain: main_chain(),
-            size: 10
+            size: 20
         }]
     );
+    // An extra genuine old checkpoint alongside the newest is harmless.
+    let mut lines = l.export();
+    lines.push(l.checkpoint(10, 2_000).to_line());
+    assert_eq!(l.verify(&lines, Some(&saved)), []);
 }
 
 #[test]

@@ -116,6 +116,37 @@ async fn an_auditor_finds_a_clients_tokens_in_a_time_range_and_proves_the_log_in
     let report = ok(&verify(&export));
     assert_eq!(report["verified"], true);
 
+    // Without any export: the log extends the saved checkpoint, by a consistency proof.
+    let prove = |saved: &std::path::Path| {
+        auditor(&[
+            "--json",
+            "audit",
+            "prove",
+            "--checkpoint",
+            saved.to_str().unwrap(),
+            "--key-file",
+            work.join("audit-key.json").to_str().unwrap(),
+        ])
+    };
+    let proved = ok(&prove(&work.join("saved.json")));
+    assert_eq!(proved["consistent"], true, "{proved}");
+    assert!(proved["to"].as_u64() > proved["from"].as_u64());
+    let mut forged = saved.clone();
+    forged["root"] = Value::String(latch_core::jws::b64url([7u8; 32]));
+    std::fs::write(work.join("forged.json"), forged.to_string()).unwrap();
+    assert_eq!(prove(&work.join("forged.json")).status.code(), Some(6));
+
+    // Each start of the service is a record of its settings.
+    let configured = ok(&auditor(&[
+        "--json",
+        "audit",
+        "query",
+        "--type",
+        "service_configured",
+    ]));
+    assert_eq!(configured["records"][0]["event"]["settings"]["role"], "all");
+    assert!(!configured.to_string().contains(&s.operator_token));
+
     // One byte flipped in a record: named, exit 6.
     let text = std::fs::read_to_string(&export).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();

@@ -313,6 +313,32 @@ pub async fn execute(
             let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &key, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
             serde_json::to_value(cp).unwrap_or(Value::Null)
         }
+        AdminRequest::ConsistencyProof { chain, first, second } => {
+            let chain = chain.unwrap_or_else(|| "main".into());
+            if let Some((through, _)) = ctx.store.audit_archive(&chain).await? {
+                return Err(AdminError::BadRequest(format!(
+                    "records 1 to {through} of chain {chain} are archived: verify the archives and an export instead"
+                )));
+            }
+            let leaves = ctx.store.audit_leaves(&chain).await?;
+            let second = second.unwrap_or(leaves.len() as u64);
+            if first == 0 || first > second || second > leaves.len() as u64 {
+                return Err(AdminError::BadRequest(format!(
+                    "need 0 < first <= second <= {} (the chain's size)",
+                    leaves.len()
+                )));
+            }
+            let (m, n) = (first as usize, second as usize);
+            let b64 = latch_core::jws::b64url;
+            json!({
+                "chain": chain,
+                "first": first,
+                "second": second,
+                "firstRoot": b64(latch_core::merkle::root(&leaves[..m])),
+                "secondRoot": b64(latch_core::merkle::root(&leaves[..n])),
+                "proof": latch_core::merkle::consistency_proof(m, &leaves[..n]).into_iter().map(b64).collect::<Vec<_>>(),
+            })
+        }
         AdminRequest::ReadAudit { chain, after, limit } => {
             let chain = chain.unwrap_or_else(|| "main".into());
             let records = ctx

@@ -152,6 +152,18 @@ pub enum AdminRequest {
         #[serde(default)]
         chain: Option<String>,
     },
+    /// The RFC 9162 consistency proof that the tree of `second` records (default: all) extends
+    /// the tree of `first` records.
+    ConsistencyProof {
+        /// The chain (default `main`).
+        #[serde(default)]
+        chain: Option<String>,
+        /// The smaller tree's size (a checkpoint the auditor kept).
+        first: u64,
+        /// The larger tree's size (default: every record now).
+        #[serde(default)]
+        second: Option<u64>,
+    },
     /// Audit records of one chain after a sequence number, oldest first.
     ReadAudit {
         /// The chain (default `main`).
@@ -207,6 +219,7 @@ impl AdminRequest {
                 | AdminRequest::QueryAudit { .. }
                 | AdminRequest::AuditKey
                 | AdminRequest::Checkpoint { .. }
+                | AdminRequest::ConsistencyProof { .. }
         )
     }
 }

@@ -244,6 +244,16 @@ pub enum AuditEvent {
         /// The Merkle root of records 1..=through_seq, as in the archive's checkpoint.
         root: String,
     },
+    /// A service started with these settings (never a secret): each start is a record, so a
+    /// change of configuration shows as a change of `digest` between two of them.
+    ServiceConfigured {
+        /// The program's version.
+        version: String,
+        /// The settings in force.
+        settings: serde_json::Value,
+        /// SHA-256 of the settings' JSON, base64url.
+        digest: String,
+    },
     /// The audit (checkpoint) signing key was created.
     AuditKeyCreated {
         /// Its key id.
@@ -399,6 +409,9 @@ impl AuditEvent {
                 ("audit_key_created", "success", None, None, None)
             }
             AuditEvent::AuditArchived { .. } => ("audit_archived", "success", None, None, None),
+            AuditEvent::ServiceConfigured { .. } => {
+                ("service_configured", "success", None, None, None)
+            }
             AuditEvent::SigningKeyCreated { .. } => {
                 ("signing_key_created", "success", None, None, None)
             }

@@ -192,6 +192,33 @@ pub(crate) async fn run(
     {
         return crate::audit::verify(files, key_file, checkpoint.as_deref(), format);
     }
+    if let Command::Audit(AuditCommand::Prove {
+        checkpoint,
+        key_file,
+    }) = &command
+    {
+        let (saved, key) = crate::audit::read_saved(checkpoint, key_file)?;
+        let run = |request: AdminRequest| async {
+            match &remote {
+                Some(Ok(r)) => r.send(&request).await,
+                Some(Err(e)) => Err(CliError::usage(e.to_string())),
+                None => Ok(execute(&local(&config)?, &Caller::LocalOperator, request).await?),
+            }
+        };
+        let fresh = run(AdminRequest::Checkpoint {
+            chain: Some(saved.chain.clone()),
+        })
+        .await?;
+        let fresh: latch_core::checkpoint::Checkpoint = serde_json::from_value(fresh)
+            .map_err(|e| CliError::new("Failed", e.to_string(), exit::FAILURE))?;
+        let proof = run(AdminRequest::ConsistencyProof {
+            chain: Some(saved.chain.clone()),
+            first: saved.size,
+            second: Some(fresh.size),
+        })
+        .await?;
+        return crate::audit::prove(&saved, &fresh, &proof, &key, format);
+    }
     if let Command::Audit(AuditCommand::Archive {
         older_than_days,
         chain,
@@ -290,7 +317,8 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
         | Command::Audit(AuditCommand::Verify { .. })
-        | Command::Audit(AuditCommand::Archive { .. }) => {
+        | Command::Audit(AuditCommand::Archive { .. })
+        | Command::Audit(AuditCommand::Prove { .. }) => {
             return Err(CliError::usage("not an administrative request"))
         }
         Command::Audit(AuditCommand::Key) => AdminRequest::AuditKey,
@@ -427,7 +455,10 @@ fn text(request: &AdminRequest, v: &Value) -> String {
         | AdminRequest::EnableIsv { .. }
         | AdminRequest::DisableIsv { .. }
         | AdminRequest::SetApprovals { .. } => resource_text(v),
-        AdminRequest::ReadAudit { .. } | AdminRequest::AuditKey | AdminRequest::Checkpoint { .. } => {
+        AdminRequest::ReadAudit { .. }
+        | AdminRequest::AuditKey
+        | AdminRequest::Checkpoint { .. }
+        | AdminRequest::ConsistencyProof { .. } => {
             serde_json::to_string_pretty(v).unwrap_or_default()
         }
         AdminRequest::QueryAudit { .. } => {

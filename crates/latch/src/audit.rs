@@ -230,6 +230,102 @@ pub(crate) fn verify(
     }
 }
 
+/// A saved checkpoint and the pinned audit key, from their files.
+pub(crate) fn read_saved(
+    checkpoint: &Path,
+    key: &Path,
+) -> Result<(Checkpoint, PublicKey), CliError> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map_err(|e| CliError::usage(format!("cannot read {}: {e}", p.display())))
+    };
+    let jwk: Value = serde_json::from_str(&read(key)?)
+        .map_err(|e| CliError::usage(format!("{}: {e}", key.display())))?;
+    let key = public_key(&jwk).ok_or_else(|| CliError::usage("the key file is not a P-256 JWK"))?;
+    let saved: Checkpoint = serde_json::from_str(&read(checkpoint)?)
+        .map_err(|e| CliError::usage(format!("{}: {e}", checkpoint.display())))?;
+    Ok((saved, key))
+}
+
+/// Checks that `fresh` extends `saved` by the served consistency proof; both checkpoints must
+/// be signed by the pinned key.
+pub(crate) fn prove(
+    saved: &Checkpoint,
+    fresh: &Checkpoint,
+    answer: &Value,
+    key: &PublicKey,
+    format: Format,
+) -> Result<(), CliError> {
+    let hash = |v: &Value| -> Option<latch_core::merkle::Hash> {
+        latch_core::jws::b64url_decode(v.as_str()?)
+            .ok()?
+            .try_into()
+            .ok()
+    };
+    let proof: Option<Vec<latch_core::merkle::Hash>> = answer["proof"]
+        .as_array()
+        .map(|a| a.iter().filter_map(hash).collect());
+    let problems: Vec<&str> = [
+        (
+            !saved.verify(key),
+            "your saved checkpoint is not signed by the audit key",
+        ),
+        (
+            !fresh.verify(key),
+            "the current checkpoint is not signed by the audit key",
+        ),
+        (
+            fresh.size < saved.size || (fresh.size == saved.size && fresh.time < saved.time),
+            "the current checkpoint is older than yours: a replayed checkpoint",
+        ),
+        (
+            hash(&answer["firstRoot"]) != saved.root_hash(),
+            "the log's root at your checkpoint's size differs from yours: rewritten",
+        ),
+        (
+            hash(&answer["secondRoot"]) != fresh.root_hash(),
+            "the proof is not for the current checkpoint",
+        ),
+        (
+            !proof
+                .as_ref()
+                .is_some_and(|p| match (saved.root_hash(), fresh.root_hash()) {
+                    (Some(a), Some(b)) => {
+                        latch_core::merkle::verify_consistency(saved.size, fresh.size, &a, &b, p)
+                    }
+                    _ => false,
+                }),
+            "the consistency proof does not verify: the log does not extend your checkpoint",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, why)| bad.then_some(why))
+    .collect();
+    let value = json!({ "consistent": problems.is_empty(), "from": saved.size, "to": fresh.size, "problems": problems });
+    output::print(format, &value, || {
+        if problems.is_empty() {
+            format!(
+                "the log extends your checkpoint: {} records then, {} now, every earlier record unchanged (RFC 9162 consistency proof)",
+                saved.size, fresh.size
+            )
+        } else {
+            format!(
+                "the log does NOT extend your checkpoint:\n  - {}",
+                problems.join("\n  - ")
+            )
+        }
+    });
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new(
+            "VerificationFailed",
+            "not consistent",
+            VERIFY_FAILED,
+        ))
+    }
+}
+
 fn public_key(jwk: &Value) -> Option<PublicKey> {
     if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
         return None;

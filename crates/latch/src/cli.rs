@@ -219,6 +219,16 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Check that the log now extends a checkpoint you saved, by an RFC 9162 consistency proof
+    /// (no export needed).
+    Prove {
+        /// The checkpoint you saved (`latch audit checkpoint`).
+        #[arg(long)]
+        checkpoint: PathBuf,
+        /// The audit public key you saved (`latch audit key`).
+        #[arg(long)]
+        key_file: PathBuf,
+    },
     /// The audit public key (a JWK): save it, and verify exports with it.
     Key,
     /// A fresh signed checkpoint: save it, and later check that exports extend it.

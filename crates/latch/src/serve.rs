@@ -124,6 +124,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     }
 
     let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
+    record_configuration(&audit, &config, args.role, clock.as_ref()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = sts_listener {
@@ -212,6 +213,55 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     let _ = writer.await;
     tracing::info!(target: "latch::serve", "stopped; every audit record is committed");
     Ok(())
+}
+
+/// Records the settings this process runs with (no secret: the upstream key is reported only
+/// as present or not).
+async fn record_configuration(
+    audit: &AuditLog,
+    config: &Config,
+    role: Role,
+    clock: &dyn Clock,
+) -> Result<(), CliError> {
+    let settings = serde_json::json!({
+        "role": format!("{role:?}").to_lowercase(),
+        "dataDir": config.data_dir.display().to_string(),
+        "auditChain": config.audit_chain,
+        "checkpointEveryRecords": config.checkpoint_every_records,
+        "checkpointEverySecs": config.checkpoint_every_secs,
+        "stsListen": config.sts_listen.to_string(),
+        "faceListen": config.face_listen.to_string(),
+        "adminListen": config.admin_listen.to_string(),
+        "issuer": config.issuer,
+        "region": config.region,
+        "leewaySecs": config.leeway_secs,
+        "faceUpstream": config.face_upstream.as_ref().map(|u| u.url.clone()),
+        "faceUpstreamKey": config.face_upstream.as_ref().is_some_and(|u| u.key.is_some()),
+        "rateLimit": [config.face.rate_limit.per_second, config.face.rate_limit.burst],
+        "maxBodyBytes": config.face.max_body,
+        "features": format!("{:?}", config.face.policy),
+    });
+    let digest = latch_core::jws::b64url(ring::digest::digest(
+        &ring::digest::SHA256,
+        settings.to_string().as_bytes(),
+    ));
+    let draft = latch_core::audit::AuditDraft {
+        time: clock.now(),
+        request_id: None,
+        actor: Actor::System,
+        event: latch_core::audit::AuditEvent::ServiceConfigured {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            settings,
+            digest,
+        },
+    };
+    audit.record(draft).await.map(|_| ()).map_err(|e| {
+        CliError::new(
+            "StartupFailed",
+            format!("cannot write the audit log: {e}"),
+            crate::exit::FAILURE,
+        )
+    })
 }
 
 /// What the maintenance task keeps up to date.

@@ -263,7 +263,9 @@ struct ChainState {
     // seq -> (record hash, prev_hash, leaf hash)
     records: BTreeMap<u64, (Hash, Hash, Hash)>,
     expected: u64,
-    missing: BTreeSet<u64>,
+    /// Gaps in the sequence numbers seen so far, as inclusive ranges `from -> to`: a hostile
+    /// file with a huge sequence number costs one entry, not one per skipped number.
+    missing: BTreeMap<u64, u64>,
     checkpoints: Vec<Checkpoint>,
 }
 
@@ -294,10 +296,14 @@ where
             let state = chains.entry(record.chain.clone()).or_default();
             state.expected = state.expected.max(1);
             let seq = record.seq;
+            if seq == 0 || seq == u64::MAX {
+                report.findings.push(Finding::Unreadable { line: i + 1 });
+                continue;
+            }
             if seq > state.expected {
-                state.missing.extend(state.expected..seq);
+                state.missing.insert(state.expected, seq - 1);
             } else if seq < state.expected {
-                if state.missing.remove(&seq) {
+                if take_from_gaps(&mut state.missing, seq) {
                     report.findings.push(Finding::Reordered {
                         chain: record.chain.clone(),
                         seq,
@@ -360,6 +366,24 @@ where
     report
 }
 
+/// Removes `seq` from the gap that holds it, if one does (splitting the gap); whether it did.
+fn take_from_gaps(gaps: &mut BTreeMap<u64, u64>, seq: u64) -> bool {
+    let Some((&from, &to)) = gaps.range(..=seq).next_back() else {
+        return false;
+    };
+    if seq > to {
+        return false;
+    }
+    gaps.remove(&from);
+    if from < seq {
+        gaps.insert(from, seq - 1);
+    }
+    if seq < to {
+        gaps.insert(seq + 1, to);
+    }
+    true
+}
+
 fn check_chain(
     chain: &str,
     state: &ChainState,
@@ -368,23 +392,7 @@ fn check_chain(
     out: &mut Vec<Finding>,
 ) {
     let name = || chain.to_owned();
-    // Gaps, as ranges.
-    let mut gap: Option<(u64, u64)> = None;
-    for &seq in &state.missing {
-        gap = match gap {
-            Some((from, to)) if to + 1 == seq => Some((from, seq)),
-            Some((from, to)) => {
-                out.push(Finding::Missing {
-                    chain: name(),
-                    from,
-                    to,
-                });
-                Some((seq, seq))
-            }
-            None => Some((seq, seq)),
-        };
-    }
-    if let Some((from, to)) = gap {
+    for (&from, &to) in &state.missing {
         out.push(Finding::Missing {
             chain: name(),
             from,

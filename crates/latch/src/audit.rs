@@ -100,13 +100,17 @@ pub(crate) async fn archive(
     )
     .await?;
     let before = ctx.clock.now().plus(-i64::from(days) * 86_400);
-    let file = std::fs::File::create(out).map_err(|e| {
-        CliError::new(
-            "Failed",
-            format!("cannot create {}: {e}", out.display()),
-            exit::FAILURE,
-        )
-    })?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| {
+            CliError::new(
+                "Failed",
+                format!("cannot create {}: {e}", out.display()),
+                exit::FAILURE,
+            )
+        })?;
     let mut sink = FileSink {
         out: BufWriter::new(file),
         csv: false,
@@ -195,19 +199,27 @@ pub(crate) fn verify(
     });
     let records: u64 = report.records.values().sum();
     let findings: Vec<String> = report.findings.iter().map(ToString::to_string).collect();
+    let note = saved.is_none().then_some(
+        "no saved checkpoint given (--checkpoint): a cut tail or a replayed old checkpoint cannot be told from a smaller genuine log",
+    );
     let value = json!({
         "verified": findings.is_empty(),
+        "note": note,
         "records": report.records,
         "checkpoints": report.checkpoints,
         "findings": findings,
     });
     output::print(format, &value, || {
         if findings.is_empty() {
-            format!(
+            let mut text = format!(
                 "the export verifies: {records} records in {} chain(s), {} signed checkpoint(s), the last covering every record",
                 report.records.len(),
                 report.checkpoints
-            )
+            );
+            if let Some(note) = note {
+                text.push_str(&format!("\nnote: {note}"));
+            }
+            text
         } else {
             let mut text = format!(
                 "the export does NOT verify ({} finding(s)):",

@@ -303,7 +303,10 @@ fn unreadable_lines_and_unsigned_tails_are_named() {
         size: 10,
         records: 20
     }));
-    assert!(findings.iter().all(|f| !f.to_string().is_empty()));
+    assert_eq!(
+        findings[0].to_string(),
+        "line 6: unreadable (neither a record nor a checkpoint)"
+    );
 }
 
 #[test]
@@ -313,4 +316,37 @@ fn progress_is_reported_on_long_runs() {
     let mut seen = Vec::new();
     verify_export(&lines, &l.key.public_key(), None, |n| seen.push(n));
     assert_eq!(seen, [100_000, 200_000]);
+}
+
+#[test]
+fn hostile_sequence_numbers_cost_nothing_and_never_panic() {
+    let l = log(3);
+    let mut lines = l.records.clone();
+    for seq in [u64::MAX, u64::MAX - 1, 1 << 60, 0] {
+        let mut rec: SealedRecord = serde_json::from_str(&l.records[0]).unwrap();
+        rec.seq = seq;
+        lines.push(serde_json::to_string(&rec).unwrap());
+    }
+    let findings = l.verify(&lines, None);
+    assert!(
+        findings
+            .iter()
+            .any(|f| matches!(f, Finding::Missing { from: 4, .. })),
+        "{findings:?}"
+    );
+    assert!(findings.contains(&Finding::Unreadable { line: 4 }));
+    assert!(findings.contains(&Finding::Unreadable { line: 7 }));
+}
+
+#[test]
+fn gaps_split_when_a_late_record_arrives() {
+    let mut gaps = BTreeMap::new();
+    gaps.insert(3, 9);
+    assert!(take_from_gaps(&mut gaps, 5));
+    assert_eq!(gaps.into_iter().collect::<Vec<_>>(), [(3, 4), (6, 9)]);
+    let mut gaps = BTreeMap::new();
+    gaps.insert(3, 3);
+    assert!(!take_from_gaps(&mut gaps, 4));
+    assert!(take_from_gaps(&mut gaps, 3));
+    assert!(gaps.is_empty());
 }

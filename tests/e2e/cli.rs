@@ -207,6 +207,13 @@ fn the_demo_file_is_private() {
             }
         }
         assert!(files >= 2, "the database and its write-ahead log");
+        for secret in ["audit-key.p8", "admin.env", "demo.env"] {
+            let mode = std::fs::metadata(s.data_dir().join(secret))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{secret}");
+        }
     }
     rt.block_on(s.finish());
 }

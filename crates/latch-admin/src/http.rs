@@ -173,16 +173,6 @@ async fn export(
         }
     };
     let ctx = state.ctx.clone();
-    let key = match latch_store::checkpoints::audit_key(
-        ctx.store.as_ref(),
-        ctx.rng.as_ref(),
-        ctx.clock.as_ref(),
-    )
-    .await
-    {
-        Ok(k) => k,
-        Err(e) => return AdminError::from(e).into_response(),
-    };
     let chain = params.get("chain").cloned();
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
@@ -195,7 +185,7 @@ async fn export(
         }
         let result = latch_store::checkpoints::export(
             ctx.store.as_ref(),
-            &key,
+            &ctx.audit,
             chain.as_deref(),
             ctx.rng.as_ref(),
             ctx.clock.as_ref(),

@@ -157,6 +157,8 @@ pub struct Context {
     pub store: Arc<dyn Store>,
     /// Randomness for keys.
     pub rng: Arc<dyn SecureRandom + Send + Sync>,
+    /// The audit key and signed heads (outside the store).
+    pub audit: Arc<latch_store::checkpoints::AuditSigner>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -304,13 +306,11 @@ pub async fn execute(
             })
         }
         AdminRequest::AuditKey => {
-            let key = latch_store::checkpoints::audit_key(ctx.store.as_ref(), ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
-            serde_json::to_value(key.public_key().to_jwk()).unwrap_or(Value::Null)
+            serde_json::to_value(ctx.audit.key().public_key().to_jwk()).unwrap_or(Value::Null)
         }
         AdminRequest::Checkpoint { chain } => {
-            let key = latch_store::checkpoints::audit_key(ctx.store.as_ref(), ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
             let chain = chain.unwrap_or_else(|| "main".into());
-            let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &key, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
+            let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &ctx.audit, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
             serde_json::to_value(cp).unwrap_or(Value::Null)
         }
         AdminRequest::ConsistencyProof { chain, first, second } => {

@@ -65,10 +65,21 @@ async fn api() -> Api {
     latch_store::signing::KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref())
         .await
         .unwrap();
+    let audit = Arc::new(
+        latch_store::checkpoints::AuditSigner::open(
+            dir.path(),
+            store.as_ref(),
+            rng.as_ref(),
+            clock.as_ref(),
+        )
+        .await
+        .unwrap(),
+    );
     let ctx = Context {
         store: store.clone(),
         rng,
         clock,
+        audit,
     };
     Api {
         _dir: dir,

@@ -1,10 +1,13 @@
 //! Signed checkpoints and exports of the audit log.
 //!
-//! The audit key is an ES256 key of its own, made on first use and never used for tokens.
-//! [`checkpoint`] signs the RFC 9162 root of a chain as it stands; the service does so every
+//! The audit key is an ES256 key of its own, made on first use, kept in a file outside the
+//! store and never used for tokens ([`AuditSigner`]). [`checkpoint`] signs the RFC 9162 root of a chain as it stands; the service does so every
 //! N records or T seconds, also when nothing happened, so that silence is provable. [`export`]
 //! writes whole chains as JSON lines (each record's body exactly as sealed), then their
 //! checkpoints, then a fresh one: what `latch audit verify` checks offline.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::checkpoint::{Checkpoint, Frontier};
@@ -12,59 +15,209 @@ use latch_core::signing::SigningKey;
 use latch_core::Clock;
 use ring::rand::SecureRandom;
 
-use crate::{Result, Store, StoreError, StoredSigningKey};
+use crate::{Result, Store, StoreError};
 
-/// The audit key, made and stored on first use.
-pub async fn audit_key(
-    store: &dyn Store,
-    rng: &(dyn SecureRandom + Sync),
-    clock: &dyn Clock,
-) -> Result<SigningKey> {
-    if let Some(stored) = store.audit_key().await? {
-        return SigningKey::from_pkcs8(&stored.pkcs8, rng)
-            .map_err(|e| StoreError::Corrupt(format!("audit key: {e}")));
-    }
-    let key = SigningKey::generate(rng).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-    let row = StoredSigningKey {
-        kid: key.kid().to_owned(),
-        pkcs8: zeroize::Zeroizing::new(key.pkcs8().to_vec()),
-        created_at: clock.now(),
-        retired_at: None,
-    };
-    let draft = AuditDraft {
-        time: clock.now(),
-        request_id: None,
-        actor: Actor::System,
-        event: AuditEvent::AuditKeyCreated {
-            kid: row.kid.clone(),
-        },
-    };
-    store.add_audit_key(&row, &draft).await?;
-    Ok(key)
+/// The audit key's file, in the audit directory.
+pub const KEY_FILE: &str = "audit-key.p8";
+/// The last signed checkpoint of each chain, in the audit directory.
+pub const HEAD_FILE: &str = "audit-head.json";
+
+/// The audit key, and the last checkpoint it signed for each chain.
+///
+/// Both live in files of their own, never in the store: whoever can write the database can
+/// neither read the key nor move the signed head. A new checkpoint is signed only if the log
+/// still extends the last one; a log that was cut or rewritten under it is refused, loudly.
+pub struct AuditSigner {
+    key: SigningKey,
+    dir: PathBuf,
 }
 
-/// Signs and stores a checkpoint of `chain` as it stands now.
+impl std::fmt::Debug for AuditSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditSigner")
+            .field("kid", &self.key.kid())
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+fn private_write(path: &Path, bytes: &[u8], create_new: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+impl AuditSigner {
+    /// Opens the audit key in `dir`, making it on first use (with its audit record).
+    pub async fn open(
+        dir: &Path,
+        store: &dyn Store,
+        rng: &(dyn SecureRandom + Sync),
+        clock: &dyn Clock,
+    ) -> Result<Self> {
+        let path = dir.join(KEY_FILE);
+        let io = |e: std::io::Error| {
+            StoreError::Unavailable(format!("audit key {}: {e}", path.display()))
+        };
+        let key = match std::fs::read(&path) {
+            Ok(bytes) => SigningKey::from_pkcs8(&bytes, rng)
+                .map_err(|e| StoreError::Corrupt(format!("audit key: {e}")))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key = SigningKey::generate(rng)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                private_write(&path, key.pkcs8(), true).map_err(io)?;
+                let draft = AuditDraft {
+                    time: clock.now(),
+                    request_id: None,
+                    actor: Actor::System,
+                    event: AuditEvent::AuditKeyCreated {
+                        kid: key.kid().to_owned(),
+                    },
+                };
+                store.record(&draft).await?;
+                key
+            }
+            Err(e) => return Err(io(e)),
+        };
+        Ok(AuditSigner {
+            key,
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The audit key.
+    pub fn key(&self) -> &SigningKey {
+        &self.key
+    }
+
+    fn heads(&self) -> Result<BTreeMap<String, Checkpoint>> {
+        match std::fs::read_to_string(self.dir.join(HEAD_FILE)) {
+            Ok(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("{HEAD_FILE}: {e}"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(StoreError::Unavailable(format!("{HEAD_FILE}: {e}"))),
+        }
+    }
+
+    /// Keeps `cp` as its chain's head unless a larger one is kept already.
+    fn remember(&self, cp: &Checkpoint) -> Result<()> {
+        let mut heads = self.heads()?;
+        if heads
+            .get(&cp.chain)
+            .is_some_and(|h| (h.size, h.time) >= (cp.size, cp.time))
+        {
+            return Ok(());
+        }
+        heads.insert(cp.chain.clone(), cp.clone());
+        let text =
+            serde_json::to_string_pretty(&heads).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let tmp = self.dir.join(format!("{HEAD_FILE}.tmp"));
+        private_write(&tmp, text.as_bytes(), false)
+            .and_then(|()| std::fs::rename(&tmp, self.dir.join(HEAD_FILE)))
+            .map_err(|e| StoreError::Unavailable(format!("{HEAD_FILE}: {e}")))
+    }
+
+    /// Signs a checkpoint of `frontier` for `chain`, if the tree `check` watched still
+    /// extends the signed head; remembers it as the new head.
+    fn sign(
+        &self,
+        chain: &str,
+        frontier: &Frontier,
+        check: &HeadCheck,
+        archived: u64,
+        rng: &(dyn SecureRandom + Sync),
+        clock: &dyn Clock,
+    ) -> Result<Checkpoint> {
+        check.verdict(chain, frontier.size(), archived)?;
+        Checkpoint::sign(
+            &self.key,
+            chain,
+            frontier.size(),
+            &frontier.root(),
+            clock.now(),
+            rng,
+        )
+        .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+}
+
+/// Watches a tree being rebuilt leaf by leaf for the signed head's size, and compares roots.
+struct HeadCheck {
+    head: Option<Checkpoint>,
+    ok: Option<bool>,
+}
+
+impl HeadCheck {
+    fn new(signer: &AuditSigner, chain: &str) -> Result<Self> {
+        Ok(HeadCheck {
+            head: signer.heads()?.remove(chain),
+            ok: None,
+        })
+    }
+
+    /// Called with the frontier after each leaf (and once before any).
+    fn see(&mut self, frontier: &Frontier) {
+        if let Some(h) = &self.head {
+            if frontier.size() == h.size {
+                self.ok = Some(Some(frontier.root()) == h.root_hash());
+            }
+        }
+    }
+
+    /// The verdict once the whole tree (of `size` leaves, `archived` of them archived) is seen.
+    fn verdict(&self, chain: &str, size: u64, archived: u64) -> Result<()> {
+        let Some(h) = &self.head else { return Ok(()) };
+        let tampered = |what: &str| {
+            tracing::error!(target: "latch::audit", chain, signed = h.size, now = size, "{what}");
+            Err(StoreError::Corrupt(format!(
+                "chain {chain}: {what} (the last signed checkpoint covers {} records); refusing to sign",
+                h.size
+            )))
+        };
+        match self.ok {
+            Some(true) => Ok(()),
+            Some(false) => tampered(
+                "the audit log no longer matches its last signed checkpoint: records were altered",
+            ),
+            // The head lies inside an archived prefix, whose own checkpoint proves it.
+            None if h.size <= archived => Ok(()),
+            None => tampered(
+                "the audit log is shorter than its last signed checkpoint: records were removed",
+            ),
+        }
+    }
+}
+
+/// Signs and stores a checkpoint of `chain` as it stands now, if it still extends the last
+/// signed one.
 pub async fn checkpoint(
     store: &dyn Store,
-    key: &SigningKey,
+    signer: &AuditSigner,
     chain: &str,
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
 ) -> Result<Checkpoint> {
+    let mut check = HeadCheck::new(signer, chain)?;
     let mut frontier = archived_frontier(store, chain).await?;
+    let archived = frontier.size();
+    check.see(&frontier);
     for leaf in store.audit_leaves(chain).await? {
         frontier.push(leaf);
+        check.see(&frontier);
     }
-    let cp = Checkpoint::sign(
-        key,
-        chain,
-        frontier.size(),
-        &frontier.root(),
-        clock.now(),
-        rng,
-    )
-    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    let cp = signer.sign(chain, &frontier, &check, archived, rng, clock)?;
     store.add_checkpoint(&cp).await?;
+    signer.remember(&cp)?;
     Ok(cp)
 }
 
@@ -116,7 +269,7 @@ pub struct Archive<'a> {
 /// anything was old enough.
 pub async fn archive(
     store: &dyn Store,
-    key: &SigningKey,
+    signer: &AuditSigner,
     what: &Archive<'_>,
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
@@ -130,7 +283,10 @@ pub async fn archive(
     let (chain, before) = (*chain, *before);
     let io = |e: std::io::Error| StoreError::Unavailable(format!("writing the archive: {e}"));
     let head = store.audit_head(chain).await?;
+    let mut check = HeadCheck::new(signer, chain)?;
     let mut frontier = archived_frontier(store, chain).await?;
+    let archived = frontier.size();
+    check.see(&frontier);
     let mut after = frontier.size();
     let mut lines = Vec::new();
     'pages: while after + 1 < head {
@@ -146,6 +302,7 @@ pub async fn archive(
                 break 'pages;
             }
             frontier.push(latch_core::merkle::leaf_hash(r.body.as_bytes()));
+            check.see(&frontier);
             after = r.seq;
             lines.push(r.body);
         }
@@ -153,15 +310,25 @@ pub async fn archive(
     if lines.is_empty() {
         return Ok(None);
     }
-    let cp = Checkpoint::sign(
-        key,
-        chain,
-        frontier.size(),
-        &frontier.root(),
-        clock.now(),
-        rng,
-    )
-    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+    // Only what extends the signed head may be signed; a head beyond this prefix is checked
+    // by the next full checkpoint.
+    let cp = if check
+        .head
+        .as_ref()
+        .is_some_and(|h| h.size > frontier.size())
+    {
+        Checkpoint::sign(
+            signer.key(),
+            chain,
+            frontier.size(),
+            &frontier.root(),
+            clock.now(),
+            rng,
+        )
+        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+    } else {
+        signer.sign(chain, &frontier, &check, archived, rng, clock)?
+    };
     for line in lines {
         out.line(line).await.map_err(io)?;
     }
@@ -190,7 +357,7 @@ pub async fn archive(
 /// stays flat.
 pub async fn export(
     store: &dyn Store,
-    key: &SigningKey,
+    signer: &AuditSigner,
     only: Option<&str>,
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
@@ -202,7 +369,7 @@ pub async fn export(
         None => store.audit_chains().await?,
     };
     for chain in chains {
-        let fresh = checkpoint(store, key, &chain, rng, clock).await?;
+        let fresh = checkpoint(store, signer, &chain, rng, clock).await?;
         let mut after = 0;
         while after < fresh.size {
             let page = store.audit_records(&chain, after, 1000).await?;
@@ -247,7 +414,7 @@ impl CheckpointPolicy {
     pub async fn tick(
         &mut self,
         store: &dyn Store,
-        key: &SigningKey,
+        signer: &AuditSigner,
         chain: &str,
         rng: &(dyn SecureRandom + Sync),
         clock: &dyn Clock,
@@ -263,7 +430,7 @@ impl CheckpointPolicy {
         if !due {
             return Ok(None);
         }
-        let cp = checkpoint(store, key, chain, rng, clock).await?;
+        let cp = checkpoint(store, signer, chain, rng, clock).await?;
         self.last = Some((cp.size, cp.time.0));
         Ok(Some(cp))
     }

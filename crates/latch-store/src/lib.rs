@@ -388,9 +388,7 @@ pub trait Store: Send + Sync + 'static {
     /// The checkpoints of `chain`, oldest first.
     async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>>;
 
-    /// The audit (checkpoint) signing key, if made.
-    async fn audit_key(&self) -> Result<Option<StoredSigningKey>>;
-
-    /// Stores the audit signing key.
-    async fn add_audit_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()>;
+    /// Appends one record to this handle's own chain (a change made outside the store, such as
+    /// the audit key's creation).
+    async fn record(&self, audit: &AuditDraft) -> Result<u64>;
 }

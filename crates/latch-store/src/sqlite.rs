@@ -106,11 +106,6 @@ CREATE TABLE admin_credentials (
 );
 "#,
     r#"
-CREATE TABLE audit_keys (
-    kid        TEXT PRIMARY KEY,
-    pkcs8      BLOB NOT NULL,
-    created_at INTEGER NOT NULL
-);
 CREATE TABLE checkpoints (
     id         INTEGER PRIMARY KEY,
     chain      TEXT NOT NULL,
@@ -1101,35 +1096,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn audit_key(&self) -> Result<Option<StoredSigningKey>> {
-        self.read(|c| {
-            c.prepare_cached("SELECT kid, pkcs8, created_at FROM audit_keys ORDER BY created_at DESC, kid LIMIT 1")
-                .map_err(sql)?
-                .query_row([], |r| {
-                    Ok(StoredSigningKey {
-                        kid: r.get(0)?,
-                        pkcs8: zeroize::Zeroizing::new(r.get(1)?),
-                        created_at: UnixTime(r.get(2)?),
-                        retired_at: None,
-                    })
-                })
-                .optional()
-                .map_err(sql)
-        })
-        .await
-    }
-
-    async fn add_audit_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            tx.execute(
-                "INSERT INTO audit_keys (kid, pkcs8, created_at) VALUES (?1, ?2, ?3)",
-                params![key.kid, key.pkcs8.as_slice(), key.created_at.0],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+    async fn record(&self, audit: &AuditDraft) -> Result<u64> {
+        let chain = self.inner.chain.clone();
+        let audit = audit.clone();
+        let seqs = self
+            .write(move |tx| append(tx, &chain, std::slice::from_ref(&audit)))
+            .await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| unavailable("no record appended"))
     }
 
     async fn audit_chains(&self) -> Result<Vec<String>> {

@@ -682,13 +682,13 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
     let (_dir, store) = open();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(5_000));
-    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
-    let again = crate::checkpoints::audit_key(&store, &rng, &clock)
+    let again = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
-    assert_eq!(key.kid(), again.kid(), "made once");
+    assert_eq!(key.key().kid(), again.key().kid(), "made once");
     let issued = |jti: &str, target: &str, flags: &str, t: i64| AuditDraft {
         time: UnixTime(t),
         request_id: None,
@@ -730,7 +730,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
         .await
         .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
-    let report = verify_export(&lines, &key.public_key(), None, |_| {});
+    let report = verify_export(&lines, &key.key().public_key(), None, |_| {});
     assert_eq!(report.findings, [], "{lines:?}");
     assert_eq!(report.checkpoints, 2);
 
@@ -814,7 +814,7 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
     let (_dir, store) = open();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(0));
-    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
     let mut policy = crate::checkpoints::CheckpointPolicy::new(3, 60);
@@ -855,7 +855,7 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
         .await
         .unwrap()
         .unwrap();
-    assert!(cp.verify(&key.public_key()));
+    assert!(cp.verify(&key.key().public_key()));
     clock.set(UnixTime(59));
     assert!(policy
         .tick(&store, &key, CHAIN, &rng, &clock)
@@ -883,7 +883,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     let (_dir, store) = open();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let key = crate::checkpoints::audit_key(&store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
     // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
@@ -898,7 +898,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
-    let pk = key.public_key();
+    let pk = key.key().public_key();
     let verify = |parts: &[&Vec<String>]| {
         let all: Vec<String> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
         verify_export(&all, &pk, None, |_| {}).findings
@@ -1003,4 +1003,70 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
         store.audit_head(CHAIN).await.unwrap() > head,
         "the last record stays, and the archiving is recorded"
     );
+}
+
+#[tokio::test]
+async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again() {
+    use latch_core::FixedClock;
+    let (dir, store) = open();
+    let rng = SystemRandom::new();
+    let clock = FixedClock::at(UnixTime(1_000));
+    let signer = crate::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
+        .await
+        .unwrap();
+    assert!(
+        !std::fs::read(dir.path().join(crate::sqlite::FILE_NAME))
+            .unwrap()
+            .windows(20)
+            .any(|w| signer.key().pkcs8().windows(20).next() == Some(w)),
+        "the audit key is not in the database"
+    );
+    let refused = |r: &str| {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: r.into(),
+            status: 401,
+        })
+    };
+    store
+        .append_audit(CHAIN, &[refused("a"), refused("b"), refused("c")])
+        .await
+        .unwrap();
+    crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+
+    // Someone with the database deletes the newest record and the checkpoint rows.
+    conn.execute_batch(
+        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;",
+    )
+    .unwrap();
+    let err = crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("records were removed"), "{err}");
+    let mut lines: Vec<String> = Vec::new();
+    assert!(
+        crate::checkpoints::export(&store, &signer, None, &rng, &clock, &mut lines)
+            .await
+            .is_err(),
+        "no export signs the cut log"
+    );
+
+    // ...or puts back a record of the same number with other content.
+    let records = store.audit_records(CHAIN, 0, 100).await.unwrap();
+    let last = records.last().unwrap();
+    let mut forged: latch_core::audit::SealedRecord = serde_json::from_str(&last.body).unwrap();
+    forged.seq += 1;
+    forged.prev_hash = latch_core::jws::b64url(last.hash);
+    let body = serde_json::to_string(&forged).unwrap();
+    conn.execute(
+        "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES (?1, ?2, 0, 'x', 'x', ?3, ?4, ?5)",
+        rusqlite::params![CHAIN, forged.seq as i64, body, &latch_core::audit::record_hash(&body)[..], &latch_core::merkle::leaf_hash(b"other")[..]],
+    )
+    .unwrap();
+    let err = crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("altered"), "{err}");
 }

@@ -202,7 +202,7 @@ pub(crate) async fn run(
             match &remote {
                 Some(Ok(r)) => r.send(&request).await,
                 Some(Err(e)) => Err(CliError::usage(e.to_string())),
-                None => Ok(execute(&local(&config)?, &Caller::LocalOperator, request).await?),
+                None => Ok(execute(&local(&config).await?, &Caller::LocalOperator, request).await?),
             }
         };
         let fresh = run(AdminRequest::Checkpoint {
@@ -233,7 +233,8 @@ pub(crate) async fn run(
             .ok_or_else(|| {
                 CliError::usage("give --older-than-days, or set audit.archive_after_days")
             })?;
-        return crate::audit::archive(&local(&config)?, chain.as_deref(), days, out, format).await;
+        return crate::audit::archive(&local(&config).await?, chain.as_deref(), days, out, format)
+            .await;
     }
     if let Command::Audit(AuditCommand::Export {
         chain,
@@ -243,14 +244,17 @@ pub(crate) async fn run(
     {
         return match remote {
             Some(remote) => remote?.export(chain.as_deref(), kind, out).await,
-            None => crate::audit::export_local(&local(&config)?, chain.as_deref(), kind, out).await,
+            None => {
+                crate::audit::export_local(&local(&config).await?, chain.as_deref(), kind, out)
+                    .await
+            }
         };
     }
     let request = to_request(command)?;
     let value = match remote {
         Some(remote) => remote?.send(&request).await?,
         None => {
-            let ctx = local(&config)?;
+            let ctx = local(&config).await?;
             execute(&ctx, &Caller::LocalOperator, request.clone()).await?
         }
     };
@@ -258,7 +262,7 @@ pub(crate) async fn run(
     Ok(())
 }
 
-pub(crate) fn local(config: &Config) -> Result<Context, CliError> {
+pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
     if !config
         .data_dir
         .join(latch_store::sqlite::FILE_NAME)
@@ -279,15 +283,27 @@ pub(crate) fn local(config: &Config) -> Result<Context, CliError> {
         &config.audit_chain,
         rng.as_ref(),
     )?);
+    let clock = Arc::new(SystemClock);
+    // The audit key and signed heads live beside the store, never in it.
+    let audit = Arc::new(
+        latch_store::checkpoints::AuditSigner::open(
+            &config.data_dir,
+            store.as_ref(),
+            rng.as_ref(),
+            clock.as_ref(),
+        )
+        .await?,
+    );
     Ok(Context {
         store,
         rng,
-        clock: Arc::new(SystemClock),
+        clock,
+        audit,
     })
 }
 
 async fn reset_credential(config: &Config, role: &str, format: Format) -> Result<(), CliError> {
-    let ctx = local(config)?;
+    let ctx = local(config).await?;
     let role = match role {
         "operator" => AdminRole::Operator,
         _ => AdminRole::Auditor,

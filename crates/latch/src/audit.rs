@@ -25,12 +25,6 @@ pub(crate) async fn export_local(
     format: &str,
     out: &Path,
 ) -> Result<(), CliError> {
-    let key = latch_store::checkpoints::audit_key(
-        ctx.store.as_ref(),
-        ctx.rng.as_ref(),
-        ctx.clock.as_ref(),
-    )
-    .await?;
     let file = std::fs::File::create(out).map_err(|e| {
         CliError::new(
             "Failed",
@@ -48,7 +42,7 @@ pub(crate) async fn export_local(
     }
     latch_store::checkpoints::export(
         ctx.store.as_ref(),
-        &key,
+        &ctx.audit,
         chain,
         ctx.rng.as_ref(),
         ctx.clock.as_ref(),
@@ -93,12 +87,6 @@ pub(crate) async fn archive(
     out: &Path,
     format: Format,
 ) -> Result<(), CliError> {
-    let key = latch_store::checkpoints::audit_key(
-        ctx.store.as_ref(),
-        ctx.rng.as_ref(),
-        ctx.clock.as_ref(),
-    )
-    .await?;
     let before = ctx.clock.now().plus(-i64::from(days) * 86_400);
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -124,7 +112,7 @@ pub(crate) async fn archive(
         // The archive's lines are flushed to the file before its records leave the store.
         let cp = latch_store::checkpoints::archive(
             ctx.store.as_ref(),
-            &key,
+            &ctx.audit,
             &latch_store::checkpoints::Archive {
                 chain: &chain,
                 before,

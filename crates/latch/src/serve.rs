@@ -57,6 +57,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         &config.audit_chain,
         rng.as_ref(),
     )?);
+    // The audit key and signed heads live beside the store, never in it.
+    let audit_signer = Arc::new(
+        latch_store::checkpoints::AuditSigner::open(
+            &config.data_dir,
+            store.as_ref(),
+            rng.as_ref(),
+            clock.as_ref(),
+        )
+        .await?,
+    );
     let ring = SharedKeyRing::new(
         KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?,
     );
@@ -173,17 +183,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             store: store.clone(),
             rng: rng.clone(),
             clock: clock.clone(),
+            audit: audit_signer.clone(),
         };
         let router = latch_admin::http::router(ctx).await?;
         announce("admin API", &listener)?;
         servers.spawn(serve_until(listener, router, stopped.clone()));
     }
     drop(audit);
-    let audit_key =
-        latch_store::checkpoints::audit_key(store.as_ref(), rng.as_ref(), clock.as_ref()).await?;
     servers.spawn(maintain(
         Maintenance {
-            audit_key,
+            audit: audit_signer.clone(),
             chain: config.audit_chain.clone(),
             checkpoints: latch_store::checkpoints::CheckpointPolicy::new(
                 config.checkpoint_every_records,
@@ -266,7 +275,7 @@ async fn record_configuration(
 
 /// What the maintenance task keeps up to date.
 struct Maintenance {
-    audit_key: latch_core::SigningKey,
+    audit: Arc<latch_store::checkpoints::AuditSigner>,
     chain: String,
     checkpoints: latch_store::checkpoints::CheckpointPolicy,
     store: Arc<dyn Store>,
@@ -317,7 +326,7 @@ async fn maintain(
             .checkpoints
             .tick(
                 m.store.as_ref(),
-                &m.audit_key,
+                &m.audit,
                 &m.chain,
                 m.rng.as_ref(),
                 m.clock.as_ref(),

@@ -310,6 +310,9 @@ pub async fn execute(
         }
         AdminRequest::Checkpoint { chain } => {
             let chain = chain.unwrap_or_else(|| "main".into());
+            if !ctx.store.audit_chains().await?.contains(&chain) {
+                return Err(AdminError::NotFound(format!("no audit chain named {chain}")));
+            }
             let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &ctx.audit, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
             serde_json::to_value(cp).unwrap_or(Value::Null)
         }

@@ -347,7 +347,7 @@ pub async fn archive(
         },
     };
     store
-        .archive_audit(chain, cp.size, &frontier.to_bytes(), &draft)
+        .archive_audit(chain, archived, cp.size, &frontier.to_bytes(), &draft)
         .await?;
     Ok(Some(cp))
 }

@@ -357,10 +357,12 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_chains(&self) -> Result<Vec<String>>;
 
     /// Removes records `..=through` of `chain`, keeping the Merkle frontier of everything up to
-    /// them, with the record of the archiving, in one transaction.
+    /// them, with the record of the archiving, in one transaction; fails if the chain is no
+    /// longer archived through `previous` (another archiving got there first).
     async fn archive_audit(
         &self,
         chain: &str,
+        previous: u64,
         through: u64,
         frontier: &[u8],
         audit: &AuditDraft,

@@ -917,12 +917,20 @@ impl Store for SqliteStore {
     async fn archive_audit(
         &self,
         chain: &str,
+        previous: u64,
         through: u64,
         frontier: &[u8],
         audit: &AuditDraft,
     ) -> Result<()> {
         let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
         self.change(audit, move |tx| {
+            let current: Option<i64> = tx
+                .query_row("SELECT through_seq FROM audit_archives WHERE chain = ?1", [&chain], |r| r.get(0))
+                .optional()
+                .map_err(sql)?;
+            if current.unwrap_or(0) as u64 != previous {
+                return Err(unavailable("another archiving of this chain ran meanwhile; nothing was removed"));
+            }
             tx.execute(
                 "DELETE FROM audit WHERE chain = ?1 AND seq <= ?2",
                 params![chain, through as i64],

@@ -1070,3 +1070,40 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again() {
         .unwrap_err();
     assert!(err.to_string().contains("altered"), "{err}");
 }
+
+#[tokio::test]
+async fn an_archiving_that_lost_a_race_removes_nothing() {
+    let (_dir, store) = open();
+    let refused = |r: &str| {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: r.into(),
+            status: 401,
+        })
+    };
+    store
+        .append_audit(CHAIN, &[refused("a"), refused("b"), refused("c")])
+        .await
+        .unwrap();
+    let note = |n: u64| {
+        draft(AuditEvent::AuditArchived {
+            chain: CHAIN.into(),
+            through_seq: n,
+            root: "r".into(),
+        })
+    };
+    // Someone else archived through 1 meanwhile: a run that read "nothing archived" must fail.
+    store
+        .archive_audit(CHAIN, 0, 1, &[0; 8], &note(1))
+        .await
+        .unwrap();
+    let err = store
+        .archive_audit(CHAIN, 0, 2, &[0; 8], &note(2))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("another archiving"), "{err}");
+    assert_eq!(
+        store.audit_records(CHAIN, 0, 10).await.unwrap()[0].seq,
+        2,
+        "record 2 is still there"
+    );
+}

@@ -179,9 +179,12 @@ pub(crate) fn verify(
             std::fs::File::open(file).map_err(|e| fail("cannot open", file, &e))?,
         ));
     }
-    let lines = readers
-        .into_iter()
-        .flat_map(|r| r.lines().map_while(Result::ok));
+    // Lines as bytes: a line that is not UTF-8 is read (and reported), not the end of input.
+    let lines = readers.into_iter().flat_map(|r| {
+        r.split(b'\n')
+            .map_while(Result::ok)
+            .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|_| "\u{fffd}".to_owned()))
+    });
     let report = verify_export(lines, &key, saved.as_ref(), |n| {
         eprintln!("latch: {n} lines checked")
     });

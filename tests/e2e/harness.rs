@@ -74,26 +74,9 @@ impl Http {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Answer {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(format!("{}{path_and_query}", self.url));
-        for (name, value) in headers {
-            req = req.header(*name, *value);
-        }
-        let res = self
-            .client
-            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+        self.try_request(method, path_and_query, headers, body)
             .await
-            .unwrap();
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        Answer {
-            status,
-            headers,
-            body,
-        }
+            .unwrap_or_else(|| panic!("{method} {path_and_query}: no answer from {}", self.url))
     }
 }
 

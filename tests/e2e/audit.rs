@@ -254,6 +254,10 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
         lost.len(),
         tokens.len()
     );
+    eprintln!(
+        "kill -9 under load: {} tokens received, every one recorded",
+        tokens.len()
+    );
 
     // After the restart the service issues again, and the whole chain verifies.
     assert_eq!(

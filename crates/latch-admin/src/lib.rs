@@ -90,6 +90,7 @@ impl From<StoreError> for AdminError {
             StoreError::AlreadyExists(what) => {
                 AdminError::Conflict(format!("{what} already exists"))
             }
+            StoreError::Refused(why) => AdminError::Forbidden(why),
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
                 tracing::error!(target: "latch::admin", error = %e, "store call failed");
                 AdminError::Unavailable

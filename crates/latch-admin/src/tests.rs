@@ -539,3 +539,81 @@ async fn the_auditor_queries_exports_and_the_export_verifies() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn an_isv_cannot_lift_a_block_the_operator_set() {
+    let a = api().await;
+    let block = json!({"isvResourceId": ISV, "clientResourceId": CLIENT});
+    assert_eq!(
+        a.call(Cred::Bearer(&a.operator), "block_client", block.clone())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (s, v) = a
+        .call(
+            Cred::Key(&a.isv_key),
+            "unblock_client",
+            json!({"clientResourceId": CLIENT}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert!(a
+        .store
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    // The ISV's own block it lifts; once the operator blocks too, the block is the operator's.
+    assert_eq!(
+        a.call(Cred::Bearer(&a.operator), "unblock_client", block.clone())
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.call(
+            Cred::Key(&a.isv_key),
+            "block_client",
+            json!({"clientResourceId": CLIENT})
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.call(
+            Cred::Key(&a.isv_key),
+            "unblock_client",
+            json!({"clientResourceId": CLIENT})
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.call(
+            Cred::Key(&a.isv_key),
+            "block_client",
+            json!({"clientResourceId": CLIENT})
+        )
+        .await
+        .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.call(Cred::Bearer(&a.operator), "block_client", block)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        a.call(
+            Cred::Key(&a.isv_key),
+            "unblock_client",
+            json!({"clientResourceId": CLIENT})
+        )
+        .await
+        .0,
+        StatusCode::FORBIDDEN
+    );
+}

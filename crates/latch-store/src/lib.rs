@@ -39,6 +39,9 @@ pub enum StoreError {
     /// Stored data does not parse.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// The change is not this actor's to make (the message says why).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Result of store calls.

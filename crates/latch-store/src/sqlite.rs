@@ -59,6 +59,7 @@ CREATE TABLE client_blocks (
     isv        TEXT NOT NULL,
     client     TEXT NOT NULL,
     created_at INTEGER NOT NULL,
+    set_by     TEXT NOT NULL DEFAULT 'isv' CHECK (set_by IN ('isv', 'operator')),
     PRIMARY KEY (isv, client)
 );
 CREATE TABLE signing_keys (
@@ -648,21 +649,43 @@ impl Store for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<()> {
         let (isv, client) = (isv.clone(), client.clone());
+        // A block set by the operator is the operator's: an ISV cannot lift it.
+        let by = match audit.actor {
+            latch_core::audit::Actor::Operator | latch_core::audit::Actor::LocalOperator => {
+                "operator"
+            }
+            _ => "isv",
+        };
         self.change(audit, move |tx| {
             must_exist(tx, &isv)?;
             if blocked {
                 tx.execute(
-                    "INSERT INTO client_blocks (isv, client, created_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (isv, client) DO NOTHING",
-                    params![isv.canonical(), client.canonical(), now.0],
+                    "INSERT INTO client_blocks (isv, client, created_at, set_by) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (isv, client) DO UPDATE SET
+                       set_by = CASE WHEN excluded.set_by = 'operator' THEN 'operator' ELSE set_by END",
+                    params![isv.canonical(), client.canonical(), now.0, by],
                 )
+                .map_err(sql)?;
             } else {
+                let owner: Option<String> = tx
+                    .query_row(
+                        "SELECT set_by FROM client_blocks WHERE isv = ?1 AND client = ?2",
+                        params![isv.canonical(), client.canonical()],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(sql)?;
+                if by == "isv" && owner.as_deref() == Some("operator") {
+                    return Err(StoreError::Refused(
+                        "this block was set by the operator; only the operator can lift it".into(),
+                    ));
+                }
                 tx.execute(
                     "DELETE FROM client_blocks WHERE isv = ?1 AND client = ?2",
                     params![isv.canonical(), client.canonical()],
                 )
+                .map_err(sql)?;
             }
-            .map_err(sql)?;
             Ok(())
         })
         .await

@@ -48,6 +48,7 @@ impl From<StoreError> for CliError {
         let (code, exit) = match &e {
             StoreError::NotFound(_) => ("NotFound", exit::NOT_FOUND),
             StoreError::AlreadyExists(_) => ("AlreadyExists", exit::ALREADY_EXISTS),
+            StoreError::Refused(_) => ("Denied", exit::DENIED),
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => ("StoreError", exit::FAILURE),
         };
         CliError::new(code, e.to_string(), exit)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::harness::{lat_body, Answer, Server};
+use crate::harness::{jti, lat_body, Answer, Server};
 
 const F1: &str = "c5c24a82-6845-4031-9d5d-978df9175426";
 
@@ -44,12 +44,6 @@ fn refused_as(a: &Answer, reason: &str) -> bool {
         && a.json()["error"]["innererror"]["message"]
             .as_str()
             .is_some_and(|m| m.ends_with(&format!("(limited access token refused: {reason})")))
-}
-
-fn jti(token: &str) -> String {
-    let claims: Value =
-        serde_json::from_slice(&latch_core::jws::decode(token).unwrap().payload).unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }
 
 fn used_reasons(records: &[latch_core::audit::SealedRecord]) -> Vec<Option<String>> {

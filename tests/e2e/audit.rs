@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{lat_body, Server};
+use crate::harness::{jti, lat_body, Server};
 
 fn ok(out: &Output) -> Value {
     assert!(
@@ -17,12 +17,6 @@ fn ok(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-}
-
-fn jti(token: &str) -> String {
-    let claims: Value =
-        serde_json::from_slice(&latch_core::jws::decode(token).unwrap().payload).unwrap();
-    claims["jti"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

@@ -383,26 +383,8 @@ impl Server {
         out
     }
 
-    /// Every audit record's body, concatenated.
-    async fn audit_bodies(&self) -> String {
-        let store = SqliteStore::open(
-            &self.data_dir(),
-            "e2e-reader",
-            &ring::rand::SystemRandom::new(),
-        )
-        .unwrap();
-        let mut out = String::new();
-        for chain in store.audit_chains().await.unwrap() {
-            for r in store.audit_records(&chain, 0, 1_000_000).await.unwrap() {
-                out.push_str(&r.body);
-                out.push('\n');
-            }
-        }
-        out
-    }
-
-    /// The audit records the store holds, parsed.
-    pub async fn audit(&self) -> Vec<latch_core::audit::SealedRecord> {
+    /// Every audit record's body, every chain, oldest first within each.
+    async fn audit_bodies(&self) -> Vec<String> {
         let store = SqliteStore::open(
             &self.data_dir(),
             "e2e-reader",
@@ -412,16 +394,25 @@ impl Server {
         let mut out = Vec::new();
         for chain in store.audit_chains().await.unwrap() {
             for r in store.audit_records(&chain, 0, 1_000_000).await.unwrap() {
-                out.push(serde_json::from_str(&r.body).unwrap());
+                out.push(r.body);
             }
         }
         out
     }
 
+    /// The audit records the store holds, parsed.
+    pub async fn audit(&self) -> Vec<latch_core::audit::SealedRecord> {
+        self.audit_bodies()
+            .await
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
     /// Stops the server (SIGTERM, graceful) and checks that no secret reached its output or
     /// its audit records.
     pub async fn finish(mut self) {
-        let audit = self.audit_bodies().await;
+        let audit = self.audit_bodies().await.join("\n");
         let mut child = self.child.take().unwrap();
         let _ = Command::new("kill")
             .arg("-TERM")
@@ -525,4 +516,11 @@ fn read_demo(path: &Path) -> Demo {
 /// A limited access token request body.
 pub fn lat_body(target: &str, flags: &[&str]) -> String {
     serde_json::json!({ "targetAzureResourceId": target, "featureFlags": flags }).to_string()
+}
+
+/// The `jti` claim of a token (read, not verified).
+pub fn jti(token: &str) -> String {
+    let claims: serde_json::Value =
+        serde_json::from_slice(&latch_core::jws::decode(token).unwrap().payload).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
 }

@@ -41,7 +41,9 @@ impl std::fmt::Debug for AuditSigner {
     }
 }
 
-fn private_write(path: &Path, bytes: &[u8], create_new: bool) -> std::io::Result<()> {
+/// Writes a file readable by its owner only (mode 0600), and syncs it. With `create_new`, an
+/// existing file is an error rather than overwritten.
+pub fn write_private(path: &Path, bytes: &[u8], create_new: bool) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true);
@@ -75,7 +77,7 @@ impl AuditSigner {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate(rng)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                private_write(&path, key.pkcs8(), true).map_err(io)?;
+                write_private(&path, key.pkcs8(), true).map_err(io)?;
                 let draft = AuditDraft {
                     time: clock.now(),
                     request_id: None,
@@ -122,7 +124,7 @@ impl AuditSigner {
         let text =
             serde_json::to_string_pretty(&heads).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let tmp = self.dir.join(format!("{HEAD_FILE}.tmp"));
-        private_write(&tmp, text.as_bytes(), false)
+        write_private(&tmp, text.as_bytes(), false)
             .and_then(|()| std::fs::rename(&tmp, self.dir.join(HEAD_FILE)))
             .map_err(|e| StoreError::Unavailable(format!("{HEAD_FILE}: {e}")))
     }

@@ -10,7 +10,7 @@
 //! commit). On SIGINT or SIGTERM both stop accepting, finish the requests in flight, and wait
 //! for the audit writer to commit every queued record before the process exits.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +22,7 @@ use latch_face::keys::Verifiers;
 use latch_face::FaceState;
 use latch_store::admin::{Admin, NewKeys};
 use latch_store::audit_log::AuditLog;
+use latch_store::checkpoints::write_private;
 use latch_store::signing::{KeyRing, SharedKeyRing};
 use latch_store::sqlite::{SqliteStore, FILE_NAME};
 use latch_store::Store;
@@ -404,7 +405,7 @@ async fn bootstrap_credentials(
         operator = operator.expose_secret(),
         auditor = auditor.expose_secret(),
     );
-    write_private(&path, &text).map_err(|e| {
+    write_private(&path, text.as_bytes(), true).map_err(|e| {
         CliError::new(
             "StartupFailed",
             format!("cannot write {}: {e}", path.display()),
@@ -427,7 +428,12 @@ async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result
     admin.set_isv(&isv, true, &grants).await?;
     let (_, client_keys) = admin.create_resource(&client).await?;
     let path = data_dir.join(DEMO_FILE);
-    write_private(&path, &demo_env(data_dir, sts_url, &isv_keys, &client_keys)).map_err(|e| {
+    write_private(
+        &path,
+        demo_env(data_dir, sts_url, &isv_keys, &client_keys).as_bytes(),
+        true,
+    )
+    .map_err(|e| {
         CliError::new(
             "StartupFailed",
             format!("cannot write {}: {e}", path.display()),
@@ -469,16 +475,6 @@ fn demo_env(data_dir: &Path, sts_url: &str, isv: &NewKeys, client: &NewKeys) -> 
         client_key = client.key1.expose_secret(),
         client_key2 = client.key2.expose_secret(),
     )
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }
 
 async fn shutdown_signal() {

@@ -508,13 +508,7 @@ async fn the_auditor_queries_exports_and_the_export_verifies() {
     let (s, text) = export(a.auditor.clone(), "jsonl").await;
     assert_eq!(s, StatusCode::OK);
     let jwk = key;
-    let point = {
-        let b = |k: &str| latch_core::jws::b64url_decode(jwk[k].as_str().unwrap()).unwrap();
-        let mut p = vec![4u8];
-        p.extend(b("x"));
-        p.extend(b("y"));
-        latch_core::signing::PublicKey::from_point(&p).unwrap()
-    };
+    let point = latch_core::signing::PublicKey::from_jwk(&jwk).unwrap();
     let saved: latch_core::checkpoint::Checkpoint = serde_json::from_value(saved).unwrap();
     let report = latch_core::checkpoint::verify_export(text.lines(), &point, Some(&saved), |_| {});
     assert_eq!(report.findings, [], "{text}");

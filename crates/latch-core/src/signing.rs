@@ -162,6 +162,23 @@ impl PublicKey {
         &self.point
     }
 
+    /// A public key from its JWK (`kty` `EC`, `crv` `P-256`, `x`, `y`), as [`PublicKey::to_jwk`]
+    /// writes it; `None` for anything else.
+    pub fn from_jwk(jwk: &serde_json::Value) -> Option<Self> {
+        if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+            return None;
+        }
+        let coord = |k: &str| {
+            crate::jws::b64url_decode(jwk[k].as_str()?)
+                .ok()
+                .filter(|b| b.len() == 32)
+        };
+        let mut point = vec![4u8];
+        point.extend(coord("x")?);
+        point.extend(coord("y")?);
+        Self::from_point(&point).ok()
+    }
+
     /// The key as a JWK.
     pub fn to_jwk(&self) -> Jwk {
         Jwk {
@@ -256,6 +273,19 @@ mod tests {
         let der = format!("{:?}", key.pkcs8());
         assert!(!shown.contains(&der[1..40]), "no bytes of the private key");
         assert!(!shown.contains(&b64url(key.pkcs8())[..20]));
+    }
+
+    #[test]
+    fn jwks_round_trip_and_nothing_else_parses() {
+        let rng = SystemRandom::new();
+        let key = SigningKey::generate(&rng).unwrap().public_key();
+        let jwk = serde_json::to_value(key.to_jwk()).unwrap();
+        assert_eq!(PublicKey::from_jwk(&jwk), Some(key));
+        for (field, value) in [("crv", "P-384"), ("kty", "RSA"), ("x", "AAAA")] {
+            let mut bad = jwk.clone();
+            bad[field] = serde_json::json!(value);
+            assert_eq!(PublicKey::from_jwk(&bad), None, "{field}");
+        }
     }
 
     #[test]

@@ -161,7 +161,7 @@ pub(crate) fn verify(
     let jwk: Value = std::fs::read_to_string(key)
         .map_err(|e| fail("cannot read", key, &e))
         .and_then(|t| serde_json::from_str(&t).map_err(|e| fail("not a JWK:", key, &e)))?;
-    let key = public_key(&jwk)
+    let key = PublicKey::from_jwk(&jwk)
         .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?;
     let saved: Option<Checkpoint> = match saved {
         None => None,
@@ -244,7 +244,8 @@ pub(crate) fn read_saved(
     };
     let jwk: Value = serde_json::from_str(&read(key)?)
         .map_err(|e| CliError::usage(format!("{}: {e}", key.display())))?;
-    let key = public_key(&jwk).ok_or_else(|| CliError::usage("the key file is not a P-256 JWK"))?;
+    let key = PublicKey::from_jwk(&jwk)
+        .ok_or_else(|| CliError::usage("the key file is not a P-256 JWK"))?;
     let saved: Checkpoint = serde_json::from_str(&read(checkpoint)?)
         .map_err(|e| CliError::usage(format!("{}: {e}", checkpoint.display())))?;
     Ok((saved, key))
@@ -327,21 +328,6 @@ pub(crate) fn prove(
             VERIFY_FAILED,
         ))
     }
-}
-
-fn public_key(jwk: &Value) -> Option<PublicKey> {
-    if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
-        return None;
-    }
-    let coord = |k: &str| {
-        latch_core::jws::b64url_decode(jwk[k].as_str()?)
-            .ok()
-            .filter(|b| b.len() == 32)
-    };
-    let mut point = vec![4u8];
-    point.extend(coord("x")?);
-    point.extend(coord("y")?);
-    PublicKey::from_point(&point).ok()
 }
 
 /// One record as a line for people.

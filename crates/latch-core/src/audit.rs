@@ -269,6 +269,30 @@ pub enum AuditEvent {
         /// Its key id.
         kid: String,
     },
+    /// A TLS certificate was put in service (at start, or renewed while running). It serves
+    /// only once this record is committed.
+    TlsCertificateInstalled {
+        /// `startup`, `files changed` or `SIGHUP`.
+        reason: String,
+        /// The name clients use, which the certificate covers.
+        cname: String,
+        /// SHA-256 of the certificate's DER, hex.
+        fingerprint: String,
+        /// Its subject alternative names.
+        names: Vec<String>,
+        /// Its validity, RFC 3339.
+        not_before: String,
+        not_after: String,
+        /// Issued by itself: a development certificate.
+        self_signed: bool,
+    },
+    /// A renewed certificate or key was refused; the one in service stays.
+    TlsCertificateRefused {
+        /// `files changed` or `SIGHUP`.
+        reason: String,
+        /// Why it was refused.
+        error: String,
+    },
 }
 
 /// The columns an audit record is indexed by.
@@ -414,6 +438,12 @@ impl AuditEvent {
             }
             AuditEvent::SigningKeyCreated { .. } => {
                 ("signing_key_created", "success", None, None, None)
+            }
+            AuditEvent::TlsCertificateInstalled { .. } => {
+                ("tls_certificate_installed", "success", None, None, None)
+            }
+            AuditEvent::TlsCertificateRefused { .. } => {
+                ("tls_certificate_refused", "failure", None, None, None)
             }
         };
         AuditIndex {

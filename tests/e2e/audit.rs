@@ -181,17 +181,19 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let url = s.url.clone();
+    let cacert = s.cacert.clone();
     let mut load = Vec::new();
     for _ in 0..8 {
-        let (received, stop, url, key, body) = (
+        let (received, stop, url, cacert, key, body) = (
             received.clone(),
             stop.clone(),
             url.clone(),
+            cacert.clone(),
             d.isv_key.clone(),
             lat_body(&d.client_id, &["Face.Identification"]),
         );
         load.push(tokio::spawn(async move {
-            let http = crate::harness::Http::new(&url);
+            let http = crate::harness::Http::trusting(&url, cacert.as_deref());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let a = http
                     .try_request(

@@ -244,22 +244,13 @@ async fn upstream_failures_and_a_missing_upstream_are_said_clearly() {
     assert_eq!(a.header("operation-location"), "/face/v1.0/operations/1");
 
     // A chunked upload, no Content-Length, larger than the limit: 413, as Azure answers.
-    let addr = s.face_url.trim_start_matches("http://").to_owned();
+    let addr = s.face_url.split("://").nth(1).unwrap().to_owned();
     let image = "x".repeat(4096);
     let request = format!(
         "POST /face/v1.0/detect?returnFaceId=false HTTP/1.1\r\nHost: {addr}\r\nOcp-Apim-Subscription-Key: {key}\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{image}\r\n0\r\n\r\n",
         image.len()
     );
-    let response = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        let _ = stream.read_to_string(&mut out);
-        out
-    })
-    .await
-    .unwrap();
+    let response = crate::harness::raw_exchange(&s.face_url, s.cacert.as_deref(), request).await;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("InvalidImageSize"), "{response}");
     s.finish().await;
@@ -310,7 +301,8 @@ async fn the_official_python_sdk_identifies_and_verifies() {
         t.clone(),
     ];
     // Off the runtime's thread: the upstream answering the SDK runs on it.
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(args).output())
+    let mut python = s.python();
+    let out = tokio::task::spawn_blocking(move || python.args(args).output())
         .await
         .unwrap()
         .expect("python3 runs (pip install -r tests/requirements.txt)");

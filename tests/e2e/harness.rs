@@ -9,6 +9,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -40,6 +41,8 @@ pub struct Server {
     requests: std::sync::atomic::AtomicUsize,
     http: Http,
     pub demo: Demo,
+    /// The development certificate the server presents, when it serves HTTPS with one.
+    pub cacert: Option<PathBuf>,
 }
 
 /// The demo credentials from `demo.env`.
@@ -53,17 +56,49 @@ pub struct Demo {
     pub client_key2: String,
 }
 
-/// An HTTP client for one base URL.
+/// An HTTP(S) client for one base URL.
 pub struct Http {
     url: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// A TLS client that trusts only the certificates in `cacert` (as `curl --cacert`).
+pub fn tls_client(cacert: &Path) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(cacert).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth()
 }
 
 impl Http {
+    /// A client for a plain HTTP URL.
     pub fn new(url: &str) -> Http {
+        Self::trusting(url, None)
+    }
+
+    /// A client that trusts the certificates in `cacert` for an HTTPS URL.
+    pub fn trusting(url: &str, cacert: Option<&Path>) -> Http {
+        let config = match cacert {
+            Some(path) => tls_client(path),
+            // No certificate is trusted: only plain HTTP URLs work.
+            None => tls_client_trusting_nothing(),
+        };
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_or_http()
+            .enable_http1()
+            .build();
         Http {
             url: url.to_owned(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            client: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 
@@ -110,6 +145,44 @@ impl Http {
             body,
         })
     }
+}
+
+fn tls_client_trusting_nothing() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth()
+}
+
+/// Sends `request` as it is over a new connection (TLS when `url` is https) and reads until the
+/// server closes it: for requests a client library would not send as they are.
+pub async fn raw_exchange(url: &str, cacert: Option<&Path>, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (tls, addr) = match url.strip_prefix("https://") {
+        Some(addr) => (true, addr),
+        None => (false, url.trim_start_matches("http://")),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut out = Vec::new();
+    if tls {
+        let config = tls_client(cacert.expect("a certificate to trust"));
+        let host = addr.rsplit_once(':').unwrap().0.to_owned();
+        let name = rustls_pki_types::ServerName::try_from(host).unwrap();
+        let mut stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let _ = stream.read_to_end(&mut out).await;
+    } else {
+        let mut stream = tcp;
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let _ = stream.read_to_end(&mut out).await;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// An HTTP answer.
@@ -244,6 +317,8 @@ impl Server {
         }
         let demo = read_demo(&dir.path().join("data").join("demo.env"));
         let dir_path = dir.path().to_owned();
+        let cacert = Some(dir_path.join("data").join("tls").join("dev-cert.pem"))
+            .filter(|p| url.starts_with("https://") && p.exists());
         let server = Server {
             child: Some(child),
             dir,
@@ -256,8 +331,9 @@ impl Server {
             stderr_path,
             secrets: Mutex::new(Vec::new()),
             requests: std::sync::atomic::AtomicUsize::new(0),
-            http: Http::new(&url),
+            http: Http::trusting(&url, cacert.as_deref()),
             demo: demo.clone(),
+            cacert,
         };
         for s in [
             &demo.isv_key,
@@ -272,6 +348,43 @@ impl Server {
             }
         }
         server
+    }
+
+    /// Sends a signal (`-HUP`, ...) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// What the server printed on standard output so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// What the server logged so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// A client for one of this server's URLs, trusting its certificate.
+    pub fn client(&self, url: &str) -> Http {
+        Http::trusting(url, self.cacert.as_deref())
+    }
+
+    /// `python3`, trusting this server's certificate (`requests` and `urllib` alike).
+    pub fn python(&self) -> Command {
+        let mut command = Command::new("python3");
+        if let Some(cacert) = &self.cacert {
+            command
+                .env("SSL_CERT_FILE", cacert)
+                .env("REQUESTS_CA_BUNDLE", cacert);
+        }
+        command
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -326,7 +439,7 @@ impl Server {
         body: &str,
     ) -> Answer {
         self.count_keyed(headers);
-        Http::new(&self.face_url)
+        self.client(&self.face_url)
             .request(method, path_and_query, headers, body)
             .await
     }
@@ -353,7 +466,7 @@ impl Server {
         credential: (&str, &str),
         body: serde_json::Value,
     ) -> Answer {
-        Http::new(&self.admin_url)
+        self.client(&self.admin_url)
             .request(
                 "POST",
                 &format!("/admin/v1/{op}"),
@@ -371,6 +484,7 @@ impl Server {
             .args(args)
             .env_remove("LATCH_CONFIG")
             .env_remove("LATCH_LOG")
+            .envs(self.cacert.iter().map(|c| ("LATCH_CACERT", c)))
             .stdin(Stdio::null())
             .output()
             .unwrap();

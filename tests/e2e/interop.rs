@@ -1,8 +1,6 @@
 //! Tokens verified by independent JOSE libraries that know only the published JWKS:
 //! josekit (Rust, OpenSSL) and PyJWT (Python, `cryptography`).
 
-use std::process::Command;
-
 use serde_json::Value;
 
 use crate::harness::{lat_body, Server};
@@ -56,6 +54,7 @@ async fn josekit_verifies_a_token_with_the_jwks_alone() {
 }
 
 fn pyjwt(
+    s: &Server,
     jwks_url: &str,
     token: &str,
     issuer: &str,
@@ -66,7 +65,7 @@ fn pyjwt(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/interop/verify_with_pyjwt.py"
     );
-    Command::new("python3")
+    s.python()
         .args([script, jwks_url, token, issuer, audience, typ])
         .output()
         .expect("python3 runs (pip install -r tests/requirements.txt)")
@@ -84,7 +83,7 @@ async fn pyjwt_verifies_a_token_with_the_jwks_alone() {
     let issuer = meta["issuer"].as_str().unwrap().to_owned();
     assert_eq!(jwks_url, format!("{}/.well-known/jwks.json", s.url));
 
-    let out = pyjwt(&jwks_url, &token, &issuer, LAT_AUDIENCE, "lat+jwt");
+    let out = pyjwt(&s, &jwks_url, &token, &issuer, LAT_AUDIENCE, "lat+jwt");
     assert!(
         out.status.success(),
         "PyJWT refused a good token: {}",
@@ -103,7 +102,7 @@ async fn pyjwt_verifies_a_token_with_the_jwks_alone() {
     let i = bad.len() - 10;
     bad[i] = if bad[i] == b'A' { b'B' } else { b'A' };
     let bad = String::from_utf8(bad).unwrap();
-    let out = pyjwt(&jwks_url, &bad, &issuer, LAT_AUDIENCE, "lat+jwt");
+    let out = pyjwt(&s, &jwks_url, &bad, &issuer, LAT_AUDIENCE, "lat+jwt");
     assert!(!out.status.success());
     // The padding-bits variant: PyJWT accepts it, ours does not (one encoding per token).
     let mut padded = token.clone();
@@ -135,9 +134,10 @@ async fn pyjwt_verifies_a_token_with_the_jwks_alone() {
         .await;
     assert_eq!(a.status, 200);
     assert!(!a.header("latch-refresh-by").is_empty());
-    let out = pyjwt(&jwks_url, &a.body, &issuer, LAT_AUDIENCE, "lat+jwt");
+    let out = pyjwt(&s, &jwks_url, &a.body, &issuer, LAT_AUDIENCE, "lat+jwt");
     assert!(!out.status.success());
     let out = pyjwt(
+        &s,
         &jwks_url,
         &a.body,
         &issuer,

@@ -16,3 +16,4 @@ mod cli;
 mod face;
 mod interop;
 mod sts_issue;
+mod tls;

@@ -229,22 +229,13 @@ async fn chunked_bodies_and_the_older_field_name_work() {
     // Through a raw socket: no Content-Length, chunked transfer, as older SDKs send.
     let body =
         json!({ "resourceId": d.client_id, "featureFlags": ["Face.Identification"] }).to_string();
-    let addr = s.url.trim_start_matches("http://").to_owned();
+    let addr = s.url.split("://").nth(1).unwrap().to_owned();
     let request = format!(
         "POST /sts/v1.0/issueLimitedAccessToken HTTP/1.1\r\nHost: {addr}\r\nOcp-Apim-Subscription-Key: {}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
         d.isv_key,
         body.len()
     );
-    let response = tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        stream.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        stream.read_to_string(&mut out).unwrap();
-        out
-    })
-    .await
-    .unwrap();
+    let response = crate::harness::raw_exchange(&s.url, s.cacert.as_deref(), request).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let token = response.rsplit("\r\n\r\n").next().unwrap().trim();
     s.secret(token);

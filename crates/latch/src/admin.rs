@@ -25,10 +25,56 @@ use crate::config::Config;
 use crate::exit;
 use crate::output::{self, CliError};
 
+/// A TLS client configuration that trusts only the certificates in `path`.
+fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, CliError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |message: String| CliError::usage(format!("--cacert {}: {message}", path.display()));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?
+    {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no CERTIFICATE".into()));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// A credential sent over plain HTTP to another host can be read on the way: say so.
+fn warn_if_in_the_clear(url: &str) {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !loopback {
+        eprintln!(
+            "latch: WARNING: --server {url} is plain HTTP to another host: the credential crosses the network in the clear"
+        );
+    }
+}
+
 /// The admin API to send requests to, and the credential to send.
 pub(crate) struct Remote {
     url: String,
     credential: (&'static str, String),
+    /// Certificates to trust instead of the web PKI roots.
+    cacert: Option<std::path::PathBuf>,
 }
 
 impl Remote {
@@ -43,9 +89,12 @@ impl Remote {
                 )))
             }
         };
+        let url = url.trim_end_matches('/').to_owned();
+        warn_if_in_the_clear(&url);
         Some(Ok(Remote {
-            url: url.trim_end_matches('/').to_owned(),
+            url,
             credential,
+            cacert: g.cacert.clone(),
         }))
     }
 
@@ -99,11 +148,12 @@ impl Remote {
         path: &str,
         body: Option<String>,
     ) -> Result<(u16, Bytes), CliError> {
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .build();
+        let builder = hyper_rustls::HttpsConnectorBuilder::new();
+        let builder = match &self.cacert {
+            None => builder.with_webpki_roots(),
+            Some(path) => builder.with_tls_config(client_config(path)?),
+        };
+        let connector = builder.https_or_http().enable_http1().build();
         let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
         let mut value = hyper::header::HeaderValue::from_str(&self.credential.1)
             .map_err(|_| CliError::usage("the credential is not a valid header value"))?;
@@ -330,6 +380,7 @@ async fn reset_credential(config: &Config, role: &str, format: Format) -> Result
 fn to_request(command: Command) -> Result<AdminRequest, CliError> {
     Ok(match command {
         Command::Serve(_)
+        | Command::Tls(_)
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
         | Command::Audit(AuditCommand::Verify { .. })

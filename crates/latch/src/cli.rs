@@ -39,6 +39,10 @@ pub(crate) struct Global {
     /// is visible to other users in the process list).
     #[arg(long, global = true, env = "LATCH_ADMIN_TOKEN", hide_env_values = true, value_parser = secret)]
     pub(crate) token: Option<Secret>,
+    /// Trust only the certificates in this PEM file for --server (as curl's --cacert), e.g. a
+    /// development certificate; without it, the usual web PKI roots.
+    #[arg(long, global = true, env = "LATCH_CACERT")]
+    pub(crate) cacert: Option<PathBuf>,
     /// An ISV's resource key, with --server (an ISV manages its own keys, blocks and tokens).
     #[arg(long, global = true, env = "LATCH_ADMIN_KEY", hide_env_values = true, value_parser = secret)]
     pub(crate) key: Option<Secret>,
@@ -68,6 +72,10 @@ impl Global {
             face_upstream_key: env("LATCH_FACE_UPSTREAM_KEY"),
             log_format: env("LATCH_LOG_FORMAT"),
             log_level: env("LATCH_LOG"),
+            tls_mode: env("LATCH_TLS"),
+            tls_cert: env("LATCH_TLS_CERT").map(PathBuf::from),
+            tls_key: env("LATCH_TLS_KEY").map(PathBuf::from),
+            tls_cname: env("LATCH_TLS_CNAME"),
         }
     }
 }
@@ -139,6 +147,29 @@ pub(crate) enum Command {
     /// Query, export and verify the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Make a development certificate, or check the configured one before serving it.
+    #[command(subcommand)]
+    Tls(TlsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TlsCommand {
+    /// Write a self-signed certificate and key (cert.pem, key.pem) for a name: for development
+    /// only, since no client trusts it unless told to.
+    SelfSigned {
+        /// The host name (or IP address) clients will use.
+        #[arg(long)]
+        cname: String,
+        /// The folder to write to (existing files are not overwritten).
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Days of validity.
+        #[arg(long, default_value_t = 90)]
+        days: u32,
+    },
+    /// Run the checks `serve` runs on the configured certificate, key and cname (also before a
+    /// renewal), and show the certificate.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -309,6 +340,18 @@ pub(crate) struct ServeArgs {
     /// Do not create the demo ISV and client in a new data directory.
     #[arg(long)]
     pub(crate) no_demo: bool,
+    /// `off` serves plain HTTP (only behind a proxy that terminates TLS); overrides `tls.mode`.
+    #[arg(long, value_parser = ["on", "off"])]
+    pub(crate) tls: Option<String>,
+    /// The PEM certificate chain, server certificate first (overrides `tls.cert`).
+    #[arg(long)]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The PEM private key: PKCS#8, SEC1 or PKCS#1 (overrides `tls.key`).
+    #[arg(long)]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// The host name clients use; the certificate must cover it (overrides `tls.cname`).
+    #[arg(long)]
+    pub(crate) tls_cname: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,9 @@
 //! | whole-call timeout | `face.request_timeout_secs` | | | 60 |
 //! | token clock leeway | `face.leeway_secs` (0..=60) | | | 30 |
 //! | operation → features | `[face.features]`: `identify = "Face.Identification"`, `detect_with_face_id = "any:Face.Identification,Face.Verification"`, `create_large_person_group = "none"` | | | wire.md §5 |
+//! | TLS on or off | `tls.mode` (`on`, `off`) | `LATCH_TLS` | `--tls` | `on` |
+//! | certificate chain, key (PEM) | `tls.cert`, `tls.key` | `LATCH_TLS_CERT`, `LATCH_TLS_KEY` | `--tls-cert`, `--tls-key` | a development certificate in `<data_dir>/tls/` |
+//! | the name clients use | `tls.cname` | `LATCH_TLS_CNAME` | `--tls-cname` | `localhost` (development certificate only) |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
 //! | log filter | `log.level` | `LATCH_LOG` | | `info` |
 
@@ -75,6 +78,17 @@ struct File {
     admin: AdminFile,
     #[serde(default)]
     log: LogFile,
+    #[serde(default)]
+    tls: TlsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    mode: Option<String>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    cname: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,6 +166,36 @@ pub(crate) struct Overrides {
     pub(crate) log_format: Option<String>,
     /// `LATCH_LOG`.
     pub(crate) log_level: Option<String>,
+    /// `--tls` / `LATCH_TLS`: `on` or `off`.
+    pub(crate) tls_mode: Option<String>,
+    /// `--tls-cert` / `LATCH_TLS_CERT`.
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// `--tls-key` / `LATCH_TLS_KEY`.
+    pub(crate) tls_key: Option<PathBuf>,
+    /// `--tls-cname` / `LATCH_TLS_CNAME`.
+    pub(crate) tls_cname: Option<String>,
+}
+
+/// How the listeners speak.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TlsSetting {
+    /// Plain HTTP: only behind a proxy that terminates TLS. Chosen explicitly, never by default.
+    Off,
+    /// HTTPS with the operator's certificate chain and key.
+    Files {
+        /// The PEM chain, server certificate first.
+        cert: PathBuf,
+        /// The PEM private key.
+        key: PathBuf,
+        /// The name clients use; the certificate must cover it.
+        cname: latch_tls::Cname,
+    },
+    /// HTTPS with a self-signed certificate in `<data_dir>/tls/`, made at the first start: for
+    /// development only, and every start says so.
+    Development {
+        /// The name it is made for.
+        cname: latch_tls::Cname,
+    },
 }
 
 /// How logs are written (to standard error).
@@ -198,6 +242,8 @@ pub(crate) struct Config {
     pub(crate) log_format: LogFormat,
     /// Log filter (`tracing_subscriber::EnvFilter` syntax).
     pub(crate) log_level: String,
+    /// HTTPS or not, and with which certificate.
+    pub(crate) tls: TlsSetting,
 }
 
 impl Config {
@@ -332,7 +378,14 @@ impl Config {
                 "records must be at least 1, seconds 1 to 86400".into(),
             ));
         }
+        let tls = resolve_tls(TlsFile {
+            mode: o.tls_mode.or(file.tls.mode),
+            cert: o.tls_cert.or(file.tls.cert),
+            key: o.tls_key.or(file.tls.key),
+            cname: o.tls_cname.or(file.tls.cname),
+        })?;
         Ok(Config {
+            tls,
             archive_after_days: file.audit.archive_after_days,
             checkpoint_every_records,
             checkpoint_every_secs,
@@ -356,6 +409,48 @@ impl Config {
                 .or(file.log.level)
                 .unwrap_or_else(|| "info".into()),
         })
+    }
+}
+
+/// The TLS settings, checked: `off` takes nothing else; a certificate needs its key and the
+/// name clients use.
+fn resolve_tls(t: TlsFile) -> Result<TlsSetting, ConfigError> {
+    let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+    let cname =
+        |name: &str| latch_tls::Cname::parse(name).map_err(|e| invalid("tls.cname", e.to_string()));
+    match t.mode.as_deref() {
+        Some("off") => {
+            if t.cert.is_some() || t.key.is_some() || t.cname.is_some() {
+                return Err(invalid(
+                    "tls.mode",
+                    "is off, yet tls.cert, tls.key or tls.cname is set: remove one or the other"
+                        .into(),
+                ));
+            }
+            Ok(TlsSetting::Off)
+        }
+        None | Some("on") => match (t.cert, t.key, t.cname) {
+            (None, None, name) => Ok(TlsSetting::Development {
+                cname: cname(name.as_deref().unwrap_or("localhost"))?,
+            }),
+            (Some(cert), Some(key), Some(name)) => Ok(TlsSetting::Files {
+                cert,
+                key,
+                cname: cname(&name)?,
+            }),
+            (Some(_), Some(_), None) => Err(invalid(
+                "tls.cname",
+                "is required with a certificate: the host name clients use, which the certificate must cover".into(),
+            )),
+            _ => Err(invalid(
+                "tls.cert",
+                "and tls.key go together: the PEM chain and its private key".into(),
+            )),
+        },
+        Some(other) => Err(invalid(
+            "tls.mode",
+            format!("'{other}' is not 'on' or 'off'"),
+        )),
     }
 }
 
@@ -502,6 +597,48 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn tls_is_on_unless_turned_off_explicitly() {
+        assert_eq!(
+            parse("").unwrap().tls,
+            TlsSetting::Development {
+                cname: latch_tls::Cname::parse("localhost").unwrap()
+            }
+        );
+        assert_eq!(parse("[tls]\nmode = \"off\"").unwrap().tls, TlsSetting::Off);
+        let files =
+            parse("[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\ncname = \"sts.example.com\"")
+                .unwrap()
+                .tls;
+        assert!(
+            matches!(&files, TlsSetting::Files { cname, .. } if cname.to_string() == "sts.example.com"),
+            "{files:?}"
+        );
+        for (text, setting) in [
+            ("[tls]\nmode = \"maybe\"", "tls.mode"),
+            ("[tls]\nmode = \"off\"\ncert = \"/c.pem\"", "tls.mode"),
+            (
+                "[tls]\ncert = \"/c.pem\"\ncname = \"a.example\"",
+                "tls.cert",
+            ),
+            ("[tls]\nkey = \"/k.pem\"", "tls.cert"),
+            ("[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"", "tls.cname"),
+            ("[tls]\ncname = \"*.example.com\"", "tls.cname"),
+            ("[tls]\nverify = true", "unknown field"),
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(setting), "{text}: {err}");
+        }
+        let o = Overrides {
+            tls_mode: Some("off".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Config::resolve(File::default(), o).unwrap().tls,
+            TlsSetting::Off
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod config;
 mod logging;
 mod output;
 mod serve;
+mod tls;
 
 use clap::Parser;
 
@@ -39,6 +40,10 @@ fn main() -> ExitCode {
         if args.admin_listen.is_some() {
             overrides.admin_listen = args.admin_listen.clone();
         }
+        overrides.tls_mode = args.tls.clone().or(overrides.tls_mode);
+        overrides.tls_cert = args.tls_cert.clone().or(overrides.tls_cert);
+        overrides.tls_key = args.tls_key.clone().or(overrides.tls_key);
+        overrides.tls_cname = args.tls_cname.clone().or(overrides.tls_cname);
     }
     let config = match config::Config::load(cli.global.config.as_deref(), overrides) {
         Ok(c) => c,
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Serve(args) => serve::run(config, args).await,
+            cli::Command::Tls(command) => tls::run(&config, command, &latch_core::SystemClock),
             other => admin::run(config, other, format, remote).await,
         }
     });

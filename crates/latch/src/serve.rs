@@ -109,33 +109,55 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     } else {
         None
     };
-    let sts_url = match &sts_listener {
-        Some(l) => format!(
-            "http://{}",
-            l.local_addr().map_err(|e| fail("listener", &e))?
+    // HTTPS unless turned off explicitly; a certificate that fails a check stops us here.
+    let tls = crate::tls::Tls::prepare(&config, clock.now())?.map(Arc::new);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url_of = |listener: &Option<tokio::net::TcpListener>, configured: std::net::SocketAddr| {
+        listener
+            .as_ref()
+            .map_or(Ok(configured), |l| l.local_addr())
+            .map(|addr| format!("{scheme}://{addr}"))
+            .map_err(|e| fail("listener", &e))
+    };
+    let sts_url = match (&config.tls, &sts_listener) {
+        // A bought certificate names the host, not the address.
+        (crate::config::TlsSetting::Files { cname, .. }, Some(l)) => format!(
+            "https://{cname}:{}",
+            l.local_addr().map_err(|e| fail("listener", &e))?.port()
         ),
-        None => format!("http://{}", config.sts_listen),
+        _ => url_of(&sts_listener, config.sts_listen)?,
     };
     let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
 
+    // Clients of a development certificate must be told to trust it.
+    let cacert = match &config.tls {
+        crate::config::TlsSetting::Development { .. } => Some(
+            config
+                .data_dir
+                .join(crate::tls::DEV_DIR)
+                .join(crate::tls::DEV_CERT),
+        ),
+        _ => None,
+    };
     if fresh {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
-        let admin_url = match &admin_listener {
-            Some(l) => format!(
-                "http://{}",
-                l.local_addr().map_err(|e| fail("listener", &e))?
-            ),
-            None => format!("http://{}", config.admin_listen),
-        };
-        bootstrap_credentials(&admin, &config.data_dir, &admin_url).await?;
+        let admin_url = url_of(&admin_listener, config.admin_listen)?;
+        bootstrap_credentials(&admin, &config.data_dir, &admin_url, cacert.as_deref()).await?;
     }
     if fresh && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
-        bootstrap_demo(&admin, &config.data_dir, &sts_public_url).await?;
+        bootstrap_demo(&admin, &config.data_dir, &sts_public_url, cacert.as_deref()).await?;
     }
 
     let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
     record_configuration(&audit, &config, args.role, clock.as_ref()).await?;
+    if let Some(tls) = &tls {
+        crate::tls::record_startup(tls, &audit, clock.as_ref()).await?;
+    } else {
+        let message = "latch: WARNING: TLS is off (tls.mode = off): serving plain HTTP. Only do this behind a proxy that terminates TLS.";
+        tracing::warn!(target: "latch::tls", "{message}");
+        output::line(message);
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = sts_listener {
@@ -152,9 +174,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             sts_config,
         )
         .await?;
-        announce("STS", &listener)?;
+        announce("STS", &listener, tls.as_deref())?;
         servers.spawn(serve_until(
             listener,
+            tls.as_deref(),
             latch_sts::router(state),
             stopped.clone(),
         ));
@@ -172,9 +195,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         if config.face_upstream.is_none() {
             tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
         }
-        announce("Face front", &listener)?;
+        announce("Face front", &listener, tls.as_deref())?;
         servers.spawn(serve_until(
             listener,
+            tls.as_deref(),
             latch_face::router(state),
             stopped.clone(),
         ));
@@ -187,9 +211,20 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             audit: audit_signer.clone(),
         };
         let router = latch_admin::http::router(ctx).await?;
-        announce("admin API", &listener)?;
-        servers.spawn(serve_until(listener, router, stopped.clone()));
+        announce("admin API", &listener, tls.as_deref())?;
+        servers.spawn(serve_until(
+            listener,
+            tls.as_deref(),
+            router,
+            stopped.clone(),
+        ));
     }
+    servers.spawn(crate::tls::renew(
+        tls.clone(),
+        audit.clone(),
+        clock.clone(),
+        stopped.clone(),
+    ));
     drop(audit);
     servers.spawn(maintain(
         Maintenance {
@@ -250,6 +285,18 @@ async fn record_configuration(
         "rateLimit": [config.face.rate_limit.per_second, config.face.rate_limit.burst],
         "maxBodyBytes": config.face.max_body,
         "features": format!("{:?}", config.face.policy),
+        "tls": match &config.tls {
+            crate::config::TlsSetting::Off => serde_json::json!({ "mode": "off" }),
+            crate::config::TlsSetting::Files { cert, key, cname } => serde_json::json!({
+                "mode": "files",
+                "cert": cert.display().to_string(),
+                "key": key.display().to_string(),
+                "cname": cname.to_string(),
+            }),
+            crate::config::TlsSetting::Development { cname } => {
+                serde_json::json!({ "mode": "development", "cname": cname.to_string() })
+            }
+        },
     });
     let digest = latch_core::jws::b64url(ring::digest::digest(
         &ring::digest::SHA256,
@@ -356,7 +403,11 @@ async fn maintain(
     }
 }
 
-fn announce(what: &str, listener: &tokio::net::TcpListener) -> Result<(), CliError> {
+fn announce(
+    what: &str,
+    listener: &tokio::net::TcpListener,
+    tls: Option<&crate::tls::Tls>,
+) -> Result<(), CliError> {
     let addr = listener.local_addr().map_err(|e| {
         CliError::new(
             "StartupFailed",
@@ -364,21 +415,41 @@ fn announce(what: &str, listener: &tokio::net::TcpListener) -> Result<(), CliErr
             crate::exit::FAILURE,
         )
     })?;
-    tracing::info!(target: "latch::serve", %addr, "{what} listening");
-    output::line(&format!("latch: {what} listening on http://{addr}"));
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(target: "latch::serve", %addr, scheme, "{what} listening");
+    output::line(&format!("latch: {what} listening on {scheme}://{addr}"));
+    if tls.is_none() {
+        crate::tls::warn_plain_http(what, addr);
+    }
     Ok(())
 }
 
-async fn serve_until(
+/// Serves `router` on `listener` (over TLS when configured) until `stopped`, then finishes the
+/// requests in flight.
+fn serve_until(
     listener: tokio::net::TcpListener,
+    tls: Option<&crate::tls::Tls>,
     router: axum::Router,
     mut stopped: tokio::sync::watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        })
-        .await
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
+    let stop = async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    };
+    match tls {
+        Some(tls) => {
+            let listener = latch_tls::TlsListener::new(listener, tls.server_config.clone());
+            Box::pin(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            })
+        }
+        None => Box::pin(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop)
+                .await
+        }),
+    }
 }
 
 /// A new store gets an operator token and an auditor token for the admin API, written to
@@ -387,6 +458,7 @@ async fn bootstrap_credentials(
     admin: &Admin,
     data_dir: &Path,
     admin_url: &str,
+    cacert: Option<&Path>,
 ) -> Result<(), CliError> {
     let operator = admin
         .reset_admin_credential(latch_store::AdminRole::Operator)
@@ -400,8 +472,14 @@ async fn bootstrap_credentials(
          # Use them with:  set -a; . {dir}/{ADMIN_FILE}; set +a\n\
          ADMIN_URL={admin_url}\n\
          OPERATOR_TOKEN={operator}\n\
-         AUDITOR_TOKEN={auditor}\n",
+         AUDITOR_TOKEN={auditor}\n{cacert}",
         dir = data_dir.display(),
+        cacert = cacert
+            .map(|p| format!(
+                "# The development certificate the servers present (latch --cacert).\nLATCH_CACERT={}\n",
+                p.display()
+            ))
+            .unwrap_or_default(),
         operator = operator.expose_secret(),
         auditor = auditor.expose_secret(),
     );
@@ -419,7 +497,12 @@ async fn bootstrap_credentials(
     Ok(())
 }
 
-async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result<(), CliError> {
+async fn bootstrap_demo(
+    admin: &Admin,
+    data_dir: &Path,
+    sts_url: &str,
+    cacert: Option<&Path>,
+) -> Result<(), CliError> {
     let isv = ResourceId::parse(DEMO_ISV).map_err(|e| CliError::usage(e.to_string()))?;
     let client = ResourceId::parse(DEMO_CLIENT).map_err(|e| CliError::usage(e.to_string()))?;
     let (_, isv_keys) = admin.create_resource(&isv).await?;
@@ -430,7 +513,7 @@ async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result
     let path = data_dir.join(DEMO_FILE);
     write_private(
         &path,
-        demo_env(data_dir, sts_url, &isv_keys, &client_keys).as_bytes(),
+        demo_env(data_dir, sts_url, cacert, &isv_keys, &client_keys).as_bytes(),
         true,
     )
     .map_err(|e| {
@@ -457,7 +540,13 @@ async fn bootstrap_demo(admin: &Admin, data_dir: &Path, sts_url: &str) -> Result
     Ok(())
 }
 
-fn demo_env(data_dir: &Path, sts_url: &str, isv: &NewKeys, client: &NewKeys) -> String {
+fn demo_env(
+    data_dir: &Path,
+    sts_url: &str,
+    cacert: Option<&Path>,
+    isv: &NewKeys,
+    client: &NewKeys,
+) -> String {
     format!(
         "# latch demo credentials: secret, readable by the owner only.\n\
          # Load them into a shell with:  set -a; . {dir}/{DEMO_FILE}; set +a\n\
@@ -467,8 +556,11 @@ fn demo_env(data_dir: &Path, sts_url: &str, isv: &NewKeys, client: &NewKeys) -> 
          ISV_KEY2={isv_key2}\n\
          CLIENT_RESOURCE_ID={DEMO_CLIENT}\n\
          CLIENT_KEY={client_key}\n\
-         CLIENT_KEY2={client_key2}\n",
+         CLIENT_KEY2={client_key2}\n{cacert}",
         dir = data_dir.display(),
+        cacert = cacert
+            .map(|p| format!("LATCH_CACERT={}\n", p.display()))
+            .unwrap_or_default(),
         url = sts_url,
         isv_key = isv.key1.expose_secret(),
         isv_key2 = isv.key2.expose_secret(),

@@ -613,6 +613,41 @@ async fn the_development_certificate_says_what_it_is_on_every_start() {
             .status,
         200
     );
+    // The admin client trusts it through LATCH_CACERT (from admin.env), and only then.
+    let listed = s.cli(&[
+        "--server",
+        &s.admin_url.clone(),
+        "--token",
+        &s.operator_token.clone(),
+        "resource",
+        "list",
+    ]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+    let untrusting = Command::new(BIN)
+        .args([
+            "--server",
+            &s.admin_url,
+            "--token",
+            &s.operator_token,
+            "resource",
+            "list",
+        ])
+        .env_remove("LATCH_CACERT")
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(untrusting.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&untrusting.stderr).contains(
+            "UnknownIssuer (a development certificate? trust it with --cacert or LATCH_CACERT)"
+        ),
+        "{}",
+        String::from_utf8_lossy(&untrusting.stderr)
+    );
     s.finish().await;
 
     // `latch tls self-signed` writes a pair for a name, never over existing files; serving it

@@ -166,11 +166,19 @@ impl Remote {
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|e| CliError::usage(format!("--server: {e}")))?;
         let res = client.request(req).await.map_err(|e| {
-            CliError::new(
-                "Unreachable",
-                format!("cannot reach {}: {e}", self.url),
-                exit::FAILURE,
-            )
+            // The cause (a refused connection, an untrusted certificate) is at the chain's end.
+            let mut message = format!("cannot reach {}: {e}", self.url);
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            if message.contains("UnknownIssuer") && self.cacert.is_none() {
+                message.push_str(
+                    " (a development certificate? trust it with --cacert or LATCH_CACERT)",
+                );
+            }
+            CliError::new("Unreachable", message, exit::FAILURE)
         })?;
         let status = res.status().as_u16();
         let bytes = res

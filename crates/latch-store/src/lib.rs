@@ -18,6 +18,7 @@ use latch_core::{FeatureSet, ResourceId, UnixTime};
 pub mod admin;
 pub mod audit_log;
 pub mod checkpoints;
+pub mod postgres;
 pub mod signing;
 pub mod sqlite;
 
@@ -179,6 +180,46 @@ pub enum Revocation {
     },
 }
 
+/// How a revocation is stored: `(scope, subject, before, expires_at)`. An entry expires once
+/// every token it covers is over: its tokens' longest life plus the verifier's largest leeway.
+pub(crate) fn revocation_row(
+    revocation: &Revocation,
+) -> (&'static str, String, Option<UnixTime>, UnixTime) {
+    let horizon = |t: UnixTime| {
+        t.plus(i64::from(latch_core::Lifetime::MAX_SECS) + latch_core::verify::MAX_LEEWAY_SECS)
+    };
+    match revocation {
+        Revocation::Token { jti, expires } => (
+            "jti",
+            jti.clone(),
+            None,
+            expires.plus(latch_core::verify::MAX_LEEWAY_SECS),
+        ),
+        Revocation::TargetBefore { target, before } => (
+            "target",
+            target.canonical().to_owned(),
+            Some(*before),
+            horizon(*before),
+        ),
+        Revocation::IsvBefore { isv, before } => (
+            "isv",
+            isv.canonical().to_owned(),
+            Some(*before),
+            horizon(*before),
+        ),
+        Revocation::IsvTargetBefore {
+            isv,
+            target,
+            before,
+        } => (
+            "isv_target",
+            format!("{} {}", isv.canonical(), target.canonical()),
+            Some(*before),
+            horizon(*before),
+        ),
+    }
+}
+
 /// What an auditor asks of the log. Every filter is optional; `after` is the cursor of the
 /// previous page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -207,6 +248,50 @@ pub struct AuditQuery {
     pub after: Option<i64>,
     /// At most this many (1..=1000).
     pub limit: usize,
+}
+
+/// Who owns a block set by `actor`: a block set by the operator is the operator's, and an ISV
+/// cannot lift it.
+pub(crate) fn block_owner(actor: &latch_core::audit::Actor) -> &'static str {
+    match actor {
+        latch_core::audit::Actor::Operator | latch_core::audit::Actor::LocalOperator => "operator",
+        _ => "isv",
+    }
+}
+
+/// SQL conditions with their values: text ones, then times.
+pub(crate) type Conditions = (Vec<(&'static str, String)>, Vec<(&'static str, i64)>);
+
+impl AuditQuery {
+    /// The filters given, as SQL conditions each waiting for one value: text values, then
+    /// times. Both backends build their `WHERE` from this.
+    pub(crate) fn conditions(&self) -> Conditions {
+        let mut texts = Vec::new();
+        let mut add = |clause, value: Option<String>| {
+            if let Some(v) = value {
+                texts.push((clause, v));
+            }
+        };
+        add("chain =", self.chain.clone());
+        add("isv =", self.isv.as_ref().map(|v| v.canonical().to_owned()));
+        add(
+            "target =",
+            self.target.as_ref().map(|v| v.canonical().to_owned()),
+        );
+        add("jti =", self.jti.clone());
+        add("kind =", self.kind.clone());
+        add("outcome =", self.outcome.clone());
+        add("operation =", self.operation.clone());
+        add(
+            "(',' || features || ',') LIKE",
+            self.feature.map(|f| format!("%,{},%", f.as_str())),
+        );
+        let times = [("time >=", self.from), ("time <", self.to)]
+            .into_iter()
+            .filter_map(|(clause, t)| t.map(|t| (clause, t.0)))
+            .collect();
+        (texts, times)
+    }
 }
 
 /// One stored audit record.

@@ -649,13 +649,7 @@ impl Store for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<()> {
         let (isv, client) = (isv.clone(), client.clone());
-        // A block set by the operator is the operator's: an ISV cannot lift it.
-        let by = match audit.actor {
-            latch_core::audit::Actor::Operator | latch_core::audit::Actor::LocalOperator => {
-                "operator"
-            }
-            _ => "isv",
-        };
+        let by = crate::block_owner(&audit.actor);
         self.change(audit, move |tx| {
             must_exist(tx, &isv)?;
             if blocked {
@@ -705,41 +699,7 @@ impl Store for SqliteStore {
     }
 
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
-        // Whatever a revocation covers is over once its tokens' longest life (plus the
-        // verifier's largest leeway) has passed.
-        let horizon = |t: UnixTime| {
-            t.plus(i64::from(latch_core::Lifetime::MAX_SECS) + latch_core::verify::MAX_LEEWAY_SECS)
-        };
-        let (scope, subject, before, expires) = match revocation {
-            Revocation::Token { jti, expires } => (
-                "jti",
-                jti.clone(),
-                None,
-                expires.plus(latch_core::verify::MAX_LEEWAY_SECS),
-            ),
-            Revocation::TargetBefore { target, before } => (
-                "target",
-                target.canonical().to_owned(),
-                Some(*before),
-                horizon(*before),
-            ),
-            Revocation::IsvBefore { isv, before } => (
-                "isv",
-                isv.canonical().to_owned(),
-                Some(*before),
-                horizon(*before),
-            ),
-            Revocation::IsvTargetBefore {
-                isv,
-                target,
-                before,
-            } => (
-                "isv_target",
-                format!("{} {}", isv.canonical(), target.canonical()),
-                Some(*before),
-                horizon(*before),
-            ),
-        };
+        let (scope, subject, before, expires) = crate::revocation_row(revocation);
         self.change(audit, move |tx| {
             // A later "before" widens an earlier one; it never narrows it.
             tx.execute(
@@ -1026,38 +986,12 @@ impl Store for SqliteStore {
                 args.push(value);
                 sql_text.push_str(&format!(" AND {clause} ?{}", args.len()));
             };
-            if let Some(v) = &q.chain {
-                add("chain =", v.clone().into());
+            let (texts, times) = q.conditions();
+            for (clause, value) in texts {
+                add(clause, value.into());
             }
-            if let Some(v) = &q.isv {
-                add("isv =", v.canonical().to_owned().into());
-            }
-            if let Some(v) = &q.target {
-                add("target =", v.canonical().to_owned().into());
-            }
-            if let Some(v) = &q.jti {
-                add("jti =", v.clone().into());
-            }
-            if let Some(v) = &q.kind {
-                add("kind =", v.clone().into());
-            }
-            if let Some(v) = &q.outcome {
-                add("outcome =", v.clone().into());
-            }
-            if let Some(v) = &q.operation {
-                add("operation =", v.clone().into());
-            }
-            if let Some(v) = q.feature {
-                add(
-                    "(',' || features || ',') LIKE",
-                    format!("%,{},%", v.as_str()).into(),
-                );
-            }
-            if let Some(v) = q.from {
-                add("time >=", v.0.into());
-            }
-            if let Some(v) = q.to {
-                add("time <", v.0.into());
+            for (clause, value) in times {
+                add(clause, value.into());
             }
             let limit = q.limit.clamp(1, 1000);
             sql_text.push_str(&format!(" ORDER BY rowid LIMIT {}", limit + 1));

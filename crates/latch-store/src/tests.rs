@@ -1,4 +1,7 @@
-//! The store suite. Every backend must pass it; the embedded backend runs it here.
+//! The store suite. Every backend passes it: each test runs once on the embedded store in a
+//! temporary folder and once on PostgreSQL (the server at `LATCH_TEST_DATABASE_URL`, default
+//! `host=127.0.0.1 user=postgres dbname=test`), in a schema of its own that is dropped
+//! afterwards.
 
 use std::sync::Arc;
 
@@ -8,6 +11,7 @@ use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SystemRandom;
 
 use crate::audit_log::AuditLog;
+use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::{AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
 
@@ -39,10 +43,145 @@ fn resource(s: &str) -> Resource {
     }
 }
 
-fn open() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), CHAIN, &SystemRandom::new()).unwrap();
-    (dir, store)
+/// A store under test, with a folder for the files kept beside it (the audit key).
+struct Fixture {
+    store: Arc<dyn Store>,
+    dir: tempfile::TempDir,
+    backend: Backend,
+}
+
+enum Backend {
+    Sqlite,
+    /// The connection string (with the schema as search path) and the schema.
+    Postgres {
+        url: String,
+        schema: String,
+    },
+}
+
+fn database_url() -> String {
+    std::env::var("LATCH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into())
+}
+
+impl Fixture {
+    fn sqlite() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), CHAIN, &SystemRandom::new()).unwrap();
+        Fixture {
+            store: Arc::new(store),
+            dir,
+            backend: Backend::Sqlite,
+        }
+    }
+
+    async fn postgres() -> Fixture {
+        let mut suffix = [0u8; 8];
+        ring::rand::SecureRandom::fill(&SystemRandom::new(), &mut suffix).unwrap();
+        let schema = format!(
+            "latch_test_{}",
+            suffix
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let base = database_url();
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at '{base}' (LATCH_TEST_DATABASE_URL): {e}"));
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .unwrap();
+        let url = format!("{base} options='-c search_path={schema}'");
+        let store = PgStore::connect(&url, CHAIN, &SystemRandom::new())
+            .await
+            .unwrap();
+        Fixture {
+            store: Arc::new(store),
+            dir: tempfile::tempdir().unwrap(),
+            backend: Backend::Postgres { url, schema },
+        }
+    }
+
+    /// A second handle on the same data, as another process would open it.
+    async fn reopen(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite => {
+                Arc::new(SqliteStore::open(self.dir.path(), CHAIN, &SystemRandom::new()).unwrap())
+            }
+            Backend::Postgres { url, .. } => Arc::new(
+                PgStore::connect(url, CHAIN, &SystemRandom::new())
+                    .await
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Runs SQL on the database behind the store's back: `sqlite` or `postgres`, whichever
+    /// this backend speaks.
+    async fn behind_its_back(&self, sqlite: &str, postgres: &str) {
+        match &self.backend {
+            Backend::Sqlite => {
+                rusqlite::Connection::open(self.dir.path().join(crate::sqlite::FILE_NAME))
+                    .unwrap()
+                    .execute_batch(sqlite)
+                    .unwrap();
+            }
+            Backend::Postgres { url, .. } => {
+                let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute(postgres).await.unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let Backend::Postgres { schema, .. } = &self.backend else {
+            return;
+        };
+        // Even after a failed assertion: on a thread of its own, with a runtime of its own.
+        let drop_schema = format!("DROP SCHEMA IF EXISTS {schema} CASCADE");
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok((client, connection)) =
+                    tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(connection);
+                    let _ = client.batch_execute(&drop_schema).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs each named test on both backends: `name::sqlite` and `name::postgres`.
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(super::Fixture::sqlite()).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name(super::Fixture::postgres().await).await
+                }
+            }
+        )*
+    };
 }
 
 async fn create(store: &dyn Store, s: &str, k1: &[u8], k2: &[u8]) -> Pepper {
@@ -64,10 +203,9 @@ async fn chain_verifies(store: &dyn Store) -> u64 {
     records.len() as u64
 }
 
-#[tokio::test]
-async fn resources_are_found_by_key_digest_and_by_any_spelling() {
-    let (_dir, store) = open();
-    let pepper = create(&store, ISV, b"key-one", b"key-two").await;
+async fn resources_are_found_by_key_digest_and_by_any_spelling(f: Fixture) {
+    let store = f.store.clone();
+    let pepper = create(store.as_ref(), ISV, b"key-one", b"key-two").await;
     let (r, slot, stored) = store
         .resource_by_key(&pepper.digest(b"key-two"))
         .await
@@ -89,11 +227,10 @@ async fn resources_are_found_by_key_digest_and_by_any_spelling() {
     assert_eq!(store.resources().await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn a_second_create_under_another_spelling_is_refused_and_not_audited() {
-    let (_dir, store) = open();
-    create(&store, ISV, b"a", b"b").await;
-    let before = chain_verifies(&store).await;
+async fn a_second_create_under_another_spelling_is_refused_and_not_audited(f: Fixture) {
+    let store = f.store.clone();
+    create(store.as_ref(), ISV, b"a", b"b").await;
+    let before = chain_verifies(store.as_ref()).await;
     let pepper = Pepper::from_bytes(&store.key_pepper().await.unwrap());
     let again = resource(&ISV.to_uppercase());
     let event = AuditEvent::ResourceCreated {
@@ -109,7 +246,7 @@ async fn a_second_create_under_another_spelling_is_refused_and_not_audited() {
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::AlreadyExists(_)), "{err:?}");
-    assert_eq!(chain_verifies(&store).await, before);
+    assert_eq!(chain_verifies(store.as_ref()).await, before);
     assert!(store
         .resource_by_key(&pepper.digest(b"c"))
         .await
@@ -117,10 +254,9 @@ async fn a_second_create_under_another_spelling_is_refused_and_not_audited() {
         .is_none());
 }
 
-#[tokio::test]
-async fn replacing_one_key_revokes_its_old_value_only() {
-    let (_dir, store) = open();
-    let pepper = create(&store, ISV, b"old-1", b"old-2").await;
+async fn replacing_one_key_revokes_its_old_value_only(f: Fixture) {
+    let store = f.store.clone();
+    let pepper = create(store.as_ref(), ISV, b"old-1", b"old-2").await;
     let event = AuditEvent::KeyRegenerated {
         resource: id(ISV),
         slot: KeySlot::Key1,
@@ -161,13 +297,12 @@ async fn replacing_one_key_revokes_its_old_value_only() {
     let keys = store.keys(&id(ISV)).await.unwrap();
     assert_eq!(keys[0].created_at, UnixTime(2_000));
     assert_eq!(keys[1].created_at, UnixTime(1_000));
-    assert_eq!(chain_verifies(&store).await, 2);
+    assert_eq!(chain_verifies(store.as_ref()).await, 2);
 }
 
-#[tokio::test]
-async fn isv_grants_approvals_and_blocks() {
-    let (_dir, store) = open();
-    create(&store, ISV, b"a", b"b").await;
+async fn isv_grants_approvals_and_blocks(f: Fixture) {
+    let store = f.store.clone();
+    create(store.as_ref(), ISV, b"a", b"b").await;
     let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
     let event = AuditEvent::IsvIssuanceChanged {
         resource: id(ISV),
@@ -241,12 +376,11 @@ async fn isv_grants_approvals_and_blocks() {
         .is_client_blocked(&id(ISV), &id(CLIENT))
         .await
         .unwrap());
-    assert_eq!(chain_verifies(&store).await, 7);
+    assert_eq!(chain_verifies(store.as_ref()).await, 7);
 }
 
-#[tokio::test]
-async fn changes_to_missing_resources_fail_and_leave_no_record() {
-    let (_dir, store) = open();
+async fn changes_to_missing_resources_fail_and_leave_no_record(f: Fixture) {
+    let store = f.store.clone();
     let event = AuditEvent::IsvIssuanceChanged {
         resource: id(ISV),
         enabled: true,
@@ -275,9 +409,8 @@ async fn changes_to_missing_resources_fail_and_leave_no_record() {
     assert!(store.audit_records(CHAIN, 0, 10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn signing_keys_are_kept_in_order() {
-    let (_dir, store) = open();
+async fn signing_keys_are_kept_in_order(f: Fixture) {
+    let store = f.store.clone();
     for (kid, t) in [("b", 2), ("a", 1)] {
         let key = StoredSigningKey {
             kid: kid.into(),
@@ -301,15 +434,9 @@ async fn signing_keys_are_kept_in_order() {
     assert!(!format!("{:?}", keys[0]).contains("pkcs8"));
 }
 
-#[tokio::test]
-async fn the_store_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let rng = SystemRandom::new();
-    let pepper = {
-        let store = SqliteStore::open(dir.path(), CHAIN, &rng).unwrap();
-        create(&store, ISV, b"a", b"b").await
-    };
-    let store = SqliteStore::open(dir.path(), CHAIN, &rng).unwrap();
+async fn the_store_survives_reopening(f: Fixture) {
+    let pepper = create(f.store.as_ref(), ISV, b"a", b"b").await;
+    let store = f.reopen().await;
     assert_eq!(
         Pepper::from_bytes(&store.key_pepper().await.unwrap()).digest(b"a"),
         pepper.digest(b"a")
@@ -319,13 +446,11 @@ async fn the_store_survives_reopening() {
         .await
         .unwrap()
         .is_some());
-    assert_eq!(chain_verifies(&store).await, 1);
+    assert_eq!(chain_verifies(store.as_ref()).await, 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn group_commit_seals_concurrent_records_into_one_chain() {
-    let (_dir, store) = open();
-    let store: Arc<dyn Store> = Arc::new(store);
+async fn group_commit_seals_concurrent_records_into_one_chain(f: Fixture) {
+    let store = f.store.clone();
     let (log, writer) = AuditLog::spawn(store.clone(), CHAIN);
     let tasks: Vec<_> = (0..300)
         .map(|i| {
@@ -360,16 +485,15 @@ async fn group_commit_seals_concurrent_records_into_one_chain() {
     writer.await.unwrap();
 }
 
-#[tokio::test]
-async fn a_failing_log_refuses_every_waiting_record() {
-    let (_dir, store) = open();
+async fn a_failing_log_refuses_every_waiting_record(f: Fixture) {
+    let store = f.store.clone();
     // A real failure of the database, not a mock: a trigger aborts every insert into the log.
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
-    conn.execute_batch(
+    f.behind_its_back(
         "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+         CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
     )
-    .unwrap();
-    let store: Arc<dyn Store> = Arc::new(store);
+    .await;
     let (log, _writer) = AuditLog::spawn(store.clone(), CHAIN);
     let err = log
         .record(draft(AuditEvent::AccessTokenRefused {
@@ -401,7 +525,11 @@ async fn a_failing_log_refuses_every_waiting_record() {
         .await
         .is_err());
     assert!(store.resource(&r.id).await.unwrap().is_none());
-    conn.execute_batch("DROP TRIGGER audit_full").unwrap();
+    f.behind_its_back(
+        "DROP TRIGGER audit_full",
+        "DROP TRIGGER audit_full ON audit",
+    )
+    .await;
     assert_eq!(
         log.record(draft(AuditEvent::AccessTokenRefused {
             reason: "y".into(),
@@ -413,9 +541,8 @@ async fn a_failing_log_refuses_every_waiting_record() {
     );
 }
 
-#[tokio::test]
-async fn revocations_by_token_target_and_isv() {
-    let (_dir, store) = open();
+async fn revocations_by_token_target_and_isv(f: Fixture) {
+    let store = f.store.clone();
     let (isv, client, other) = (
         id(ISV),
         id(CLIENT),
@@ -501,12 +628,11 @@ async fn revocations_by_token_target_and_isv() {
         !revoked("j4", &isv, 999).await,
         "another ISV's tokens are untouched"
     );
-    assert_eq!(chain_verifies(&store).await, 4);
+    assert_eq!(chain_verifies(store.as_ref()).await, 4);
 }
 
-#[tokio::test]
-async fn revocations_expire_with_the_tokens_they_cover() {
-    let (_dir, store) = open();
+async fn revocations_expire_with_the_tokens_they_cover(f: Fixture) {
+    let store = f.store.clone();
     let event = AuditEvent::TokensRevoked {
         scope: "jti".into(),
         subject: "j1".into(),
@@ -565,9 +691,8 @@ async fn revocations_expire_with_the_tokens_they_cover() {
     );
 }
 
-#[tokio::test]
-async fn an_isv_scoped_revocation_leaves_other_isvs_alone() {
-    let (_dir, store) = open();
+async fn an_isv_scoped_revocation_leaves_other_isvs_alone(f: Fixture) {
+    let store = f.store.clone();
     let other = id(&ISV.replace("isv-face", "other-isv"));
     let event = AuditEvent::TokensRevoked {
         scope: "isv_target".into(),
@@ -594,9 +719,8 @@ async fn an_isv_scoped_revocation_leaves_other_isvs_alone() {
         .unwrap());
 }
 
-#[tokio::test]
-async fn admin_credentials_rotation_and_issuers() {
-    let (_dir, store) = open();
+async fn admin_credentials_rotation_and_issuers(f: Fixture) {
+    let store = f.store.clone();
     use crate::AdminRole;
     assert!(store
         .admin_credential(AdminRole::Operator)
@@ -672,20 +796,19 @@ async fn admin_credentials_rotation_and_issuers() {
         Some(id(ISV).canonical())
     );
     assert_eq!(store.issuer_of("jti-2").await.unwrap(), None);
-    chain_verifies(&store).await;
+    chain_verifies(store.as_ref()).await;
 }
 
-#[tokio::test]
-async fn an_export_verifies_offline_and_queries_filter_and_page() {
+async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
     use latch_core::checkpoint::verify_export;
     use latch_core::FixedClock;
-    let (_dir, store) = open();
+    let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(5_000));
-    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
         .await
         .unwrap();
-    let again = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
+    let again = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
         .await
         .unwrap();
     assert_eq!(key.key().kid(), again.key().kid(), "made once");
@@ -717,7 +840,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
         )
         .await
         .unwrap();
-    crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+    crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     store
@@ -726,7 +849,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
         .unwrap();
 
     let mut lines: Vec<String> = Vec::new();
-    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut lines)
+    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut lines)
         .await
         .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
@@ -808,26 +931,25 @@ async fn an_export_verifies_offline_and_queries_filter_and_page() {
     assert_eq!((jtis(&page), next), (vec!["e".to_owned()], None));
 }
 
-#[tokio::test]
-async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
+async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle(f: Fixture) {
     use latch_core::FixedClock;
-    let (_dir, store) = open();
+    let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(0));
-    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
         .await
         .unwrap();
     let mut policy = crate::checkpoints::CheckpointPolicy::new(3, 60);
     assert!(
         policy
-            .tick(&store, &key, CHAIN, &rng, &clock)
+            .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
             .await
             .unwrap()
             .is_some(),
         "the first is due at once"
     );
     assert!(policy
-        .tick(&store, &key, CHAIN, &rng, &clock)
+        .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap()
         .is_none());
@@ -843,7 +965,7 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
         .unwrap();
     assert!(
         policy
-            .tick(&store, &key, CHAIN, &rng, &clock)
+            .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
             .await
             .unwrap()
             .is_none(),
@@ -851,20 +973,20 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
     );
     store.append_audit(CHAIN, &[refused()]).await.unwrap();
     let cp = policy
-        .tick(&store, &key, CHAIN, &rng, &clock)
+        .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap()
         .unwrap();
     assert!(cp.verify(&key.key().public_key()));
     clock.set(UnixTime(59));
     assert!(policy
-        .tick(&store, &key, CHAIN, &rng, &clock)
+        .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap()
         .is_none());
     clock.set(UnixTime(cp.time.0 + 60));
     let idle = policy
-        .tick(&store, &key, CHAIN, &rng, &clock)
+        .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap()
         .unwrap();
@@ -876,14 +998,13 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle() {
     assert_eq!(store.checkpoints(CHAIN).await.unwrap().len(), 3);
 }
 
-#[tokio::test]
-async fn archived_records_leave_the_store_and_everything_still_verifies() {
+async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixture) {
     use latch_core::checkpoint::{verify_export, Finding};
     use latch_core::FixedClock;
-    let (_dir, store) = open();
+    let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let key = crate::checkpoints::AuditSigner::open(_dir.path(), &store, &rng, &clock)
+    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
         .await
         .unwrap();
     // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
@@ -895,7 +1016,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
         d.time = UnixTime(2_000 + t);
         store.append_audit(CHAIN, &[d]).await.unwrap();
     }
-    crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+    crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     let pk = key.key().public_key();
@@ -906,7 +1027,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
 
     let mut first: Vec<String> = Vec::new();
     let cp = crate::checkpoints::archive(
-        &store,
+        store.as_ref(),
         &key,
         &crate::checkpoints::Archive {
             chain: CHAIN,
@@ -929,7 +1050,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     );
 
     let mut current: Vec<String> = Vec::new();
-    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut current)
+    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(
@@ -946,7 +1067,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     // A second archive continues where the first ended.
     let mut second: Vec<String> = Vec::new();
     let cp = crate::checkpoints::archive(
-        &store,
+        store.as_ref(),
         &key,
         &crate::checkpoints::Archive {
             chain: CHAIN,
@@ -962,14 +1083,14 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     .unwrap();
     assert_eq!(cp.size, 9);
     let mut current: Vec<String> = Vec::new();
-    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut current)
+    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(verify(&[&first, &second, &current]), []);
     // Nothing old enough: nothing happens; the newest record is never archived.
     let mut none: Vec<String> = Vec::new();
     assert!(crate::checkpoints::archive(
-        &store,
+        store.as_ref(),
         &key,
         &crate::checkpoints::Archive {
             chain: CHAIN,
@@ -986,7 +1107,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     let mut all: Vec<String> = Vec::new();
     let head = store.audit_head(CHAIN).await.unwrap();
     crate::checkpoints::archive(
-        &store,
+        store.as_ref(),
         &key,
         &crate::checkpoints::Archive {
             chain: CHAIN,
@@ -1005,22 +1126,24 @@ async fn archived_records_leave_the_store_and_everything_still_verifies() {
     );
 }
 
-#[tokio::test]
-async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again() {
+async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixture) {
     use latch_core::FixedClock;
-    let (dir, store) = open();
+    let store = f.store.clone();
+    let dir = &f.dir;
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let signer = crate::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
+    let signer = crate::checkpoints::AuditSigner::open(dir.path(), store.as_ref(), &rng, &clock)
         .await
         .unwrap();
-    assert!(
-        !std::fs::read(dir.path().join(crate::sqlite::FILE_NAME))
-            .unwrap()
-            .windows(20)
-            .any(|w| signer.key().pkcs8().windows(20).next() == Some(w)),
-        "the audit key is not in the database"
-    );
+    if matches!(f.backend, Backend::Sqlite) {
+        assert!(
+            !std::fs::read(dir.path().join(crate::sqlite::FILE_NAME))
+                .unwrap()
+                .windows(20)
+                .any(|w| signer.key().pkcs8().windows(20).next() == Some(w)),
+            "the audit key is not in the database"
+        );
+    }
     let refused = |r: &str| {
         draft(AuditEvent::AccessTokenRefused {
             reason: r.into(),
@@ -1031,23 +1154,21 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again() {
         .append_audit(CHAIN, &[refused("a"), refused("b"), refused("c")])
         .await
         .unwrap();
-    crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+    crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
 
     // Someone with the database deletes the newest record and the checkpoint rows.
-    conn.execute_batch(
-        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;",
-    )
-    .unwrap();
-    let err = crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+    let cut =
+        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;";
+    f.behind_its_back(cut, cut).await;
+    let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("records were removed"), "{err}");
     let mut lines: Vec<String> = Vec::new();
     assert!(
-        crate::checkpoints::export(&store, &signer, None, &rng, &clock, &mut lines)
+        crate::checkpoints::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
             .await
             .is_err(),
         "no export signs the cut log"
@@ -1060,20 +1181,33 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again() {
     forged.seq += 1;
     forged.prev_hash = latch_core::jws::b64url(last.hash);
     let body = serde_json::to_string(&forged).unwrap();
-    conn.execute(
-        "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES (?1, ?2, 0, 'x', 'x', ?3, ?4, ?5)",
-        rusqlite::params![CHAIN, forged.seq as i64, body, &latch_core::audit::record_hash(&body)[..], &latch_core::merkle::leaf_hash(b"other")[..]],
+    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (hash, leaf) = (
+        hex(&latch_core::audit::record_hash(&body)),
+        hex(&latch_core::merkle::leaf_hash(b"other")),
+    );
+    let insert = |bytes: &dyn Fn(&str) -> String| {
+        format!(
+            "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES ('{CHAIN}', {}, 0, 'x', 'x', '{}', {}, {})",
+            forged.seq,
+            body.replace('\'', "''"),
+            bytes(&hash),
+            bytes(&leaf)
+        )
+    };
+    f.behind_its_back(
+        &insert(&|h| format!("X'{h}'")),
+        &insert(&|h| format!("decode('{h}', 'hex')")),
     )
-    .unwrap();
-    let err = crate::checkpoints::checkpoint(&store, &signer, CHAIN, &rng, &clock)
+    .await;
+    let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("altered"), "{err}");
 }
 
-#[tokio::test]
-async fn an_archiving_that_lost_a_race_removes_nothing() {
-    let (_dir, store) = open();
+async fn an_archiving_that_lost_a_race_removes_nothing(f: Fixture) {
+    let store = f.store.clone();
     let refused = |r: &str| {
         draft(AuditEvent::AccessTokenRefused {
             reason: r.into(),
@@ -1107,3 +1241,24 @@ async fn an_archiving_that_lost_a_race_removes_nothing() {
         "record 2 is still there"
     );
 }
+
+on_every_backend!(
+    resources_are_found_by_key_digest_and_by_any_spelling,
+    a_second_create_under_another_spelling_is_refused_and_not_audited,
+    replacing_one_key_revokes_its_old_value_only,
+    isv_grants_approvals_and_blocks,
+    changes_to_missing_resources_fail_and_leave_no_record,
+    signing_keys_are_kept_in_order,
+    the_store_survives_reopening,
+    group_commit_seals_concurrent_records_into_one_chain,
+    a_failing_log_refuses_every_waiting_record,
+    revocations_by_token_target_and_isv,
+    revocations_expire_with_the_tokens_they_cover,
+    an_isv_scoped_revocation_leaves_other_isvs_alone,
+    admin_credentials_rotation_and_issuers,
+    an_export_verifies_offline_and_queries_filter_and_page,
+    checkpoints_come_every_n_records_or_t_seconds_even_when_idle,
+    archived_records_leave_the_store_and_everything_still_verifies,
+    a_log_cut_or_altered_under_its_signed_head_is_not_signed_again,
+    an_archiving_that_lost_a_race_removes_nothing,
+);

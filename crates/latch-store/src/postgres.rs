@@ -1,0 +1,1115 @@
+//! The shared backend: PostgreSQL, for many replicas of each service.
+//!
+//! Same tables and the same rules as the embedded backend: every change commits with its audit
+//! record in one transaction. Each process appends to its own audit chain; the head of every
+//! chain is a row (`audit_heads`) locked for the length of an append, so two writers of one
+//! chain (a server and the admin CLI) take turns instead of forking it.
+//!
+//! Connections come from a small pool; a connection found closed (the database restarted, the
+//! network dropped) is replaced at its next use, so the store recovers by itself once the
+//! database is back. Until then every call fails with [`StoreError::Unavailable`].
+//!
+//! Migrations are applied in order at start, under a transaction-scoped advisory lock so that
+//! replicas starting together apply each once. The SQL is plain PostgreSQL; CockroachDB and
+//! YugabyteDB accept it except for `pg_advisory_xact_lock` (CockroachDB has no advisory locks:
+//! apply migrations from one process, `latch store migrate`, before starting replicas) and
+//! `BIGINT GENERATED ALWAYS AS IDENTITY` ids, which CockroachDB assigns out of order (auditor
+//! query paging then orders by that id all the same, but may see records of concurrent
+//! transactions on a later page).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latch_core::audit::{self, AuditDraft, KeySlot, GENESIS};
+use latch_core::secret::KeyDigest;
+use latch_core::{FeatureSet, ResourceId, UnixTime};
+use ring::rand::SecureRandom;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Transaction};
+
+use crate::{
+    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
+    StoredAuditRecord, StoredSigningKey,
+};
+
+/// Connections per process.
+pub const POOL_SIZE: usize = 8;
+/// How long opening a connection may take before the call fails.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Schema migrations, applied in order; `schema_migrations` lists those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE meta (
+    name  TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE resources (
+    canonical   TEXT PRIMARY KEY,
+    display     TEXT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    isv_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+    isv_grants  TEXT NOT NULL DEFAULT '',
+    approvals   TEXT NOT NULL DEFAULT '',
+    auth_mode   TEXT NOT NULL DEFAULT 'key' CHECK (auth_mode IN ('key', 'token'))
+);
+CREATE TABLE keys (
+    resource   TEXT NOT NULL REFERENCES resources (canonical) ON DELETE CASCADE,
+    slot       SMALLINT NOT NULL CHECK (slot IN (1, 2)),
+    digest     BYTEA NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (resource, slot)
+);
+CREATE TABLE client_blocks (
+    isv        TEXT NOT NULL,
+    client     TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    set_by     TEXT NOT NULL DEFAULT 'isv' CHECK (set_by IN ('isv', 'operator')),
+    PRIMARY KEY (isv, client)
+);
+CREATE TABLE signing_keys (
+    kid        TEXT PRIMARY KEY,
+    pkcs8      BYTEA NOT NULL,
+    created_at BIGINT NOT NULL,
+    retired_at BIGINT
+);
+CREATE TABLE audit_heads (
+    chain TEXT PRIMARY KEY,
+    seq   BIGINT NOT NULL,
+    hash  BYTEA NOT NULL
+);
+CREATE TABLE audit (
+    id        BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,
+    chain     TEXT NOT NULL,
+    seq       BIGINT NOT NULL,
+    time      BIGINT NOT NULL,
+    kind      TEXT NOT NULL,
+    outcome   TEXT NOT NULL,
+    isv       TEXT,
+    target    TEXT,
+    jti       TEXT,
+    features  TEXT,
+    operation TEXT,
+    body      TEXT NOT NULL,
+    hash      BYTEA NOT NULL,
+    leaf      BYTEA NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+CREATE INDEX audit_time ON audit (time);
+CREATE INDEX audit_isv ON audit (isv, time);
+CREATE INDEX audit_target ON audit (target, time);
+CREATE INDEX audit_jti ON audit (jti);
+CREATE TABLE revocations (
+    scope      TEXT NOT NULL CHECK (scope IN ('jti', 'target', 'isv', 'isv_target')),
+    subject    TEXT NOT NULL,
+    before     BIGINT,
+    expires_at BIGINT NOT NULL,
+    PRIMARY KEY (scope, subject)
+);
+CREATE INDEX revocations_expiry ON revocations (expires_at);
+CREATE TABLE admin_credentials (
+    role       TEXT PRIMARY KEY CHECK (role IN ('operator', 'auditor')),
+    digest     BYTEA NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE checkpoints (
+    id    BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    chain TEXT NOT NULL,
+    size  BIGINT NOT NULL,
+    body  TEXT NOT NULL,
+    time  BIGINT NOT NULL
+);
+CREATE INDEX checkpoints_chain ON checkpoints (chain, id);
+CREATE TABLE audit_archives (
+    chain       TEXT PRIMARY KEY,
+    through_seq BIGINT NOT NULL,
+    frontier    BYTEA NOT NULL
+);
+"#];
+
+/// The PostgreSQL store.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    chain: String,
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may hold a password: only where it points.
+        let config = &self.inner.pool.config;
+        f.debug_struct("PgStore")
+            .field("hosts", &config.get_hosts())
+            .field("dbname", &config.get_dbname())
+            .field("chain", &self.inner.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user@host:port/db`, or key=value form), applies pending
+    /// migrations and makes the key pepper on first use. Records of changes made through this
+    /// handle go to audit chain `chain`.
+    pub async fn connect(url: &str, chain: &str, rng: &dyn SecureRandom) -> Result<PgStore> {
+        let store = Self::connect_only(url, chain)?;
+        store.migrate().await?;
+        store.ensure_pepper(rng).await?;
+        Ok(store)
+    }
+
+    /// A handle that has not touched the database yet (no migration, no connection).
+    pub fn connect_only(url: &str, chain: &str) -> Result<PgStore> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("latch");
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                chain: chain.to_owned(),
+                pool: Pool::new(config),
+            }),
+        })
+    }
+
+    /// Applies the migrations this program knows and the database lacks; returns how many.
+    pub async fn migrate(&self) -> Result<usize> {
+        let mut conn = self.inner.pool.get().await?;
+        let tx = begin(&mut conn).await?;
+        // One migrating process at a time; the lock ends with the transaction.
+        tx.execute("SELECT pg_advisory_xact_lock(7393452)", &[])
+            .await
+            .map_err(pg)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .await
+        .map_err(pg)?;
+        let applied = applied_migrations(&tx).await?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
+            tx.batch_execute(migration).await.map_err(pg)?;
+            let version = i32::try_from(i + 1).map_err(|_| corrupt("too many migrations"))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)",
+                &[&version],
+            )
+            .await
+            .map_err(pg)?;
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(MIGRATIONS.len() - applied)
+    }
+
+    /// Migrations this program knows that the database has not applied (0 when ready).
+    pub async fn pending_migrations(&self) -> Result<usize> {
+        let conn = self.inner.pool.get().await?;
+        let client = conn.client()?;
+        let exists: bool = client
+            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+            .await
+            .map_err(pg)?
+            .get(0);
+        if !exists {
+            return Ok(MIGRATIONS.len());
+        }
+        let row = client
+            .query_one("SELECT count(*) FROM schema_migrations", &[])
+            .await
+            .map_err(pg)?;
+        let applied = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
+        Ok(MIGRATIONS.len().saturating_sub(applied))
+    }
+
+    async fn ensure_pepper(&self, rng: &dyn SecureRandom) -> Result<()> {
+        let mut pepper = [0u8; 32];
+        rng.fill(&mut pepper)
+            .map_err(|_| unavailable("random number generator failed"))?;
+        let conn = self.inner.pool.get().await?;
+        // The first process to get here sets it; the others keep the one set.
+        conn.client()?
+            .execute(
+                "INSERT INTO meta (name, value) VALUES ('key_pepper', $1) ON CONFLICT (name) DO NOTHING",
+                &[&&pepper[..]],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    /// Runs `f` in a transaction that also appends `audit` to this handle's chain.
+    async fn change<T>(
+        &self,
+        audit: &AuditDraft,
+        f: impl for<'t> FnOnce(&'t Transaction<'t>) -> Bx<'t, Result<T>>,
+    ) -> Result<T> {
+        let mut conn = self.inner.pool.get().await?;
+        let tx = begin(&mut conn).await?;
+        let out = f(&tx).await?;
+        append(&tx, &self.inner.chain, std::slice::from_ref(audit)).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(out)
+    }
+
+    async fn query(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>> {
+        let conn = self.inner.pool.get().await?;
+        conn.client()?.query(sql, params).await.map_err(pg)
+    }
+
+    async fn query_opt(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>> {
+        let conn = self.inner.pool.get().await?;
+        conn.client()?.query_opt(sql, params).await.map_err(pg)
+    }
+}
+
+type Bx<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 't>>;
+
+async fn applied_migrations(tx: &Transaction<'_>) -> Result<usize> {
+    let row = tx
+        .query_one(
+            "SELECT count(*), coalesce(max(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg)?;
+    let (count, max): (i64, i32) = (row.get(0), row.get(1));
+    if i64::from(max) != count {
+        return Err(corrupt("schema_migrations has gaps"));
+    }
+    let applied = usize::try_from(count).map_err(|_| corrupt("negative migration count"))?;
+    if applied > MIGRATIONS.len() {
+        return Err(corrupt(&format!(
+            "the database has schema version {applied}, newer than this program's {}",
+            MIGRATIONS.len()
+        )));
+    }
+    Ok(applied)
+}
+
+/// A fixed set of connections, each opened on first use and reopened after it breaks.
+struct Pool {
+    config: tokio_postgres::Config,
+    slots: Vec<tokio::sync::Mutex<Option<Client>>>,
+    next: AtomicUsize,
+}
+
+/// A connection taken from the pool, given back when dropped.
+struct Pooled<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
+
+impl Pooled<'_> {
+    fn client(&self) -> Result<&Client> {
+        self.0.as_ref().ok_or_else(|| unavailable("no connection"))
+    }
+}
+
+impl Pool {
+    fn new(config: tokio_postgres::Config) -> Pool {
+        Pool {
+            config,
+            slots: (0..POOL_SIZE)
+                .map(|_| tokio::sync::Mutex::new(None))
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    async fn get(&self) -> Result<Pooled<'_>> {
+        // A free connection if there is one; otherwise wait for the next in turn.
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut guard = None;
+        for i in 0..self.slots.len() {
+            if let Ok(g) = self.slots[(start + i) % self.slots.len()].try_lock() {
+                guard = Some(g);
+                break;
+            }
+        }
+        let mut guard = match guard {
+            Some(g) => g,
+            None => self.slots[start % self.slots.len()].lock().await,
+        };
+        if guard.as_ref().is_none_or(Client::is_closed) {
+            *guard = None;
+            let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(target: "latch::store", error = %e, "database connection lost");
+                }
+            });
+            *guard = Some(client);
+        }
+        Ok(Pooled(guard))
+    }
+}
+
+async fn begin<'a>(conn: &'a mut Pooled<'_>) -> Result<Transaction<'a>> {
+    conn.0
+        .as_mut()
+        .ok_or_else(|| unavailable("no connection"))?
+        .transaction()
+        .await
+        .map_err(pg)
+}
+
+/// Appends drafts to `chain` inside `tx`, holding the chain's head row until the commit.
+async fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+    tx.execute(
+        "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
+        &[&chain, &&GENESIS[..]],
+    )
+    .await
+    .map_err(pg)?;
+    let head = tx
+        .query_one(
+            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE",
+            &[&chain],
+        )
+        .await
+        .map_err(pg)?;
+    let mut seq =
+        u64::try_from(head.get::<_, i64>(0)).map_err(|_| corrupt("negative audit sequence"))?;
+    let mut prev: [u8; 32] = head
+        .get::<_, Vec<u8>>(1)
+        .try_into()
+        .map_err(|_| corrupt("audit hash is not 32 bytes"))?;
+    let insert = tx
+        .prepare(
+            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .await
+        .map_err(pg)?;
+    let mut out = Vec::with_capacity(drafts.len());
+    for draft in drafts {
+        seq += 1;
+        let (body, hash) = audit::seal(chain, seq, &prev, draft);
+        let index = draft.event.index();
+        let (features, operation) = draft.event.features_and_operation();
+        let leaf = latch_core::merkle::leaf_hash(body.as_bytes());
+        tx.execute(
+            &insert,
+            &[
+                &chain,
+                &signed(seq)?,
+                &draft.time.0,
+                &index.kind,
+                &index.outcome,
+                &index.isv,
+                &index.target,
+                &index.jti,
+                &features,
+                &operation,
+                &body,
+                &&hash[..],
+                &&leaf[..],
+            ],
+        )
+        .await
+        .map_err(pg)?;
+        prev = hash;
+        out.push(seq);
+    }
+    tx.execute(
+        "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
+        &[&chain, &signed(seq)?, &&prev[..]],
+    )
+    .await
+    .map_err(pg)?;
+    Ok(out)
+}
+
+const RESOURCE_COLUMNS: &str =
+    "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
+
+fn resource_row(row: &Row) -> Result<Resource> {
+    let display: String = row.try_get(0).map_err(pg)?;
+    Ok(Resource {
+        id: ResourceId::parse(&display)
+            .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
+        created_at: UnixTime(row.try_get(1).map_err(pg)?),
+        isv_enabled: row.try_get(2).map_err(pg)?,
+        isv_grants: FeatureSet::parse_csv(row.try_get(3).map_err(pg)?)
+            .map_err(|e| corrupt(&e.to_string()))?,
+        approvals: FeatureSet::parse_csv(row.try_get(4).map_err(pg)?)
+            .map_err(|e| corrupt(&e.to_string()))?,
+        auth_mode: AuthMode::parse(row.try_get(5).map_err(pg)?)
+            .ok_or_else(|| corrupt("stored auth mode"))?,
+    })
+}
+
+async fn load_resource(tx: &Transaction<'_>, id: &ResourceId) -> Result<Resource> {
+    let row = tx
+        .query_opt(
+            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
+            &[&id.canonical()],
+        )
+        .await
+        .map_err(pg)?;
+    match row {
+        Some(row) => resource_row(&row),
+        None => Err(StoreError::NotFound(format!("resource {id}"))),
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn key_pepper(&self) -> Result<Vec<u8>> {
+        self.query_opt("SELECT value FROM meta WHERE name = 'key_pepper'", &[])
+            .await?
+            .map(|r| r.get(0))
+            .ok_or_else(|| corrupt("no key pepper"))
+    }
+
+    async fn create_resource(
+        &self,
+        resource: &Resource,
+        key1: &KeyDigest,
+        key2: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (r, k1, k2) = (resource.clone(), *key1, *key2);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO resources (canonical, display, created_at, isv_enabled, isv_grants, approvals, auth_mode)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (canonical) DO NOTHING",
+                        &[
+                            &r.id.canonical(),
+                            &r.id.as_str(),
+                            &r.created_at.0,
+                            &r.isv_enabled,
+                            &r.isv_grants.to_csv(),
+                            &r.approvals.to_csv(),
+                            &r.auth_mode.as_str(),
+                        ],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if inserted == 0 {
+                    return Err(StoreError::AlreadyExists(format!("resource {}", r.id)));
+                }
+                for (slot, digest) in [(1i16, k1), (2, k2)] {
+                    tx.execute(
+                        "INSERT INTO keys (resource, slot, digest, created_at) VALUES ($1, $2, $3, $4)",
+                        &[&r.id.canonical(), &slot, &&digest.0[..], &r.created_at.0],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
+        self.query_opt(
+            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
+            &[&id.canonical()],
+        )
+        .await?
+        .as_ref()
+        .map(resource_row)
+        .transpose()
+    }
+
+    async fn resource_by_key(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<(Resource, KeySlot, KeyDigest)>> {
+        let Some(row) = self
+            .query_opt(
+                &format!(
+                    "SELECT {RESOURCE_COLUMNS}, k.slot, k.digest FROM keys k JOIN resources r ON r.canonical = k.resource
+                     WHERE k.digest = $1"
+                ),
+                &[&&digest.0[..]],
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        let slot = u8::try_from(row.get::<_, i16>(6))
+            .ok()
+            .and_then(KeySlot::from_number)
+            .ok_or_else(|| corrupt("key slot"))?;
+        let stored: [u8; 32] = row
+            .get::<_, Vec<u8>>(7)
+            .try_into()
+            .map_err(|_| corrupt("key digest is not 32 bytes"))?;
+        Ok(Some((resource_row(&row)?, slot, KeyDigest(stored))))
+    }
+
+    async fn resources(&self) -> Result<Vec<Resource>> {
+        self.query(
+            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r ORDER BY r.canonical"),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(resource_row)
+        .collect()
+    }
+
+    async fn set_isv(
+        &self,
+        id: &ResourceId,
+        enabled: bool,
+        grants: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let (id, grants) = (id.clone(), grants.to_csv());
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                load_resource(tx, &id).await?;
+                tx.execute(
+                    "UPDATE resources SET isv_enabled = $2, isv_grants = $3 WHERE canonical = $1",
+                    &[&id.canonical(), &enabled, &grants],
+                )
+                .await
+                .map_err(pg)?;
+                load_resource(tx, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn set_approvals(
+        &self,
+        id: &ResourceId,
+        features: &FeatureSet,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let (id, features) = (id.clone(), features.to_csv());
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                load_resource(tx, &id).await?;
+                tx.execute(
+                    "UPDATE resources SET approvals = $2 WHERE canonical = $1",
+                    &[&id.canonical(), &features],
+                )
+                .await
+                .map_err(pg)?;
+                load_resource(tx, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn set_auth_mode(
+        &self,
+        id: &ResourceId,
+        mode: AuthMode,
+        audit: &AuditDraft,
+    ) -> Result<Resource> {
+        let id = id.clone();
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                load_resource(tx, &id).await?;
+                tx.execute(
+                    "UPDATE resources SET auth_mode = $2 WHERE canonical = $1",
+                    &[&id.canonical(), &mode.as_str()],
+                )
+                .await
+                .map_err(pg)?;
+                load_resource(tx, &id).await
+            })
+        })
+        .await
+    }
+
+    async fn replace_key(
+        &self,
+        id: &ResourceId,
+        slot: KeySlot,
+        digest: &KeyDigest,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (id, d) = (id.clone(), *digest);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                let n = tx
+                    .execute(
+                        "UPDATE keys SET digest = $3, created_at = $4 WHERE resource = $1 AND slot = $2",
+                        &[&id.canonical(), &i16::from(slot.number()), &&d.0[..], &now.0],
+                    )
+                    .await
+                    .map_err(pg)?;
+                if n == 0 {
+                    return Err(StoreError::NotFound(format!("resource {id}")));
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
+        if self.resource(id).await?.is_none() {
+            return Err(StoreError::NotFound(format!("resource {id}")));
+        }
+        self.query(
+            "SELECT slot, created_at FROM keys WHERE resource = $1 ORDER BY slot",
+            &[&id.canonical()],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(KeyInfo {
+                slot: u8::try_from(r.get::<_, i16>(0))
+                    .ok()
+                    .and_then(KeySlot::from_number)
+                    .ok_or_else(|| corrupt("key slot"))?,
+                created_at: UnixTime(r.get(1)),
+            })
+        })
+        .collect()
+    }
+
+    async fn set_client_blocked(
+        &self,
+        isv: &ResourceId,
+        client: &ResourceId,
+        blocked: bool,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (isv, client) = (isv.clone(), client.clone());
+        let by = crate::block_owner(&audit.actor);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                load_resource(tx, &isv).await?;
+                let (isv, client) = (isv.canonical(), client.canonical());
+                if blocked {
+                    tx.execute(
+                        "INSERT INTO client_blocks (isv, client, created_at, set_by) VALUES ($1, $2, $3, $4)
+                         ON CONFLICT (isv, client) DO UPDATE SET
+                           set_by = CASE WHEN excluded.set_by = 'operator' THEN 'operator' ELSE client_blocks.set_by END",
+                        &[&isv, &client, &now.0, &by],
+                    )
+                    .await
+                    .map_err(pg)?;
+                } else {
+                    let owner: Option<String> = tx
+                        .query_opt(
+                            "SELECT set_by FROM client_blocks WHERE isv = $1 AND client = $2 FOR UPDATE",
+                            &[&isv, &client],
+                        )
+                        .await
+                        .map_err(pg)?
+                        .map(|r| r.get(0));
+                    if by == "isv" && owner.as_deref() == Some("operator") {
+                        return Err(StoreError::Refused(
+                            "this block was set by the operator; only the operator can lift it"
+                                .into(),
+                        ));
+                    }
+                    tx.execute(
+                        "DELETE FROM client_blocks WHERE isv = $1 AND client = $2",
+                        &[&isv, &client],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
+                &[&isv.canonical(), &client.canonical()],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
+        let (scope, subject, before, expires) = crate::revocation_row(revocation);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                // A later "before" widens an earlier one; it never narrows it.
+                tx.execute(
+                    "INSERT INTO revocations (scope, subject, before, expires_at) VALUES ($1, $2, $3, $4)
+                     ON CONFLICT (scope, subject) DO UPDATE SET
+                       before = GREATEST(revocations.before, excluded.before),
+                       expires_at = GREATEST(revocations.expires_at, excluded.expires_at)",
+                    &[&scope, &subject, &before.map(|t| t.0), &expires.0],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn is_revoked(
+        &self,
+        jti: &str,
+        isv: &ResourceId,
+        target: &ResourceId,
+        iat: UnixTime,
+    ) -> Result<bool> {
+        let pair = format!("{} {}", isv.canonical(), target.canonical());
+        Ok(self
+            .query_opt(
+                "SELECT 1 FROM revocations WHERE
+                    (scope = 'jti' AND subject = $1)
+                 OR (scope = 'isv' AND subject = $2 AND $4 < before)
+                 OR (scope = 'target' AND subject = $3 AND $4 < before)
+                 OR (scope = 'isv_target' AND subject = $5 AND $4 < before)
+                 LIMIT 1",
+                &[&jti, &isv.canonical(), &target.canonical(), &iat.0, &pair],
+            )
+            .await?
+            .is_some())
+    }
+
+    async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
+        // Pruning removes only entries that can no longer match a valid token: not a state
+        // change an auditor needs, so it has no record of its own.
+        let conn = self.inner.pool.get().await?;
+        conn.client()?
+            .execute("DELETE FROM revocations WHERE expires_at <= $1", &[&now.0])
+            .await
+            .map_err(pg)
+    }
+
+    async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
+        Ok(self
+            .query_opt(
+                "SELECT isv FROM audit WHERE jti = $1 AND kind = 'limited_access_token_issued' LIMIT 1",
+                &[&jti],
+            )
+            .await?
+            .and_then(|r| r.get(0)))
+    }
+
+    async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
+        self.query_opt(
+            "SELECT digest FROM admin_credentials WHERE role = $1",
+            &[&role.as_str()],
+        )
+        .await?
+        .map(|r| {
+            r.get::<_, Vec<u8>>(0)
+                .try_into()
+                .map(KeyDigest)
+                .map_err(|_| corrupt("credential digest is not 32 bytes"))
+        })
+        .transpose()
+    }
+
+    async fn set_admin_credential(
+        &self,
+        role: AdminRole,
+        digest: &KeyDigest,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (d, time) = (*digest, audit.time);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO admin_credentials (role, digest, created_at) VALUES ($1, $2, $3)
+                     ON CONFLICT (role) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
+                    &[&role.as_str(), &&d.0[..], &time.0],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn rotate_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        now: UnixTime,
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let key = key.clone();
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
+                    &[&now.0],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, NULL)",
+                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
+        Ok(self
+            .query(
+                "SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| StoredSigningKey {
+                kid: r.get(0),
+                pkcs8: zeroize::Zeroizing::new(r.get(1)),
+                created_at: UnixTime(r.get(2)),
+                retired_at: r.get::<_, Option<i64>>(3).map(UnixTime),
+            })
+            .collect())
+    }
+
+    async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
+        let key = key.clone();
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, $4)",
+                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0, &key.retired_at.map(|t| t.0)],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+        let mut conn = self.inner.pool.get().await?;
+        let tx = begin(&mut conn).await?;
+        let seqs = append(&tx, chain, drafts).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(seqs)
+    }
+
+    async fn audit_records(
+        &self,
+        chain: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredAuditRecord>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.query(
+            "SELECT chain, seq, body, hash FROM audit WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            &[&chain, &signed(after)?, &limit],
+        )
+        .await?
+        .iter()
+        .map(record_row)
+        .collect()
+    }
+
+    async fn audit_chains(&self) -> Result<Vec<String>> {
+        Ok(self
+            .query("SELECT DISTINCT chain FROM audit ORDER BY chain", &[])
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+    }
+
+    async fn archive_audit(
+        &self,
+        chain: &str,
+        previous: u64,
+        through: u64,
+        frontier: &[u8],
+        audit: &AuditDraft,
+    ) -> Result<()> {
+        let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
+        let (previous, through) = (signed(previous)?, signed(through)?);
+        self.change(audit, move |tx| {
+            Box::pin(async move {
+                // Archivings of one chain take turns on its head row.
+                tx.query_opt(
+                    "SELECT seq FROM audit_heads WHERE chain = $1 FOR UPDATE",
+                    &[&chain],
+                )
+                .await
+                .map_err(pg)?;
+                let current: i64 = tx
+                    .query_opt(
+                        "SELECT through_seq FROM audit_archives WHERE chain = $1",
+                        &[&chain],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .map_or(0, |r| r.get(0));
+                if current != previous {
+                    return Err(unavailable(
+                        "another archiving of this chain ran meanwhile; nothing was removed",
+                    ));
+                }
+                tx.execute(
+                    "DELETE FROM audit WHERE chain = $1 AND seq <= $2",
+                    &[&chain, &through],
+                )
+                .await
+                .map_err(pg)?;
+                tx.execute(
+                    "INSERT INTO audit_archives (chain, through_seq, frontier) VALUES ($1, $2, $3)
+                     ON CONFLICT (chain) DO UPDATE SET through_seq = excluded.through_seq, frontier = excluded.frontier",
+                    &[&chain, &through, &frontier],
+                )
+                .await
+                .map_err(pg)?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        self.query_opt(
+            "SELECT through_seq, frontier FROM audit_archives WHERE chain = $1",
+            &[&chain],
+        )
+        .await?
+        .map(|r| Ok((unsigned(r.get(0))?, r.get(1))))
+        .transpose()
+    }
+
+    async fn audit_head(&self, chain: &str) -> Result<u64> {
+        let row = self
+            .query_opt("SELECT max(seq) FROM audit WHERE chain = $1", &[&chain])
+            .await?;
+        unsigned(row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0))
+    }
+
+    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
+        self.query(
+            "SELECT leaf FROM audit WHERE chain = $1 ORDER BY seq",
+            &[&chain],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            r.get::<_, Vec<u8>>(0)
+                .try_into()
+                .map_err(|_| corrupt("leaf hash is not 32 bytes"))
+        })
+        .collect()
+    }
+
+    async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+        let mut sql = String::from("SELECT chain, seq, body, hash, id FROM audit WHERE id > $1");
+        let after = q.after.unwrap_or(0);
+        let (texts, times) = q.conditions();
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after];
+        for (clause, value) in &texts {
+            params.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        }
+        for (clause, value) in &times {
+            params.push(value);
+            sql.push_str(&format!(" AND {clause} ${}", params.len()));
+        }
+        let limit = q.limit.clamp(1, 1000);
+        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
+        let rows = self.query(&sql, &params).await?;
+        let mut out = Vec::new();
+        let mut last = None;
+        for row in &rows {
+            if out.len() == limit {
+                // One more than asked: there is a next page, starting after the last returned.
+                return Ok((out, last));
+            }
+            out.push(record_row(row)?);
+            last = Some(row.get::<_, i64>(4));
+        }
+        Ok((out, None))
+    }
+
+    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
+        let body = serde_json::to_string(checkpoint).map_err(|e| corrupt(&e.to_string()))?;
+        let conn = self.inner.pool.get().await?;
+        conn.client()?
+            .execute(
+                "INSERT INTO checkpoints (chain, size, body, time) VALUES ($1, $2, $3, $4)",
+                &[
+                    &checkpoint.chain,
+                    &signed(checkpoint.size)?,
+                    &body,
+                    &checkpoint.time.0,
+                ],
+            )
+            .await
+            .map_err(pg)?;
+        Ok(())
+    }
+
+    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>> {
+        self.query(
+            "SELECT body FROM checkpoints WHERE chain = $1 ORDER BY id",
+            &[&chain],
+        )
+        .await?
+        .iter()
+        .map(|r| serde_json::from_str(r.get(0)).map_err(|e| corrupt(&e.to_string())))
+        .collect()
+    }
+
+    async fn record(&self, audit: &AuditDraft) -> Result<u64> {
+        let chain = self.inner.chain.clone();
+        let seqs = self
+            .append_audit(&chain, std::slice::from_ref(audit))
+            .await?;
+        seqs.first()
+            .copied()
+            .ok_or_else(|| unavailable("no record appended"))
+    }
+}
+
+fn record_row(row: &Row) -> Result<StoredAuditRecord> {
+    Ok(StoredAuditRecord {
+        chain: row.try_get(0).map_err(pg)?,
+        seq: unsigned(row.try_get(1).map_err(pg)?)?,
+        body: row.try_get(2).map_err(pg)?,
+        hash: row
+            .try_get::<_, Vec<u8>>(3)
+            .map_err(pg)?
+            .try_into()
+            .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
+    })
+}
+
+fn signed(n: u64) -> Result<i64> {
+    i64::try_from(n).map_err(|_| unavailable("number out of range"))
+}
+
+fn unsigned(n: i64) -> Result<u64> {
+    u64::try_from(n).map_err(|_| corrupt("negative sequence number"))
+}
+
+fn pg(e: tokio_postgres::Error) -> StoreError {
+    // The driver's messages name the server's error, never the connection's password.
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("database: {}", db.message())),
+        None => StoreError::Unavailable(format!("database: {e}")),
+    }
+}
+
+fn unavailable(msg: &str) -> StoreError {
+    StoreError::Unavailable(msg.to_owned())
+}
+
+fn corrupt(msg: &str) -> StoreError {
+    StoreError::Corrupt(msg.to_owned())
+}

@@ -248,6 +248,19 @@ impl Server {
         Self::launch(old, &[], &[]).await
     }
 
+    /// Stops the server (SIGTERM) and starts a new one on the same data directory with `extra`.
+    pub async fn restart_with(mut self, extra: &[&str]) -> Server {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let _ = wait_for(&mut child, Duration::from_secs(20));
+        let dir = tempfile::TempDir::new().unwrap();
+        let old = std::mem::replace(&mut self.dir, dir);
+        Self::launch(old, extra, &[]).await
+    }
+
     async fn launch(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let stderr_path = dir.path().join(format!(
             "stderr-{}.log",
@@ -335,6 +348,13 @@ impl Server {
             demo: demo.clone(),
             cacert,
         };
+        // The development certificate's private key, line by line, is a secret too.
+        let dev_key =
+            std::fs::read_to_string(dir_path.join("data").join("tls").join("dev-key.pem"))
+                .unwrap_or_default();
+        for line in dev_key.lines().filter(|l| !l.starts_with("-----")) {
+            server.secret(line);
+        }
         for s in [
             &demo.isv_key,
             &demo.isv_key2,

@@ -19,9 +19,7 @@ mod watch;
 pub mod x509;
 
 pub use material::{CertificateSummary, Cname, VerifiedCertificate};
-pub use server::{
-    server_config, CertificateSwitch, TlsListener, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES,
-};
+pub use server::{server_config, CertificateSwitch, HandshakeLimits, TlsListener};
 pub use watch::FileWatch;
 
 /// Why a certificate or key cannot be used. Messages name the problem and never include key

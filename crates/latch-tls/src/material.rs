@@ -96,10 +96,12 @@ impl VerifiedCertificate {
         now: UnixTime,
     ) -> Result<VerifiedCertificate, TlsError> {
         let read = |path: &Path| {
-            std::fs::read(path).map_err(|e| TlsError::Read {
-                path: path.display().to_string(),
-                reason: e.kind().to_string(),
-            })
+            std::fs::read(path)
+                .map(zeroize::Zeroizing::new)
+                .map_err(|e| TlsError::Read {
+                    path: path.display().to_string(),
+                    reason: e.kind().to_string(),
+                })
         };
         Self::from_pem(&read(chain)?, &read(key)?, cname, now)
     }
@@ -165,7 +167,10 @@ impl VerifiedCertificate {
 
 /// The one private key in a PEM file.
 fn private_key(pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
-    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+    // PKCS#8 encryption, and OpenSSL's older PEM encryption headers.
+    if contains(pem, b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || contains(pem, b"Proc-Type: 4,ENCRYPTED")
+    {
         return Err(TlsError::EncryptedKey);
     }
     let mut keys = Vec::new();
@@ -364,6 +369,11 @@ mod tests {
         );
         assert_eq!(
             try_pem(made.chain.as_bytes(), &fixture("ec-encrypted.key")),
+            Err(TlsError::EncryptedKey.to_string())
+        );
+        let legacy = "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(
+            try_pem(made.chain.as_bytes(), legacy.as_bytes()),
             Err(TlsError::EncryptedKey.to_string())
         );
         let cut = made.chain.replacen("-----END CERTIFICATE-----", "", 1);

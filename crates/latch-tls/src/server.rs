@@ -2,7 +2,8 @@
 //! while connections are being accepted, and a listener that hands `axum::serve` connections
 //! whose handshake is already done.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,10 +19,27 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::{CertificateSummary, VerifiedCertificate};
 
-/// How long a client has to complete its handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress on one listener; further connections wait in the kernel's backlog.
-pub const MAX_HANDSHAKES: usize = 1024;
+/// Bounds on handshakes in progress, so that silent or slow clients cannot hold a listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeLimits {
+    /// How long a client has to complete its handshake.
+    pub timeout: Duration,
+    /// Handshakes in progress on one listener. A connection beyond it is closed at once (the
+    /// listener keeps accepting, so the kernel's backlog never fills with them).
+    pub max_in_progress: usize,
+    /// Handshakes in progress from one IP address; beyond it, closed at once.
+    pub max_per_peer: usize,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        HandshakeLimits {
+            timeout: Duration::from_secs(10),
+            max_in_progress: 1024,
+            max_per_peer: 32,
+        }
+    }
+}
 
 /// The certificate new handshakes get. Installing a new one changes nothing for connections
 /// already open; every handshake after it presents the new one.
@@ -103,39 +121,69 @@ pub fn server_config(certificates: &CertificateSwitch) -> Result<Arc<ServerConfi
 
 /// A TCP listener whose connections come out of `accept` with their TLS handshake done.
 ///
-/// Handshakes run concurrently, each in its own task with [`HANDSHAKE_TIMEOUT`], so a slow or
-/// silent client holds up no one else. A failed handshake (a TLS 1.1 client, a client that
-/// does not trust the certificate, a port scanner) is logged at debug level and never reaches
-/// the router.
+/// Handshakes run concurrently, each in its own task with a deadline, so a slow or silent
+/// client holds up no one else; [`HandshakeLimits`] bounds how many run at once, in all and
+/// per client address. A failed handshake (a TLS 1.1 client, a client that does not trust the
+/// certificate, a port scanner) is logged at debug level and never reaches the router.
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
+    limits: HandshakeLimits,
     handshakes: JoinSet<(SocketAddr, std::io::Result<TlsStream<TcpStream>>)>,
+    per_peer: HashMap<IpAddr, usize>,
 }
 
 impl TlsListener {
     pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> TlsListener {
+        Self::with_limits(tcp, config, HandshakeLimits::default())
+    }
+
+    pub fn with_limits(
+        tcp: TcpListener,
+        config: Arc<ServerConfig>,
+        limits: HandshakeLimits,
+    ) -> TlsListener {
         TlsListener {
             tcp,
             acceptor: TlsAcceptor::from(config),
+            limits,
             handshakes: JoinSet::new(),
+            per_peer: HashMap::new(),
         }
     }
 
     fn start_handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let from_peer = self.per_peer.get(&peer.ip()).copied().unwrap_or(0);
+        if self.handshakes.len() >= self.limits.max_in_progress
+            || from_peer >= self.limits.max_per_peer
+        {
+            // Dropping the stream closes it.
+            tracing::debug!(target: "latch::tls", %peer, "too many handshakes in progress; connection closed");
+            return;
+        }
+        self.per_peer.insert(peer.ip(), from_peer + 1);
         let _ = stream.set_nodelay(true);
         let acceptor = self.acceptor.clone();
+        let timeout = self.limits.timeout;
         self.handshakes.spawn(async move {
-            let result =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(result) => result,
-                    Err(_) => Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "handshake timed out",
-                    )),
-                };
+            let result = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(result) => result,
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "handshake timed out",
+                )),
+            };
             (peer, result)
         });
+    }
+
+    fn finished(&mut self, peer: &SocketAddr) {
+        if let Some(n) = self.per_peer.get_mut(&peer.ip()) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_peer.remove(&peer.ip());
+            }
+        }
     }
 }
 
@@ -146,7 +194,7 @@ impl axum::serve::Listener for TlsListener {
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             tokio::select! {
-                accepted = self.tcp.accept(), if self.handshakes.len() < MAX_HANDSHAKES => {
+                accepted = self.tcp.accept() => {
                     match accepted {
                         Ok((stream, peer)) => self.start_handshake(stream, peer),
                         Err(e) => {
@@ -157,11 +205,17 @@ impl axum::serve::Listener for TlsListener {
                     }
                 }
                 Some(done) = self.handshakes.join_next() => match done {
-                    Ok((peer, Ok(stream))) => return (stream, peer),
+                    Ok((peer, Ok(stream))) => {
+                        self.finished(&peer);
+                        return (stream, peer);
+                    }
                     Ok((peer, Err(e))) => {
+                        self.finished(&peer);
                         tracing::debug!(target: "latch::tls", %peer, error = %e, "handshake failed");
                     }
                     Err(e) => {
+                        // Only if the task panicked, which a handshake does not: its count
+                        // stays, erring on the side of fewer handshakes.
                         tracing::error!(target: "latch::tls", error = %e, "handshake task failed");
                     }
                 },
@@ -171,5 +225,116 @@ impl axum::serve::Listener for TlsListener {
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.tcp.local_addr()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::serve::Listener;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn localhost() -> (CertificateSwitch, String) {
+        let cname = crate::Cname::parse("localhost").unwrap();
+        // A real clock here: the client below checks validity against the wall clock.
+        let now = latch_core::Clock::now(&latch_core::SystemClock);
+        let made = crate::dev::self_signed(&cname, now, 1).unwrap();
+        let verified = VerifiedCertificate::from_pem(
+            made.certificate_pem.as_bytes(),
+            made.key_pem.as_bytes(),
+            &cname,
+            now,
+        )
+        .unwrap();
+        (CertificateSwitch::new(verified), made.certificate_pem)
+    }
+
+    async fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> std::io::Result<usize> {
+        let mut buf = [0u8; 64];
+        tokio::time::timeout(limit, stream.read(&mut buf))
+            .await
+            .map_err(|_| std::io::Error::other(format!("still open after {limit:?}")))?
+    }
+
+    #[tokio::test]
+    async fn silent_clients_are_cut_off_and_cannot_crowd_out_others() {
+        let (switch, ca_pem) = localhost();
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let limits = HandshakeLimits {
+            timeout: Duration::from_secs(3),
+            max_in_progress: 8,
+            max_per_peer: 2,
+        };
+        let mut listener = TlsListener::with_limits(tcp, server_config(&switch).unwrap(), limits);
+        tokio::spawn(async move {
+            loop {
+                let (mut stream, _) = listener.accept().await;
+                let _ = stream.write_all(b"hello").await;
+                let _ = stream.shutdown().await;
+            }
+        });
+
+        // Two silent connections take this address's two handshake slots...
+        let mut silent = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ...so a third is closed at once, long before the 3 s deadline.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(
+            read_until_closed(&mut third, Duration::from_secs(1))
+                .await
+                .unwrap(),
+            0
+        );
+        // The silent ones are closed (or reset) at the deadline.
+        for stream in &mut silent {
+            match read_until_closed(stream, Duration::from_secs(10)).await {
+                Ok(0) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+                other => panic!("a silent client was not cut off: {other:?}"),
+            }
+        }
+
+        // Then a client that speaks TLS gets through.
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls_pki_types::CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
+            .unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let mut stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                TcpStream::connect(addr).await.unwrap(),
+            )
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer).await;
+        assert_eq!(answer, b"hello");
+    }
+
+    #[test]
+    fn only_tls_1_2_and_1_3_and_aead_suites_are_offered() {
+        let (switch, _) = localhost();
+        let config = server_config(&switch).unwrap();
+        assert_eq!(config.alpn_protocols, [b"http/1.1".to_vec()]);
+        for suite in &config.crypto_provider().cipher_suites {
+            let name = format!("{:?}", suite.suite());
+            assert!(
+                (name.starts_with("TLS13_") || name.starts_with("TLS_ECDHE_"))
+                    && (name.contains("_GCM_") || name.contains("CHACHA20_POLY1305")),
+                "{name}"
+            );
+        }
     }
 }

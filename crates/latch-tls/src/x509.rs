@@ -2,8 +2,9 @@
 //! issuer and subject (to tell a self-signed certificate), and its subject alternative names.
 //!
 //! rustls and webpki do the real work of a handshake; this reader only feeds the checks made
-//! before a certificate is put in service and the messages that explain them. It reads strict
-//! DER (definite, minimal lengths; no trailing bytes) and refuses anything else, so a file that
+//! before a certificate is put in service and the messages that explain them. It insists on
+//! DER's definite, minimal lengths and on nothing after the certificate, checks the structure
+//! of the fields it reads, and skips the rest (rustls and webpki judge those), so a file that
 //! only looks like a certificate is reported instead of guessed at.
 
 use std::net::IpAddr;
@@ -120,11 +121,16 @@ fn subject_alt_names(list: &[u8]) -> Result<Vec<String>, X509Error> {
         wrapper.end("bytes after subjectAltName")?;
         while let Some((tag, name)) = general_names.next()? {
             match tag {
+                // Host-name characters only: these names reach messages, logs and the audit log.
                 SAN_DNS => names.push(
                     std::str::from_utf8(name)
                         .ok()
-                        .filter(|s| s.is_ascii())
-                        .ok_or(X509Error("a DNS name is not ASCII"))?
+                        .filter(|s| {
+                            s.bytes().all(|b| {
+                                b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'*')
+                            })
+                        })
+                        .ok_or(X509Error("a DNS name has characters no host name has"))?
                         .to_owned(),
                 ),
                 SAN_IP => names.push(match name.len() {
@@ -329,6 +335,18 @@ mod tests {
     }
 
     #[test]
+    fn a_name_with_control_characters_is_refused() {
+        let der = certificate(&["evil.example"], (2026, 1, 1), (2027, 1, 1));
+        let at = der.windows(12).position(|w| w == b"evil.example").unwrap();
+        let mut bad = der.clone();
+        bad[at + 4] = b'\n';
+        assert_eq!(
+            CertificateInfo::parse(&bad),
+            Err(X509Error("a DNS name has characters no host name has"))
+        );
+    }
+
+    #[test]
     fn refuses_malformed_times() {
         let der = certificate(&["a.example"], (2026, 1, 1), (2027, 1, 1));
         let at = der.windows(13).position(|w| w == b"260101000000Z").unwrap();
@@ -355,6 +373,8 @@ mod tests {
             let _ = CertificateInfo::parse(&bytes);
         }
 
+        /// Near-valid input reaches the deeper fields: still no panic, and whatever reads
+        /// has only host-name characters in its names.
         #[test]
         fn a_mutated_certificate_is_read_or_refused(at in 0usize..400, byte in any::<u8>()) {
             let der = certificate(&["a.example"], (2026, 1, 1), (2027, 1, 1));
@@ -362,7 +382,7 @@ mod tests {
             let at = at % bad.len();
             bad[at] = byte;
             if let Ok(info) = CertificateInfo::parse(&bad) {
-                prop_assert!(info.not_before.0 <= info.not_after.0);
+                prop_assert!(info.names.iter().all(|n| !n.contains(|c: char| c.is_control() || c == ' ')));
             }
         }
     }

@@ -48,27 +48,6 @@ fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, CliErro
         .with_no_client_auth())
 }
 
-/// A credential sent over plain HTTP to another host can be read on the way: say so.
-fn warn_if_in_the_clear(url: &str) {
-    let Some(rest) = url.strip_prefix("http://") else {
-        return;
-    };
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !loopback {
-        eprintln!(
-            "latch: WARNING: --server {url} is plain HTTP to another host: the credential crosses the network in the clear"
-        );
-    }
-}
-
 /// The admin API to send requests to, and the credential to send.
 pub(crate) struct Remote {
     url: String,
@@ -90,7 +69,11 @@ impl Remote {
             }
         };
         let url = url.trim_end_matches('/').to_owned();
-        warn_if_in_the_clear(&url);
+        if crate::tls::plain_http_to_another_host(&url) {
+            eprintln!(
+                "latch: WARNING: --server {url} is plain HTTP to another host: the credential crosses the network in the clear"
+            );
+        }
         Some(Ok(Remote {
             url,
             credential,

@@ -378,11 +378,18 @@ impl Config {
                 "records must be at least 1, seconds 1 to 86400".into(),
             ));
         }
+        // `--tls off` (or LATCH_TLS=off) sets aside what the file configures; a certificate
+        // given beside it on the command line is still a contradiction.
+        let file_tls = if o.tls_mode.as_deref() == Some("off") {
+            TlsFile::default()
+        } else {
+            file.tls
+        };
         let tls = resolve_tls(TlsFile {
-            mode: o.tls_mode.or(file.tls.mode),
-            cert: o.tls_cert.or(file.tls.cert),
-            key: o.tls_key.or(file.tls.key),
-            cname: o.tls_cname.or(file.tls.cname),
+            mode: o.tls_mode.or(file_tls.mode),
+            cert: o.tls_cert.or(file_tls.cert),
+            key: o.tls_key.or(file_tls.key),
+            cname: o.tls_cname.or(file_tls.cname),
         })?;
         Ok(Config {
             tls,
@@ -631,14 +638,17 @@ mod tests {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(setting), "{text}: {err}");
         }
+        // The override turns off what the file configures.
+        let file = Config::parse(
+            Path::new("t"),
+            "[tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\ncname = \"a.example\"",
+        )
+        .unwrap();
         let o = Overrides {
             tls_mode: Some("off".into()),
             ..Overrides::default()
         };
-        assert_eq!(
-            Config::resolve(File::default(), o).unwrap().tls,
-            TlsSetting::Off
-        );
+        assert_eq!(Config::resolve(file, o).unwrap().tls, TlsSetting::Off);
     }
 
     #[test]

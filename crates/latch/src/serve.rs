@@ -43,6 +43,8 @@ pub(crate) const ADMIN_FILE: &str = "admin.env";
 pub(crate) const DEMO_FILE: &str = "demo.env";
 
 pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError> {
+    // First of all: from here on SIGHUP reloads the certificate rather than ending the process.
+    let hangup = crate::tls::hangup_signal();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         CliError::new(
             "StartupFailed",
@@ -110,23 +112,22 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         None
     };
     // HTTPS unless turned off explicitly; a certificate that fails a check stops us here.
-    let tls = crate::tls::Tls::prepare(&config, clock.now())?.map(Arc::new);
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let (tls, watch) = match crate::tls::Tls::prepare(&config, clock.now())? {
+        Some((tls, watch)) => (Some(Arc::new(tls)), Some(watch)),
+        None => (None, None),
+    };
+    // The URLs clients are given: with TLS, the name the certificate covers.
     let url_of = |listener: &Option<tokio::net::TcpListener>, configured: std::net::SocketAddr| {
-        listener
+        let addr = listener
             .as_ref()
             .map_or(Ok(configured), |l| l.local_addr())
-            .map(|addr| format!("{scheme}://{addr}"))
-            .map_err(|e| fail("listener", &e))
+            .map_err(|e| fail("listener", &e))?;
+        Ok::<_, CliError>(match &tls {
+            Some(tls) => format!("https://{}:{}", tls.cname, addr.port()),
+            None => format!("http://{addr}"),
+        })
     };
-    let sts_url = match (&config.tls, &sts_listener) {
-        // A bought certificate names the host, not the address.
-        (crate::config::TlsSetting::Files { cname, .. }, Some(l)) => format!(
-            "https://{cname}:{}",
-            l.local_addr().map_err(|e| fail("listener", &e))?.port()
-        ),
-        _ => url_of(&sts_listener, config.sts_listen)?,
-    };
+    let sts_url = url_of(&sts_listener, config.sts_listen)?;
     let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
 
     // Clients of a development certificate must be told to trust it.
@@ -192,6 +193,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             backend,
         )
         .await?;
+        if let Some(upstream) = &config.face_upstream {
+            if crate::tls::plain_http_to_another_host(&upstream.url) {
+                let message = format!(
+                    "latch: WARNING: face.upstream_url {} is plain HTTP to another host: the upstream's key crosses the network in the clear",
+                    upstream.url
+                );
+                tracing::warn!(target: "latch::tls", "{message}");
+                output::line(&message);
+            }
+        }
         if config.face_upstream.is_none() {
             tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
         }
@@ -220,7 +231,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ));
     }
     servers.spawn(crate::tls::renew(
-        tls.clone(),
+        tls.clone().zip(watch),
+        hangup,
         audit.clone(),
         clock.clone(),
         stopped.clone(),

@@ -1,8 +1,8 @@
 //! HTTPS for `serve`, and `latch tls`.
 //!
-//! `serve` checks the configured certificate before binding anything (a bad one exits with 78
-//! and says why), then watches its files: when both have been replaced (or on SIGHUP) the new
-//! pair is checked the same way, an audit record of it is committed, and only then do new
+//! `serve` checks the configured certificate before serving anything (a bad one exits with 78
+//! and says why), then watches its files: once they have been replaced and stood still for a
+//! second (or on SIGHUP), the new pair is checked the same way, an audit record of it is committed, and only then do new
 //! handshakes get it. A pair that fails a check is logged, audited as refused, and the
 //! certificate in service stays. Connections already open keep the certificate they started
 //! with; none is dropped.
@@ -44,8 +44,12 @@ pub(crate) struct Tls {
 
 impl Tls {
     /// Checks the configured certificate (making the development one if it is missing, for
-    /// another name, or expired). `None` when TLS is off.
-    pub(crate) fn prepare(config: &Config, now: UnixTime) -> Result<Option<Tls>, CliError> {
+    /// another name, or expired), and starts watching its files from before it is read, so a
+    /// replacement during startup is not missed. `None` when TLS is off.
+    pub(crate) fn prepare(
+        config: &Config,
+        now: UnixTime,
+    ) -> Result<Option<(Tls, FileWatch)>, CliError> {
         let (cert, key, cname, development) = match &config.tls {
             TlsSetting::Off => return Ok(None),
             TlsSetting::Files { cert, key, cname } => {
@@ -66,6 +70,7 @@ impl Tls {
                 (cert, key, cname.clone(), true)
             }
         };
+        let watch = FileWatch::new(&cert, &key);
         let first = VerifiedCertificate::load(&cert, &key, &cname, now)
             .map_err(|e| refused_at_start(&cert, &e))?;
         let switch = CertificateSwitch::new(first);
@@ -80,7 +85,7 @@ impl Tls {
             development,
         };
         tls.report(now);
-        Ok(Some(tls))
+        Ok(Some((tls, watch)))
     }
 
     /// Says what is in service, and warns of what an operator must act on.
@@ -168,8 +173,20 @@ fn write_self_signed(
             std::fs::create_dir_all(dir).map_err(|e| write_failed(dir, &e))?;
         }
     }
-    write_private(key, made.key_pem.as_bytes(), replace).map_err(|e| write_failed(key, &e))?;
-    std::fs::write(cert, made.certificate_pem.as_bytes()).map_err(|e| write_failed(cert, &e))?;
+    if !replace {
+        write_private(key, made.key_pem.as_bytes(), true).map_err(|e| write_failed(key, &e))?;
+        return std::fs::write(cert, made.certificate_pem.as_bytes())
+            .map_err(|e| write_failed(cert, &e));
+    }
+    // Each file whole, then renamed into place: never a half-written pair.
+    for (path, bytes) in [
+        (key, made.key_pem.as_bytes()),
+        (cert, made.certificate_pem.as_bytes()),
+    ] {
+        let tmp = path.with_extension("pem.new");
+        write_private(&tmp, bytes, false).map_err(|e| write_failed(&tmp, &e))?;
+        std::fs::rename(&tmp, path).map_err(|e| write_failed(path, &e))?;
+    }
     Ok(())
 }
 
@@ -213,14 +230,19 @@ fn draft(clock: &dyn Clock, event: AuditEvent) -> AuditDraft {
 /// look at once. Every hour, warn of a certificate about to expire. Without TLS, SIGHUP is only
 /// logged (it must not stop the server, as its default action would).
 pub(crate) async fn renew(
-    tls: Option<Arc<Tls>>,
+    tls: Option<(Arc<Tls>, FileWatch)>,
+    mut hangup: Hangup,
     audit: AuditLog,
     clock: Arc<dyn Clock>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let mut hangup = hangup_signal();
+    let (tls, mut watch) = match tls {
+        Some((tls, watch)) => (Some(tls), Some(watch)),
+        None => (None, None),
+    };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut watch = tls.as_ref().map(|t| FileWatch::new(&t.cert, &t.key));
+    // A late tick is not followed by a burst: "stood still for a poll" means a second.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut ticks: u64 = 0;
     loop {
         let reason = tokio::select! {
@@ -303,11 +325,13 @@ async fn reload(
 }
 
 #[cfg(unix)]
-type Hangup = Option<tokio::signal::unix::Signal>;
+pub(crate) type Hangup = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]
-type Hangup = Option<()>;
+pub(crate) type Hangup = Option<()>;
 
-fn hangup_signal() -> Hangup {
+/// SIGHUP from now on reloads the certificate instead of ending the process (its default
+/// action): `serve` calls this first thing.
+pub(crate) fn hangup_signal() -> Hangup {
     #[cfg(unix)]
     {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
@@ -329,6 +353,25 @@ async fn recv(hangup: &mut Hangup) -> Option<()> {
     }
     let _ = hangup;
     std::future::pending().await
+}
+
+/// Whether `url` is plain HTTP to a host other than this one: whatever credential it carries
+/// can be read on the way.
+pub(crate) fn plain_http_to_another_host(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
 }
 
 /// Warns when a listener without TLS takes connections from other hosts: their keys and
@@ -393,6 +436,32 @@ pub(crate) fn run(config: &Config, command: TlsCommand, clock: &dyn Clock) -> Re
                 if s.self_signed { "\n  self-signed: for development only" } else { "" },
             ));
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_http_to_another_host as clear;
+
+    #[test]
+    fn plain_http_is_flagged_unless_it_stays_on_this_host() {
+        for url in [
+            "http://10.0.0.7:8702",
+            "http://sts.example.com/admin",
+            "http://[2001:db8::1]:80",
+            "http://user@face.example.com",
+        ] {
+            assert!(clear(url), "{url}");
+        }
+        for url in [
+            "https://10.0.0.7:8702",
+            "http://127.0.0.1:8702",
+            "http://localhost:8702/x",
+            "http://LOCALHOST",
+            "http://[::1]:8702",
+        ] {
+            assert!(!clear(url), "{url}");
         }
     }
 }

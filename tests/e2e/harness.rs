@@ -43,6 +43,8 @@ pub struct Server {
     pub demo: Demo,
     /// The development certificate the server presents, when it serves HTTPS with one.
     pub cacert: Option<PathBuf>,
+    /// The shared store it runs on, if not the embedded one.
+    database_url: Option<String>,
 }
 
 /// The demo credentials from `demo.env`.
@@ -347,6 +349,10 @@ impl Server {
             http: Http::trusting(&url, cacert.as_deref()),
             demo: demo.clone(),
             cacert,
+            database_url: env
+                .iter()
+                .find(|(k, _)| *k == "LATCH_DATABASE_URL")
+                .map(|(_, v)| (*v).to_owned()),
         };
         // The development certificate's private key, line by line, is a secret too.
         let dev_key =
@@ -517,14 +523,24 @@ impl Server {
         out
     }
 
+    /// The store the server runs on, opened as another process would.
+    pub async fn store(&self) -> std::sync::Arc<dyn Store> {
+        let rng = ring::rand::SystemRandom::new();
+        match &self.database_url {
+            Some(url) => std::sync::Arc::new(
+                latch_store::postgres::PgStore::connect(url, "e2e-reader", &rng)
+                    .await
+                    .unwrap(),
+            ),
+            None => std::sync::Arc::new(
+                SqliteStore::open(&self.data_dir(), "e2e-reader", &rng).unwrap(),
+            ),
+        }
+    }
+
     /// Every audit record's body, every chain, oldest first within each.
     async fn audit_bodies(&self) -> Vec<String> {
-        let store = SqliteStore::open(
-            &self.data_dir(),
-            "e2e-reader",
-            &ring::rand::SystemRandom::new(),
-        )
-        .unwrap();
+        let store = self.store().await;
         let mut out = Vec::new();
         for chain in store.audit_chains().await.unwrap() {
             for r in store.audit_records(&chain, 0, 1_000_000).await.unwrap() {

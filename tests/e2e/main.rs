@@ -15,5 +15,6 @@ mod audit;
 mod cli;
 mod face;
 mod interop;
+mod replicas;
 mod sts_issue;
 mod tls;

@@ -4,7 +4,8 @@
 //! * [`sensitive_headers`]: the layer that marks secret headers so nothing can print them;
 //! * [`error_response`]: Azure's error body, `{"error":{"code":...,"message":...}}`;
 //! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time;
-//! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`.
+//! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`;
+//! * [`health`]: liveness and readiness probes.
 
 use axum::http::header::{HeaderName, AUTHORIZATION};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 pub mod context;
+pub mod health;
 pub mod keys;
 
 /// The header that carries a subscription key.

@@ -481,4 +481,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends one record to this handle's own chain (a change made outside the store, such as
     /// the audit key's creation).
     async fn record(&self, audit: &AuditDraft) -> Result<u64>;
+
+    /// `Ok` when the store answers and its schema is this program's: what a readiness probe
+    /// asks.
+    async fn ready(&self) -> Result<()>;
 }

@@ -177,6 +177,22 @@ impl PgStore {
         })
     }
 
+    /// Where it points, without credentials: `host:port/dbname`.
+    pub fn location(&self) -> String {
+        let config = &self.inner.pool.config;
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{host}:{port}/{}",
+            config.get_dbname().unwrap_or("postgres")
+        )
+    }
+
     /// Applies the migrations this program knows and the database lacks; returns how many.
     pub async fn migrate(&self) -> Result<usize> {
         let mut conn = self.inner.pool.get().await?;
@@ -1064,6 +1080,15 @@ impl Store for PgStore {
         .iter()
         .map(|r| serde_json::from_str(r.get(0)).map_err(|e| corrupt(&e.to_string())))
         .collect()
+    }
+
+    async fn ready(&self) -> Result<()> {
+        match self.pending_migrations().await? {
+            0 => Ok(()),
+            n => Err(unavailable(&format!(
+                "{n} migration(s) pending: run `latch store migrate`"
+            ))),
+        }
     }
 
     async fn record(&self, audit: &AuditDraft) -> Result<u64> {

@@ -1072,6 +1072,16 @@ impl Store for SqliteStore {
             .ok_or_else(|| unavailable("no record appended"))
     }
 
+    async fn ready(&self) -> Result<()> {
+        // Migrations ran when the store was opened; the file must still answer.
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(sql)
+        })
+        .await
+    }
+
     async fn audit_chains(&self) -> Result<Vec<String>> {
         self.read(|c| {
             let mut stmt = c

@@ -12,8 +12,7 @@ use hyper_util::rt::TokioExecutor;
 use latch_admin::{execute, AdminError, AdminRequest, Caller, Context};
 use latch_core::{FeatureSet, ResourceId, SystemClock};
 use latch_store::admin::Admin;
-use latch_store::sqlite::SqliteStore;
-use latch_store::{AdminRole, Store};
+use latch_store::AdminRole;
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
@@ -304,10 +303,11 @@ pub(crate) async fn run(
 }
 
 pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
-    if !config
-        .data_dir
-        .join(latch_store::sqlite::FILE_NAME)
-        .exists()
+    if config.database_url.is_none()
+        && !config
+            .data_dir
+            .join(latch_store::sqlite::FILE_NAME)
+            .exists()
     {
         return Err(CliError::new(
             "NotFound",
@@ -319,11 +319,7 @@ pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
         ));
     }
     let rng = Arc::new(SystemRandom::new());
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        &config.data_dir,
-        &config.audit_chain,
-        rng.as_ref(),
-    )?);
+    let store = crate::store::open(config, &rng).await?;
     let clock = Arc::new(SystemClock);
     // The audit key and signed heads live beside the store, never in it.
     let audit = Arc::new(
@@ -372,6 +368,7 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
     Ok(match command {
         Command::Serve(_)
         | Command::Tls(_)
+        | Command::Store(_)
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
         | Command::Audit(AuditCommand::Verify { .. })

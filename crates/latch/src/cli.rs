@@ -76,6 +76,7 @@ impl Global {
             tls_cert: env("LATCH_TLS_CERT").map(PathBuf::from),
             tls_key: env("LATCH_TLS_KEY").map(PathBuf::from),
             tls_cname: env("LATCH_TLS_CNAME"),
+            database_url: env("LATCH_DATABASE_URL"),
         }
     }
 }
@@ -150,6 +151,17 @@ pub(crate) enum Command {
     /// Make a development certificate, or check the configured one before serving it.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// The shared (PostgreSQL) store's schema.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum StoreCommand {
+    /// Apply pending migrations and exit (`serve` also applies them when it starts).
+    Migrate,
+    /// Say whether migrations are pending (exit 1 if so).
+    Status,
 }
 
 #[derive(Debug, Subcommand)]

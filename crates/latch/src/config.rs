@@ -6,6 +6,7 @@
 //! | setting | file | environment | flag | default |
 //! |---|---|---|---|---|
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
+//! | shared store (PostgreSQL) | `store.url` | `LATCH_DATABASE_URL` | | none: the embedded store in the data directory |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
 //! | archive records older than (days) | `audit.archive_after_days` | | `--older-than-days` | none |
 //! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
@@ -80,6 +81,14 @@ struct File {
     log: LogFile,
     #[serde(default)]
     tls: TlsFile,
+    #[serde(default)]
+    store: StoreFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreFile {
+    url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +183,8 @@ pub(crate) struct Overrides {
     pub(crate) tls_key: Option<PathBuf>,
     /// `--tls-cname` / `LATCH_TLS_CNAME`.
     pub(crate) tls_cname: Option<String>,
+    /// `LATCH_DATABASE_URL`.
+    pub(crate) database_url: Option<String>,
 }
 
 /// How the listeners speak.
@@ -244,6 +255,25 @@ pub(crate) struct Config {
     pub(crate) log_level: String,
     /// HTTPS or not, and with which certificate.
     pub(crate) tls: TlsSetting,
+    /// The shared store's connection string (it may hold a password: never logged); without
+    /// it, the embedded store in `data_dir`.
+    pub(crate) database_url: Option<DatabaseUrl>,
+}
+
+/// A database connection string: it may hold a password, so `Debug` shows none of it.
+#[derive(Clone)]
+pub(crate) struct DatabaseUrl(zeroize::Zeroizing<String>);
+
+impl DatabaseUrl {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(<redacted>)")
+    }
 }
 
 impl Config {
@@ -391,8 +421,21 @@ impl Config {
             key: o.tls_key.or(file_tls.key),
             cname: o.tls_cname.or(file_tls.cname),
         })?;
+        let database_url = o.database_url.or(file.store.url).filter(|u| !u.is_empty());
+        if let Some(url) = &database_url {
+            if !(url.starts_with("postgres://")
+                || url.starts_with("postgresql://")
+                || url.contains("host="))
+            {
+                return Err(invalid(
+                    "store.url",
+                    "is not a PostgreSQL connection string (postgres://user@host:port/db)".into(),
+                ));
+            }
+        }
         Ok(Config {
             tls,
+            database_url: database_url.map(|u| DatabaseUrl(zeroize::Zeroizing::new(u))),
             archive_after_days: file.audit.archive_after_days,
             checkpoint_every_records,
             checkpoint_every_secs,

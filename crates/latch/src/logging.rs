@@ -17,7 +17,16 @@ pub(crate) fn init(config: &Config, serving: bool) -> Result<(), String> {
     } else {
         "warn"
     };
-    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level '{level}': {e}"))?;
+    let mut filter = EnvFilter::try_new(level).map_err(|e| format!("log.level '{level}': {e}"))?;
+    // Libraries that log what they carry: the database driver logs query parameters (key
+    // digests, signing keys) at debug level. Whatever the filter says, they log warnings only.
+    for quiet in [
+        "tokio_postgres=warn",
+        "postgres_protocol=warn",
+        "rustls=warn",
+    ] {
+        filter = filter.add_directive(quiet.parse().map_err(|e| format!("{quiet}: {e}"))?);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -14,6 +14,7 @@ mod config;
 mod logging;
 mod output;
 mod serve;
+mod store;
 mod tls;
 
 use clap::Parser;
@@ -73,6 +74,7 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::Serve(args) => serve::run(config, args).await,
             cli::Command::Tls(command) => tls::run(&config, command, &latch_core::SystemClock),
+            cli::Command::Store(command) => store::run(&config, command).await,
             other => admin::run(config, other, format, remote).await,
         }
     });

@@ -24,7 +24,6 @@ use latch_store::admin::{Admin, NewKeys};
 use latch_store::audit_log::AuditLog;
 use latch_store::checkpoints::write_private;
 use latch_store::signing::{KeyRing, SharedKeyRing};
-use latch_store::sqlite::{SqliteStore, FILE_NAME};
 use latch_store::Store;
 use latch_sts::{AppState, StsConfig};
 use ring::rand::SystemRandom;
@@ -52,14 +51,14 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             crate::exit::FAILURE,
         )
     };
-    let fresh = !config.data_dir.join(FILE_NAME).exists();
     let rng = Arc::new(SystemRandom::new());
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        &config.data_dir,
-        &config.audit_chain,
-        rng.as_ref(),
-    )?);
+    let store = crate::store::open(&config, &rng).await?;
+    // A new store has no operator credential yet: bootstrap it.
+    let fresh = store
+        .admin_credential(latch_store::AdminRole::Operator)
+        .await?
+        .is_none();
     // The audit key and signed heads live beside the store, never in it.
     let audit_signer = Arc::new(
         latch_store::checkpoints::AuditSigner::open(
@@ -179,7 +178,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         servers.spawn(serve_until(
             listener,
             tls.as_deref(),
-            latch_sts::router(state),
+            latch_sts::router(state).merge(latch_http::health::router(store.clone())),
             stopped.clone(),
         ));
     }
@@ -210,7 +209,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         servers.spawn(serve_until(
             listener,
             tls.as_deref(),
-            latch_face::router(state),
+            latch_face::router(state).merge(latch_http::health::router(store.clone())),
             stopped.clone(),
         ));
     }
@@ -221,7 +220,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             clock: clock.clone(),
             audit: audit_signer.clone(),
         };
-        let router = latch_admin::http::router(ctx).await?;
+        let router = latch_admin::http::router(ctx)
+            .await?
+            .merge(latch_http::health::router(store.clone()));
         announce("admin API", &listener, tls.as_deref())?;
         servers.spawn(serve_until(
             listener,
@@ -283,6 +284,7 @@ async fn record_configuration(
     let settings = serde_json::json!({
         "role": format!("{role:?}").to_lowercase(),
         "dataDir": config.data_dir.display().to_string(),
+        "store": crate::store::describe(config),
         "auditChain": config.audit_chain,
         "checkpointEveryRecords": config.checkpoint_every_records,
         "checkpointEverySecs": config.checkpoint_every_secs,

@@ -1,0 +1,95 @@
+//! Which store a command uses: PostgreSQL when `store.url` (or `LATCH_DATABASE_URL`) is set,
+//! otherwise the embedded one in the data directory.
+
+use std::sync::Arc;
+
+use latch_store::postgres::PgStore;
+use latch_store::sqlite::SqliteStore;
+use latch_store::Store;
+use ring::rand::SystemRandom;
+
+use crate::cli::StoreCommand;
+use crate::config::Config;
+use crate::exit;
+use crate::output::{self, CliError};
+
+/// Opens the configured store, applying pending migrations. The data directory is made
+/// (owner-only) either way: the audit key and the development certificate live there.
+pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn Store>, CliError> {
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut dir, 0o700);
+    dir.create(&config.data_dir).map_err(|e| {
+        CliError::new(
+            "StartupFailed",
+            format!("cannot create {}: {e}", config.data_dir.display()),
+            exit::FAILURE,
+        )
+    })?;
+    Ok(match &config.database_url {
+        Some(url) => Arc::new(
+            PgStore::connect(url.expose(), &config.audit_chain, rng)
+                .await
+                .map_err(unreachable)?,
+        ),
+        None => Arc::new(SqliteStore::open(
+            &config.data_dir,
+            &config.audit_chain,
+            rng,
+        )?),
+    })
+}
+
+/// Where the store is, for logs and the configuration record (never a password).
+pub(crate) fn describe(config: &Config) -> String {
+    match &config.database_url {
+        Some(url) => match PgStore::connect_only(url.expose(), &config.audit_chain) {
+            Ok(store) => format!("postgres {}", store.location()),
+            Err(_) => "postgres".into(),
+        },
+        None => format!("embedded {}", config.data_dir.display()),
+    }
+}
+
+fn unreachable(e: latch_store::StoreError) -> CliError {
+    CliError::new(
+        "StoreUnavailable",
+        format!("the database: {e}"),
+        exit::FAILURE,
+    )
+}
+
+/// `latch store ...`.
+pub(crate) async fn run(config: &Config, command: StoreCommand) -> Result<(), CliError> {
+    let Some(url) = &config.database_url else {
+        return Err(CliError::usage(
+            "no shared store configured (store.url or LATCH_DATABASE_URL); the embedded store migrates itself when opened",
+        ));
+    };
+    let store = PgStore::connect_only(url.expose(), &config.audit_chain).map_err(unreachable)?;
+    match command {
+        StoreCommand::Migrate => {
+            let applied = store.migrate().await.map_err(unreachable)?;
+            output::line(&format!(
+                "latch: {applied} migration(s) applied to {}; the schema is current",
+                store.location()
+            ));
+        }
+        StoreCommand::Status => {
+            let pending = store.pending_migrations().await.map_err(unreachable)?;
+            output::line(&format!(
+                "latch: {}: {pending} migration(s) pending",
+                store.location()
+            ));
+            if pending > 0 {
+                return Err(CliError::new(
+                    "MigrationsPending",
+                    "run `latch store migrate`",
+                    exit::FAILURE,
+                ));
+            }
+        }
+    }
+    Ok(())
+}

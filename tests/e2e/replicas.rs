@@ -1,0 +1,404 @@
+//! Many replicas on one PostgreSQL database: what one does, the others see.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{jti, lat_body, Server};
+
+/// A schema of its own on the machine's PostgreSQL, dropped at the end: the database URL the
+/// replicas share.
+struct Database {
+    base: String,
+    schema: String,
+}
+
+impl Database {
+    async fn new() -> Database {
+        let base = std::env::var("LATCH_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
+        let schema = format!("latch_e2e_{}", std::process::id());
+        let client = connect(&base).await;
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+            ))
+            .await
+            .unwrap();
+        Database { base, schema }
+    }
+
+    fn url(&self) -> String {
+        format!("{} options='-c search_path={}'", self.base, self.schema)
+    }
+
+    async fn drop(self) {
+        connect(&self.base)
+            .await
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await
+            .unwrap();
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at '{url}' (LATCH_TEST_DATABASE_URL): {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// A replica on the database at `url`, writing audit chain `chain`.
+async fn replica(url: &str, chain: &str) -> Server {
+    Server::start_full(
+        &[],
+        &[("LATCH_DATABASE_URL", url), ("LATCH_AUDIT_CHAIN", chain)],
+    )
+    .await
+}
+
+/// `GET /health/{live|ready}` on one of a server's listeners: the status.
+async fn probe(s: &Server, url: &str, which: &str) -> u16 {
+    s.client(url)
+        .request("GET", &format!("/health/{which}"), &[], "")
+        .await
+        .status
+}
+
+/// Polls `check` until it holds; how long that took.
+async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn replicas_on_one_database_agree_within_a_second() {
+    let db = Database::new().await;
+    let url = db.url();
+    let url = url.as_str();
+    let a = replica(url, "replica-a").await;
+    let b = replica(url, "replica-b").await;
+    // The first replica made the demo resources; the second found them there.
+    let d = a.demo.clone();
+    assert!(!d.isv_key.is_empty());
+    assert!(b.demo.isv_key.is_empty(), "no second demo");
+    b.secret(&d.client_key);
+    for s in [&a, &b] {
+        assert_eq!(probe(s, &s.url, "ready").await, 200);
+        assert_eq!(probe(s, &s.face_url, "live").await, 200);
+    }
+
+    // A token from STS A opens Face front B.
+    let token = a
+        .issue(
+            Some(&d.isv_key),
+            "",
+            &lat_body(&d.client_id, &["Face.Identification"]),
+        )
+        .await
+        .body;
+    b.secret(&token);
+    let identify = |s: &Server, key: String, token: Option<String>| {
+        let body =
+            json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
+                .to_string();
+        let client = s.client(&s.face_url);
+        async move {
+            let lat = token.map(|t| format!("Bearer {t}"));
+            let mut headers = vec![
+                ("Ocp-Apim-Subscription-Key", key.as_str()),
+                ("content-type", "application/json"),
+            ];
+            if let Some(lat) = &lat {
+                headers.push(("LimitedAccessToken", lat.as_str()));
+            }
+            client
+                .request("POST", "/face/v1.0/identify", &headers, &body)
+                .await
+                .status
+        }
+    };
+    // 501: every check passed and there is no backend to run the call.
+    assert_eq!(
+        identify(&b, d.client_key.clone(), Some(token.clone())).await,
+        501
+    );
+    assert_eq!(identify(&b, d.client_key.clone(), None).await, 403);
+
+    // The client's Key1, regenerated through replica A, stops opening replica B.
+    let regenerated = a
+        .admin(
+            "regenerate_key",
+            ("authorization", &format!("Bearer {}", a.operator_token)),
+            json!({"resourceId": d.client_id, "keyName": "Key1"}),
+        )
+        .await;
+    assert_eq!(regenerated.status, 200, "{}", regenerated.body);
+    let new_key = regenerated.json()["key"].as_str().unwrap().to_owned();
+    a.secret(&new_key);
+    b.secret(&new_key);
+    let took = within(Duration::from_secs(1), async || {
+        identify(&b, d.client_key.clone(), Some(token.clone())).await == 401
+    })
+    .await;
+    eprintln!("key regeneration on A refused by B after {took:?}");
+    assert_eq!(
+        identify(&b, new_key.clone(), Some(token.clone())).await,
+        501
+    );
+
+    // The token, revoked through replica B, is refused by replica A.
+    let revoked = b
+        .admin(
+            "revoke_token",
+            ("authorization", &format!("Bearer {}", a.operator_token)),
+            json!({"jti": jti(&token)}),
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let took = within(Duration::from_secs(1), async || {
+        identify(&a, new_key.clone(), Some(token.clone())).await == 403
+    })
+    .await;
+    eprintln!("revocation on B enforced by A after {took:?}");
+
+    // A signing key rotated through A: B accepts A's new tokens once it has reloaded the keys
+    // (each replica reloads them every second).
+    let rotated = a
+        .admin(
+            "rotate_signing_key",
+            ("authorization", &format!("Bearer {}", a.operator_token)),
+            json!({}),
+        )
+        .await;
+    assert_eq!(rotated.status, 200, "{}", rotated.body);
+    let fresh = a
+        .issue(
+            Some(&d.isv_key),
+            "",
+            &lat_body(&d.client_id, &["Face.Identification"]),
+        )
+        .await
+        .body;
+    b.secret(&fresh);
+    let took = within(Duration::from_millis(2500), async || {
+        identify(&b, new_key.clone(), Some(fresh.clone())).await == 501
+    })
+    .await;
+    eprintln!("rotation on A accepted by B after {took:?}");
+
+    // Each replica wrote its own chain, and each chain verifies.
+    let store = a.store().await;
+    let chains = store.audit_chains().await.unwrap();
+    for chain in ["replica-a", "replica-b"] {
+        assert!(chains.iter().any(|c| c == chain), "{chains:?}");
+        let records = store.audit_records(chain, 0, 100_000).await.unwrap();
+        latch_core::audit::verify_chain(
+            chain,
+            1,
+            latch_core::audit::GENESIS,
+            records.iter().map(|r| r.body.as_str()),
+        )
+        .unwrap();
+    }
+    a.finish().await;
+    b.finish().await;
+    db.drop().await;
+}
+
+/// A PostgreSQL server of the test's own (initdb in a temporary folder, a free port), which
+/// the test may stop and start: the machine's shared server is left alone.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+impl PrivatePostgres {
+    fn start() -> PrivatePostgres {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePostgres { dir, port };
+        pg.run_as_owner(
+            "initdb",
+            &["-A", "trust", "-U", "postgres", "-D", &pg.data()],
+        );
+        pg.up();
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("pgdata").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            self.port
+        )
+    }
+
+    /// PostgreSQL refuses to run as root: as root, run its tools as the `postgres` user.
+    fn run_as_owner(&self, tool: &str, args: &[&str]) {
+        let program = format!("{PG_BIN}/{tool}");
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout == b"0\n")
+            .unwrap_or(false);
+        let mut command = if root {
+            std::process::Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(self.dir.path())
+                .status()
+                .unwrap();
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--", &program]);
+            c
+        } else {
+            std::process::Command::new(&program)
+        };
+        let out = command.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn up(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log").display().to_string();
+        self.run_as_owner(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn down(&self) {
+        self.run_as_owner("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("runuser")
+            .args([
+                "-u",
+                "postgres",
+                "--",
+                &format!("{PG_BIN}/pg_ctl"),
+                "-D",
+                &self.data(),
+                "-m",
+                "immediate",
+                "stop",
+            ])
+            .output();
+        let _ = std::process::Command::new(format!("{PG_BIN}/pg_ctl"))
+            .args(["-D", &self.data(), "-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+#[tokio::test]
+async fn when_the_database_goes_away_issuance_fails_closed_and_everyone_recovers() {
+    let pg = PrivatePostgres::start();
+    let url = pg.url();
+    let a = replica(&url, "replica-a").await;
+    let b = replica(&url, "replica-b").await;
+    let d = a.demo.clone();
+    b.secret(&d.isv_key);
+    let body = lat_body(&d.client_id, &["Face.Identification"]);
+    let mut issued = Vec::new();
+    for s in [&a, &b] {
+        let answer = s.issue(Some(&d.isv_key), "", &body).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        issued.push(jti(&answer.body));
+    }
+
+    pg.down();
+    for s in [&a, &b] {
+        let answer = s.issue(Some(&d.isv_key), "", &body).await;
+        assert_eq!(
+            answer.status, 503,
+            "no token without its record: {}",
+            answer.body
+        );
+        assert!(!answer.body.contains("eyJ"));
+        assert_eq!(probe(s, &s.url, "ready").await, 503);
+        assert_eq!(probe(s, &s.url, "live").await, 200);
+    }
+
+    pg.up();
+    for s in [&a, &b] {
+        let took = within(Duration::from_secs(15), async || {
+            let answer = s.issue(Some(&d.isv_key), "", &body).await;
+            if answer.status == 200 {
+                issued.push(jti(&answer.body));
+            }
+            answer.status == 200
+        })
+        .await;
+        eprintln!("issuing again {took:?} after the database came back");
+        assert_eq!(probe(s, &s.url, "ready").await, 200);
+    }
+
+    // Every token handed out has its issuance record; both chains verify.
+    let store = a.store().await;
+    let mut recorded = Vec::new();
+    for chain in ["replica-a", "replica-b"] {
+        let records = store.audit_records(chain, 0, 100_000).await.unwrap();
+        latch_core::audit::verify_chain(
+            chain,
+            1,
+            latch_core::audit::GENESIS,
+            records.iter().map(|r| r.body.as_str()),
+        )
+        .unwrap();
+        for r in &records {
+            let record: latch_core::audit::SealedRecord = serde_json::from_str(&r.body).unwrap();
+            if let latch_core::audit::AuditEvent::LimitedAccessTokenIssued { jti, .. } =
+                record.event
+            {
+                recorded.push(jti);
+            }
+        }
+    }
+    for jti in &issued {
+        assert!(recorded.contains(jti), "token {jti} has no issuance record");
+    }
+    assert_eq!(
+        recorded.len(),
+        issued.len(),
+        "no record of a token never handed out"
+    );
+    a.finish().await;
+    b.finish().await;
+}

@@ -42,8 +42,10 @@ pub(crate) const ADMIN_FILE: &str = "admin.env";
 pub(crate) const DEMO_FILE: &str = "demo.env";
 
 pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError> {
-    // First of all: from here on SIGHUP reloads the certificate rather than ending the process.
+    // First of all: from here on SIGHUP reloads the certificate, and SIGTERM or SIGINT stop
+    // the server gracefully, rather than ending the process at once.
     let hangup = crate::tls::hangup_signal();
+    let shutdown = Shutdown::install();
     let fail = |what: &str, e: &dyn std::fmt::Display| {
         CliError::new(
             "StartupFailed",
@@ -260,7 +262,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     tracing::info!(target: "latch::serve", kid = ring.current().active().kid(), data_dir = %config.data_dir.display(), "ready");
     output::line("latch: ready");
 
-    shutdown_signal().await;
+    shutdown.requested().await;
     let _ = stop.send(true);
     while let Some(result) = servers.join_next().await {
         if let Ok(Err(e)) = result {
@@ -583,26 +585,56 @@ fn demo_env(
     )
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(target: "latch::serve", error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = term.recv() => {}
+#[cfg(unix)]
+async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(s) => {
+            s.recv().await;
         }
+        None => std::future::pending::<()>().await,
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
-    tracing::info!(target: "latch::serve", "shutting down");
+}
+
+/// SIGINT and SIGTERM, caught from the start: one arriving before the server is ready still
+/// shuts it down gracefully instead of killing it.
+struct Shutdown {
+    #[cfg(unix)]
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    fn install() -> Shutdown {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let watch = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::warn!(target: "latch::serve", error = %e, "cannot watch {name}");
+                    None
+                }
+            };
+            Shutdown {
+                term: watch(SignalKind::terminate(), "SIGTERM"),
+                interrupt: watch(SignalKind::interrupt(), "SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        Shutdown {}
+    }
+
+    async fn requested(mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = next(&mut self.term) => {}
+                _ = next(&mut self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!(target: "latch::serve", "shutting down");
+    }
 }

@@ -208,6 +208,54 @@ async fn replicas_on_one_database_agree_within_a_second() {
         )
         .unwrap();
     }
+    // The auditor keeps each replica's audit key; an export through either verifies offline
+    // with both keys, and not with one alone (the other's checkpoints would be unaccounted for).
+    let work = a.dir.path().to_owned();
+    let auditor = |s: &Server, args: &[&str]| {
+        let mut all = vec!["--server", &s.admin_url, "--token", &a.auditor_token];
+        all.extend_from_slice(args);
+        let out = s.cli(&all);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    std::fs::write(
+        work.join("key-a.json"),
+        auditor(&a, &["--json", "audit", "key"]),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("key-b.json"),
+        auditor(&b, &["--json", "audit", "key"]),
+    )
+    .unwrap();
+    let export = work.join("export.jsonl");
+    auditor(&b, &["audit", "export", "--out", export.to_str().unwrap()]);
+    let verify = |keys: &[&str]| {
+        let mut args = vec![
+            "audit".to_owned(),
+            "verify".to_owned(),
+            export.display().to_string(),
+        ];
+        for k in keys {
+            args.extend(["--key-file".to_owned(), work.join(k).display().to_string()]);
+        }
+        a.cli(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let both = verify(&["key-a.json", "key-b.json"]);
+    assert!(
+        both.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&both.stdout),
+        String::from_utf8_lossy(&both.stderr)
+    );
+    let text = String::from_utf8_lossy(&both.stdout);
+    assert!(text.contains("in 2 chain(s)"), "{text}");
+    assert_eq!(verify(&["key-b.json"]).status.code(), Some(6));
+
     a.finish().await;
     b.finish().await;
     db.drop().await;

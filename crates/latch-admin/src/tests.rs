@@ -510,7 +510,12 @@ async fn the_auditor_queries_exports_and_the_export_verifies() {
     let jwk = key;
     let point = latch_core::signing::PublicKey::from_jwk(&jwk).unwrap();
     let saved: latch_core::checkpoint::Checkpoint = serde_json::from_value(saved).unwrap();
-    let report = latch_core::checkpoint::verify_export(text.lines(), &point, Some(&saved), |_| {});
+    let report = latch_core::checkpoint::verify_export(
+        text.lines(),
+        std::slice::from_ref(&point),
+        Some(&saved),
+        |_| {},
+    );
     assert_eq!(report.findings, [], "{text}");
     assert!(report.records["main"] >= 10);
     let (s, csv) = export(a.operator.clone(), "csv").await;

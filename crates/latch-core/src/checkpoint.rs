@@ -269,12 +269,13 @@ struct ChainState {
     checkpoints: Vec<Checkpoint>,
 }
 
-/// Verifies an export (its lines, in order) with the audit public key, optionally against a
-/// checkpoint the auditor saved earlier. `progress` is called with the number of lines read,
+/// Verifies an export (its lines, in order) with the audit public keys (one per writer that
+/// signs checkpoints: each replica has its own), optionally against a checkpoint the auditor
+/// saved earlier. `progress` is called with the number of lines read,
 /// every 100,000 lines.
 pub fn verify_export<I, S>(
     lines: I,
-    key: &PublicKey,
+    keys: &[PublicKey],
     saved: Option<&Checkpoint>,
     mut progress: impl FnMut(u64),
 ) -> ExportReport
@@ -349,7 +350,7 @@ where
         check_chain(
             chain,
             state,
-            key,
+            keys,
             saved.filter(|s| &s.chain == chain),
             &mut report.findings,
         );
@@ -387,7 +388,7 @@ fn take_from_gaps(gaps: &mut BTreeMap<u64, u64>, seq: u64) -> bool {
 fn check_chain(
     chain: &str,
     state: &ChainState,
-    key: &PublicKey,
+    keys: &[PublicKey],
     saved: Option<&Checkpoint>,
     out: &mut Vec<Finding>,
 ) {
@@ -441,7 +442,7 @@ fn check_chain(
     // legitimately smaller and later than checkpoints made before it.
     let mut newest: Option<&Checkpoint> = None;
     for c in &state.checkpoints {
-        if !c.verify(key) {
+        if !keys.iter().any(|k| c.verify(k)) {
             out.push(Finding::ForgedCheckpoint {
                 chain: name(),
                 size: c.size,
@@ -465,7 +466,7 @@ fn check_chain(
         }
     }
     if let Some(s) = saved {
-        if !s.verify(key) {
+        if !keys.iter().any(|k| s.verify(k)) {
             out.push(Finding::ForgedCheckpoint {
                 chain: name(),
                 size: s.size,

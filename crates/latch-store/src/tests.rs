@@ -853,7 +853,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
         .await
         .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
-    let report = verify_export(&lines, &key.key().public_key(), None, |_| {});
+    let report = verify_export(&lines, &[key.key().public_key()], None, |_| {});
     assert_eq!(report.findings, [], "{lines:?}");
     assert_eq!(report.checkpoints, 2);
 
@@ -1022,7 +1022,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     let pk = key.key().public_key();
     let verify = |parts: &[&Vec<String>]| {
         let all: Vec<String> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
-        verify_export(&all, &pk, None, |_| {}).findings
+        verify_export(&all, std::slice::from_ref(&pk), None, |_| {}).findings
     };
 
     let mut first: Vec<String> = Vec::new();

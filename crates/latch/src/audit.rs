@@ -151,18 +151,23 @@ pub(crate) async fn archive(
 /// or that they verify.
 pub(crate) fn verify(
     files: &[std::path::PathBuf],
-    key: &Path,
+    key_files: &[std::path::PathBuf],
     saved: Option<&Path>,
     format: Format,
 ) -> Result<(), CliError> {
     let fail = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
         CliError::usage(format!("{what} {}: {e}", p.display()))
     };
-    let jwk: Value = std::fs::read_to_string(key)
-        .map_err(|e| fail("cannot read", key, &e))
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| fail("not a JWK:", key, &e)))?;
-    let key = PublicKey::from_jwk(&jwk)
-        .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?;
+    let mut keys = Vec::new();
+    for key in key_files {
+        let jwk: Value = std::fs::read_to_string(key)
+            .map_err(|e| fail("cannot read", key, &e))
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| fail("not a JWK:", key, &e)))?;
+        keys.push(
+            PublicKey::from_jwk(&jwk)
+                .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?,
+        );
+    }
     let saved: Option<Checkpoint> = match saved {
         None => None,
         Some(p) => Some(
@@ -185,7 +190,7 @@ pub(crate) fn verify(
             .map_while(Result::ok)
             .map(|bytes| String::from_utf8(bytes).unwrap_or_else(|_| "\u{fffd}".to_owned()))
     });
-    let report = verify_export(lines, &key, saved.as_ref(), |n| {
+    let report = verify_export(lines, &keys, saved.as_ref(), |n| {
         eprintln!("latch: {n} lines checked")
     });
     let records: u64 = report.records.values().sum();

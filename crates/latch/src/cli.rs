@@ -242,9 +242,10 @@ pub(crate) enum AuditCommand {
         /// The export, preceded by every archive of the same log (JSON lines, oldest first).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// The audit public key, as saved from `latch audit key` (a JWK).
-        #[arg(long)]
-        key_file: PathBuf,
+        /// The audit public key, as saved from `latch audit key` (a JWK); repeat it for every
+        /// replica that signs checkpoints (each has its own key).
+        #[arg(long, required = true)]
+        key_file: Vec<PathBuf>,
         /// A checkpoint saved earlier (`latch audit checkpoint`): the export must extend it.
         #[arg(long)]
         checkpoint: Option<PathBuf>,

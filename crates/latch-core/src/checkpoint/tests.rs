@@ -59,7 +59,7 @@ impl Log {
     }
 
     fn verify(&self, lines: &[String], saved: Option<&Checkpoint>) -> Vec<Finding> {
-        verify_export(lines, &self.key.public_key(), saved, |_| {}).findings
+        verify_export(lines, &[self.key.public_key()], saved, |_| {}).findings
     }
 }
 
@@ -70,7 +70,7 @@ fn main_chain() -> String {
 #[test]
 fn an_untouched_export_verifies() {
     let l = log(20);
-    let report = verify_export(l.export(), &l.key.public_key(), None, |_| {});
+    let report = verify_export(l.export(), &[l.key.public_key()], None, |_| {});
     assert_eq!(report.findings, []);
     assert_eq!(report.records["main"], 20);
     assert_eq!(report.checkpoints, 2);
@@ -314,7 +314,7 @@ fn progress_is_reported_on_long_runs() {
     let l = log(3);
     let lines: Vec<String> = std::iter::repeat_n(String::new(), 250_000).collect();
     let mut seen = Vec::new();
-    verify_export(&lines, &l.key.public_key(), None, |n| seen.push(n));
+    verify_export(&lines, &[l.key.public_key()], None, |n| seen.push(n));
     assert_eq!(seen, [100_000, 200_000]);
 }
 

@@ -13,6 +13,7 @@ mod upstream;
 mod admin;
 mod audit;
 mod cli;
+mod deploy;
 mod face;
 mod interop;
 mod replicas;

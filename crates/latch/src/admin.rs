@@ -224,6 +224,9 @@ pub(crate) async fn run(
         }
         return reset_credential(&config, role, format).await;
     }
+    if let Command::Audit(AuditCommand::NewKey { out }) = &command {
+        return crate::audit::new_key(out, format);
+    }
     if let Command::Audit(AuditCommand::Verify {
         files,
         key_file,
@@ -372,6 +375,7 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
         | Command::Audit(AuditCommand::Verify { .. })
+        | Command::Audit(AuditCommand::NewKey { .. })
         | Command::Audit(AuditCommand::Archive { .. })
         | Command::Audit(AuditCommand::Prove { .. }) => {
             return Err(CliError::usage("not an administrative request"))

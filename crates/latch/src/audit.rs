@@ -147,6 +147,35 @@ pub(crate) async fn archive(
     Ok(())
 }
 
+/// `latch audit new-key`: a fresh audit signing key in a new owner-only file; prints its
+/// public half (the JWK auditors verify with).
+pub(crate) fn new_key(out: &Path, format: Format) -> Result<(), CliError> {
+    let rng = ring::rand::SystemRandom::new();
+    let key = latch_core::SigningKey::generate(&rng)
+        .map_err(|e| CliError::new("Failed", e.to_string(), crate::exit::FAILURE))?;
+    latch_store::checkpoints::write_private(out, key.pkcs8(), true).map_err(|e| {
+        let exit = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            crate::exit::ALREADY_EXISTS
+        } else {
+            crate::exit::FAILURE
+        };
+        CliError::new(
+            "Failed",
+            format!("cannot write {}: {e}", out.display()),
+            exit,
+        )
+    })?;
+    let jwk = serde_json::to_value(key.public_key().to_jwk())
+        .map_err(|e| CliError::new("Failed", e.to_string(), crate::exit::FAILURE))?;
+    crate::output::print(format, &jwk, || {
+        format!(
+            "latch: audit key written to {} (owner-only); its public key, for `audit verify --key-file`:\n{jwk}",
+            out.display()
+        )
+    });
+    Ok(())
+}
+
 /// Verifies `files` (archives, oldest first, then an export) offline; prints every finding,
 /// or that they verify.
 pub(crate) fn verify(

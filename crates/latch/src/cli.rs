@@ -275,6 +275,13 @@ pub(crate) enum AuditCommand {
     },
     /// The audit public key (a JWK): save it, and verify exports with it.
     Key,
+    /// Write a new audit signing key (PKCS#8, owner-only) for replicas that share one, e.g.
+    /// from a Kubernetes Secret mounted as `<data_dir>/audit-key.p8`.
+    NewKey {
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// A fresh signed checkpoint: save it, and later check that exports extend it.
     Checkpoint {
         /// The chain (default main).

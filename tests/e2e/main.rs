@@ -16,6 +16,7 @@ mod cli;
 mod deploy;
 mod face;
 mod interop;
+mod metrics;
 mod replicas;
 mod sts_issue;
 mod tls;

@@ -5,7 +5,8 @@
 //! * [`error_response`]: Azure's error body, `{"error":{"code":...,"message":...}}`;
 //! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time;
 //! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`;
-//! * [`health`]: liveness and readiness probes.
+//! * [`health`]: liveness and readiness probes;
+//! * [`metrics`]: Prometheus metrics.
 
 use axum::http::header::{HeaderName, AUTHORIZATION};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -15,6 +16,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 pub mod context;
 pub mod health;
 pub mod keys;
+pub mod metrics;
 
 /// The header that carries a subscription key.
 pub const SUBSCRIPTION_KEY_HEADER: HeaderName =

@@ -9,8 +9,9 @@
 //! Fail closed: a caller that gets an error must not act (no token is returned); the records of
 //! a failed batch are not in the log.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use latch_core::audit::AuditDraft;
 use tokio::sync::{mpsc, oneshot};
@@ -36,6 +37,21 @@ pub struct AuditStats {
     pub batches: AtomicU64,
     /// Batches that failed.
     pub failures: AtomicU64,
+    /// Records committed, by event type and outcome (`limited_access_token_issued`,
+    /// `success`): issuance and use counts for metrics.
+    pub by_kind: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Records handed to the writer and not yet taken into a batch.
+    pub queued: AtomicU64,
+}
+
+impl AuditStats {
+    /// The per-type counts, copied.
+    pub fn counts(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        match self.by_kind.lock() {
+            Ok(map) => map.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 /// A handle to the audit writer; cheap to clone.
@@ -69,10 +85,13 @@ impl AuditLog {
     /// Appends a record and waits until it is committed; returns its sequence number.
     pub async fn record(&self, draft: AuditDraft) -> Result<u64, StoreError> {
         let (done, wait) = oneshot::channel();
-        self.queue
-            .send(Job { draft, done })
-            .await
-            .map_err(|_| StoreError::Unavailable("the audit writer has stopped".into()))?;
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send(Job { draft, done }).await.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::Unavailable(
+                "the audit writer has stopped".into(),
+            ));
+        }
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(msg)) => Err(StoreError::Unavailable(msg)),
@@ -85,6 +104,12 @@ impl AuditLog {
     /// The writer's counters.
     pub fn stats(&self) -> &AuditStats {
         &self.stats
+    }
+
+    /// The writer's counters, to read after this handle is gone (a handle keeps the writer
+    /// running; the counters do not).
+    pub fn shared_stats(&self) -> Arc<AuditStats> {
+        self.stats.clone()
     }
 
     /// Records waiting for the writer.
@@ -101,6 +126,7 @@ async fn writer(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+        stats.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
         let drafts: Vec<AuditDraft> = jobs.iter().map(|j| j.draft.clone()).collect();
         match store.append_audit(&chain, &drafts).await {
             Ok(seqs) => {
@@ -108,6 +134,12 @@ async fn writer(
                 stats
                     .records
                     .fetch_add(seqs.len() as u64, Ordering::Relaxed);
+                if let Ok(mut counts) = stats.by_kind.lock() {
+                    for draft in &drafts {
+                        let index = draft.event.index();
+                        *counts.entry((index.kind, index.outcome)).or_default() += 1;
+                    }
+                }
                 for (job, seq) in jobs.drain(..).zip(seqs) {
                     let _ = job.done.send(Ok(seq));
                 }

@@ -77,6 +77,7 @@ impl Global {
             tls_key: env("LATCH_TLS_KEY").map(PathBuf::from),
             tls_cname: env("LATCH_TLS_CNAME"),
             database_url: env("LATCH_DATABASE_URL"),
+            metrics_listen: env("LATCH_METRICS_LISTEN"),
         }
     }
 }
@@ -354,6 +355,10 @@ pub(crate) struct ServeArgs {
     /// Address the Face front listens on (overrides `face.listen`).
     #[arg(long, env = "LATCH_FACE_LISTEN")]
     pub(crate) face_listen: Option<String>,
+    /// Address `GET /metrics` (Prometheus, plain HTTP) is served on (overrides
+    /// `metrics.listen`); without it, no metrics listener.
+    #[arg(long)]
+    pub(crate) metrics_listen: Option<String>,
     /// Which services to run.
     #[arg(long, value_enum, default_value_t = Role::All)]
     pub(crate) role: Role,

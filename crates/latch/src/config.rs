@@ -28,6 +28,7 @@
 //! | TLS on or off | `tls.mode` (`on`, `off`) | `LATCH_TLS` | `--tls` | `on` |
 //! | certificate chain, key (PEM) | `tls.cert`, `tls.key` | `LATCH_TLS_CERT`, `LATCH_TLS_KEY` | `--tls-cert`, `--tls-key` | a development certificate in `<data_dir>/tls/` |
 //! | the name clients use | `tls.cname` | `LATCH_TLS_CNAME` | `--tls-cname` | `localhost` (development certificate only) |
+//! | metrics listen address (plain HTTP, `GET /metrics`) | `metrics.listen` | `LATCH_METRICS_LISTEN` | `--metrics-listen` | none (off) |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
 //! | log filter | `log.level` | `LATCH_LOG` | | `info` |
 
@@ -83,6 +84,14 @@ struct File {
     tls: TlsFile,
     #[serde(default)]
     store: StoreFile,
+    #[serde(default)]
+    metrics: MetricsFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsFile {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,6 +194,8 @@ pub(crate) struct Overrides {
     pub(crate) tls_cname: Option<String>,
     /// `LATCH_DATABASE_URL`.
     pub(crate) database_url: Option<String>,
+    /// `--metrics-listen` / `LATCH_METRICS_LISTEN`.
+    pub(crate) metrics_listen: Option<String>,
 }
 
 /// How the listeners speak.
@@ -258,6 +269,8 @@ pub(crate) struct Config {
     /// The shared store's connection string (it may hold a password: never logged); without
     /// it, the embedded store in `data_dir`.
     pub(crate) database_url: Option<DatabaseUrl>,
+    /// Where `GET /metrics` is served (plain HTTP), if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
 /// A database connection string: it may hold a password, so `Debug` shows none of it.
@@ -433,7 +446,14 @@ impl Config {
                 ));
             }
         }
+        let metrics_listen = match o.metrics_listen.or(file.metrics.listen) {
+            None => None,
+            Some(text) => Some(text.parse().map_err(|_| {
+                invalid("metrics.listen", format!("'{text}' is not an address:port"))
+            })?),
+        };
         Ok(Config {
+            metrics_listen,
             tls,
             database_url: database_url.map(|u| DatabaseUrl(zeroize::Zeroizing::new(u))),
             archive_after_days: file.audit.archive_after_days,

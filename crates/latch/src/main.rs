@@ -41,6 +41,9 @@ fn main() -> ExitCode {
         if args.admin_listen.is_some() {
             overrides.admin_listen = args.admin_listen.clone();
         }
+        if args.metrics_listen.is_some() {
+            overrides.metrics_listen = args.metrics_listen.clone();
+        }
         overrides.tls_mode = args.tls.clone().or(overrides.tls_mode);
         overrides.tls_cert = args.tls_cert.clone().or(overrides.tls_cert);
         overrides.tls_key = args.tls_key.clone().or(overrides.tls_key);

@@ -112,6 +112,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     } else {
         None
     };
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
     // HTTPS unless turned off explicitly; a certificate that fails a check stops us here.
     let (tls, watch) = match crate::tls::Tls::prepare(&config, clock.now())? {
         Some((tls, watch)) => (Some(Arc::new(tls)), Some(watch)),
@@ -160,6 +164,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         tracing::warn!(target: "latch::tls", "{message}");
         output::line(message);
     }
+    let metrics = Arc::new(latch_http::metrics::Metrics::default());
+    metrics.watch_audit(&audit);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = sts_listener {
@@ -180,7 +186,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         servers.spawn(serve_until(
             listener,
             tls.as_deref(),
-            latch_sts::router(state).merge(latch_http::health::router(store.clone())),
+            latch_http::metrics::measure(latch_sts::router(state), &metrics, "sts")
+                .merge(latch_http::health::router(store.clone())),
             stopped.clone(),
         ));
     }
@@ -211,7 +218,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         servers.spawn(serve_until(
             listener,
             tls.as_deref(),
-            latch_face::router(state).merge(latch_http::health::router(store.clone())),
+            latch_http::metrics::measure(latch_face::router(state), &metrics, "face")
+                .merge(latch_http::health::router(store.clone())),
             stopped.clone(),
         ));
     }
@@ -222,14 +230,27 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             clock: clock.clone(),
             audit: audit_signer.clone(),
         };
-        let router = latch_admin::http::router(ctx)
-            .await?
-            .merge(latch_http::health::router(store.clone()));
+        let router =
+            latch_http::metrics::measure(latch_admin::http::router(ctx).await?, &metrics, "admin")
+                .merge(latch_http::health::router(store.clone()));
         announce("admin API", &listener, tls.as_deref())?;
         servers.spawn(serve_until(
             listener,
             tls.as_deref(),
             router,
+            stopped.clone(),
+        ));
+    }
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr().map_err(|e| fail("listener", &e))?;
+        tracing::info!(target: "latch::serve", %addr, "metrics listening");
+        output::line(&format!(
+            "latch: metrics listening on http://{addr}/metrics"
+        ));
+        servers.spawn(serve_until(
+            listener,
+            None,
+            latch_http::metrics::router(metrics.clone()),
             stopped.clone(),
         ));
     }

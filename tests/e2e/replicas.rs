@@ -179,16 +179,25 @@ async fn replicas_on_one_database_agree_within_a_second() {
         )
         .await;
     assert_eq!(rotated.status, 200, "{}", rotated.body);
-    let fresh = a
-        .issue(
-            Some(&d.isv_key),
-            "",
-            &lat_body(&d.client_id, &["Face.Identification"]),
-        )
-        .await
-        .body;
-    b.secret(&fresh);
-    let took = within(Duration::from_millis(2500), async || {
+    let kid = rotated.json()["kid"].as_str().unwrap().to_owned();
+    let kid_of = |token: &str| latch_core::jws::decode(token).unwrap().header.kid;
+    // A signs with the new key once it has reloaded the ring (within a second)...
+    let mut fresh = String::new();
+    within(Duration::from_secs(1), async || {
+        fresh = a
+            .issue(
+                Some(&d.isv_key),
+                "",
+                &lat_body(&d.client_id, &["Face.Identification"]),
+            )
+            .await
+            .body;
+        b.secret(&fresh);
+        kid_of(&fresh) == kid
+    })
+    .await;
+    // ...and B accepts what the new key signed within a second of the rotation too.
+    let took = within(Duration::from_secs(1), async || {
         identify(&b, new_key.clone(), Some(fresh.clone())).await == 501
     })
     .await;

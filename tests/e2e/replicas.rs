@@ -281,6 +281,12 @@ const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 impl PrivatePostgres {
     fn start() -> PrivatePostgres {
+        let pg = Self::init();
+        pg.up();
+        pg
+    }
+
+    fn init() -> PrivatePostgres {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -292,6 +298,34 @@ impl PrivatePostgres {
             "initdb",
             &["-A", "trust", "-U", "postgres", "-D", &pg.data()],
         );
+        pg
+    }
+
+    /// A server that takes TLS connections only, with this certificate.
+    fn start_tls_only(certificate: &crate::tls::Issued) -> PrivatePostgres {
+        let pg = Self::init();
+        let data = std::path::PathBuf::from(pg.data());
+        std::fs::write(data.join("server.crt"), &certificate.chain).unwrap();
+        std::fs::write(data.join("server.key"), &certificate.key).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(&mut conf, b"\nssl = on\n").unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 0.0.0.0/0 reject\n",
+        )
+        .unwrap();
         pg.up();
         pg
     }
@@ -424,7 +458,11 @@ async fn when_the_database_goes_away_issuance_fails_closed_and_everyone_recovers
         })
         .await;
         eprintln!("issuing again {took:?} after the database came back");
-        assert_eq!(probe(s, &s.url, "ready").await, 200);
+        // Readiness answers are reused for a second.
+        within(Duration::from_secs(3), async || {
+            probe(s, &s.url, "ready").await == 200
+        })
+        .await;
     }
 
     // Every token handed out has its issuance record; both chains verify.
@@ -458,4 +496,57 @@ async fn when_the_database_goes_away_issuance_fails_closed_and_everyone_recovers
     );
     a.finish().await;
     b.finish().await;
+}
+
+#[tokio::test]
+async fn the_database_connection_is_tls_verified_against_the_configured_ca() {
+    let ca = crate::tls::Ca::new();
+    let pg = PrivatePostgres::start_tls_only(&ca.current(&["localhost"]));
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("db-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let store = |url: String, ca: Option<&std::path::Path>| {
+        let mut command = std::process::Command::new(crate::harness::BIN);
+        command
+            .args(["store", "migrate"])
+            .env("LATCH_DATABASE_URL", url)
+            .env_remove("LATCH_DATABASE_CA")
+            .env_remove("LATCH_CONFIG");
+        if let Some(ca) = ca {
+            command.env("LATCH_DATABASE_CA", ca);
+        }
+        let out = command.output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let url = |extra: &str| {
+        format!(
+            "host=localhost port={} user=postgres dbname=postgres{extra}",
+            pg.port
+        )
+    };
+    // The server takes TLS only: with the CA that issued its certificate, the migration runs.
+    let (ok, out) = store(url(" sslmode=require"), Some(&ca_file));
+    assert!(ok, "{out}");
+    assert!(out.contains("migration(s) applied"), "{out}");
+    // Without it (the web PKI roots), the certificate is not trusted and nothing is sent.
+    let (ok, out) = store(url(" sslmode=require"), None);
+    assert!(!ok);
+    assert!(
+        out.contains("UnknownIssuer") || out.contains("certificate"),
+        "{out}"
+    );
+    // A loopback host without sslmode speaks plain TCP, which this server refuses.
+    let (ok, out) = store(url(""), Some(&ca_file));
+    assert!(!ok);
+    assert!(
+        out.contains("no encryption") || out.contains("pg_hba"),
+        "{out}"
+    );
 }

@@ -43,13 +43,13 @@ fn refused(records: &[SealedRecord]) -> Vec<String> {
 const CNAME: &str = "sts.test.example";
 
 /// A throwaway certificate authority.
-struct Ca {
+pub(crate) struct Ca {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
-    pem: String,
+    pub(crate) pem: String,
 }
 
 impl Ca {
-    fn new() -> Ca {
+    pub(crate) fn new() -> Ca {
         Self::named("latch e2e test CA")
     }
 
@@ -85,15 +85,15 @@ impl Ca {
         }
     }
 
-    fn current(&self, names: &[&str]) -> Issued {
+    pub(crate) fn current(&self, names: &[&str]) -> Issued {
         let now = now();
         self.issue(names, now - 3600, now + 30 * 86_400)
     }
 }
 
-struct Issued {
-    chain: String,
-    key: String,
+pub(crate) struct Issued {
+    pub(crate) chain: String,
+    pub(crate) key: String,
     der: Vec<u8>,
 }
 

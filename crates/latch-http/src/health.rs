@@ -5,9 +5,12 @@
 //!   (the database is unreachable, or migrations are pending), so a balancer stops sending
 //!   requests that could only fail.
 //!
-//! Neither needs a credential, and neither says more than `ok` or why not.
+//! Neither needs a credential, and neither says more than `ok` or not. Readiness asks the
+//! store at most once a second, with a deadline, whatever the rate of probes: an anonymous
+//! caller cannot tie up database connections with it.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,25 +19,62 @@ use axum::routing::get;
 use axum::Router;
 use latch_store::Store;
 
+/// How long a readiness answer is reused.
+const FRESH_FOR: Duration = Duration::from_secs(1);
+/// How long the store has to answer.
+const DEADLINE: Duration = Duration::from_secs(3);
+
+struct Probe {
+    store: Arc<dyn Store>,
+    last: tokio::sync::Mutex<Option<(Instant, bool)>>,
+    /// When "not ready" was last logged.
+    logged: Mutex<Option<Instant>>,
+}
+
 /// The two probes, for merging into a service's router.
 pub fn router(store: Arc<dyn Store>) -> Router {
+    let probe = Arc::new(Probe {
+        store,
+        last: tokio::sync::Mutex::new(None),
+        logged: Mutex::new(None),
+    });
     Router::new()
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
-        .with_state(store)
+        .with_state(probe)
 }
 
-async fn ready(State(store): State<Arc<dyn Store>>) -> Response {
-    match store.ready().await {
-        Ok(()) => "ok\n".into_response(),
-        Err(e) => {
-            tracing::warn!(target: "latch::health", error = %e, "not ready");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not ready: the store is unavailable\n",
-            )
-                .into_response()
+async fn ready(State(probe): State<Arc<Probe>>) -> Response {
+    // One probe asks the store; those arriving meanwhile wait for its answer.
+    let mut last = probe.last.lock().await;
+    let ok = match *last {
+        Some((at, ok)) if at.elapsed() < FRESH_FOR => ok,
+        _ => {
+            let result = tokio::time::timeout(DEADLINE, probe.store.ready()).await;
+            let ok = matches!(result, Ok(Ok(())));
+            if !ok {
+                let mut logged = probe.logged.lock().unwrap_or_else(|p| p.into_inner());
+                if logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                    *logged = Some(Instant::now());
+                    let error = match result {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer within the deadline".into(),
+                    };
+                    tracing::warn!(target: "latch::health", %error, "not ready");
+                }
+            }
+            *last = Some((Instant::now(), ok));
+            ok
         }
+    };
+    if ok {
+        "ok\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the store is unavailable\n",
+        )
+            .into_response()
     }
 }
 

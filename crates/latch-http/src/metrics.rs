@@ -121,7 +121,7 @@ impl Metrics {
                     "latch_audit_records_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
                 );
             }
-            let _ = writeln!(out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed));
+            let _ = writeln!(out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed).max(0));
             let _ = writeln!(out, "# HELP latch_audit_batches_total Audit commits.\n# TYPE latch_audit_batches_total counter\nlatch_audit_batches_total {}", stats.batches.load(Ordering::Relaxed));
             let _ = writeln!(out, "# HELP latch_audit_commit_failures_total Audit commits that failed (their requests were refused).\n# TYPE latch_audit_commit_failures_total counter\nlatch_audit_commit_failures_total {}", stats.failures.load(Ordering::Relaxed));
         }

@@ -10,7 +10,7 @@
 //! a failed batch are not in the log.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use latch_core::audit::AuditDraft;
@@ -41,7 +41,7 @@ pub struct AuditStats {
     /// `success`): issuance and use counts for metrics.
     pub by_kind: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// Records handed to the writer and not yet taken into a batch.
-    pub queued: AtomicU64,
+    pub queued: AtomicI64,
 }
 
 impl AuditStats {
@@ -85,13 +85,14 @@ impl AuditLog {
     /// Appends a record and waits until it is committed; returns its sequence number.
     pub async fn record(&self, draft: AuditDraft) -> Result<u64, StoreError> {
         let (done, wait) = oneshot::channel();
-        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if self.queue.send(Job { draft, done }).await.is_err() {
-            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(StoreError::Unavailable(
                 "the audit writer has stopped".into(),
             ));
         }
+        // Counted once in the queue (the writer may already have taken it: the count then
+        // dips below zero for a moment, and is read as zero).
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
             Ok(Err(msg)) => Err(StoreError::Unavailable(msg)),
@@ -126,7 +127,10 @@ async fn writer(
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-        stats.queued.fetch_sub(jobs.len() as u64, Ordering::Relaxed);
+        stats.queued.fetch_sub(
+            i64::try_from(jobs.len()).unwrap_or(i64::MAX),
+            Ordering::Relaxed,
+        );
         let drafts: Vec<AuditDraft> = jobs.iter().map(|j| j.draft.clone()).collect();
         match store.append_audit(&chain, &drafts).await {
             Ok(seqs) => {

@@ -77,6 +77,7 @@ impl Global {
             tls_key: env("LATCH_TLS_KEY").map(PathBuf::from),
             tls_cname: env("LATCH_TLS_CNAME"),
             database_url: env("LATCH_DATABASE_URL"),
+            database_ca: env("LATCH_DATABASE_CA").map(PathBuf::from),
             metrics_listen: env("LATCH_METRICS_LISTEN"),
         }
     }

@@ -7,6 +7,7 @@
 //! |---|---|---|---|---|
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
 //! | shared store (PostgreSQL) | `store.url` | `LATCH_DATABASE_URL` | | none: the embedded store in the data directory |
+//! | CA for TLS to the database (PEM) | `store.ca_file` | `LATCH_DATABASE_CA` | | the web PKI roots |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
 //! | archive records older than (days) | `audit.archive_after_days` | | `--older-than-days` | none |
 //! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
@@ -98,6 +99,7 @@ struct MetricsFile {
 #[serde(deny_unknown_fields)]
 struct StoreFile {
     url: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +196,8 @@ pub(crate) struct Overrides {
     pub(crate) tls_cname: Option<String>,
     /// `LATCH_DATABASE_URL`.
     pub(crate) database_url: Option<String>,
+    /// `LATCH_DATABASE_CA`.
+    pub(crate) database_ca: Option<PathBuf>,
     /// `--metrics-listen` / `LATCH_METRICS_LISTEN`.
     pub(crate) metrics_listen: Option<String>,
 }
@@ -269,6 +273,8 @@ pub(crate) struct Config {
     /// The shared store's connection string (it may hold a password: never logged); without
     /// it, the embedded store in `data_dir`.
     pub(crate) database_url: Option<DatabaseUrl>,
+    /// The certificates trusted for TLS to the database, instead of the web PKI roots.
+    pub(crate) database_ca: Option<PathBuf>,
     /// Where `GET /metrics` is served (plain HTTP), if anywhere.
     pub(crate) metrics_listen: Option<SocketAddr>,
 }
@@ -453,6 +459,7 @@ impl Config {
             })?),
         };
         Ok(Config {
+            database_ca: o.database_ca.or(file.store.ca_file),
             metrics_listen,
             tls,
             database_url: database_url.map(|u| DatabaseUrl(zeroize::Zeroizing::new(u))),

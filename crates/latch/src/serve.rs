@@ -145,12 +145,14 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ),
         _ => None,
     };
-    if fresh {
+    // Only a process that serves the admin API hands out its credentials: replicas of the STS
+    // or the Face front starting together on a new database leave them to it.
+    if fresh && run_admin {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         let admin_url = url_of(&admin_listener, config.admin_listen)?;
         bootstrap_credentials(&admin, &config.data_dir, &admin_url, cacert.as_deref()).await?;
     }
-    if fresh && !args.no_demo {
+    if fresh && run_admin && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         bootstrap_demo(&admin, &config.data_dir, &sts_public_url, cacert.as_deref()).await?;
     }

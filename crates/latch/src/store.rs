@@ -29,9 +29,14 @@ pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn 
     })?;
     Ok(match &config.database_url {
         Some(url) => Arc::new(
-            PgStore::connect(url.expose(), &config.audit_chain, rng)
-                .await
-                .map_err(unreachable)?,
+            PgStore::connect_with_ca(
+                url.expose(),
+                config.database_ca.as_deref(),
+                &config.audit_chain,
+                rng,
+            )
+            .await
+            .map_err(unreachable)?,
         ),
         None => Arc::new(SqliteStore::open(
             &config.data_dir,
@@ -67,7 +72,12 @@ pub(crate) async fn run(config: &Config, command: StoreCommand) -> Result<(), Cl
             "no shared store configured (store.url or LATCH_DATABASE_URL); the embedded store migrates itself when opened",
         ));
     };
-    let store = PgStore::connect_only(url.expose(), &config.audit_chain).map_err(unreachable)?;
+    let store = PgStore::handle(
+        url.expose(),
+        config.database_ca.as_deref(),
+        &config.audit_chain,
+    )
+    .map_err(unreachable)?;
     match command {
         StoreCommand::Migrate => {
             let applied = store.migrate().await.map_err(unreachable)?;

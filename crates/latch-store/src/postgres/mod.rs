@@ -11,11 +11,14 @@
 //!
 //! Migrations are applied in order at start, under a transaction-scoped advisory lock so that
 //! replicas starting together apply each once. The SQL is plain PostgreSQL; CockroachDB and
-//! YugabyteDB accept it except for `pg_advisory_xact_lock` (CockroachDB has no advisory locks:
-//! apply migrations from one process, `latch store migrate`, before starting replicas) and
-//! `BIGINT GENERATED ALWAYS AS IDENTITY` ids, which CockroachDB assigns out of order (auditor
-//! query paging then orders by that id all the same, but may see records of concurrent
-//! transactions on a later page).
+//! YugabyteDB accept it except for the advisory locks (CockroachDB has none: apply migrations
+//! from one process, `latch store migrate`, before starting replicas).
+//!
+//! Auditor queries page by an identity id, which is assigned at insert, not at commit: while
+//! several replicas write, a record committed late with a lower id can fall behind a page
+//! already read. Exports and `audit verify` read each chain by sequence number and see every
+//! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
+//! records are committed in sequence order.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -27,7 +30,9 @@ use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::{Client, Row, Transaction};
+
+mod tls;
 
 use crate::{
     AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
@@ -156,7 +161,21 @@ impl PgStore {
     /// migrations and makes the key pepper on first use. Records of changes made through this
     /// handle go to audit chain `chain`.
     pub async fn connect(url: &str, chain: &str, rng: &dyn SecureRandom) -> Result<PgStore> {
-        let store = Self::connect_only(url, chain)?;
+        let store = Self::handle(url, None, chain)?;
+        store.migrate().await?;
+        store.ensure_pepper(rng).await?;
+        Ok(store)
+    }
+
+    /// Like [`PgStore::connect`], trusting only the certificates in `ca_file` (PEM) for TLS
+    /// to the database instead of the web PKI roots.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca_file: Option<&std::path::Path>,
+        chain: &str,
+        rng: &dyn SecureRandom,
+    ) -> Result<PgStore> {
+        let store = Self::handle(url, ca_file, chain)?;
         store.migrate().await?;
         store.ensure_pepper(rng).await?;
         Ok(store)
@@ -164,15 +183,27 @@ impl PgStore {
 
     /// A handle that has not touched the database yet (no migration, no connection).
     pub fn connect_only(url: &str, chain: &str) -> Result<PgStore> {
+        Self::handle(url, None, chain)
+    }
+
+    /// A handle that has not touched the database yet, with `ca_file` for TLS.
+    pub fn handle(url: &str, ca_file: Option<&std::path::Path>, chain: &str) -> Result<PgStore> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("latch");
+        // A dead peer or a silent network is noticed in seconds, not hours: the calls waiting
+        // on it fail (503) and the connection is replaced.
+        config.keepalives_idle(Duration::from_secs(10));
+        config.keepalives_interval(Duration::from_secs(5));
+        config.keepalives_retries(3);
+        config.tcp_user_timeout(Duration::from_secs(15));
+        tls::apply_policy(&mut config, url);
         Ok(PgStore {
             inner: Arc::new(Inner {
                 chain: chain.to_owned(),
-                pool: Pool::new(config),
+                pool: Pool::new(config, tls::RustlsConnect::new(ca_file)?),
             }),
         })
     }
@@ -309,6 +340,7 @@ async fn applied_migrations(tx: &Transaction<'_>) -> Result<usize> {
 /// A fixed set of connections, each opened on first use and reopened after it breaks.
 struct Pool {
     config: tokio_postgres::Config,
+    tls: tls::RustlsConnect,
     slots: Vec<tokio::sync::Mutex<Option<Client>>>,
     next: AtomicUsize,
 }
@@ -323,9 +355,10 @@ impl Pooled<'_> {
 }
 
 impl Pool {
-    fn new(config: tokio_postgres::Config) -> Pool {
+    fn new(config: tokio_postgres::Config, tls: tls::RustlsConnect) -> Pool {
         Pool {
             config,
+            tls,
             slots: (0..POOL_SIZE)
                 .map(|_| tokio::sync::Mutex::new(None))
                 .collect(),
@@ -349,7 +382,7 @@ impl Pool {
         };
         if guard.as_ref().is_none_or(Client::is_closed) {
             *guard = None;
-            let (client, connection) = self.config.connect(NoTls).await.map_err(pg)?;
+            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg)?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(target: "latch::store", error = %e, "database connection lost");
@@ -711,26 +744,27 @@ impl Store for PgStore {
                     .await
                     .map_err(pg)?;
                 } else {
-                    let owner: Option<String> = tx
+                    // One statement, so a block the operator sets meanwhile is never lifted by an
+                    // ISV: it either sees the operator's row (and leaves it) or runs first.
+                    tx.execute(
+                        "DELETE FROM client_blocks WHERE isv = $1 AND client = $2 AND (set_by <> 'operator' OR $3 = 'operator')",
+                        &[&isv, &client, &by],
+                    )
+                    .await
+                    .map_err(pg)?;
+                    let remains = tx
                         .query_opt(
-                            "SELECT set_by FROM client_blocks WHERE isv = $1 AND client = $2 FOR UPDATE",
+                            "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
                             &[&isv, &client],
                         )
                         .await
-                        .map_err(pg)?
-                        .map(|r| r.get(0));
-                    if by == "isv" && owner.as_deref() == Some("operator") {
+                        .map_err(pg)?;
+                    if remains.is_some() {
                         return Err(StoreError::Refused(
                             "this block was set by the operator; only the operator can lift it"
                                 .into(),
                         ));
                     }
-                    tx.execute(
-                        "DELETE FROM client_blocks WHERE isv = $1 AND client = $2",
-                        &[&isv, &client],
-                    )
-                    .await
-                    .map_err(pg)?;
                 }
                 Ok(())
             })
@@ -856,6 +890,10 @@ impl Store for PgStore {
         let key = key.clone();
         self.change(audit, move |tx| {
             Box::pin(async move {
+                // Rotations take turns, so two at once cannot leave two keys signing.
+                tx.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE", &[])
+                    .await
+                    .map_err(pg)?;
                 tx.execute(
                     "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
                     &[&now.0],
@@ -953,9 +991,10 @@ impl Store for PgStore {
         let (previous, through) = (signed(previous)?, signed(through)?);
         self.change(audit, move |tx| {
             Box::pin(async move {
-                // Archivings of one chain take turns on its head row.
-                tx.query_opt(
-                    "SELECT seq FROM audit_heads WHERE chain = $1 FOR UPDATE",
+                // Archivings of one chain take turns, without holding up its writer (which
+                // locks the head row) while the old records are deleted.
+                tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtext('latch archive ' || $1))",
                     &[&chain],
                 )
                 .await
@@ -1125,10 +1164,17 @@ fn unsigned(n: i64) -> Result<u64> {
 
 fn pg(e: tokio_postgres::Error) -> StoreError {
     // The driver's messages name the server's error, never the connection's password.
-    match e.as_db_error() {
-        Some(db) => StoreError::Unavailable(format!("database: {}", db.message())),
-        None => StoreError::Unavailable(format!("database: {e}")),
+    if let Some(db) = e.as_db_error() {
+        return StoreError::Unavailable(format!("database: {}", db.message()));
     }
+    // The cause (a refused connection, an untrusted certificate) is at the chain's end.
+    let mut message = format!("database: {e}");
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        message.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    StoreError::Unavailable(message)
 }
 
 fn unavailable(msg: &str) -> StoreError {

@@ -550,3 +550,98 @@ async fn the_database_connection_is_tls_verified_against_the_configured_ca() {
         "{out}"
     );
 }
+
+/// `POST /face/v1.0/identify` on `s` with a key and maybe a token: the status.
+async fn identify_status(s: &Server, key: &str, token: Option<&str>) -> u16 {
+    let body =
+        json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
+            .to_string();
+    let lat = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![
+        ("Ocp-Apim-Subscription-Key", key),
+        ("content-type", "application/json"),
+    ];
+    if let Some(lat) = &lat {
+        headers.push(("LimitedAccessToken", lat.as_str()));
+    }
+    s.client(&s.face_url)
+        .request("POST", "/face/v1.0/identify", &headers, &body)
+        .await
+        .status
+}
+
+#[tokio::test]
+async fn a_face_front_set_to_cached_serves_through_an_outage_and_audits_every_call() {
+    let pg = PrivatePostgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("latch.toml");
+    std::fs::write(
+        &config,
+        "[face]\nstore_outage = \"cached\"\nstore_outage_secs = 60\n",
+    )
+    .unwrap();
+    let s = Server::start_full(
+        &["--config", config.to_str().unwrap()],
+        &[
+            ("LATCH_DATABASE_URL", &pg.url()),
+            ("LATCH_AUDIT_CHAIN", "edge-1"),
+        ],
+    )
+    .await;
+    let d = s.demo.clone();
+    let token = s
+        .issue(
+            Some(&d.isv_key),
+            "",
+            &lat_body(&d.client_id, &["Face.Identification"]),
+        )
+        .await
+        .body;
+    s.secret(&token);
+    // 501: every check passed (no backend is configured).
+    assert_eq!(identify_status(&s, &d.client_key, Some(&token)).await, 501);
+
+    pg.down();
+    // What was read a moment ago still proves this call; its usage record is spooled.
+    assert_eq!(identify_status(&s, &d.client_key, Some(&token)).await, 501);
+    let spool = s.data_dir().join("audit-spool-edge-1.jsonl");
+    assert_eq!(std::fs::read_to_string(&spool).unwrap().lines().count(), 1);
+    // A key it never saw cannot be proven: refused. Issuance stays closed.
+    assert_eq!(identify_status(&s, &d.client_key2, Some(&token)).await, 503);
+    assert_eq!(
+        s.issue(
+            Some(&d.isv_key),
+            "",
+            &lat_body(&d.client_id, &["Face.Identification"])
+        )
+        .await
+        .status,
+        503
+    );
+
+    pg.up();
+    within(Duration::from_secs(15), async || {
+        identify_status(&s, &d.client_key, Some(&token)).await == 501
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&spool).unwrap(),
+        "",
+        "the spool was emptied"
+    );
+    let store = s.store().await;
+    let records = store.audit_records("edge-1", 0, 100_000).await.unwrap();
+    latch_core::audit::verify_chain(
+        "edge-1",
+        1,
+        latch_core::audit::GENESIS,
+        records.iter().map(|r| r.body.as_str()),
+    )
+    .unwrap();
+    let used = records
+        .iter()
+        .filter(|r| r.body.contains("\"limited_access_token_used\""))
+        .count();
+    assert!(used >= 3, "before, during and after the outage: {used}");
+    s.finish().await;
+}

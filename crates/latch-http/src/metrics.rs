@@ -56,6 +56,7 @@ impl ServiceMetrics {
 pub struct Metrics {
     services: std::sync::Mutex<Vec<(&'static str, Arc<ServiceMetrics>)>>,
     audit: std::sync::Mutex<Option<Arc<AuditStats>>>,
+    cache: std::sync::Mutex<Option<Arc<latch_store::stale::CacheStats>>>,
 }
 
 impl Metrics {
@@ -77,6 +78,13 @@ impl Metrics {
     pub fn watch_audit(&self, log: &AuditLog) {
         if let Ok(mut audit) = self.audit.lock() {
             *audit = Some(log.shared_stats());
+        }
+    }
+
+    /// Reports how the Face front's reads were answered (with `face.store_outage = "cached"`).
+    pub fn watch_cache(&self, stats: Arc<latch_store::stale::CacheStats>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some(stats);
         }
     }
 
@@ -124,6 +132,21 @@ impl Metrics {
             let _ = writeln!(out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed).max(0));
             let _ = writeln!(out, "# HELP latch_audit_batches_total Audit commits.\n# TYPE latch_audit_batches_total counter\nlatch_audit_batches_total {}", stats.batches.load(Ordering::Relaxed));
             let _ = writeln!(out, "# HELP latch_audit_commit_failures_total Audit commits that failed (their requests were refused).\n# TYPE latch_audit_commit_failures_total counter\nlatch_audit_commit_failures_total {}", stats.failures.load(Ordering::Relaxed));
+        }
+        let cache = self.cache.lock().ok().and_then(|c| c.clone());
+        if let Some(cache) = cache {
+            let _ = writeln!(out, "# HELP latch_face_store_reads_total The Face front's check reads: answered by the store (fresh), from memory during an outage (stale), or failed (missed). The cache hit ratio is stale / (stale + missed).\n# TYPE latch_face_store_reads_total counter");
+            for (answer, n) in [
+                ("fresh", &cache.fresh),
+                ("stale", &cache.stale),
+                ("missed", &cache.missed),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "latch_face_store_reads_total{{answer=\"{answer}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
         }
         out
     }

@@ -8,8 +8,17 @@
 //!
 //! Fail closed: a caller that gets an error must not act (no token is returned); the records of
 //! a failed batch are not in the log.
+//!
+//! A writer started with a [`Spool`] (the Face front's, when `face.store_outage = "cached"`)
+//! does not refuse when the store fails: it appends the batch to a local, owner-only file,
+//! synced to disk, and answers sequence number 0 ("spooled"). Before its next batch it moves
+//! the spooled records into the chain, in their order, in one transaction, and empties the
+//! file. The spool has a size limit; beyond it, the writer refuses as any other. (A crash
+//! between that commit and emptying the file would append the spooled records twice: visible
+//! duplicates, never a loss.) Token issuance never uses a spool.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -76,9 +85,27 @@ impl AuditLog {
         store: Arc<dyn Store>,
         chain: impl Into<String>,
     ) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        Self::start(store, chain.into(), None)
+    }
+
+    /// Like [`AuditLog::spawn`], but a batch the store refuses is kept in `spool` and moved into
+    /// the chain once the store is back.
+    pub fn spawn_spooled(
+        store: Arc<dyn Store>,
+        chain: impl Into<String>,
+        spool: Spool,
+    ) -> (AuditLog, tokio::task::JoinHandle<()>) {
+        Self::start(store, chain.into(), Some(spool))
+    }
+
+    fn start(
+        store: Arc<dyn Store>,
+        chain: String,
+        spool: Option<Spool>,
+    ) -> (AuditLog, tokio::task::JoinHandle<()>) {
         let (queue, rx) = mpsc::channel(QUEUE);
         let stats = Arc::new(AuditStats::default());
-        let task = tokio::spawn(writer(store, chain.into(), rx, stats.clone()));
+        let task = tokio::spawn(writer(store, chain, rx, stats.clone(), spool));
         (AuditLog { queue, stats }, task)
     }
 
@@ -119,11 +146,137 @@ impl AuditLog {
     }
 }
 
+/// Where a writer keeps the records the store refused, until it takes them again.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    max_bytes: u64,
+}
+
+/// A spooled record: an [`AuditDraft`], as JSON.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Spooled {
+    time: latch_core::UnixTime,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    request_id: Option<String>,
+    actor: latch_core::audit::Actor,
+    event: latch_core::audit::AuditEvent,
+}
+
+impl Spool {
+    /// The default size limit.
+    pub const MAX_BYTES: u64 = 64 << 20;
+
+    /// A spool in the file at `path` (kept across restarts: records found there at start are
+    /// moved into the chain first).
+    pub fn at(path: PathBuf) -> Spool {
+        Spool {
+            path,
+            max_bytes: Self::MAX_BYTES,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        std::fs::metadata(&self.path).map_or(true, |m| m.len() == 0)
+    }
+
+    /// Appends drafts, synced to disk.
+    fn keep(&self, drafts: &[AuditDraft]) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut text = String::new();
+        for d in drafts {
+            let line = Spooled {
+                time: d.time,
+                request_id: d.request_id.clone(),
+                actor: d.actor.clone(),
+                event: d.event.clone(),
+            };
+            text.push_str(&serde_json::to_string(&line).map_err(std::io::Error::other)?);
+            text.push('\n');
+        }
+        let used = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if used + text.len() as u64 > self.max_bytes {
+            return Err(std::io::Error::other("the audit spool is full"));
+        }
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&self.path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    }
+
+    fn read(&self) -> std::io::Result<Vec<AuditDraft>> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let s: Spooled = serde_json::from_str(l).map_err(std::io::Error::other)?;
+                Ok(AuditDraft {
+                    time: s.time,
+                    request_id: s.request_id,
+                    actor: s.actor,
+                    event: s.event,
+                })
+            })
+            .collect()
+    }
+
+    fn clear(&self) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().write(true).open(&self.path)?;
+        file.set_len(0)?;
+        file.sync_all()
+    }
+}
+
+/// Moves spooled records into the chain; true when the spool is empty afterwards.
+async fn drain(store: &dyn Store, chain: &str, spool: &Spool, stats: &AuditStats) -> bool {
+    if spool.is_empty() {
+        return true;
+    }
+    let drafts = match spool.read() {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(target: "latch::audit", error = %e, "cannot read the audit spool");
+            return false;
+        }
+    };
+    match store.append_audit(chain, &drafts).await {
+        Ok(seqs) => {
+            count(stats, &drafts, seqs.len());
+            if let Err(e) = spool.clear() {
+                tracing::error!(target: "latch::audit", error = %e, "spooled records are in the log but the spool cannot be emptied");
+                return false;
+            }
+            tracing::info!(target: "latch::audit", records = drafts.len(), "spooled audit records moved into the log");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+fn count(stats: &AuditStats, drafts: &[AuditDraft], committed: usize) {
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    stats.records.fetch_add(committed as u64, Ordering::Relaxed);
+    if let Ok(mut counts) = stats.by_kind.lock() {
+        for draft in drafts {
+            let index = draft.event.index();
+            *counts.entry((index.kind, index.outcome)).or_default() += 1;
+        }
+    }
+}
+
 async fn writer(
     store: Arc<dyn Store>,
     chain: String,
     mut rx: mpsc::Receiver<Job>,
     stats: Arc<AuditStats>,
+    spool: Option<Spool>,
 ) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
@@ -132,23 +285,40 @@ async fn writer(
             Ordering::Relaxed,
         );
         let drafts: Vec<AuditDraft> = jobs.iter().map(|j| j.draft.clone()).collect();
-        match store.append_audit(&chain, &drafts).await {
+        // Spooled records go first, so the chain keeps the order things happened in.
+        let drained = match &spool {
+            Some(spool) => drain(store.as_ref(), &chain, spool, &stats).await,
+            None => true,
+        };
+        let appended = if drained {
+            store.append_audit(&chain, &drafts).await
+        } else {
+            Err(StoreError::Unavailable(
+                "the store has not taken the spooled records yet".into(),
+            ))
+        };
+        match appended {
             Ok(seqs) => {
-                stats.batches.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .records
-                    .fetch_add(seqs.len() as u64, Ordering::Relaxed);
-                if let Ok(mut counts) = stats.by_kind.lock() {
-                    for draft in &drafts {
-                        let index = draft.event.index();
-                        *counts.entry((index.kind, index.outcome)).or_default() += 1;
-                    }
-                }
+                count(&stats, &drafts, seqs.len());
                 for (job, seq) in jobs.drain(..).zip(seqs) {
                     let _ = job.done.send(Ok(seq));
                 }
             }
             Err(e) => {
+                if let Some(spool) = &spool {
+                    match spool.keep(&drafts) {
+                        Ok(()) => {
+                            tracing::warn!(target: "latch::audit", error = %e, records = drafts.len(), "audit records spooled until the store is back");
+                            for job in jobs.drain(..) {
+                                let _ = job.done.send(Ok(0));
+                            }
+                            continue;
+                        }
+                        Err(spool_error) => {
+                            tracing::error!(target: "latch::audit", error = %spool_error, "cannot spool audit records");
+                        }
+                    }
+                }
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "latch::audit", error = %e, records = jobs.len(), "audit commit failed; the requests waiting on it are refused");
                 let msg = e.to_string();

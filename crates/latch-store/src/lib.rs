@@ -21,6 +21,7 @@ pub mod checkpoints;
 pub mod postgres;
 pub mod signing;
 pub mod sqlite;
+pub mod stale;
 
 #[cfg(test)]
 mod tests;

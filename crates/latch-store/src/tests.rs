@@ -1242,6 +1242,59 @@ async fn an_archiving_that_lost_a_race_removes_nothing(f: Fixture) {
     );
 }
 
+async fn a_spooled_writer_keeps_records_through_an_outage(f: Fixture) {
+    let store = f.store.clone();
+    let spool = f.dir.path().join("spool.jsonl");
+    let (log, writer) = AuditLog::spawn_spooled(
+        store.clone(),
+        CHAIN,
+        crate::audit_log::Spool::at(spool.clone()),
+    );
+    let used = |r: &str| {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: r.into(),
+            status: 401,
+        })
+    };
+    assert_eq!(log.record(used("before")).await.unwrap(), 1);
+    f.behind_its_back(
+        "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+         CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
+    )
+    .await;
+    // The store refuses: the records are kept on disk, and the callers are answered.
+    assert_eq!(log.record(used("during 1")).await.unwrap(), 0);
+    assert_eq!(log.record(used("during 2")).await.unwrap(), 0);
+    assert_eq!(std::fs::read_to_string(&spool).unwrap().lines().count(), 2);
+    assert_eq!(chain_verifies(store.as_ref()).await, 1);
+    f.behind_its_back(
+        "DROP TRIGGER audit_full",
+        "DROP TRIGGER audit_full ON audit",
+    )
+    .await;
+    // Back: the spooled records enter the chain first, in order, then the new one.
+    assert_eq!(log.record(used("after")).await.unwrap(), 4);
+    assert_eq!(std::fs::read_to_string(&spool).unwrap(), "");
+    let reasons: Vec<String> = store
+        .audit_records(CHAIN, 0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let record: latch_core::audit::SealedRecord = serde_json::from_str(&r.body).unwrap();
+            match record.event {
+                AuditEvent::AccessTokenRefused { reason, .. } => reason,
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(reasons, ["before", "during 1", "during 2", "after"]);
+    assert_eq!(chain_verifies(store.as_ref()).await, 4);
+    drop(log);
+    writer.await.unwrap();
+}
+
 on_every_backend!(
     resources_are_found_by_key_digest_and_by_any_spelling,
     a_second_create_under_another_spelling_is_refused_and_not_audited,
@@ -1261,4 +1314,5 @@ on_every_backend!(
     archived_records_leave_the_store_and_everything_still_verifies,
     a_log_cut_or_altered_under_its_signed_head_is_not_signed_again,
     an_archiving_that_lost_a_race_removes_nothing,
+    a_spooled_writer_keeps_records_through_an_outage,
 );

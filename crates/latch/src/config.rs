@@ -24,6 +24,7 @@
 //! | calls per second per key, burst | `face.rate_limit_per_second`, `face.rate_limit_burst` | | | 10, 20 |
 //! | largest body | `face.max_body_bytes` | | | 6 MiB |
 //! | whole-call timeout | `face.request_timeout_secs` | | | 60 |
+//! | Face front when the store fails | `face.store_outage` (`closed`, `cached`), `face.store_outage_secs` (1..=3600) | | | `closed`; 60 s when cached |
 //! | token clock leeway | `face.leeway_secs` (0..=60) | | | 30 |
 //! | operation → features | `[face.features]`: `identify = "Face.Identification"`, `detect_with_face_id = "any:Face.Identification,Face.Verification"`, `create_large_person_group = "none"` | | | wire.md §5 |
 //! | TLS on or off | `tls.mode` (`on`, `off`) | `LATCH_TLS` | `--tls` | `on` |
@@ -130,6 +131,8 @@ struct FaceFile {
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
     leeway_secs: Option<i64>,
+    store_outage: Option<String>,
+    store_outage_secs: Option<i64>,
     #[serde(default)]
     features: std::collections::BTreeMap<String, String>,
 }
@@ -275,6 +278,9 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<DatabaseUrl>,
     /// The certificates trusted for TLS to the database, instead of the web PKI roots.
     pub(crate) database_ca: Option<PathBuf>,
+    /// `Some(bound)`: while the store fails, the Face front answers its checks from what it read
+    /// at most `bound` seconds before, and spools its usage records; `None`: it fails closed.
+    pub(crate) face_outage_secs: Option<i64>,
     /// Where `GET /metrics` is served (plain HTTP), if anywhere.
     pub(crate) metrics_listen: Option<SocketAddr>,
 }
@@ -458,7 +464,35 @@ impl Config {
                 invalid("metrics.listen", format!("'{text}' is not an address:port"))
             })?),
         };
+        let face_outage_secs = match file.face.store_outage.as_deref() {
+            None | Some("closed") => {
+                if file.face.store_outage_secs.is_some() {
+                    return Err(invalid(
+                        "face.store_outage_secs",
+                        "is set, yet face.store_outage is not \"cached\"".into(),
+                    ));
+                }
+                None
+            }
+            Some("cached") => {
+                let secs = file.face.store_outage_secs.unwrap_or(60);
+                if !(1..=3600).contains(&secs) {
+                    return Err(invalid(
+                        "face.store_outage_secs",
+                        "must be 1 to 3600".into(),
+                    ));
+                }
+                Some(secs)
+            }
+            Some(other) => {
+                return Err(invalid(
+                    "face.store_outage",
+                    format!("'{other}' is not 'closed' or 'cached'"),
+                ))
+            }
+        };
         Ok(Config {
+            face_outage_secs,
             database_ca: o.database_ca.or(file.store.ca_file),
             metrics_listen,
             tls,
@@ -671,6 +705,9 @@ mod tests {
             "[face.features]\nidentify = \"Face.Everything\"",
             "[face]\nrate_limit_per_second = 0",
             "[face]\nleeway_secs = 61",
+            "[face]\nstore_outage = \"open\"",
+            "[face]\nstore_outage_secs = 30",
+            "[face]\nstore_outage = \"cached\"\nstore_outage_secs = 0",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

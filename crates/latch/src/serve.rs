@@ -167,6 +167,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         output::line(message);
     }
     let metrics = Arc::new(latch_http::metrics::Metrics::default());
+    let mut writers = Vec::new();
     metrics.watch_audit(&audit);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -194,9 +195,31 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         ));
     }
     if let Some(listener) = face_listener {
+        // Closed (the default): the Face front shares the store and the audit writer. Cached:
+        // its checks read through a memory of recent answers, and its usage records go to a
+        // writer of their own that spools them while the store fails.
+        let (face_store, face_audit): (Arc<dyn Store>, _) = match config.face_outage_secs {
+            None => (store.clone(), audit.clone()),
+            Some(bound) => {
+                let cached =
+                    latch_store::stale::StaleIfError::new(store.clone(), clock.clone(), bound);
+                metrics.watch_cache(cached.stats());
+                let spool = config
+                    .data_dir
+                    .join(format!("audit-spool-{}.jsonl", config.audit_chain));
+                let (log, face_writer) = AuditLog::spawn_spooled(
+                    store.clone(),
+                    config.audit_chain.clone(),
+                    latch_store::audit_log::Spool::at(spool),
+                );
+                writers.push(face_writer);
+                tracing::warn!(target: "latch::serve", bound_secs = bound, "face.store_outage = cached: while the store fails, the Face front accepts what it read up to {bound} s before");
+                (Arc::new(cached) as Arc<dyn Store>, log)
+            }
+        };
         let state = FaceState::new(
-            store.clone(),
-            audit.clone(),
+            face_store,
+            face_audit,
             verifiers.clone(),
             clock.clone(),
             config.face.clone(),
@@ -294,6 +317,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     }
     // The routers, and with them every audit handle, are gone: the writer drains and stops.
     let _ = writer.await;
+    for w in writers {
+        let _ = w.await;
+    }
     tracing::info!(target: "latch::serve", "stopped; every audit record is committed");
     Ok(())
 }

@@ -203,6 +203,29 @@ async fn replicas_on_one_database_agree_within_a_second() {
     .await;
     eprintln!("rotation on A accepted by B after {took:?}");
 
+    // The ISV, disabled through replica B, can no longer issue through replica A, and the
+    // tokens it issued stop opening A's Face front.
+    let disabled = b
+        .admin(
+            "disable_isv",
+            ("authorization", &format!("Bearer {}", a.operator_token)),
+            json!({"resourceId": d.isv_id}),
+        )
+        .await;
+    assert_eq!(disabled.status, 200, "{}", disabled.body);
+    let took = within(Duration::from_secs(1), async || {
+        let answer = a
+            .issue(
+                Some(&d.isv_key),
+                "",
+                &lat_body(&d.client_id, &["Face.Identification"]),
+            )
+            .await;
+        answer.status != 200 && identify(&a, new_key.clone(), Some(fresh.clone())).await == 403
+    })
+    .await;
+    eprintln!("ISV disabled on B refused by A after {took:?}");
+
     // Each replica wrote its own chain, and each chain verifies.
     let store = a.store().await;
     let chains = store.audit_chains().await.unwrap();

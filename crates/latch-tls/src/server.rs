@@ -27,7 +27,8 @@ pub struct HandshakeLimits {
     /// Handshakes in progress on one listener. A connection beyond it is closed at once (the
     /// listener keeps accepting, so the kernel's backlog never fills with them).
     pub max_in_progress: usize,
-    /// Handshakes in progress from one IP address; beyond it, closed at once.
+    /// Handshakes in progress from one IP address; beyond it, closed at once. Generous: a load
+    /// balancer in front opens many connections at once from one address.
     pub max_per_peer: usize,
 }
 
@@ -36,7 +37,7 @@ impl Default for HandshakeLimits {
         HandshakeLimits {
             timeout: Duration::from_secs(10),
             max_in_progress: 1024,
-            max_per_peer: 32,
+            max_per_peer: 256,
         }
     }
 }

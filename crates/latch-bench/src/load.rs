@@ -1,0 +1,163 @@
+//! The load generator: N keep-alive HTTPS connections, each sending its next request as soon
+//! as the previous answer is read, for a fixed time.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// What one request looks like; `token` picks the token for request `i` (or none).
+pub(crate) struct Scenario {
+    pub(crate) name: &'static str,
+    pub(crate) method: &'static str,
+    pub(crate) path: &'static str,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: String,
+    /// Tokens to send in `LimitedAccessToken`, one per request in turn (cycling).
+    pub(crate) tokens: Arc<Vec<String>>,
+    /// The status a correct answer has.
+    pub(crate) expect: u16,
+}
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    pub(crate) requests: u64,
+    pub(crate) errors: u64,
+    pub(crate) elapsed: Duration,
+    /// Latencies in microseconds, sorted.
+    pub(crate) latencies: Vec<u32>,
+}
+
+impl Outcome {
+    pub(crate) fn per_second(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q`-th quantile latency, in milliseconds.
+    pub(crate) fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies[i]) / 1000.0
+    }
+}
+
+/// Drives `scenario` against `addr` over `connections` connections for `duration`.
+pub(crate) async fn run(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    scenario: Arc<Scenario>,
+    connections: usize,
+    duration: Duration,
+) -> Result<Outcome, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (tls, scenario, stop, next) =
+            (tls.clone(), scenario.clone(), stop.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            connection(addr, tls, &scenario, &stop, &next).await
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut outcome = Outcome::default();
+    for task in tasks {
+        let (requests, errors, mut latencies) = task.await.map_err(|e| e.to_string())??;
+        outcome.requests += requests;
+        outcome.errors += errors;
+        outcome.latencies.append(&mut latencies);
+    }
+    outcome.elapsed = started.elapsed();
+    outcome.latencies.sort_unstable();
+    Ok(outcome)
+}
+
+type Counts = (u64, u64, Vec<u32>);
+
+async fn connection(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    scenario: &Scenario,
+    stop: &AtomicBool,
+    next: &AtomicUsize,
+) -> Result<Counts, String> {
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
+    let stream = tokio_rustls::TlsConnector::from(tls)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("HTTP: {e}"))?;
+    tokio::spawn(conn);
+    let (mut requests, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+    while !stop.load(Ordering::Relaxed) {
+        let mut request = Request::builder()
+            .method(scenario.method)
+            .uri(scenario.path)
+            .header("host", addr.to_string());
+        for (name, value) in &scenario.headers {
+            request = request.header(*name, value);
+        }
+        if !scenario.tokens.is_empty() {
+            let i = next.fetch_add(1, Ordering::Relaxed) % scenario.tokens.len();
+            request = request.header(
+                "LimitedAccessToken",
+                format!("Bearer {}", scenario.tokens[i]),
+            );
+        }
+        let request = request
+            .body(Full::new(Bytes::from(scenario.body.clone())))
+            .map_err(|e| e.to_string())?;
+        let sent = Instant::now();
+        let ok = match sender.send_request(request).await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                response.into_body().collect().await.is_ok() && status == scenario.expect
+            }
+            Err(_) => false,
+        };
+        latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        requests += 1;
+        if !ok {
+            errors += 1;
+            if sender.ready().await.is_err() {
+                break;
+            }
+        }
+    }
+    Ok((requests, errors, latencies))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_sorted_latencies() {
+        let outcome = Outcome {
+            requests: 100,
+            errors: 0,
+            elapsed: Duration::from_secs(2),
+            latencies: (1..=100).map(|i| i * 1000).collect(),
+        };
+        assert_eq!(outcome.per_second(), 50.0);
+        assert_eq!(outcome.quantile_ms(0.5), 51.0);
+        assert_eq!(outcome.quantile_ms(0.99), 99.0);
+        assert_eq!(Outcome::default().quantile_ms(0.99), 0.0);
+    }
+}

@@ -1,0 +1,348 @@
+//! `latch-bench [--duration SECS] [--connections 32,64] [--out FILE] [--latch PATH]`
+//!
+//! Starts `latch serve` (the release binary beside this one) as a real process on loopback,
+//! drives it over keep-alive HTTPS connections, and reports per scenario: requests per second,
+//! p50 and p99 latency, the server's CPU time per request (from `/proc`), and errors. The
+//! ceilings are measured in the same run, since only ratios within one run mean anything on a
+//! shared machine:
+//!
+//! * `http`: the same server, TLS and HTTP stack answering a route without authentication,
+//!   signing or audit (`GET /health/live`);
+//! * raw ES256 signing and verification per core, and the audit log's durable commit rate.
+//!
+//! Issuance is compared with "HTTP + one ES256 signature", the Face front with a reused token
+//! (warm) with `http`, and with a new token every request (cold) with "HTTP + one ES256
+//! verification": the ceiling's throughput is `http`'s, scaled by the server CPU the
+//! cryptography adds to `http`'s per request.
+
+#![allow(clippy::print_stdout)]
+
+mod ceilings;
+mod load;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use latch_core::claims::{new_jti, LimitedAccessClaims, LimitedAccessGrant, TokenKind};
+use latch_core::{Clock, FeatureSet, Lifetime, ResourceId, SystemClock};
+use serde_json::json;
+
+use crate::load::{Outcome, Scenario};
+use crate::server::Server;
+
+struct Args {
+    duration: Duration,
+    connections: Vec<usize>,
+    out: PathBuf,
+    latch: PathBuf,
+}
+
+fn args() -> Result<Args, String> {
+    let beside = std::env::current_exe()
+        .map_err(|e| e.to_string())?
+        .with_file_name("latch");
+    let mut args = Args {
+        duration: Duration::from_secs(3),
+        connections: vec![32, 64],
+        out: PathBuf::from("target/bench.json"),
+        latch: beside,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--duration" => {
+                args.duration = Duration::from_secs_f64(
+                    value.parse().map_err(|_| format!("--duration {value}"))?,
+                );
+            }
+            "--connections" => {
+                args.connections = value
+                    .split(',')
+                    .map(|n| n.parse().map_err(|_| format!("--connections {value}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--out" => args.out = PathBuf::from(value),
+            "--latch" => args.latch = PathBuf::from(value),
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(args)
+}
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--out FILE] [--latch PATH]");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("latch-bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("latch-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bench(args: Args) -> Result<(), String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let server = Server::start(&args.latch)?;
+    let (idle_rss, _) = server.memory();
+    println!(
+        "latch-bench: latch serve ready in {} ms, {:.1} MB resident idle; {cores} cores; {} s per run",
+        server.startup.as_millis(),
+        idle_rss as f64 / 1e6,
+        args.duration.as_secs_f64()
+    );
+
+    let (sign, verify) = ceilings::es256(cores, Duration::from_secs(1))?;
+    let commits = ceilings::audit_commits(64, Duration::from_secs(1)).await?;
+    println!(
+        "ceilings: ES256 sign {:.1} µs, verify {:.1} µs per core; audit log {:.0} durable records/s",
+        sign * 1e6,
+        verify * 1e6,
+        commits
+    );
+
+    let tls = Arc::new(trust(&server.data_dir().join("tls").join("dev-cert.pem"))?);
+    let sts: SocketAddr = addr(&server.sts)?;
+    let face: SocketAddr = addr(&server.face)?;
+    let isv_key = server.demo("ISV_KEY")?;
+    let client_key = server.demo("CLIENT_KEY")?;
+    let client = server.demo("CLIENT_RESOURCE_ID")?;
+    let isv = server.demo("ISV_RESOURCE_ID")?;
+    let issue_body =
+        json!({"targetAzureResourceId": client, "featureFlags": ["Face.Identification"]})
+            .to_string();
+    let identify_body =
+        json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
+            .to_string();
+    let cold_tokens = Arc::new(mint(&server, &isv, &client, 60_000).await?);
+    let warm_token = Arc::new(vec![cold_tokens[0].clone()]);
+
+    let scenarios = || -> Vec<(SocketAddr, Scenario)> {
+        vec![
+            (
+                sts,
+                Scenario {
+                    name: "http",
+                    method: "GET",
+                    path: "/health/live",
+                    headers: vec![],
+                    body: String::new(),
+                    tokens: Arc::new(vec![]),
+                    expect: 200,
+                },
+            ),
+            (
+                sts,
+                Scenario {
+                    name: "issuance",
+                    method: "POST",
+                    path: "/sts/v1.0/issueLimitedAccessToken",
+                    headers: vec![
+                        ("Ocp-Apim-Subscription-Key", isv_key.clone()),
+                        ("content-type", "application/json".into()),
+                    ],
+                    body: issue_body.clone(),
+                    tokens: Arc::new(vec![]),
+                    expect: 200,
+                },
+            ),
+            (
+                face,
+                Scenario {
+                    name: "face warm",
+                    method: "POST",
+                    path: "/face/v1.0/identify",
+                    headers: vec![
+                        ("Ocp-Apim-Subscription-Key", client_key.clone()),
+                        ("content-type", "application/json".into()),
+                    ],
+                    body: identify_body.clone(),
+                    tokens: warm_token.clone(),
+                    // Every check passed; no Face backend is configured.
+                    expect: 501,
+                },
+            ),
+            (
+                face,
+                Scenario {
+                    name: "face cold",
+                    method: "POST",
+                    path: "/face/v1.0/identify",
+                    headers: vec![
+                        ("Ocp-Apim-Subscription-Key", client_key.clone()),
+                        ("content-type", "application/json".into()),
+                    ],
+                    body: identify_body.clone(),
+                    tokens: cold_tokens.clone(),
+                    expect: 501,
+                },
+            ),
+        ]
+    };
+
+    let mut results = Vec::new();
+    for &connections in &args.connections {
+        println!("\n{connections} connections:");
+        println!(
+            "  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7}  vs ceiling",
+            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors"
+        );
+        let mut http: Option<(f64, f64)> = None;
+        for (target, scenario) in scenarios() {
+            let before = server.cpu();
+            let name = scenario.name;
+            let outcome: Outcome = load::run(
+                target,
+                tls.clone(),
+                Arc::new(scenario),
+                connections,
+                args.duration,
+            )
+            .await?;
+            let cpu = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
+            let rps = outcome.per_second();
+            // The ceiling: the bare route's throughput, scaled by what the unavoidable
+            // cryptography adds to its server CPU per request.
+            let (ceiling, ceiling_name) = match (name, http) {
+                ("http", _) => {
+                    http = Some((rps, cpu));
+                    (rps, "itself")
+                }
+                ("issuance", Some((r, c))) => (r * c / (c + sign), "HTTP + ES256 sign"),
+                ("face warm", Some((r, _))) => (r, "HTTP"),
+                ("face cold", Some((r, c))) => (r * c / (c + verify), "HTTP + ES256 verify"),
+                _ => (rps, "none"),
+            };
+            let ratio = rps / ceiling;
+            println!(
+                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
+                name,
+                rps,
+                outcome.quantile_ms(0.5),
+                outcome.quantile_ms(0.99),
+                cpu * 1e6,
+                outcome.errors,
+                ratio * 100.0
+            );
+            results.push(json!({
+                "connections": connections,
+                "scenario": name,
+                "requestsPerSecond": rps,
+                "p50Ms": outcome.quantile_ms(0.5),
+                "p99Ms": outcome.quantile_ms(0.99),
+                "serverCpuMicrosPerRequest": cpu * 1e6,
+                "errors": outcome.errors,
+                "requests": outcome.requests,
+                "ceiling": ceiling_name,
+                "ceilingRequestsPerSecond": ceiling,
+                "ratio": ratio,
+            }));
+        }
+    }
+    let (rss, peak) = server.memory();
+    println!(
+        "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
+        rss as f64 / 1e6,
+        peak as f64 / 1e6
+    );
+    let report = json!({
+        "cores": cores,
+        "durationSecs": args.duration.as_secs_f64(),
+        "startupMs": server.startup.as_millis() as u64,
+        "idleRssBytes": idle_rss,
+        "peakRssBytes": peak,
+        "es256SignMicrosPerCore": sign * 1e6,
+        "es256VerifyMicrosPerCore": verify * 1e6,
+        "auditRecordsPerSecond": commits,
+        "scenarios": results,
+    });
+    if let Some(dir) = args.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&args.out, format!("{report:#}\n"))
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+fn addr(url: &str) -> Result<SocketAddr, String> {
+    url.trim_start_matches("https://")
+        .parse()
+        .map_err(|_| format!("not an https://address:port URL: {url}"))
+}
+
+/// A TLS client trusting only the server's development certificate.
+fn trust(cacert: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in
+        rustls_pki_types::CertificateDer::pem_file_iter(cacert).map_err(|e| e.to_string())?
+    {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// `n` distinct limited access tokens for the demo client, signed with the server's own
+/// signing key (read from its store), so the cold scenario verifies a new one every request.
+async fn mint(server: &Server, isv: &str, client: &str, n: usize) -> Result<Vec<String>, String> {
+    let rng = ring::rand::SystemRandom::new();
+    let store = latch_store::sqlite::SqliteStore::open(&server.data_dir(), "bench", &rng)
+        .map_err(|e| e.to_string())?;
+    let now = SystemClock.now();
+    let ring_ = latch_store::signing::KeyRing::load(&store, &rng, now)
+        .await
+        .map_err(|e| e.to_string())?;
+    let isv = ResourceId::parse(isv).map_err(|e| e.to_string())?;
+    let client = ResourceId::parse(client).map_err(|e| e.to_string())?;
+    let features = FeatureSet::parse_csv("Face.Identification").map_err(|e| e.to_string())?;
+    let grant = LimitedAccessGrant {
+        issuer: "urn:latch:sts",
+        isv: &isv,
+        target: &client,
+        features: &features,
+        lifetime: Lifetime::DEFAULT,
+        region: None,
+    };
+    (0..n)
+        .map(|_| {
+            let jti = new_jti(&rng).map_err(|e| e.to_string())?;
+            ring_
+                .active()
+                .sign(
+                    TokenKind::LimitedAccess,
+                    &LimitedAccessClaims::new(&grant, now, jti),
+                    &rng,
+                )
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}

@@ -1,0 +1,167 @@
+//! The server under test: `latch serve` as a real process in a temporary data directory, and
+//! what the kernel says about it (CPU time, resident memory).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `latch serve`.
+pub(crate) struct Server {
+    child: Child,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) sts: String,
+    pub(crate) face: String,
+    /// From spawning the process to its `latch: ready` line.
+    pub(crate) startup: Duration,
+    ticks_per_second: f64,
+}
+
+impl Server {
+    /// Starts `binary serve` on loopback ports with the demo bootstrap and its development
+    /// certificate, every other setting at its default but the Face front's per-key rate limit
+    /// (lifted: the load comes from one client key).
+    pub(crate) fn start(binary: &Path) -> Result<Server, String> {
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let config = dir.path().join("latch.toml");
+        std::fs::write(
+            &config,
+            "[face]\nrate_limit_per_second = 1000000000\nrate_limit_burst = 1000000000\n",
+        )
+        .map_err(|e| e.to_string())?;
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .arg("--config")
+            .arg(&config)
+            .args(["serve", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .args([
+                "--sts-listen",
+                "127.0.0.1:0",
+                "--face-listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--admin-listen", "127.0.0.1:0"])
+            .env("LATCH_LOG", "warn")
+            .env_remove("LATCH_CONFIG")
+            .env_remove("LATCH_DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
+        let stdout = child.stdout.take().ok_or("no standard output")?;
+        let (mut sts, mut face) = (String::new(), String::new());
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let line = line.map_err(|e| e.to_string())?;
+            if let Some(url) = line.strip_prefix("latch: STS listening on ") {
+                sts = url.to_owned();
+            } else if let Some(url) = line.strip_prefix("latch: Face front listening on ") {
+                face = url.to_owned();
+            } else if line == "latch: ready" {
+                break;
+            }
+        }
+        let startup = started.elapsed();
+        // Keep reading (and dropping) what it prints, so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        if sts.is_empty() || face.is_empty() {
+            let _ = child.kill();
+            return Err("the server did not announce its listeners".into());
+        }
+        Ok(Server {
+            child,
+            dir,
+            sts,
+            face,
+            startup,
+            ticks_per_second: clock_ticks(),
+        })
+    }
+
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A value of the server's `demo.env`.
+    pub(crate) fn demo(&self, name: &str) -> Result<String, String> {
+        let text = std::fs::read_to_string(self.data_dir().join("demo.env"))
+            .map_err(|e| format!("demo.env: {e}"))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+            .ok_or_else(|| format!("demo.env has no {name}"))
+    }
+
+    /// User plus system CPU time the server has used so far.
+    pub(crate) fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        Duration::from_secs_f64(cpu_ticks(&stat) as f64 / self.ticks_per_second)
+    }
+
+    /// Resident memory now and at its peak, in bytes.
+    pub(crate) fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let kb = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        };
+        (kb("VmRSS:"), kb("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// utime + stime from a `/proc/<pid>/stat` line, in clock ticks.
+fn cpu_ticks(stat: &str) -> u64 {
+    // Fields after the command name, which is in parentheses and may hold spaces and ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are the 14th and 15th fields: the 12th and 13th after the name.
+    ticks(11) + ticks(12)
+}
+
+/// Clock ticks per second, for `/proc/<pid>/stat`.
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cpu_time_is_read_past_a_command_name_with_spaces() {
+        let stat = "4242 (latch (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0";
+        assert_eq!(super::cpu_ticks(stat), 325);
+        assert_eq!(super::cpu_ticks("garbage"), 0);
+    }
+}

@@ -161,10 +161,7 @@ impl PgStore {
     /// migrations and makes the key pepper on first use. Records of changes made through this
     /// handle go to audit chain `chain`.
     pub async fn connect(url: &str, chain: &str, rng: &dyn SecureRandom) -> Result<PgStore> {
-        let store = Self::handle(url, None, chain)?;
-        store.migrate().await?;
-        store.ensure_pepper(rng).await?;
-        Ok(store)
+        Self::connect_with_ca(url, None, chain, rng).await
     }
 
     /// Like [`PgStore::connect`], trusting only the certificates in `ca_file` (PEM) for TLS

@@ -195,12 +195,24 @@ pub fn fingerprint(token: &str) -> String {
     jws::b64url(&digest.as_ref()[..16])
 }
 
+/// Limited access tokens this verifier has verified: how many it remembers at most.
+pub const VERIFIED_MEMORY: usize = 10_000;
+
 /// Verifies the tokens of one issuer against its key set.
+///
+/// A limited access token that verified once is remembered (by the SHA-256 of its exact text,
+/// for the life of this verifier, whose key set never changes): the next time it is presented,
+/// only its time claims are checked again, at the new instant. A device reuses its token for
+/// every call until it expires, so the signature is checked once, not on every call.
+/// Revocation and everything else about the call are checked by the caller every time.
 #[derive(Clone, Debug)]
 pub struct Verifier {
     issuer: String,
     keys: Vec<PublicKey>,
     leeway: i64,
+    verified: std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<[u8; 32], VerifiedLimitedAccess>>,
+    >,
 }
 
 impl Verifier {
@@ -211,6 +223,7 @@ impl Verifier {
             issuer: issuer.into(),
             keys,
             leeway: leeway_secs.clamp(0, MAX_LEEWAY_SECS),
+            verified: Default::default(),
         }
     }
 
@@ -226,6 +239,34 @@ impl Verifier {
 
     /// Verifies a limited access token at `now`.
     pub fn verify_limited_access(
+        &self,
+        token: &str,
+        now: UnixTime,
+    ) -> Result<VerifiedLimitedAccess, TokenError> {
+        let digest: [u8; 32] = ring::digest::digest(&ring::digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .map_err(|_| TokenError::Claims)?;
+        let remembered = self
+            .verified
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&digest).cloned());
+        if let Some(verified) = remembered {
+            self.check_times(&verified.claims, TokenKind::LimitedAccess, now)?;
+            return Ok(verified);
+        }
+        let verified = self.verify_limited_access_fully(token, now)?;
+        if let Ok(mut memory) = self.verified.lock() {
+            if memory.len() >= VERIFIED_MEMORY {
+                memory.clear();
+            }
+            memory.insert(digest, verified.clone());
+        }
+        Ok(verified)
+    }
+
+    fn verify_limited_access_fully(
         &self,
         token: &str,
         now: UnixTime,
@@ -302,6 +343,17 @@ impl Verifier {
         if claims.audience() != kind.audience() {
             return Err(TokenError::WrongAudience);
         }
+        self.check_times(&claims, kind, now)?;
+        Ok((claims, decoded.header.kid))
+    }
+
+    /// The checks that depend on the instant: expiry, not-before, issued-at, lifetime.
+    fn check_times<C: TimeClaims>(
+        &self,
+        claims: &C,
+        kind: TokenKind,
+        now: UnixTime,
+    ) -> Result<(), TokenError> {
         if now >= claims.expires().plus(self.leeway) {
             return Err(TokenError::Expired);
         }
@@ -314,7 +366,7 @@ impl Verifier {
         if claims.expires().0.saturating_sub(claims.issued_at().0) > kind.max_lifetime_secs() {
             return Err(TokenError::LifetimeTooLong);
         }
-        Ok((claims, decoded.header.kid))
+        Ok(())
     }
 }
 

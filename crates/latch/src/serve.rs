@@ -424,11 +424,15 @@ async fn maintain(
                 {
                     tracing::info!(target: "latch::keys", kid = ring.active().kid(), published = ring.public_keys().len(), "signing keys changed");
                 }
-                m.verifiers.replace(Verifier::new(
-                    m.issuer.clone(),
-                    ring.public_keys().to_vec(),
-                    m.leeway_secs,
-                ));
+                // A new verifier only when the keys changed: it would start with an empty
+                // memory of verified tokens.
+                if m.verifiers.current().keys() != ring.public_keys() {
+                    m.verifiers.replace(Verifier::new(
+                        m.issuer.clone(),
+                        ring.public_keys().to_vec(),
+                        m.leeway_secs,
+                    ));
+                }
                 m.ring.replace(ring);
             }
             Err(e) => {

@@ -730,3 +730,40 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_remembered_token_is_checked_again_at_every_instant() {
+    let f = fixture();
+    let token = f.lat();
+    let first = f.verifier.verify_limited_access(&token, NOW).unwrap();
+    // The same text again: the answer is the same, and expiry is judged at the new instant,
+    // to the second (3600 s lifetime, 30 s leeway).
+    let again = f
+        .verifier
+        .verify_limited_access(&token, NOW.plus(3600 + 29))
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(
+        f.verifier
+            .verify_limited_access(&token, NOW.plus(3600 + 30))
+            .unwrap_err(),
+        TokenError::Expired
+    );
+    assert_eq!(
+        f.verifier
+            .verify_limited_access(&token, NOW.plus(-31))
+            .unwrap_err(),
+        TokenError::NotYetValid
+    );
+    // Another signature over the same claims is other text: verified afresh, and refused.
+    let mut altered = token.clone();
+    let last = altered.pop().unwrap();
+    altered.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(f.verifier.verify_limited_access(&altered, NOW).is_err());
+    // A verifier with another key set remembers nothing: the key is gone, so is the token.
+    let without = Verifier::new(ISSUER, vec![], 30);
+    assert_eq!(
+        without.verify_limited_access(&token, NOW).unwrap_err(),
+        TokenError::UnknownKey
+    );
+}

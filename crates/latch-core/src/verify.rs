@@ -195,6 +195,11 @@ pub fn fingerprint(token: &str) -> String {
     jws::b64url(&digest.as_ref()[..16])
 }
 
+/// The fingerprint of a token whose SHA-256 is `digest`.
+fn fingerprint_of(digest: &[u8; 32]) -> String {
+    jws::b64url(&digest[..16])
+}
+
 /// Limited access tokens this verifier has verified: how many it remembers at most.
 pub const VERIFIED_MEMORY: usize = 10_000;
 
@@ -256,7 +261,7 @@ impl Verifier {
             self.check_times(&verified.claims, TokenKind::LimitedAccess, now)?;
             return Ok(verified);
         }
-        let verified = self.verify_limited_access_fully(token, now)?;
+        let verified = self.verify_limited_access_fully(token, now, fingerprint_of(&digest))?;
         if let Ok(mut memory) = self.verified.lock() {
             if memory.len() >= VERIFIED_MEMORY {
                 memory.clear();
@@ -270,6 +275,7 @@ impl Verifier {
         &self,
         token: &str,
         now: UnixTime,
+        fingerprint: String,
     ) -> Result<VerifiedLimitedAccess, TokenError> {
         let (claims, kid): (LimitedAccessClaims, _) =
             self.verify(token, TokenKind::LimitedAccess, now)?;
@@ -284,7 +290,7 @@ impl Verifier {
         Ok(VerifiedLimitedAccess {
             claims,
             kid,
-            fingerprint: fingerprint(token),
+            fingerprint,
         })
     }
 

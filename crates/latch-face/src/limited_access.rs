@@ -175,7 +175,6 @@ impl LimitedAccess {
             }
             Presented::Token(token) => token,
         };
-        let fp = fingerprint(token);
         let verified = match self
             .verifiers
             .current()
@@ -183,10 +182,14 @@ impl LimitedAccess {
         {
             Ok(v) => v,
             Err(e) => {
-                usage.record("refused", Some(e.reason()), None, fp).await?;
+                usage
+                    .record("refused", Some(e.reason()), None, fingerprint(token))
+                    .await?;
                 return Err(refuse(requirement.missing(approvals), e.reason()));
             }
         };
+        // The verifier computed the token's fingerprint already.
+        let fp = verified.fingerprint().to_owned();
         let claims = verified.claims();
         if claims.azure_resource_id != caller.resource().id {
             usage

@@ -199,8 +199,8 @@ pub(crate) enum AuditCommand {
         /// The client (target) resource.
         #[arg(long)]
         target: Option<String>,
-        /// One token.
-        #[arg(long)]
+        /// One token (its jti may begin with '-').
+        #[arg(long, allow_hyphen_values = true)]
         jti: Option<String>,
         /// The event type, e.g. limited_access_token_issued, limited_access_token_used, key_regenerated.
         #[arg(long = "type")]
@@ -296,7 +296,9 @@ pub(crate) enum AuditCommand {
 pub(crate) enum RevokeCommand {
     /// One token, by its jti.
     Token {
-        /// The token's jti (in its claims and in the audit log).
+        /// The token's jti (in its claims and in the audit log). A jti is base64url, so it
+        /// may begin with '-'.
+        #[arg(allow_hyphen_values = true)]
         jti: String,
     },
     /// Every token for a client resource issued before a time (an ISV: only its own tokens).
@@ -502,6 +504,20 @@ mod tests {
             Command::Audit(AuditCommand::Verify { .. })
         ));
         assert!(cli.global.key.is_none());
+    }
+
+    #[test]
+    fn a_jti_that_begins_with_a_hyphen_is_a_jti() {
+        let cli = Cli::try_parse_from(["latch", "revoke", "token", "-Zx3_q"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Revoke(RevokeCommand::Token { ref jti }) if jti == "-Zx3_q"
+        ));
+        let cli = Cli::try_parse_from(["latch", "audit", "query", "--jti", "-Zx3_q"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Audit(AuditCommand::Query { ref jti, .. }) if jti.as_deref() == Some("-Zx3_q")
+        ));
     }
 
     #[test]

@@ -663,6 +663,19 @@ fn read_demo(path: &Path) -> Demo {
     }
 }
 
+/// Polls `check` until it holds, or fails the test with `what` after `limit`; how long that
+/// took.
+pub async fn within(limit: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = std::time::Instant::now();
+    loop {
+        if check().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A limited access token request body.
 pub fn lat_body(target: &str, flags: &[&str]) -> String {
     serde_json::json!({ "targetAzureResourceId": target, "featureFlags": flags }).to_string()

@@ -1,10 +1,10 @@
 //! Many replicas on one PostgreSQL database: what one does, the others see.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
-use crate::harness::{jti, lat_body, Server};
+use crate::harness::{jti, lat_body, within, Server};
 
 /// A schema of its own on the machine's PostgreSQL, dropped at the end: the database URL the
 /// replicas share.
@@ -66,18 +66,6 @@ async fn probe(s: &Server, url: &str, which: &str) -> u16 {
         .status
 }
 
-/// Polls `check` until it holds; how long that took.
-async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if check().await {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < limit, "not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn replicas_on_one_database_agree_within_a_second() {
     let db = Database::new().await;
@@ -105,32 +93,9 @@ async fn replicas_on_one_database_agree_within_a_second() {
         .await
         .body;
     b.secret(&token);
-    let identify = |s: &Server, key: String, token: Option<String>| {
-        let body =
-            json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
-                .to_string();
-        let client = s.client(&s.face_url);
-        async move {
-            let lat = token.map(|t| format!("Bearer {t}"));
-            let mut headers = vec![
-                ("Ocp-Apim-Subscription-Key", key.as_str()),
-                ("content-type", "application/json"),
-            ];
-            if let Some(lat) = &lat {
-                headers.push(("LimitedAccessToken", lat.as_str()));
-            }
-            client
-                .request("POST", "/face/v1.0/identify", &headers, &body)
-                .await
-                .status
-        }
-    };
     // 501: every check passed and there is no backend to run the call.
-    assert_eq!(
-        identify(&b, d.client_key.clone(), Some(token.clone())).await,
-        501
-    );
-    assert_eq!(identify(&b, d.client_key.clone(), None).await, 403);
+    assert_eq!(identify_status(&b, &d.client_key, Some(&token)).await, 501);
+    assert_eq!(identify_status(&b, &d.client_key, None).await, 403);
 
     // The client's Key1, regenerated through replica A, stops opening replica B.
     let regenerated = a
@@ -144,15 +109,14 @@ async fn replicas_on_one_database_agree_within_a_second() {
     let new_key = regenerated.json()["key"].as_str().unwrap().to_owned();
     a.secret(&new_key);
     b.secret(&new_key);
-    let took = within(Duration::from_secs(1), async || {
-        identify(&b, d.client_key.clone(), Some(token.clone())).await == 401
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "key regeneration refused on the other replica",
+        async || identify_status(&b, &d.client_key, Some(&token)).await == 401,
+    )
     .await;
     eprintln!("key regeneration on A refused by B after {took:?}");
-    assert_eq!(
-        identify(&b, new_key.clone(), Some(token.clone())).await,
-        501
-    );
+    assert_eq!(identify_status(&b, &new_key, Some(&token)).await, 501);
 
     // The token, revoked through replica B, is refused by replica A.
     let revoked = b
@@ -163,9 +127,11 @@ async fn replicas_on_one_database_agree_within_a_second() {
         )
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
-    let took = within(Duration::from_secs(1), async || {
-        identify(&a, new_key.clone(), Some(token.clone())).await == 403
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "revocation enforced on the other replica",
+        async || identify_status(&a, &new_key, Some(&token)).await == 403,
+    )
     .await;
     eprintln!("revocation on B enforced by A after {took:?}");
 
@@ -183,23 +149,29 @@ async fn replicas_on_one_database_agree_within_a_second() {
     let kid_of = |token: &str| latch_core::jws::decode(token).unwrap().header.kid;
     // A signs with the new key once it has reloaded the ring (within a second)...
     let mut fresh = String::new();
-    within(Duration::from_secs(1), async || {
-        fresh = a
-            .issue(
-                Some(&d.isv_key),
-                "",
-                &lat_body(&d.client_id, &["Face.Identification"]),
-            )
-            .await
-            .body;
-        b.secret(&fresh);
-        kid_of(&fresh) == kid
-    })
+    within(
+        Duration::from_secs(1),
+        "the new signing key used",
+        async || {
+            fresh = a
+                .issue(
+                    Some(&d.isv_key),
+                    "",
+                    &lat_body(&d.client_id, &["Face.Identification"]),
+                )
+                .await
+                .body;
+            b.secret(&fresh);
+            kid_of(&fresh) == kid
+        },
+    )
     .await;
     // ...and B accepts what the new key signed within a second of the rotation too.
-    let took = within(Duration::from_secs(1), async || {
-        identify(&b, new_key.clone(), Some(fresh.clone())).await == 501
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "the new key's token accepted on the other replica",
+        async || identify_status(&b, &new_key, Some(&fresh)).await == 501,
+    )
     .await;
     eprintln!("rotation on A accepted by B after {took:?}");
 
@@ -213,16 +185,20 @@ async fn replicas_on_one_database_agree_within_a_second() {
         )
         .await;
     assert_eq!(disabled.status, 200, "{}", disabled.body);
-    let took = within(Duration::from_secs(1), async || {
-        let answer = a
-            .issue(
-                Some(&d.isv_key),
-                "",
-                &lat_body(&d.client_id, &["Face.Identification"]),
-            )
-            .await;
-        answer.status != 200 && identify(&a, new_key.clone(), Some(fresh.clone())).await == 403
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "the disabled ISV refused on the other replica",
+        async || {
+            let answer = a
+                .issue(
+                    Some(&d.isv_key),
+                    "",
+                    &lat_body(&d.client_id, &["Face.Identification"]),
+                )
+                .await;
+            answer.status != 200 && identify_status(&a, &new_key, Some(&fresh)).await == 403
+        },
+    )
     .await;
     eprintln!("ISV disabled on B refused by A after {took:?}");
 
@@ -472,19 +448,25 @@ async fn when_the_database_goes_away_issuance_fails_closed_and_everyone_recovers
 
     pg.up();
     for s in [&a, &b] {
-        let took = within(Duration::from_secs(15), async || {
-            let answer = s.issue(Some(&d.isv_key), "", &body).await;
-            if answer.status == 200 {
-                issued.push(jti(&answer.body));
-            }
-            answer.status == 200
-        })
+        let took = within(
+            Duration::from_secs(15),
+            "issuance after the database came back",
+            async || {
+                let answer = s.issue(Some(&d.isv_key), "", &body).await;
+                if answer.status == 200 {
+                    issued.push(jti(&answer.body));
+                }
+                answer.status == 200
+            },
+        )
         .await;
         eprintln!("issuing again {took:?} after the database came back");
         // Readiness answers are reused for a second.
-        within(Duration::from_secs(3), async || {
-            probe(s, &s.url, "ready").await == 200
-        })
+        within(
+            Duration::from_secs(3),
+            "readiness after the database came back",
+            async || probe(s, &s.url, "ready").await == 200,
+        )
         .await;
     }
 
@@ -643,9 +625,11 @@ async fn a_face_front_set_to_cached_serves_through_an_outage_and_audits_every_ca
     );
 
     pg.up();
-    within(Duration::from_secs(15), async || {
-        identify_status(&s, &d.client_key, Some(&token)).await == 501
-    })
+    within(
+        Duration::from_secs(15),
+        "the Face front after the database came back",
+        async || identify_status(&s, &d.client_key, Some(&token)).await == 501,
+    )
     .await;
     assert_eq!(
         std::fs::read_to_string(&spool).unwrap(),

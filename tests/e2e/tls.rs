@@ -10,7 +10,7 @@ use std::time::Duration;
 use rustls::ProtocolVersion;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Server, BIN};
+use crate::harness::{within, Server, BIN};
 use latch_core::audit::{AuditEvent, SealedRecord};
 
 /// `(reason, cname, names)` of every certificate put in service, in order.
@@ -195,6 +195,14 @@ async fn fetch(
     })
 }
 
+/// The certificate a new TLS 1.3 connection to the STS is given.
+async fn presented(s: &Server, ca: &Ca) -> Vec<u8> {
+    fetch(&s.url, CNAME, &ca.pem, &[&rustls::version::TLS13])
+        .await
+        .unwrap()
+        .certificate
+}
+
 /// `openssl s_client` offering exactly one protocol version: what it printed.
 fn s_client(url: &str, version: &str) -> String {
     let addr = url.trim_start_matches("https://");
@@ -337,20 +345,12 @@ async fn a_renewal_under_load_switches_certificates_with_no_failed_request() {
     install(files.path(), &second);
     let renewed_at = done.load(Ordering::Relaxed);
     // The watch looks every second and waits for the files to stand still.
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        let seen = fetch(&s.url, CNAME, &ca.pem, &[&rustls::version::TLS13])
-            .await
-            .unwrap();
-        if seen.certificate == second.der {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the renewal was not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(15),
+        "the renewal picked up",
+        async || presented(&s, &ca).await == second.der,
+    )
+    .await;
     let switched_at = done.load(Ordering::Relaxed);
     while done.load(Ordering::Relaxed) < switched_at + 20 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -390,12 +390,6 @@ async fn a_broken_renewal_is_refused_and_the_old_certificate_keeps_serving() {
     let ca = Ca::new();
     let good = ca.current(&[CNAME]);
     let (s, files) = serve_with(&good, CNAME).await;
-    let presented = || async {
-        fetch(&s.url, CNAME, &ca.pem, &[&rustls::version::TLS13])
-            .await
-            .unwrap()
-            .certificate
-    };
 
     // A certificate for another name, with its own key.
     install(files.path(), &ca.current(&["other.test.example"]));
@@ -411,7 +405,11 @@ async fn a_broken_renewal_is_refused_and_the_old_certificate_keeps_serving() {
     install(files.path(), &ca.issue(&[CNAME], now - 7200, now - 3600));
     s.signal("-HUP");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(presented().await, good.der, "the old certificate serves on");
+    assert_eq!(
+        presented(&s, &ca).await,
+        good.der,
+        "the old certificate serves on"
+    );
 
     let refused = refused(&s.audit().await);
     assert!(
@@ -437,14 +435,12 @@ async fn a_broken_renewal_is_refused_and_the_old_certificate_keeps_serving() {
     let fixed = ca.current(&[CNAME]);
     install(files.path(), &fixed);
     s.signal("-HUP");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while presented().await != fixed.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the fixed pair was not taken"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "the fixed pair taken",
+        async || presented(&s, &ca).await == fixed.der,
+    )
+    .await;
     s.finish().await;
 }
 
@@ -772,12 +768,6 @@ async fn a_renewal_whose_audit_record_cannot_be_written_waits_for_the_log() {
     let ca = Ca::new();
     let good = ca.current(&[CNAME]);
     let (s, files) = serve_with(&good, CNAME).await;
-    let presented = || async {
-        fetch(&s.url, CNAME, &ca.pem, &[&rustls::version::TLS13])
-            .await
-            .unwrap()
-            .certificate
-    };
     // The log refuses every record (a real failure of the database, not a mock).
     let db = rusqlite::Connection::open(s.data_dir().join("latch.db")).unwrap();
     db.execute_batch(
@@ -790,27 +780,26 @@ async fn a_renewal_whose_audit_record_cannot_be_written_waits_for_the_log() {
     }
     install(files.path(), &next);
     s.signal("-HUP");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !s.stderr().contains("cannot audit the new certificate") {
-        assert!(std::time::Instant::now() < deadline, "{}", s.stderr());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "the audit failure logged",
+        async || s.stderr().contains("cannot audit the new certificate"),
+    )
+    .await;
     assert_eq!(
-        presented().await,
+        presented(&s, &ca).await,
         good.der,
         "no certificate serves unaccounted for"
     );
 
     // Once the log takes records again, the waiting pair goes into service by itself.
     db.execute_batch("DROP TRIGGER audit_full").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while presented().await != next.der {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the pair was not tried again"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    within(
+        Duration::from_secs(10),
+        "the pair tried again",
+        async || presented(&s, &ca).await == next.der,
+    )
+    .await;
     assert_eq!(installed(&s.audit().await).len(), 2);
     s.finish().await;
 }

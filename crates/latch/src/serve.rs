@@ -136,15 +136,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
 
     // Clients of a development certificate must be told to trust it.
-    let cacert = match &config.tls {
-        crate::config::TlsSetting::Development { .. } => Some(
-            config
-                .data_dir
-                .join(crate::tls::DEV_DIR)
-                .join(crate::tls::DEV_CERT),
-        ),
-        _ => None,
-    };
+    let cacert = crate::tls::Files::of(&config)
+        .filter(|f| f.development)
+        .map(|f| f.cert);
     // Only a process that serves the admin API hands out its credentials: replicas of the STS
     // or the Face front starting together on a new database leave them to it.
     if fresh && run_admin {

@@ -24,13 +24,46 @@ use crate::exit;
 use crate::output::{self, CliError};
 
 /// The development certificate and key, in `<data_dir>/tls/`.
-pub(crate) const DEV_DIR: &str = "tls";
-pub(crate) const DEV_CERT: &str = "dev-cert.pem";
-pub(crate) const DEV_KEY: &str = "dev-key.pem";
+const DEV_DIR: &str = "tls";
+const DEV_CERT: &str = "dev-cert.pem";
+const DEV_KEY: &str = "dev-key.pem";
 /// How long a development certificate made by `serve` is valid.
 const DEV_DAYS: u32 = 90;
 /// A certificate that expires sooner than this is reported at every start and every hour.
 const EXPIRY_WARNING_SECS: i64 = 14 * 86_400;
+
+/// The certificate and key files a configuration serves, and the name they must cover.
+pub(crate) struct Files {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    pub(crate) cname: Cname,
+    /// The self-signed development pair in `<data_dir>/tls/`.
+    pub(crate) development: bool,
+}
+
+impl Files {
+    /// `None` when TLS is off.
+    pub(crate) fn of(config: &Config) -> Option<Files> {
+        match &config.tls {
+            TlsSetting::Off => None,
+            TlsSetting::Files { cert, key, cname } => Some(Files {
+                cert: cert.clone(),
+                key: key.clone(),
+                cname: cname.clone(),
+                development: false,
+            }),
+            TlsSetting::Development { cname } => {
+                let dir = config.data_dir.join(DEV_DIR);
+                Some(Files {
+                    cert: dir.join(DEV_CERT),
+                    key: dir.join(DEV_KEY),
+                    cname: cname.clone(),
+                    development: true,
+                })
+            }
+        }
+    }
+}
 
 /// HTTPS as `serve` runs it.
 pub(crate) struct Tls {
@@ -50,26 +83,23 @@ impl Tls {
         config: &Config,
         now: UnixTime,
     ) -> Result<Option<(Tls, FileWatch)>, CliError> {
-        let (cert, key, cname, development) = match &config.tls {
-            TlsSetting::Off => return Ok(None),
-            TlsSetting::Files { cert, key, cname } => {
-                (cert.clone(), key.clone(), cname.clone(), false)
-            }
-            TlsSetting::Development { cname } => {
-                let dir = config.data_dir.join(DEV_DIR);
-                let (cert, key) = (dir.join(DEV_CERT), dir.join(DEV_KEY));
-                match VerifiedCertificate::load(&cert, &key, cname, now) {
-                    Ok(_) => {}
-                    Err(e) => {
-                        if cert.exists() {
-                            tracing::info!(target: "latch::tls", reason = %e, "making a new development certificate");
-                        }
-                        write_self_signed(&cert, &key, cname, now, DEV_DAYS, true)?;
-                    }
-                }
-                (cert, key, cname.clone(), true)
-            }
+        let Some(files) = Files::of(config) else {
+            return Ok(None);
         };
+        let Files {
+            cert,
+            key,
+            cname,
+            development,
+        } = files;
+        if development {
+            if let Err(e) = VerifiedCertificate::load(&cert, &key, &cname, now) {
+                if cert.exists() {
+                    tracing::info!(target: "latch::tls", reason = %e, "making a new development certificate");
+                }
+                write_self_signed(&cert, &key, &cname, now, DEV_DAYS, true)?;
+            }
+        }
         let watch = FileWatch::new(&cert, &key);
         let first = VerifiedCertificate::load(&cert, &key, &cname, now)
             .map_err(|e| refused_at_start(&cert, &e))?;
@@ -407,19 +437,13 @@ pub(crate) fn run(config: &Config, command: TlsCommand, clock: &dyn Clock) -> Re
             Ok(())
         }
         TlsCommand::Check => {
-            let (cert, key, cname) = match &config.tls {
-                TlsSetting::Off => {
-                    return Err(CliError::usage(
-                        "TLS is off (tls.mode = off): nothing to check",
-                    ))
-                }
-                TlsSetting::Files { cert, key, cname } => {
-                    (cert.clone(), key.clone(), cname.clone())
-                }
-                TlsSetting::Development { cname } => {
-                    let dir = config.data_dir.join(DEV_DIR);
-                    (dir.join(DEV_CERT), dir.join(DEV_KEY), cname.clone())
-                }
+            let Some(Files {
+                cert, key, cname, ..
+            }) = Files::of(config)
+            else {
+                return Err(CliError::usage(
+                    "TLS is off (tls.mode = off): nothing to check",
+                ));
             };
             let ok = VerifiedCertificate::load(&cert, &key, &cname, clock.now())
                 .map_err(|e| refused_at_start(&cert, &e))?;

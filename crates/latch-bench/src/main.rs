@@ -1,4 +1,4 @@
-//! `latch-bench [--duration SECS] [--connections 32,64] [--out FILE] [--latch PATH]`
+//! `latch-bench [--duration SECS] [--connections 32,64] [--scenarios a,b] [--out FILE] [--latch PATH]`
 //!
 //! Starts `latch serve` (the release binary beside this one) as a real process on loopback,
 //! drives it over keep-alive HTTPS connections, and reports per scenario: requests per second,
@@ -39,7 +39,13 @@ struct Args {
     connections: Vec<usize>,
     out: PathBuf,
     latch: PathBuf,
+    /// The scenarios to run besides `http` (which always runs: it is the baseline); all when
+    /// empty.
+    only: Vec<String>,
 }
+
+/// The scenarios, by the names `--scenarios` takes.
+const SCENARIOS: [&str; 5] = ["http", "issuance", "face-key", "face-warm", "face-cold"];
 
 fn args() -> Result<Args, String> {
     let beside = std::env::current_exe()
@@ -50,6 +56,7 @@ fn args() -> Result<Args, String> {
         connections: vec![32, 64],
         out: PathBuf::from("target/bench.json"),
         latch: beside,
+        only: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,6 +73,15 @@ fn args() -> Result<Args, String> {
                     .map(|n| n.parse().map_err(|_| format!("--connections {value}")))
                     .collect::<Result<_, _>>()?;
             }
+            "--scenarios" => {
+                args.only = value.split(',').map(str::to_owned).collect();
+                if let Some(bad) = args.only.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+                    return Err(format!(
+                        "--scenarios: no scenario {bad}; there are {}",
+                        SCENARIOS.join(", ")
+                    ));
+                }
+            }
             "--out" => args.out = PathBuf::from(value),
             "--latch" => args.latch = PathBuf::from(value),
             other => return Err(format!("unknown flag {other}")),
@@ -78,7 +94,7 @@ fn main() -> ExitCode {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--out FILE] [--latch PATH]");
+            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold] [--out FILE] [--latch PATH]");
             return ExitCode::from(2);
         }
     };
@@ -169,6 +185,21 @@ async fn bench(args: Args) -> Result<(), String> {
             (
                 face,
                 Scenario {
+                    // A call that needs no feature: the key check, the rate limit and the
+                    // route, no token and no usage record. Not a target; it tells the front's
+                    // own cost from the token's and the audit record's.
+                    name: "face key",
+                    method: "GET",
+                    path: "/face/v1.0/largepersongroups",
+                    headers: vec![("Ocp-Apim-Subscription-Key", client_key.clone())],
+                    body: String::new(),
+                    tokens: Arc::new(vec![]),
+                    expect: 501,
+                },
+            ),
+            (
+                face,
+                Scenario {
                     name: "face warm",
                     method: "POST",
                     path: "/face/v1.0/identify",
@@ -204,13 +235,18 @@ async fn bench(args: Args) -> Result<(), String> {
     for &connections in &args.connections {
         println!("\n{connections} connections:");
         println!(
-            "  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7}  vs ceiling",
-            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors"
+            "  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7} {:>8}  vs ceiling",
+            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors", "rec/commit"
         );
         let mut http: Option<(f64, f64)> = None;
         for (target, scenario) in scenarios() {
-            let before = server.cpu();
             let name = scenario.name;
+            let flag = name.replace(' ', "-");
+            if name != "http" && !args.only.is_empty() && !args.only.contains(&flag) {
+                continue;
+            }
+            let before = server.cpu();
+            let audit_before = server.audit_counts()?;
             let outcome: Outcome = load::run(
                 target,
                 tls.clone(),
@@ -220,6 +256,11 @@ async fn bench(args: Args) -> Result<(), String> {
             )
             .await?;
             let cpu = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
+            let audit_after = server.audit_counts()?;
+            let records = audit_after.0.saturating_sub(audit_before.0);
+            let commits = audit_after.1.saturating_sub(audit_before.1);
+            // How many records each durable commit carried: group commit at work.
+            let per_commit = (commits > 0).then(|| records as f64 / commits as f64);
             let rps = outcome.per_second();
             // The ceiling: the bare route's throughput, scaled by what the unavoidable
             // cryptography adds to its server CPU per request.
@@ -229,19 +270,20 @@ async fn bench(args: Args) -> Result<(), String> {
                     (rps, "itself")
                 }
                 ("issuance", Some((r, c))) => (r * c / (c + sign), "HTTP + ES256 sign"),
-                ("face warm", Some((r, _))) => (r, "HTTP"),
+                ("face warm" | "face key", Some((r, _))) => (r, "HTTP"),
                 ("face cold", Some((r, c))) => (r * c / (c + verify), "HTTP + ES256 verify"),
                 _ => (rps, "none"),
             };
             let ratio = rps / ceiling;
             println!(
-                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
+                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7} {:>8}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
                 name,
                 rps,
                 outcome.quantile_ms(0.5),
                 outcome.quantile_ms(0.99),
                 cpu * 1e6,
                 outcome.errors,
+                per_commit.map_or("-".to_owned(), |n| format!("{n:.1}")),
                 ratio * 100.0
             );
             results.push(json!({
@@ -256,6 +298,8 @@ async fn bench(args: Args) -> Result<(), String> {
                 "ceiling": ceiling_name,
                 "ceilingRequestsPerSecond": ceiling,
                 "ratio": ratio,
+                "auditRecords": records,
+                "auditCommits": commits,
             }));
         }
     }

@@ -12,6 +12,8 @@ pub(crate) struct Server {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) sts: String,
     pub(crate) face: String,
+    /// The metrics listener's address (plain HTTP).
+    metrics: String,
     /// From spawning the process to its `latch: ready` line.
     pub(crate) startup: Duration,
     ticks_per_second: f64,
@@ -42,6 +44,7 @@ impl Server {
                 "127.0.0.1:0",
             ])
             .args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--metrics-listen", "127.0.0.1:0"])
             .env("LATCH_LOG", "warn")
             .env_remove("LATCH_CONFIG")
             .env_remove("LATCH_DATABASE_URL")
@@ -51,7 +54,7 @@ impl Server {
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no standard output")?;
-        let (mut sts, mut face) = (String::new(), String::new());
+        let (mut sts, mut face, mut metrics) = (String::new(), String::new(), String::new());
         let mut lines = BufReader::new(stdout).lines();
         for line in lines.by_ref() {
             let line = line.map_err(|e| e.to_string())?;
@@ -59,6 +62,8 @@ impl Server {
                 sts = url.to_owned();
             } else if let Some(url) = line.strip_prefix("latch: Face front listening on ") {
                 face = url.to_owned();
+            } else if let Some(url) = line.strip_prefix("latch: metrics listening on http://") {
+                metrics = url.trim_end_matches("/metrics").to_owned();
             } else if line == "latch: ready" {
                 break;
             }
@@ -66,7 +71,7 @@ impl Server {
         let startup = started.elapsed();
         // Keep reading (and dropping) what it prints, so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        if sts.is_empty() || face.is_empty() {
+        if sts.is_empty() || face.is_empty() || metrics.is_empty() {
             let _ = child.kill();
             return Err("the server did not announce its listeners".into());
         }
@@ -75,6 +80,7 @@ impl Server {
             dir,
             sts,
             face,
+            metrics,
             startup,
             ticks_per_second: clock_ticks(),
         })
@@ -99,6 +105,21 @@ impl Server {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
         Duration::from_secs_f64(cpu_ticks(&stat) as f64 / self.ticks_per_second)
+    }
+
+    /// Audit records and audit commits so far, from the server's metrics.
+    pub(crate) fn audit_counts(&self) -> Result<(u64, u64), String> {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(&self.metrics).map_err(|e| e.to_string())?;
+        write!(
+            conn,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.metrics
+        )
+        .map_err(|e| e.to_string())?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text).map_err(|e| e.to_string())?;
+        Ok(audit_counts(&text))
     }
 
     /// Resident memory now and at its peak, in bytes.
@@ -145,6 +166,23 @@ fn cpu_ticks(stat: &str) -> u64 {
     ticks(11) + ticks(12)
 }
 
+/// The sums of `latch_audit_records_total` and of `latch_audit_batches_total` in a metrics page.
+fn audit_counts(page: &str) -> (u64, u64) {
+    let sum = |name: &str| -> u64 {
+        page.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(['{', ' ']))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    (
+        sum("latch_audit_records_total"),
+        sum("latch_audit_batches_total"),
+    )
+}
+
 /// Clock ticks per second, for `/proc/<pid>/stat`.
 fn clock_ticks() -> f64 {
     Command::new("getconf")
@@ -163,5 +201,17 @@ mod tests {
         let stat = "4242 (latch (x) y) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 75 0 0 20 0 9 0";
         assert_eq!(super::cpu_ticks(stat), 325);
         assert_eq!(super::cpu_ticks("garbage"), 0);
+    }
+
+    #[test]
+    fn audit_counts_add_up_every_series_of_their_metric_only() {
+        let page = "# HELP latch_audit_records_total x\n\
+            latch_audit_records_total{type=\"a\",outcome=\"success\"} 40\n\
+            latch_audit_records_total{type=\"b\",outcome=\"refused\"} 2\n\
+            latch_audit_records_totalled 1000\n\
+            latch_audit_batches_total 6\n\
+            latch_audit_batches_total_other 9\n";
+        assert_eq!(super::audit_counts(page), (42, 6));
+        assert_eq!(super::audit_counts(""), (0, 0));
     }
 }

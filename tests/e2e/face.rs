@@ -390,7 +390,7 @@ async fn token_checks_over_a_real_socket_with_an_injected_clock() {
         0,
     ));
     let state = FaceState::new(
-        store,
+        latch_store::check_cache::CheckCache::new(store, std::time::Duration::ZERO),
         audit,
         verifiers,
         Arc::new(clock.clone()),

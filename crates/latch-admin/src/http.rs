@@ -6,6 +6,7 @@
 //! ISV. Both at once, neither, or anything else: 401.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -17,7 +18,8 @@ use axum::Router;
 use latch_core::secret::Pepper;
 use latch_http::keys::KeyAuth;
 use latch_http::{error_body, error_response, SUBSCRIPTION_KEY_HEADER};
-use latch_store::AdminRole;
+use latch_store::check_cache::CheckCache;
+use latch_store::{AdminRole, Resource};
 use tower::ServiceBuilder;
 
 use crate::{execute, AdminError, AdminRequest, Caller, Context};
@@ -34,7 +36,8 @@ struct AdminState {
 
 /// The admin API's routes and layers.
 pub async fn router(ctx: Context) -> Result<Router, latch_store::StoreError> {
-    let keys = KeyAuth::new(ctx.store.clone()).await?;
+    // Every request reads the state version: an ISV's key works here exactly while it works.
+    let keys = KeyAuth::new(CheckCache::new(ctx.store.clone(), Duration::ZERO)).await?;
     let pepper = Arc::new(Pepper::from_bytes(&ctx.store.key_pepper().await?));
     let state = AdminState { ctx, keys, pepper };
     Ok(Router::new()
@@ -111,7 +114,7 @@ async fn authenticate(state: &AdminState, headers: &HeaderMap) -> Result<Caller,
                 ));
             }
             Ok(Caller::Isv {
-                resource: Box::new(resource),
+                resource: Box::new(Resource::clone(&resource)),
                 slot,
             })
         }

@@ -20,7 +20,8 @@ use latch_core::audit::KeySlot;
 use latch_core::{Clock, ResourceId, VerifiedAccessToken};
 use latch_http::keys::KeyAuth;
 use latch_http::{SUBSCRIPTION_KEY_HEADER, SUBSCRIPTION_KEY_PARAM};
-use latch_store::{AuthMode, Resource, Store};
+use latch_store::check_cache::CheckCache;
+use latch_store::{AuthMode, Resource};
 
 use crate::check::Check;
 use crate::error::FaceError;
@@ -64,7 +65,7 @@ impl VerifiedCaller {
 #[derive(Clone)]
 pub struct Authenticate {
     pub(crate) keys: KeyAuth,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) checks: CheckCache,
     pub(crate) verifiers: Verifiers,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -117,7 +118,7 @@ impl Authenticate {
                     return Err(FaceError::InvalidKey);
                 }
                 Ok(VerifiedCaller {
-                    resource: Arc::new(resource),
+                    resource,
                     credential: Credential::Key(slot),
                 })
             }
@@ -133,7 +134,7 @@ impl Authenticate {
                     })?;
                 let id: &ResourceId = &verified.claims().azure_resource_id;
                 let resource = self
-                    .store
+                    .checks
                     .resource(id)
                     .await
                     .map_err(store_failed)?
@@ -146,7 +147,7 @@ impl Authenticate {
                 // to access tokens too.
                 let claims = verified.claims();
                 let revoked = self
-                    .store
+                    .checks
                     .is_revoked(&claims.jti, &resource.id, &resource.id, claims.iat)
                     .await
                     .map_err(store_failed)?;
@@ -155,7 +156,7 @@ impl Authenticate {
                     return Err(FaceError::InvalidKey);
                 }
                 Ok(VerifiedCaller {
-                    resource: Arc::new(resource),
+                    resource,
                     credential: Credential::Bearer(Box::new(verified)),
                 })
             }

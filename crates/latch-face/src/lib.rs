@@ -28,7 +28,7 @@ use axum::Router;
 use latch_core::Clock;
 use latch_http::keys::KeyAuth;
 use latch_store::audit_log::AuditLog;
-use latch_store::Store;
+use latch_store::check_cache::CheckCache;
 use tower::ServiceBuilder;
 
 pub mod auth;
@@ -89,21 +89,21 @@ struct Inner {
 }
 
 impl FaceState {
-    /// The state of a front over `store`, checking tokens with `verifiers`.
+    /// The state of a front over the store under `checks`, checking tokens with `verifiers`.
     pub async fn new(
-        store: Arc<dyn Store>,
+        checks: CheckCache,
         audit: AuditLog,
         verifiers: Verifiers,
         clock: Arc<dyn Clock>,
         config: FaceConfig,
         backend: Backend,
     ) -> Result<Self, latch_store::StoreError> {
-        let keys = KeyAuth::new(store.clone()).await?;
+        let keys = KeyAuth::new(checks.clone()).await?;
         Ok(FaceState {
             inner: Arc::new(Inner {
                 auth: auth::Authenticate {
                     keys,
-                    store: store.clone(),
+                    checks: checks.clone(),
                     verifiers: verifiers.clone(),
                     clock: clock.clone(),
                 },
@@ -111,7 +111,7 @@ impl FaceState {
                 limited_access: limited_access::LimitedAccess {
                     policy: Arc::new(config.policy.clone()),
                     verifiers,
-                    store,
+                    checks,
                     audit,
                     clock,
                 },

@@ -26,7 +26,7 @@ use latch_core::{Clock, FeatureSet, VerifiedLimitedAccess};
 use latch_http::context::RequestId;
 use latch_http::LIMITED_ACCESS_TOKEN_HEADER;
 use latch_store::audit_log::AuditLog;
-use latch_store::Store;
+use latch_store::check_cache::CheckCache;
 
 use crate::auth::{store_failed, Credential, VerifiedCaller};
 use crate::check::Check;
@@ -81,7 +81,7 @@ impl VerifiedFaceCall {
 pub struct LimitedAccess {
     pub(crate) policy: Arc<FeaturePolicy>,
     pub(crate) verifiers: Verifiers,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) checks: CheckCache,
     pub(crate) audit: AuditLog,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -208,7 +208,7 @@ impl LimitedAccess {
             return Err(refuse(requirement.missing(&granted), "missing_feature"));
         }
         let revoked = self
-            .store
+            .checks
             .is_revoked(
                 &claims.jti,
                 &claims.isv_resource_id,
@@ -226,7 +226,7 @@ impl LimitedAccess {
         // A token stands only while its ISV may issue: disabling an ISV stops its tokens at
         // once, whatever was in flight when it was disabled.
         let isv_enabled = self
-            .store
+            .checks
             .resource(&claims.isv_resource_id)
             .await
             .map_err(store_failed)?

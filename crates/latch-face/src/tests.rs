@@ -69,7 +69,7 @@ async fn front_with(config: FaceConfig) -> Front {
     let verifiers = Verifiers::new(Verifier::new(ISSUER, keys.public_keys().to_vec(), LEEWAY));
     let (audit, _writer) = AuditLog::spawn(shared.clone(), "main");
     let state = FaceState::new(
-        shared,
+        latch_store::check_cache::CheckCache::new(shared, std::time::Duration::ZERO),
         audit,
         verifiers,
         Arc::new(clock.clone()),

@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use latch_core::audit::KeySlot;
 use latch_core::secret::Pepper;
-use latch_store::{Resource, Store, StoreError};
+use latch_store::check_cache::CheckCache;
+use latch_store::{Resource, StoreError};
 
 /// Finds the resource a key belongs to.
 #[derive(Clone)]
 pub struct KeyAuth {
-    store: Arc<dyn Store>,
+    checks: CheckCache,
     pepper: Arc<Pepper>,
 }
 
@@ -24,19 +25,19 @@ impl std::fmt::Debug for KeyAuth {
 }
 
 impl KeyAuth {
-    /// Reads the pepper from `store`.
-    pub async fn new(store: Arc<dyn Store>) -> Result<Self, StoreError> {
-        let pepper = Arc::new(Pepper::from_bytes(&store.key_pepper().await?));
-        Ok(KeyAuth { store, pepper })
+    /// Reads the pepper from the store under `checks`, and looks keys up through it.
+    pub async fn new(checks: CheckCache) -> Result<Self, StoreError> {
+        let pepper = Arc::new(Pepper::from_bytes(&checks.store().key_pepper().await?));
+        Ok(KeyAuth { checks, pepper })
     }
 
     /// The resource, and the key slot, of `presented`; `None` for a key of no resource.
     pub async fn resource_for_key(
         &self,
         presented: &[u8],
-    ) -> Result<Option<(Resource, KeySlot)>, StoreError> {
+    ) -> Result<Option<(Arc<Resource>, KeySlot)>, StoreError> {
         let found = self
-            .store
+            .checks
             .resource_by_key(&self.pepper.digest(presented))
             .await?;
         Ok(found.and_then(|(resource, slot, stored)| {

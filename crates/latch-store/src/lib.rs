@@ -17,6 +17,7 @@ use latch_core::{FeatureSet, ResourceId, UnixTime};
 
 pub mod admin;
 pub mod audit_log;
+pub mod check_cache;
 pub mod checkpoints;
 pub mod postgres;
 pub mod signing;
@@ -385,6 +386,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// Whether an ISV has blocked a client.
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool>;
+
+    /// A number that moves whenever the state requests are checked against changes: resources
+    /// (approvals, grants, ISV status, auth mode), keys, client blocks and revocations, whichever
+    /// process changed it. It moves in the transaction that makes the change.
+    async fn state_version(&self) -> Result<u64>;
+
+    /// How many state changes were committed through this handle: a change made here moves it
+    /// before the call that made it returns, so this process sees its own changes at once.
+    fn changes_here(&self) -> u64;
 
     /// Records a revocation. Entries carry the time after which no token they cover can still
     /// be valid, so the list stays small.

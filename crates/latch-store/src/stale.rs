@@ -233,6 +233,12 @@ impl Store for StaleIfError {
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
         self.inner.is_client_blocked(isv, client).await
     }
+    async fn state_version(&self) -> Result<u64> {
+        self.inner.state_version().await
+    }
+    fn changes_here(&self) -> u64 {
+        self.inner.changes_here()
+    }
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
         self.inner.add_revocation(revocation, audit).await
     }

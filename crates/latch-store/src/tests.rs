@@ -197,6 +197,36 @@ async fn create(store: &dyn Store, s: &str, k1: &[u8], k2: &[u8]) -> Pepper {
     pepper
 }
 
+/// Replaces the ISV's Key1 with the key whose digest is `digest`, audited as a regeneration.
+async fn regenerate_key1(store: &dyn Store, digest: &KeyDigest) -> crate::Result<()> {
+    let event = AuditEvent::KeyRegenerated {
+        resource: id(ISV),
+        slot: KeySlot::Key1,
+    };
+    store
+        .replace_key(
+            &id(ISV),
+            KeySlot::Key1,
+            digest,
+            UnixTime(2_000),
+            &draft(event),
+        )
+        .await
+}
+
+/// Lets the ISV issue, with no grants.
+async fn enable_isv(store: &dyn Store) {
+    let event = AuditEvent::IsvIssuanceChanged {
+        resource: id(ISV),
+        enabled: true,
+        grants: FeatureSet::new(),
+    };
+    store
+        .set_isv(&id(ISV), true, &FeatureSet::new(), &draft(event))
+        .await
+        .unwrap();
+}
+
 async fn chain_verifies(store: &dyn Store) -> u64 {
     let records = store.audit_records(CHAIN, 0, 100_000).await.unwrap();
     verify_chain(CHAIN, 1, GENESIS, records.iter().map(|r| r.body.as_str())).unwrap();
@@ -257,18 +287,7 @@ async fn a_second_create_under_another_spelling_is_refused_and_not_audited(f: Fi
 async fn replacing_one_key_revokes_its_old_value_only(f: Fixture) {
     let store = f.store.clone();
     let pepper = create(store.as_ref(), ISV, b"old-1", b"old-2").await;
-    let event = AuditEvent::KeyRegenerated {
-        resource: id(ISV),
-        slot: KeySlot::Key1,
-    };
-    store
-        .replace_key(
-            &id(ISV),
-            KeySlot::Key1,
-            &pepper.digest(b"new-1"),
-            UnixTime(2_000),
-            &draft(event),
-        )
+    regenerate_key1(store.as_ref(), &pepper.digest(b"new-1"))
         .await
         .unwrap();
     assert!(store
@@ -1295,6 +1314,216 @@ async fn a_spooled_writer_keeps_records_through_an_outage(f: Fixture) {
     writer.await.unwrap();
 }
 
+fn revoke_jti(jti: &str) -> (Revocation, AuditDraft) {
+    (
+        Revocation::Token {
+            jti: jti.into(),
+            expires: UnixTime(5_000),
+        },
+        draft(AuditEvent::TokensRevoked {
+            scope: "jti".into(),
+            subject: jti.into(),
+            before: None,
+        }),
+    )
+}
+
+fn block(blocked: bool) -> AuditDraft {
+    draft(if blocked {
+        AuditEvent::ClientBlocked {
+            isv: id(ISV),
+            client: id(CLIENT),
+        }
+    } else {
+        AuditEvent::ClientUnblocked {
+            isv: id(ISV),
+            client: id(CLIENT),
+        }
+    })
+}
+
+async fn the_state_version_moves_with_every_checked_change_and_with_nothing_else(f: Fixture) {
+    let store = f.store.clone();
+    let other = f.reopen().await;
+    let v0 = store.state_version().await.unwrap();
+    let moved = |before: u64| {
+        let store = store.clone();
+        async move {
+            let now = store.state_version().await.unwrap();
+            assert!(now > before, "{now} after {before}");
+            now
+        }
+    };
+
+    // Audit records, checkpoints and reads are not state the checks read.
+    store
+        .record(&draft(AuditEvent::AccessTokenRefused {
+            reason: "x".into(),
+            status: 401,
+        }))
+        .await
+        .unwrap();
+    let pepper = Pepper::from_bytes(&store.key_pepper().await.unwrap());
+    assert!(store
+        .resource_by_key(&pepper.digest(b"k"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(store.state_version().await.unwrap(), v0);
+    assert_eq!(store.changes_here(), 0);
+
+    create(store.as_ref(), ISV, b"a", b"b").await;
+    let v = moved(v0).await;
+    assert_eq!(store.changes_here(), 1);
+    regenerate_key1(store.as_ref(), &pepper.digest(b"c"))
+        .await
+        .unwrap();
+    let v = moved(v).await;
+    store
+        .set_client_blocked(&id(ISV), &id(CLIENT), true, UnixTime(3), &block(true))
+        .await
+        .unwrap();
+    let v = moved(v).await;
+    let (revocation, audit) = revoke_jti("j1");
+    store.add_revocation(&revocation, &audit).await.unwrap();
+    let v = moved(v).await;
+    assert_eq!(store.changes_here(), 4);
+
+    // Another handle's change moves the version too, but not this handle's count.
+    enable_isv(other.as_ref()).await;
+    let v = moved(v).await;
+    assert_eq!(store.changes_here(), 4);
+    assert_eq!(other.changes_here(), 1);
+
+    // So does a change that goes around the program altogether.
+    f.behind_its_back(
+        "UPDATE resources SET approvals = 'Face.Verification'",
+        "UPDATE resources SET approvals = 'Face.Verification'",
+    )
+    .await;
+    moved(v).await;
+}
+
+async fn the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading(
+    f: Fixture,
+) {
+    use crate::check_cache::CheckCache;
+    use std::time::Duration;
+
+    let store = f.store.clone();
+    let other = f.reopen().await;
+    let pepper = create(store.as_ref(), ISV, b"key-1", b"key-2").await;
+    // Reads the version once an hour, so only this handle's own changes make it forget.
+    let lazy = CheckCache::new(store.clone(), Duration::from_secs(3600));
+    // Reads it on every call.
+    let exact = CheckCache::new(store.clone(), Duration::ZERO);
+    let owner = |cache: &CheckCache| {
+        let (cache, digest) = (cache.clone(), pepper.digest(b"key-1"));
+        async move {
+            cache
+                .resource_by_key(&digest)
+                .await
+                .unwrap()
+                .map(|(r, slot, _)| (r.id.as_str().to_owned(), slot))
+        }
+    };
+    assert_eq!(owner(&lazy).await, Some((ISV.to_owned(), KeySlot::Key1)));
+    assert_eq!(owner(&exact).await, Some((ISV.to_owned(), KeySlot::Key1)));
+    assert!(!lazy.is_client_blocked(&id(ISV), &id(CLIENT)).await.unwrap());
+    assert!(!exact
+        .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(1))
+        .await
+        .unwrap());
+    assert!(!lazy
+        .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(1))
+        .await
+        .unwrap());
+
+    // Key1 regenerated by another process: the exact cache refuses it on its next call; the
+    // lazy one still answers from memory, as its hour allows.
+    regenerate_key1(other.as_ref(), &pepper.digest(b"key-1-new"))
+        .await
+        .unwrap();
+    assert_eq!(owner(&exact).await, None);
+    assert_eq!(owner(&lazy).await, Some((ISV.to_owned(), KeySlot::Key1)));
+
+    // A change through this handle: both see it on the very next call, and forget everything
+    // they remembered, the regenerated key among it.
+    store
+        .set_client_blocked(&id(ISV), &id(CLIENT), true, UnixTime(3), &block(true))
+        .await
+        .unwrap();
+    assert!(lazy
+        .is_client_blocked(&id(ISV), &id(&CLIENT.to_uppercase()))
+        .await
+        .unwrap());
+    assert_eq!(owner(&lazy).await, None);
+    let (revocation, audit) = revoke_jti("j1");
+    store.add_revocation(&revocation, &audit).await.unwrap();
+    assert!(lazy
+        .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(1))
+        .await
+        .unwrap());
+    assert!(exact
+        .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(1))
+        .await
+        .unwrap());
+
+    // Resources: remembered, and read again after a change elsewhere.
+    let isv = exact.resource(&id(ISV)).await.unwrap().unwrap();
+    assert!(!isv.isv_enabled);
+    enable_isv(other.as_ref()).await;
+    assert!(exact.resource(&id(ISV)).await.unwrap().unwrap().isv_enabled);
+    assert!(exact.resource(&id(CLIENT)).await.unwrap().is_none());
+}
+
+async fn a_check_cache_that_cannot_read_the_version_answers_from_the_store_only(f: Fixture) {
+    use crate::check_cache::CheckCache;
+    use std::time::Duration;
+
+    let store = f.store.clone();
+    let other = f.reopen().await;
+    create(store.as_ref(), ISV, b"a", b"b").await;
+    let cache = CheckCache::new(store.clone(), Duration::from_secs(3600));
+    assert!(!cache
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    // The version row gone: changes still commit, but the version cannot be read.
+    f.behind_its_back("DELETE FROM state_version", "DELETE FROM state_version")
+        .await;
+    assert!(store.state_version().await.is_err());
+    // A change here makes the cache read the version, which fails: it asks the store.
+    store
+        .set_client_blocked(&id(ISV), &id(CLIENT), true, UnixTime(3), &block(true))
+        .await
+        .unwrap();
+    assert!(cache
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    // From then on every call asks the store, until the version can be read again: a change
+    // elsewhere, which the hour would otherwise hide, is seen at once.
+    other
+        .set_client_blocked(&id(ISV), &id(CLIENT), false, UnixTime(4), &block(false))
+        .await
+        .unwrap();
+    assert!(!cache
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    f.behind_its_back(
+        "INSERT INTO state_version (id, version) VALUES (1, 1000)",
+        "INSERT INTO state_version (id, version) VALUES (1, 1000)",
+    )
+    .await;
+    assert!(!cache
+        .is_client_blocked(&id(ISV), &id(CLIENT))
+        .await
+        .unwrap());
+    assert!(store.state_version().await.unwrap() >= 1000);
+}
+
 on_every_backend!(
     resources_are_found_by_key_digest_and_by_any_spelling,
     a_second_create_under_another_spelling_is_refused_and_not_audited,
@@ -1315,4 +1544,7 @@ on_every_backend!(
     a_log_cut_or_altered_under_its_signed_head_is_not_signed_again,
     an_archiving_that_lost_a_race_removes_nothing,
     a_spooled_writer_keeps_records_through_an_outage,
+    the_state_version_moves_with_every_checked_change_and_with_nothing_else,
+    the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading,
+    a_check_cache_that_cannot_read_the_version_answers_from_the_store_only,
 );

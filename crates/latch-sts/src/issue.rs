@@ -15,6 +15,8 @@
 //! A refusal is audited too, before it is answered. If the audit log cannot be written, the
 //! answer is 503 and no token leaves the service.
 
+use std::sync::Arc;
+
 use axum::body::{to_bytes, Body};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
@@ -168,7 +170,7 @@ async fn issue_limited_access(
     }
     let blocked = state
         .inner
-        .store
+        .checks
         .is_client_blocked(&isv.id, &target)
         .await
         .map_err(store_failed)?;
@@ -191,7 +193,7 @@ async fn issue_limited_access(
     tracing::info!(target: "latch::sts", isv = %isv.id, target = %target, features = %features, jti = %claims.jti, exp = claims.exp.0, "limited access token issued");
     Ok(Signed {
         event: AuditEvent::LimitedAccessTokenIssued {
-            isv: isv.id,
+            isv: isv.id.clone(),
             target,
             features,
             lifetime_secs: lifetime.as_secs(),
@@ -228,7 +230,7 @@ async fn issue_access(
     Ok(Signed {
         headers: vec![(REFRESH_BY_HEADER, claims.refresh_by().to_rfc3339())],
         event: AuditEvent::AccessTokenIssued {
-            resource: resource.id,
+            resource: resource.id.clone(),
             expires: claims.exp,
             fingerprint: fingerprint(&token),
             jti: claims.jti,
@@ -260,7 +262,7 @@ async fn authenticate(
     state: &AppState,
     headers: &HeaderMap,
     attempt: &mut Attempt,
-) -> Result<Resource, ApiError> {
+) -> Result<Arc<Resource>, ApiError> {
     let mut values = headers.get_all(SUBSCRIPTION_KEY_HEADER).iter();
     let (Some(presented), None) = (values.next(), values.next()) else {
         return Err(ApiError::InvalidKey);

@@ -19,8 +19,8 @@ use axum::Router;
 use latch_core::Clock;
 use latch_http::keys::KeyAuth;
 use latch_store::audit_log::AuditLog;
+use latch_store::check_cache::CheckCache;
 use latch_store::signing::SharedKeyRing;
-use latch_store::Store;
 use ring::rand::SystemRandom;
 use tower::ServiceBuilder;
 
@@ -59,7 +59,7 @@ pub struct AppState {
 }
 
 struct Inner {
-    store: Arc<dyn Store>,
+    checks: CheckCache,
     audit: AuditLog,
     keys: SharedKeyRing,
     keys_auth: KeyAuth,
@@ -69,18 +69,19 @@ struct Inner {
 }
 
 impl AppState {
-    /// The state of a service over `store`, writing audit records through `audit`.
+    /// The state of a service over the store under `checks`, writing audit records through
+    /// `audit`.
     pub async fn new(
-        store: Arc<dyn Store>,
+        checks: CheckCache,
         audit: AuditLog,
         keys: SharedKeyRing,
         clock: Arc<dyn Clock>,
         config: StsConfig,
     ) -> Result<Self, latch_store::StoreError> {
-        let keys_auth = KeyAuth::new(store.clone()).await?;
+        let keys_auth = KeyAuth::new(checks.clone()).await?;
         Ok(AppState {
             inner: Arc::new(Inner {
-                store,
+                checks,
                 audit,
                 keys,
                 keys_auth,

@@ -67,7 +67,8 @@ async fn sts() -> Sts {
     let ring = latch_store::signing::SharedKeyRing::new(
         KeyRing::load(&store, rng.as_ref(), NOW).await.unwrap(),
     );
-    let state = AppState::new(shared, audit, ring, clock, config)
+    let checks = latch_store::check_cache::CheckCache::new(shared, std::time::Duration::ZERO);
+    let state = AppState::new(checks, audit, ring, clock, config)
         .await
         .unwrap();
     Sts {

@@ -8,6 +8,7 @@
 //! | data directory | `data_dir` | `LATCH_DATA_DIR` | `--data-dir` | `./data` |
 //! | shared store (PostgreSQL) | `store.url` | `LATCH_DATABASE_URL` | | none: the embedded store in the data directory |
 //! | CA for TLS to the database (PEM) | `store.ca_file` | `LATCH_DATABASE_CA` | | the web PKI roots |
+//! | how soon a change made by another process reaches the checks (ms, 0..=1000) | `store.recheck_ms` | | | 1 on the embedded store, 100 on PostgreSQL |
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
 //! | archive records older than (days) | `audit.archive_after_days` | | `--older-than-days` | none |
 //! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
@@ -101,6 +102,7 @@ struct MetricsFile {
 struct StoreFile {
     url: Option<String>,
     ca_file: Option<PathBuf>,
+    recheck_ms: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -278,6 +280,10 @@ pub(crate) struct Config {
     pub(crate) database_url: Option<DatabaseUrl>,
     /// The certificates trusted for TLS to the database, instead of the web PKI roots.
     pub(crate) database_ca: Option<PathBuf>,
+    /// How long the checks may answer from memory before they read the store's state version
+    /// again: the bound on seeing a change made by another process (changes made by this one
+    /// are seen at once).
+    pub(crate) recheck: std::time::Duration,
     /// `Some(bound)`: while the store fails, the Face front answers its checks from what it read
     /// at most `bound` seconds before, and spools its usage records; `None`: it fails closed.
     pub(crate) face_outage_secs: Option<i64>,
@@ -458,6 +464,18 @@ impl Config {
                 ));
             }
         }
+        let recheck_ms = match file.store.recheck_ms {
+            Some(ms) if !(0..=1000).contains(&ms) => {
+                return Err(invalid("store.recheck_ms", "must be 0 to 1000".into()))
+            }
+            Some(ms) => ms,
+            // One file on one machine: a change by the admin CLI is seen within a millisecond,
+            // and the version is read at most a thousand times a second instead of on every
+            // call. Replicas over the network: within the second replicas promise, with one
+            // round trip every 100 ms instead of several per call.
+            None if database_url.is_some() => 100,
+            None => 1,
+        };
         let metrics_listen = match o.metrics_listen.or(file.metrics.listen) {
             None => None,
             Some(text) => Some(text.parse().map_err(|_| {
@@ -494,6 +512,7 @@ impl Config {
         Ok(Config {
             face_outage_secs,
             database_ca: o.database_ca.or(file.store.ca_file),
+            recheck: std::time::Duration::from_millis(recheck_ms.unsigned_abs()),
             metrics_listen,
             tls,
             database_url: database_url.map(|u| DatabaseUrl(zeroize::Zeroizing::new(u))),
@@ -708,6 +727,29 @@ mod tests {
             "[face]\nstore_outage = \"open\"",
             "[face]\nstore_outage_secs = 30",
             "[face]\nstore_outage = \"cached\"\nstore_outage_secs = 0",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_recheck_interval_depends_on_the_store_and_is_bounded() {
+        use std::time::Duration;
+        assert_eq!(parse("").unwrap().recheck, Duration::from_millis(1));
+        let shared = "[store]\nurl = \"postgres://latch@db.example/latch\"\n";
+        assert_eq!(parse(shared).unwrap().recheck, Duration::from_millis(100));
+        assert_eq!(
+            parse(&format!("{shared}recheck_ms = 0")).unwrap().recheck,
+            Duration::ZERO
+        );
+        assert_eq!(
+            parse("[store]\nrecheck_ms = 1000").unwrap().recheck,
+            Duration::from_secs(1)
+        );
+        for bad in [
+            "[store]\nrecheck_ms = -1",
+            "[store]\nrecheck_ms = 1001",
+            "[store]\nrecheck_ms = \"1\"",
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }

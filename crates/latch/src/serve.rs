@@ -22,6 +22,7 @@ use latch_face::keys::Verifiers;
 use latch_face::FaceState;
 use latch_store::admin::{Admin, NewKeys};
 use latch_store::audit_log::AuditLog;
+use latch_store::check_cache::CheckCache;
 use latch_store::checkpoints::write_private;
 use latch_store::signing::{KeyRing, SharedKeyRing};
 use latch_store::Store;
@@ -172,7 +173,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             public_url: sts_public_url.clone(),
         };
         let state = AppState::new(
-            store.clone(),
+            CheckCache::new(store.clone(), config.recheck),
             audit.clone(),
             ring.clone(),
             clock.clone(),
@@ -212,7 +213,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             }
         };
         let state = FaceState::new(
-            face_store,
+            CheckCache::new(face_store, config.recheck),
             face_audit,
             verifiers.clone(),
             clock.clone(),

@@ -20,7 +20,7 @@
 //! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
 //! records are committed in sequence order.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,7 +45,8 @@ pub const POOL_SIZE: usize = 8;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Schema migrations, applied in order; `schema_migrations` lists those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE meta (
     name  TEXT PRIMARY KEY,
     value BYTEA NOT NULL
@@ -131,7 +132,31 @@ CREATE TABLE audit_archives (
     through_seq BIGINT NOT NULL,
     frontier    BYTEA NOT NULL
 );
-"#];
+"#,
+    // The version of the state requests are checked against: every statement that changes it, on
+    // any replica, moves the number in its own transaction.
+    r#"
+CREATE TABLE state_version (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO state_version (id, version) VALUES (1, 0);
+CREATE FUNCTION state_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE state_version SET version = version + 1 WHERE id = 1;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER resources_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON resources
+    FOR EACH STATEMENT EXECUTE FUNCTION state_changed();
+CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys
+    FOR EACH STATEMENT EXECUTE FUNCTION state_changed();
+CREATE TRIGGER client_blocks_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON client_blocks
+    FOR EACH STATEMENT EXECUTE FUNCTION state_changed();
+CREATE TRIGGER revocations_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON revocations
+    FOR EACH STATEMENT EXECUTE FUNCTION state_changed();
+"#,
+];
 
 /// The PostgreSQL store.
 #[derive(Clone)]
@@ -142,6 +167,8 @@ pub struct PgStore {
 struct Inner {
     chain: String,
     pool: Pool,
+    /// State changes committed through this handle.
+    changes: AtomicU64,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -201,6 +228,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 chain: chain.to_owned(),
                 pool: Pool::new(config, tls::RustlsConnect::new(ca_file)?),
+                changes: AtomicU64::new(0),
             }),
         })
     }
@@ -300,6 +328,7 @@ impl PgStore {
         let out = f(&tx).await?;
         append(&tx, &self.inner.chain, std::slice::from_ref(audit)).await?;
         tx.commit().await.map_err(pg)?;
+        self.inner.changes.fetch_add(1, Ordering::Release);
         Ok(out)
     }
 
@@ -771,6 +800,18 @@ impl Store for PgStore {
             })
         })
         .await
+    }
+
+    async fn state_version(&self) -> Result<u64> {
+        let row = self
+            .query_opt("SELECT version FROM state_version WHERE id = 1", &[])
+            .await?
+            .ok_or_else(|| corrupt("no state version row"))?;
+        u64::try_from(row.get::<_, i64>(0)).map_err(|_| corrupt("negative state version"))
+    }
+
+    fn changes_here(&self) -> u64 {
+        self.inner.changes.load(Ordering::Acquire)
     }
 
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {

@@ -1,0 +1,243 @@
+//! The reads every request is checked with, answered from memory while the state is unchanged.
+//!
+//! An authenticated request reads the same few things: the resource a key belongs to, a
+//! resource, whether a token is revoked, whether a client is blocked. They change only when an
+//! operator or an ISV changes them, which is rare; they are read on every call, which is not.
+//! [`CheckCache`] remembers the answers and knows when to forget them:
+//!
+//! * **Changes made in this process** are seen at once: every store counts the state changes
+//!   committed through it ([`Store::changes_here`]), and a cache that sees the count move forgets
+//!   everything before it answers.
+//! * **Changes made by any process** (the admin CLI, another replica) move the store's
+//!   [`Store::state_version`], in the transaction that makes the change. The cache reads it when
+//!   its last reading is older than `max_age`; with `max_age` zero it reads it on every call, so
+//!   no change is ever missed, at the price of one small read per call instead of several.
+//! * **Answers are loaded again** at least every [`MAX_ENTRY_AGE`], whatever the version says.
+//!
+//! A load that started before the cache forgot (an epoch ago) is not remembered, so an answer
+//! read before a change can never outlive it. If the version cannot be read, nothing is answered
+//! from memory: every read goes to the store, which fails closed (or, wrapped in
+//! [`crate::stale::StaleIfError`], answers within its own bound).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use latch_core::audit::KeySlot;
+use latch_core::secret::KeyDigest;
+use latch_core::{ResourceId, UnixTime};
+use tokio::time::Instant;
+
+use crate::{Resource, Result, Store};
+
+/// Remembered answers per kind; a kind that reaches it is forgotten whole.
+pub const MAX_ENTRIES: usize = 10_000;
+/// The longest an answer is used before it is read again.
+pub const MAX_ENTRY_AGE: Duration = Duration::from_secs(10);
+
+/// The resource a key belongs to, its slot and the stored digest.
+pub type KeyOwner = (Arc<Resource>, KeySlot, KeyDigest);
+
+/// A store's check reads, remembered while the state is unchanged; cheap to clone.
+#[derive(Clone)]
+pub struct CheckCache {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for CheckCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckCache")
+            .field("max_age", &self.inner.max_age)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    max_age: Duration,
+    state: Mutex<State>,
+}
+
+type RevocationKey = (String, String, String, i64);
+
+#[derive(Default)]
+struct State {
+    /// Moves each time everything is forgotten.
+    epoch: u64,
+    /// The state version and local change count the entries were read at.
+    version: Option<u64>,
+    local: u64,
+    /// When the version was last read; `None` forces a reading.
+    checked: Option<Instant>,
+    keys: HashMap<[u8; 32], (KeyOwner, Instant)>,
+    resources: HashMap<String, (Arc<Resource>, Instant)>,
+    revoked: HashMap<RevocationKey, (bool, Instant)>,
+    blocked: HashMap<(String, String), (bool, Instant)>,
+}
+
+impl State {
+    fn forget(&mut self) {
+        self.epoch += 1;
+        self.keys.clear();
+        self.resources.clear();
+        self.revoked.clear();
+        self.blocked.clear();
+    }
+}
+
+impl CheckCache {
+    /// A cache over `store` that reads the state version when its last reading is older than
+    /// `max_age` (zero: on every call).
+    pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
+        CheckCache {
+            inner: Arc::new(Inner {
+                store,
+                max_age,
+                state: Mutex::new(State::default()),
+            }),
+        }
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// [`Store::resource_by_key`]; only keys that exist are remembered.
+    pub async fn resource_by_key(&self, digest: &KeyDigest) -> Result<Option<KeyOwner>> {
+        let store = &self.inner.store;
+        self.remembered(|s| &mut s.keys, digest.0, async {
+            Ok(store
+                .resource_by_key(digest)
+                .await?
+                .map(|(r, slot, stored)| (Arc::new(r), slot, stored)))
+        })
+        .await
+    }
+
+    /// [`Store::resource`]; only resources that exist are remembered.
+    pub async fn resource(&self, id: &ResourceId) -> Result<Option<Arc<Resource>>> {
+        let store = &self.inner.store;
+        self.remembered(|s| &mut s.resources, id.canonical().to_owned(), async {
+            Ok(store.resource(id).await?.map(Arc::new))
+        })
+        .await
+    }
+
+    /// [`Store::is_revoked`].
+    pub async fn is_revoked(
+        &self,
+        jti: &str,
+        isv: &ResourceId,
+        target: &ResourceId,
+        iat: UnixTime,
+    ) -> Result<bool> {
+        let store = &self.inner.store;
+        let key = (
+            jti.to_owned(),
+            isv.canonical().to_owned(),
+            target.canonical().to_owned(),
+            iat.0,
+        );
+        self.remembered(|s| &mut s.revoked, key, async {
+            store.is_revoked(jti, isv, target, iat).await.map(Some)
+        })
+        .await
+        .map(|answer| answer.unwrap_or(false))
+    }
+
+    /// [`Store::is_client_blocked`].
+    pub async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
+        let store = &self.inner.store;
+        let key = (isv.canonical().to_owned(), client.canonical().to_owned());
+        self.remembered(|s| &mut s.blocked, key, async {
+            store.is_client_blocked(isv, client).await.map(Some)
+        })
+        .await
+        .map(|answer| answer.unwrap_or(false))
+    }
+
+    /// The answer for `key`: remembered if it is current, else `load`ed (and remembered when
+    /// it is `Some` and nothing changed meanwhile).
+    async fn remembered<K, V>(
+        &self,
+        map: impl Fn(&mut State) -> &mut HashMap<K, (V, Instant)>,
+        key: K,
+        load: impl Future<Output = Result<Option<V>>>,
+    ) -> Result<Option<V>>
+    where
+        K: Hash + Eq,
+        V: Clone,
+    {
+        let Some(epoch) = self.current().await else {
+            return load.await;
+        };
+        {
+            let mut state = self.lock();
+            if state.epoch == epoch {
+                if let Some((value, loaded)) = map(&mut state).get(&key) {
+                    if loaded.elapsed() < MAX_ENTRY_AGE {
+                        return Ok(Some(value.clone()));
+                    }
+                }
+            }
+        }
+        let loaded_at = Instant::now();
+        let value = load.await?;
+        if let Some(value) = &value {
+            let mut state = self.lock();
+            if state.epoch == epoch {
+                let entries = map(&mut state);
+                if entries.len() >= MAX_ENTRIES {
+                    entries.clear();
+                }
+                entries.insert(key, (value.clone(), loaded_at));
+            }
+        }
+        Ok(value)
+    }
+
+    /// The epoch whose entries are current, after forgetting what a change made stale; `None`
+    /// when the version cannot be read (then nothing may be answered from memory).
+    async fn current(&self) -> Option<u64> {
+        let store = &self.inner.store;
+        let local = store.changes_here();
+        {
+            let state = self.lock();
+            let recent = state
+                .checked
+                .is_some_and(|at| at.elapsed() < self.inner.max_age);
+            if state.local == local && recent {
+                return Some(state.epoch);
+            }
+        }
+        let read_at = Instant::now();
+        match store.state_version().await {
+            Ok(version) => {
+                let mut state = self.lock();
+                if state.version != Some(version) || state.local != local {
+                    state.forget();
+                    state.version = Some(version);
+                    state.local = local;
+                }
+                state.checked = Some(read_at);
+                Some(state.epoch)
+            }
+            Err(e) => {
+                tracing::warn!(target: "latch::store", error = %e, "state version unreadable; checks go to the store");
+                let mut state = self.lock();
+                state.forget();
+                state.version = None;
+                state.checked = None;
+                None
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is a cache: a panic elsewhere cannot leave it wrong, only partly filled.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

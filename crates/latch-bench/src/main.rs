@@ -8,12 +8,15 @@
 //!
 //! * `http`: the same server, TLS and HTTP stack answering a route without authentication,
 //!   signing or audit (`GET /health/live`);
-//! * raw ES256 signing and verification per core, and the audit log's durable commit rate.
+//! * raw ES256 signing and verification per core, and the audit log's durable commit rate and
+//!   CPU per record.
 //!
 //! Issuance is compared with "HTTP + one ES256 signature", the Face front with a reused token
 //! (warm) with `http`, and with a new token every request (cold) with "HTTP + one ES256
 //! verification": the ceiling's throughput is `http`'s, scaled by the server CPU the
-//! cryptography adds to `http`'s per request.
+//! cryptography adds to `http`'s per request. Each of the three also has a floor ("vs floor"):
+//! its ceiling with the CPU of one durable audit record added, which every issuance and every
+//! token-bearing call writes before it is answered.
 
 #![allow(clippy::print_stdout)]
 
@@ -129,12 +132,15 @@ async fn bench(args: Args) -> Result<(), String> {
     );
 
     let (sign, verify) = ceilings::es256(cores, Duration::from_secs(1))?;
-    let commits = ceilings::audit_commits(64, Duration::from_secs(1)).await?;
+    let floor = ceilings::audit_commits(32, Duration::from_secs(1)).await?;
+    let audit = floor.cpu_per_record;
     println!(
-        "ceilings: ES256 sign {:.1} µs, verify {:.1} µs per core; audit log {:.0} durable records/s",
+        "ceilings: ES256 sign {:.1} µs, verify {:.1} µs per core; audit log {:.0} durable usage records/s, {:.1} µs CPU each ({:.1} per commit)",
         sign * 1e6,
         verify * 1e6,
-        commits
+        floor.per_second,
+        audit * 1e6,
+        floor.per_commit,
     );
 
     let tls = Arc::new(trust(&server.data_dir().join("tls").join("dev-cert.pem"))?);
@@ -235,8 +241,15 @@ async fn bench(args: Args) -> Result<(), String> {
     for &connections in &args.connections {
         println!("\n{connections} connections:");
         println!(
-            "  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7} {:>8}  vs ceiling",
-            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors", "rec/commit"
+            "  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7} {:>8} {:>9}  vs ceiling",
+            "scenario",
+            "req/s",
+            "p50 ms",
+            "p99 ms",
+            "CPU µs/req",
+            "errors",
+            "rec/commit",
+            "vs floor"
         );
         let mut http: Option<(f64, f64)> = None;
         for (target, scenario) in scenarios() {
@@ -275,8 +288,16 @@ async fn bench(args: Args) -> Result<(), String> {
                 _ => (rps, "none"),
             };
             let ratio = rps / ceiling;
+            // The floor: the same ceiling with one durable audit record added, as every
+            // issuance and every token-bearing call writes one.
+            let floor_rps = match (name, http) {
+                ("issuance", Some((r, c))) => Some(r * c / (c + sign + audit)),
+                ("face warm", Some((r, c))) => Some(r * c / (c + audit)),
+                ("face cold", Some((r, c))) => Some(r * c / (c + verify + audit)),
+                _ => None,
+            };
             println!(
-                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7} {:>8}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
+                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7} {:>8} {:>9}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
                 name,
                 rps,
                 outcome.quantile_ms(0.5),
@@ -284,6 +305,7 @@ async fn bench(args: Args) -> Result<(), String> {
                 cpu * 1e6,
                 outcome.errors,
                 per_commit.map_or("-".to_owned(), |n| format!("{n:.1}")),
+                floor_rps.map_or("-".to_owned(), |f| format!("{:.1} %", rps / f * 100.0)),
                 ratio * 100.0
             );
             results.push(json!({
@@ -298,6 +320,8 @@ async fn bench(args: Args) -> Result<(), String> {
                 "ceiling": ceiling_name,
                 "ceilingRequestsPerSecond": ceiling,
                 "ratio": ratio,
+                "floorRequestsPerSecond": floor_rps,
+                "floorRatio": floor_rps.map(|f| rps / f),
                 "auditRecords": records,
                 "auditCommits": commits,
             }));
@@ -317,7 +341,9 @@ async fn bench(args: Args) -> Result<(), String> {
         "peakRssBytes": peak,
         "es256SignMicrosPerCore": sign * 1e6,
         "es256VerifyMicrosPerCore": verify * 1e6,
-        "auditRecordsPerSecond": commits,
+        "auditRecordsPerSecond": floor.per_second,
+        "auditCpuMicrosPerRecord": audit * 1e6,
+        "auditRecordsPerCommit": floor.per_commit,
         "scenarios": results,
     });
     if let Some(dir) = args.out.parent() {

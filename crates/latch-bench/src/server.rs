@@ -102,9 +102,7 @@ impl Server {
 
     /// User plus system CPU time the server has used so far.
     pub(crate) fn cpu(&self) -> Duration {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        Duration::from_secs_f64(cpu_ticks(&stat) as f64 / self.ticks_per_second)
+        process_cpu(&self.child.id().to_string(), self.ticks_per_second)
     }
 
     /// Audit records and audit commits so far, from the server's metrics.
@@ -183,8 +181,14 @@ fn audit_counts(page: &str) -> (u64, u64) {
     )
 }
 
+/// User plus system CPU time of process `pid` (a number, or `self`) so far.
+pub(crate) fn process_cpu(pid: &str, ticks_per_second: f64) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    Duration::from_secs_f64(cpu_ticks(&stat) as f64 / ticks_per_second)
+}
+
 /// Clock ticks per second, for `/proc/<pid>/stat`.
-fn clock_ticks() -> f64 {
+pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
         .output()

@@ -223,8 +223,9 @@ impl LimitedAccess {
                 .await?;
             return Err(refuse(requirement.missing(approvals), "revoked"));
         }
-        // A token stands only while its ISV may issue: disabling an ISV stops its tokens at
-        // once, whatever was in flight when it was disabled.
+        // A token stands only while its ISV may issue: disabling an ISV stops its tokens,
+        // whatever was in flight when it was disabled (at once in this process, within
+        // `store.recheck_ms` in others).
         let isv_enabled = self
             .checks
             .resource(&claims.isv_resource_id)

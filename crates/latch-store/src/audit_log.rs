@@ -331,12 +331,19 @@ async fn writer(
     }
 }
 
+/// How many times the writer lets ready tasks go first before it commits.
+const GATHER_ROUNDS: usize = 4;
+
 /// Lets the tasks that are ready to run go first, and takes what they add to the queue into
-/// this batch, for as long as they keep adding: a commit costs the same few system calls and one
-/// `fsync` whatever its size, so a batch that waits for requests already on their way costs
-/// each of them less CPU, and none of them more than its turn on the scheduler.
+/// this batch, while they keep adding, [`GATHER_ROUNDS`] times at most: a commit costs the same
+/// few system calls and one `fsync` whatever its size, so a batch that waits for requests
+/// already on their way costs each of them less CPU, and the first of them waits no more than
+/// a few turns of the scheduler.
 async fn gather(rx: &mut mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
-    while jobs.len() < MAX_BATCH {
+    for _ in 0..GATHER_ROUNDS {
+        if jobs.len() >= MAX_BATCH {
+            break;
+        }
         tokio::task::yield_now().await;
         let before = jobs.len();
         while jobs.len() < MAX_BATCH {

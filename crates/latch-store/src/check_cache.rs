@@ -12,12 +12,16 @@
 //!   [`Store::state_version`], in the transaction that makes the change. The cache reads it when
 //!   its last reading is older than `max_age`; with `max_age` zero it reads it on every call, so
 //!   no change is ever missed, at the price of one small read per call instead of several.
-//! * **Answers are loaded again** at least every [`MAX_ENTRY_AGE`], whatever the version says.
+//! * **Answers are loaded again** at least every [`MAX_ENTRY_AGE`] (or a shorter entry age),
+//!   whatever the version says.
 //!
 //! A load that started before the cache forgot (an epoch ago) is not remembered, so an answer
-//! read before a change can never outlive it. If the version cannot be read, nothing is answered
-//! from memory: every read goes to the store, which fails closed (or, wrapped in
-//! [`crate::stale::StaleIfError`], answers within its own bound).
+//! read before a change can never outlive the next forgetting. Nor is an answer the store gave
+//! from an outage memory ([`Store::stale_answers`] moved during the load): only the database's
+//! own answers are kept. If the version cannot be read, nothing is answered from memory: every
+//! read goes to the store, which fails closed (or, wrapped in
+//! [`crate::stale::StaleIfError`], answers within its own bound), and the version is tried again
+//! at most every `max_age`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -57,6 +61,7 @@ impl std::fmt::Debug for CheckCache {
 struct Inner {
     store: Arc<dyn Store>,
     max_age: Duration,
+    entry_age: Duration,
     state: Mutex<State>,
 }
 
@@ -66,7 +71,8 @@ type RevocationKey = (String, String, String, i64);
 struct State {
     /// Moves each time everything is forgotten.
     epoch: u64,
-    /// The state version and local change count the entries were read at.
+    /// The state version and local change count the entries were read at; `None` while the
+    /// version cannot be read.
     version: Option<u64>,
     local: u64,
     /// When the version was last read; `None` forces a reading.
@@ -91,10 +97,17 @@ impl CheckCache {
     /// A cache over `store` that reads the state version when its last reading is older than
     /// `max_age` (zero: on every call).
     pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
+        Self::with_entry_age(store, max_age, MAX_ENTRY_AGE)
+    }
+
+    /// Like [`CheckCache::new`], with answers loaded again after `entry_age` (at most
+    /// [`MAX_ENTRY_AGE`]).
+    pub fn with_entry_age(store: Arc<dyn Store>, max_age: Duration, entry_age: Duration) -> Self {
         CheckCache {
             inner: Arc::new(Inner {
                 store,
                 max_age,
+                entry_age: entry_age.min(MAX_ENTRY_AGE),
                 state: Mutex::new(State::default()),
             }),
         }
@@ -178,15 +191,18 @@ impl CheckCache {
             let mut state = self.lock();
             if state.epoch == epoch {
                 if let Some((value, loaded)) = map(&mut state).get(&key) {
-                    if loaded.elapsed() < MAX_ENTRY_AGE {
+                    if loaded.elapsed() < self.inner.entry_age {
                         return Ok(Some(value.clone()));
                     }
                 }
             }
         }
         let loaded_at = Instant::now();
+        let stale_before = self.inner.store.stale_answers();
         let value = load.await?;
-        if let Some(value) = &value {
+        // An answer from an outage memory is not the database's: it is passed on, not kept.
+        let fresh = self.inner.store.stale_answers() == stale_before;
+        if let (Some(value), true) = (&value, fresh) {
             let mut state = self.lock();
             if state.epoch == epoch {
                 let entries = map(&mut state);
@@ -210,13 +226,22 @@ impl CheckCache {
                 .checked
                 .is_some_and(|at| at.elapsed() < self.inner.max_age);
             if state.local == local && recent {
-                return Some(state.epoch);
+                // While the version is unreadable, tried again only once `max_age` has passed.
+                return state.version.map(|_| state.epoch);
             }
         }
         let read_at = Instant::now();
-        match store.state_version().await {
+        let reading = store.state_version().await;
+        let mut state = self.lock();
+        if state.checked.is_some_and(|at| at > read_at) && state.local == local {
+            // A later reading came back first: this one is older news.
+            return state.version.map(|_| state.epoch);
+        }
+        match reading {
             Ok(version) => {
-                let mut state = self.lock();
+                if state.version.is_none() {
+                    tracing::info!(target: "latch::store", "state version readable again; checks answer from memory again");
+                }
                 if state.version != Some(version) || state.local != local {
                     state.forget();
                     state.version = Some(version);
@@ -226,11 +251,13 @@ impl CheckCache {
                 Some(state.epoch)
             }
             Err(e) => {
-                tracing::warn!(target: "latch::store", error = %e, "state version unreadable; checks go to the store");
-                let mut state = self.lock();
+                if state.version.is_some() || state.checked.is_none() {
+                    tracing::warn!(target: "latch::store", error = %e, "state version unreadable; every check goes to the store");
+                }
                 state.forget();
                 state.version = None;
-                state.checked = None;
+                state.local = local;
+                state.checked = Some(read_at);
                 None
             }
         }

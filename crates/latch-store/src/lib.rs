@@ -396,6 +396,13 @@ pub trait Store: Send + Sync + 'static {
     /// before the call that made it returns, so this process sees its own changes at once.
     fn changes_here(&self) -> u64;
 
+    /// How many answers this handle gave from memory instead of from the database (an outage
+    /// fallback, [`stale::StaleIfError`]); a store that never does says 0. Such an answer may
+    /// be stale, so nothing may keep it as the database's.
+    fn stale_answers(&self) -> u64 {
+        0
+    }
+
     /// Records a revocation. Entries carry the time after which no token they cover can still
     /// be valid, so the list stays small.
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()>;

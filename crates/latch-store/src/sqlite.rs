@@ -15,8 +15,9 @@
 //! a few pages takes microseconds, while a hop to the blocking pool and back costs two thread
 //! wake-ups, which profiles showed to be most of a request's CPU. In WAL mode a reader never
 //! waits for the writer; a lookup connection that finds the database busy anyway (recovery
-//! after a crash) gives up after [`LOOKUP_BUSY_TIMEOUT`] and the lookup is retried on the
-//! blocking pool, as is any lookup that finds every lookup connection in use or fails.
+//! after a crash) does not wait at all (busy timeout 0, so it never sleeps on a runtime thread):
+//! the lookup moves to the blocking pool, whose readers wait as long as writers do, and so does
+//! a lookup that finds every lookup connection in use or fails.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -40,10 +41,6 @@ pub const FILE_NAME: &str = "latch.db";
 /// How long a write waits for another process's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 const READERS: usize = 4;
-/// Connections for in-place point lookups: one per core is all that can run at once.
-const LOOKUPS: usize = 2;
-/// How long an in-place lookup waits on a busy database before it moves to the blocking pool.
-pub const LOOKUP_BUSY_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
@@ -196,10 +193,11 @@ impl SqliteStore {
         let readers = (0..READERS)
             .map(|_| connect(&path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
-        let lookups = (0..LOOKUPS)
+        // One per runtime thread is all that can run at once.
+        let lookups = (0..std::thread::available_parallelism().map_or(2, |n| n.get()))
             .map(|_| {
                 let conn = connect(&path)?;
-                conn.busy_timeout(LOOKUP_BUSY_TIMEOUT).map_err(sql)?;
+                conn.busy_timeout(Duration::ZERO).map_err(sql)?;
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<Vec<_>>>()?;

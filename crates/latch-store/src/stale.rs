@@ -4,8 +4,12 @@
 //! wrapper only remembers the answers to the three reads the Face front's checks make (a key's
 //! resource, a resource, whether a token is revoked). When the store fails, such a read is
 //! answered from memory if the remembered answer is at most `bound` old, and fails otherwise.
-//! A cached answer is never preferred to the store's: nothing is waited out or served stale
-//! while the database is up, so changes made on any replica take effect as before.
+//! A remembered answer is never preferred to the store's while the store answers.
+//!
+//! The Face front reads through a [`crate::check_cache::CheckCache`] above this wrapper, which
+//! reads it again at least every half `bound` (so an answer in use is never more than half the
+//! bound old when an outage starts) and never keeps an answer this wrapper gave from memory
+//! ([`Store::stale_answers`]).
 //!
 //! The price, which an operator chooses by enabling it (`face.store_outage = "cached"`): for
 //! up to `bound` into an outage, a key regenerated or a token revoked just before it may still
@@ -238,6 +242,9 @@ impl Store for StaleIfError {
     }
     fn changes_here(&self) -> u64 {
         self.inner.changes_here()
+    }
+    fn stale_answers(&self) -> u64 {
+        self.stats.stale.load(Ordering::Relaxed)
     }
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
         self.inner.add_revocation(revocation, audit).await

@@ -227,6 +227,19 @@ async fn enable_isv(store: &dyn Store) {
         .unwrap();
 }
 
+/// The resource and slot the cache says `key` belongs to.
+async fn owner_of(
+    cache: &crate::check_cache::CheckCache,
+    pepper: &Pepper,
+    key: &[u8],
+) -> Option<(String, KeySlot)> {
+    cache
+        .resource_by_key(&pepper.digest(key))
+        .await
+        .unwrap()
+        .map(|(r, slot, _)| (r.id.as_str().to_owned(), slot))
+}
+
 async fn chain_verifies(store: &dyn Store) -> u64 {
     let records = store.audit_records(CHAIN, 0, 100_000).await.unwrap();
     verify_chain(CHAIN, 1, GENESIS, records.iter().map(|r| r.body.as_str())).unwrap();
@@ -1395,7 +1408,11 @@ async fn the_state_version_moves_with_every_checked_change_and_with_nothing_else
     assert_eq!(store.changes_here(), 4);
     assert_eq!(other.changes_here(), 1);
 
-    // So does a change that goes around the program altogether.
+    // Pruning that removes nothing changes nothing.
+    assert_eq!(store.prune_revocations(UnixTime(1)).await.unwrap(), 0);
+    assert_eq!(store.state_version().await.unwrap(), v);
+
+    // A change that goes around the program altogether moves it too.
     f.behind_its_back(
         "UPDATE resources SET approvals = 'Face.Verification'",
         "UPDATE resources SET approvals = 'Face.Verification'",
@@ -1417,18 +1434,14 @@ async fn the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_nex
     let lazy = CheckCache::new(store.clone(), Duration::from_secs(3600));
     // Reads it on every call.
     let exact = CheckCache::new(store.clone(), Duration::ZERO);
-    let owner = |cache: &CheckCache| {
-        let (cache, digest) = (cache.clone(), pepper.digest(b"key-1"));
-        async move {
-            cache
-                .resource_by_key(&digest)
-                .await
-                .unwrap()
-                .map(|(r, slot, _)| (r.id.as_str().to_owned(), slot))
-        }
-    };
-    assert_eq!(owner(&lazy).await, Some((ISV.to_owned(), KeySlot::Key1)));
-    assert_eq!(owner(&exact).await, Some((ISV.to_owned(), KeySlot::Key1)));
+    assert_eq!(
+        owner_of(&lazy, &pepper, b"key-1").await,
+        Some((ISV.to_owned(), KeySlot::Key1))
+    );
+    assert_eq!(
+        owner_of(&exact, &pepper, b"key-1").await,
+        Some((ISV.to_owned(), KeySlot::Key1))
+    );
     assert!(!lazy.is_client_blocked(&id(ISV), &id(CLIENT)).await.unwrap());
     assert!(!exact
         .is_revoked("j1", &id(ISV), &id(CLIENT), UnixTime(1))
@@ -1444,8 +1457,11 @@ async fn the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_nex
     regenerate_key1(other.as_ref(), &pepper.digest(b"key-1-new"))
         .await
         .unwrap();
-    assert_eq!(owner(&exact).await, None);
-    assert_eq!(owner(&lazy).await, Some((ISV.to_owned(), KeySlot::Key1)));
+    assert_eq!(owner_of(&exact, &pepper, b"key-1").await, None);
+    assert_eq!(
+        owner_of(&lazy, &pepper, b"key-1").await,
+        Some((ISV.to_owned(), KeySlot::Key1))
+    );
 
     // A change through this handle: both see it on the very next call, and forget everything
     // they remembered, the regenerated key among it.
@@ -1457,7 +1473,7 @@ async fn the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_nex
         .is_client_blocked(&id(ISV), &id(&CLIENT.to_uppercase()))
         .await
         .unwrap());
-    assert_eq!(owner(&lazy).await, None);
+    assert_eq!(owner_of(&lazy, &pepper, b"key-1").await, None);
     let (revocation, audit) = revoke_jti("j1");
     store.add_revocation(&revocation, &audit).await.unwrap();
     assert!(lazy
@@ -1484,44 +1500,69 @@ async fn a_check_cache_that_cannot_read_the_version_answers_from_the_store_only(
     let store = f.store.clone();
     let other = f.reopen().await;
     create(store.as_ref(), ISV, b"a", b"b").await;
+    let blocked = |cache: &CheckCache| {
+        let cache = cache.clone();
+        async move {
+            cache
+                .is_client_blocked(&id(ISV), &id(CLIENT))
+                .await
+                .unwrap()
+        }
+    };
     let cache = CheckCache::new(store.clone(), Duration::from_secs(3600));
-    assert!(!cache
-        .is_client_blocked(&id(ISV), &id(CLIENT))
-        .await
-        .unwrap());
-    // The version row gone: changes still commit, but the version cannot be read.
-    f.behind_its_back("DELETE FROM state_version", "DELETE FROM state_version")
-        .await;
-    assert!(store.state_version().await.is_err());
-    // A change here makes the cache read the version, which fails: it asks the store.
-    store
+    assert!(!blocked(&cache).await);
+    // Blocked by another process: within its hour the cache answers from memory.
+    other
         .set_client_blocked(&id(ISV), &id(CLIENT), true, UnixTime(3), &block(true))
         .await
         .unwrap();
-    assert!(cache
-        .is_client_blocked(&id(ISV), &id(CLIENT))
-        .await
-        .unwrap());
-    // From then on every call asks the store, until the version can be read again: a change
-    // elsewhere, which the hour would otherwise hide, is seen at once.
+    assert!(!blocked(&cache).await, "remembered");
+    // The version row gone: changes still commit, but the version cannot be read. A change
+    // here makes the cache read it, which fails: from then on it asks the store every time.
+    f.behind_its_back("DELETE FROM state_version", "DELETE FROM state_version")
+        .await;
+    assert!(store.state_version().await.is_err());
+    enable_isv(store.as_ref()).await;
+    assert!(blocked(&cache).await, "the store's answer");
     other
         .set_client_blocked(&id(ISV), &id(CLIENT), false, UnixTime(4), &block(false))
         .await
         .unwrap();
-    assert!(!cache
-        .is_client_blocked(&id(ISV), &id(CLIENT))
+    assert!(
+        !blocked(&cache).await,
+        "the store's answer again, not a remembered one"
+    );
+}
+
+async fn a_check_cache_never_keeps_an_answer_served_from_outage_memory(f: Fixture) {
+    use crate::check_cache::CheckCache;
+    use std::time::Duration;
+
+    let store = f.store.clone();
+    let pepper = create(store.as_ref(), ISV, b"key-1", b"key-2").await;
+    let clock = Arc::new(latch_core::FixedClock::at(UnixTime(10_000)));
+    let stale: Arc<dyn Store> = Arc::new(crate::stale::StaleIfError::new(store.clone(), clock, 60));
+    // Reads the version on every call, the strictest setting.
+    let cache = CheckCache::new(stale, Duration::ZERO);
+    let owner = || owner_of(&cache, &pepper, b"key-1");
+    assert_eq!(owner().await, Some((ISV.to_owned(), KeySlot::Key1)));
+    regenerate_key1(store.as_ref(), &pepper.digest(b"key-1-new"))
         .await
-        .unwrap());
+        .unwrap();
+    // The version reads, but the key lookup fails: the outage memory answers, as it may.
     f.behind_its_back(
-        "INSERT INTO state_version (id, version) VALUES (1, 1000)",
-        "INSERT INTO state_version (id, version) VALUES (1, 1000)",
+        "ALTER TABLE keys RENAME TO keys_gone",
+        "ALTER TABLE keys RENAME TO keys_gone",
     )
     .await;
-    assert!(!cache
-        .is_client_blocked(&id(ISV), &id(CLIENT))
-        .await
-        .unwrap());
-    assert!(store.state_version().await.unwrap() >= 1000);
+    assert_eq!(owner().await, Some((ISV.to_owned(), KeySlot::Key1)));
+    // The database answers again: so does the cache, which kept nothing of the outage.
+    f.behind_its_back(
+        "ALTER TABLE keys_gone RENAME TO keys",
+        "ALTER TABLE keys_gone RENAME TO keys",
+    )
+    .await;
+    assert_eq!(owner().await, None);
 }
 
 on_every_backend!(
@@ -1547,4 +1588,71 @@ on_every_backend!(
     the_state_version_moves_with_every_checked_change_and_with_nothing_else,
     the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading,
     a_check_cache_that_cannot_read_the_version_answers_from_the_store_only,
+    a_check_cache_never_keeps_an_answer_served_from_outage_memory,
 );
+
+// The bounds in time, on a paused clock (the embedded store: its calls need no timers).
+
+#[tokio::test(start_paused = true)]
+async fn a_change_elsewhere_is_seen_once_max_age_has_passed_and_not_before() {
+    use crate::check_cache::CheckCache;
+    use std::time::Duration;
+
+    let f = Fixture::sqlite();
+    let pepper = create(f.store.as_ref(), ISV, b"key-1", b"key-2").await;
+    let max_age = Duration::from_millis(100);
+    let cache = CheckCache::new(f.store.clone(), max_age);
+    assert!(owner_of(&cache, &pepper, b"key-1").await.is_some());
+    regenerate_key1(f.reopen().await.as_ref(), &pepper.digest(b"key-1-new"))
+        .await
+        .unwrap();
+    tokio::time::advance(max_age - Duration::from_millis(1)).await;
+    assert!(
+        owner_of(&cache, &pepper, b"key-1").await.is_some(),
+        "within max_age: remembered"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(
+        owner_of(&cache, &pepper, b"key-1").await.is_none(),
+        "at max_age: read again"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
+    use crate::check_cache::{CheckCache, MAX_ENTRY_AGE};
+    use std::time::Duration;
+
+    let f = Fixture::sqlite();
+    let pepper = create(f.store.as_ref(), ISV, b"key-1", b"key-2").await;
+    let entry_age = Duration::from_secs(2);
+    let cache = CheckCache::with_entry_age(f.store.clone(), Duration::from_secs(3600), entry_age);
+    assert!(owner_of(&cache, &pepper, b"key-1").await.is_some());
+    regenerate_key1(f.reopen().await.as_ref(), &pepper.digest(b"key-1-new"))
+        .await
+        .unwrap();
+    tokio::time::advance(entry_age - Duration::from_millis(1)).await;
+    assert!(
+        owner_of(&cache, &pepper, b"key-1").await.is_some(),
+        "within the entry age: remembered"
+    );
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert!(
+        owner_of(&cache, &pepper, b"key-1").await.is_none(),
+        "at the entry age: read again"
+    );
+    // No entry age beyond the ceiling.
+    let f = Fixture::sqlite();
+    let pepper = create(f.store.as_ref(), ISV, b"key-1", b"key-2").await;
+    let long = CheckCache::with_entry_age(
+        f.store.clone(),
+        Duration::from_secs(3600),
+        2 * MAX_ENTRY_AGE,
+    );
+    assert!(owner_of(&long, &pepper, b"key-1").await.is_some());
+    regenerate_key1(f.reopen().await.as_ref(), &pepper.digest(b"key-1-new"))
+        .await
+        .unwrap();
+    tokio::time::advance(MAX_ENTRY_AGE).await;
+    assert!(owner_of(&long, &pepper, b"key-1").await.is_none());
+}

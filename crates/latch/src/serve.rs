@@ -212,8 +212,15 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 (Arc::new(cached) as Arc<dyn Store>, log)
             }
         };
+        // Answers in use are read again within half the outage bound, so the outage memory
+        // under the cache holds them, at most half the bound old, when an outage starts.
+        let entry_age = config
+            .face_outage_secs
+            .map_or(latch_store::check_cache::MAX_ENTRY_AGE, |bound| {
+                std::time::Duration::from_millis(bound.unsigned_abs() * 500)
+            });
         let state = FaceState::new(
-            CheckCache::new(face_store, config.recheck),
+            CheckCache::with_entry_age(face_store, config.recheck, entry_age),
             face_audit,
             verifiers.clone(),
             clock.clone(),

@@ -8,33 +8,45 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::extract::Request;
 use axum::response::Response;
 use tower::{Layer, Service};
 
-/// A check made before a request reaches the next stage.
-pub trait Check: Clone + Send + Sync + 'static {
+/// A check made before a request reaches the next stage. Shared by every request (an `Arc`),
+/// never cloned per request.
+pub trait Check: Send + Sync + 'static {
     /// `Ok` lets the request through (perhaps with a proof in its extensions); `Err` is the
     /// answer.
     fn check(&self, req: &mut Request) -> impl Future<Output = Result<(), Response>> + Send;
 }
 
 /// Applies a [`Check`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CheckLayer<C> {
-    check: C,
+    check: Arc<C>,
+}
+
+impl<C> Clone for CheckLayer<C> {
+    fn clone(&self) -> Self {
+        CheckLayer {
+            check: self.check.clone(),
+        }
+    }
 }
 
 impl<C> CheckLayer<C> {
     /// A layer making `check`.
     pub fn new(check: C) -> Self {
-        CheckLayer { check }
+        CheckLayer {
+            check: Arc::new(check),
+        }
     }
 }
 
-impl<S, C: Clone> Layer<S> for CheckLayer<C> {
+impl<S, C> Layer<S> for CheckLayer<C> {
     type Service = CheckService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -46,10 +58,19 @@ impl<S, C: Clone> Layer<S> for CheckLayer<C> {
 }
 
 /// The service of a [`CheckLayer`].
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct CheckService<S, C> {
     inner: S,
-    check: C,
+    check: Arc<C>,
+}
+
+impl<S: Clone, C> Clone for CheckService<S, C> {
+    fn clone(&self) -> Self {
+        CheckService {
+            inner: self.inner.clone(),
+            check: self.check.clone(),
+        }
+    }
 }
 
 // === impl CheckService ===

@@ -15,6 +15,11 @@
 //! * **Answers are loaded again** at least every [`MAX_ENTRY_AGE`] (or a shorter entry age),
 //!   whatever the version says.
 //!
+//! Revocations are held whole: entries leave the table with the tokens they cover, so it is
+//! small, and a token never seen before (a new `jti` on every device session) is then checked
+//! without a read. Beyond [`MAX_HELD_REVOCATIONS`] entries, each token's answer is read and
+//! remembered instead.
+//!
 //! A load that started before the cache forgot (an epoch ago) is not remembered, so an answer
 //! read before a change can never outlive the next forgetting. Nor is an answer the store gave
 //! from an outage memory ([`Store::stale_answers`] moved during the load): only the database's
@@ -34,12 +39,14 @@ use latch_core::secret::KeyDigest;
 use latch_core::{ResourceId, UnixTime};
 use tokio::time::Instant;
 
-use crate::{Resource, Result, Store};
+use crate::{Resource, Result, RevocationEntry, Store};
 
 /// Remembered answers per kind; a kind that reaches it is forgotten whole.
 pub const MAX_ENTRIES: usize = 10_000;
 /// The longest an answer is used before it is read again.
 pub const MAX_ENTRY_AGE: Duration = Duration::from_secs(10);
+/// The most revocation entries held in memory.
+pub const MAX_HELD_REVOCATIONS: usize = 100_000;
 
 /// The resource a key belongs to, its slot and the stored digest.
 pub type KeyOwner = (Arc<Resource>, KeySlot, KeyDigest);
@@ -62,7 +69,68 @@ struct Inner {
     store: Arc<dyn Store>,
     max_age: Duration,
     entry_age: Duration,
+    max_held: usize,
     state: Mutex<State>,
+}
+
+/// The revocation table, held.
+#[derive(Default)]
+struct Revocations {
+    jtis: std::collections::HashSet<String>,
+    isv: HashMap<String, i64>,
+    target: HashMap<String, i64>,
+    isv_target: HashMap<String, i64>,
+}
+
+impl Revocations {
+    fn new(entries: Vec<RevocationEntry>) -> Self {
+        let mut held = Revocations::default();
+        for e in entries {
+            let before = |map: &mut HashMap<String, i64>, subject: String| {
+                if let Some(before) = e.before {
+                    map.insert(subject, before.0);
+                }
+            };
+            match e.scope.as_str() {
+                "jti" => {
+                    held.jtis.insert(e.subject);
+                }
+                "isv" => before(&mut held.isv, e.subject),
+                "target" => before(&mut held.target, e.subject),
+                "isv_target" => before(&mut held.isv_target, e.subject),
+                // The table allows no other scope.
+                _ => {}
+            }
+        }
+        held
+    }
+
+    /// [`Store::is_revoked`], answered from the entries: exactly its SQL.
+    fn cover(&self, jti: &str, isv: &ResourceId, target: &ResourceId, iat: UnixTime) -> bool {
+        let earlier = |map: &HashMap<String, i64>, subject: &str| {
+            map.get(subject).is_some_and(|before| iat.0 < *before)
+        };
+        self.jtis.contains(jti)
+            || earlier(&self.isv, isv.canonical())
+            || earlier(&self.target, target.canonical())
+            || (!self.isv_target.is_empty()
+                && earlier(
+                    &self.isv_target,
+                    &format!("{} {}", isv.canonical(), target.canonical()),
+                ))
+    }
+}
+
+/// What the cache holds of the revocation table.
+#[derive(Default)]
+enum Held {
+    /// Nothing yet, in this epoch.
+    #[default]
+    Unknown,
+    /// The whole table, read at that instant.
+    All(Arc<Revocations>, Instant),
+    /// More than the cache holds: each token's answer is read.
+    TooMany(Instant),
 }
 
 type RevocationKey = (String, String, String, i64);
@@ -81,6 +149,7 @@ struct State {
     resources: HashMap<String, (Arc<Resource>, Instant)>,
     revoked: HashMap<RevocationKey, (bool, Instant)>,
     blocked: HashMap<(String, String), (bool, Instant)>,
+    revocations: Held,
 }
 
 impl State {
@@ -90,6 +159,7 @@ impl State {
         self.resources.clear();
         self.revoked.clear();
         self.blocked.clear();
+        self.revocations = Held::Unknown;
     }
 }
 
@@ -103,11 +173,21 @@ impl CheckCache {
     /// Like [`CheckCache::new`], with answers loaded again after `entry_age` (at most
     /// [`MAX_ENTRY_AGE`]).
     pub fn with_entry_age(store: Arc<dyn Store>, max_age: Duration, entry_age: Duration) -> Self {
+        Self::build(store, max_age, entry_age, MAX_HELD_REVOCATIONS)
+    }
+
+    pub(crate) fn build(
+        store: Arc<dyn Store>,
+        max_age: Duration,
+        entry_age: Duration,
+        max_held: usize,
+    ) -> Self {
         CheckCache {
             inner: Arc::new(Inner {
                 store,
                 max_age,
                 entry_age: entry_age.min(MAX_ENTRY_AGE),
+                max_held,
                 state: Mutex::new(State::default()),
             }),
         }
@@ -147,6 +227,9 @@ impl CheckCache {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool> {
+        if let Some(held) = self.held_revocations().await {
+            return Ok(held.cover(jti, isv, target, iat));
+        }
         let store = &self.inner.store;
         let key = (
             jti.to_owned(),
@@ -170,6 +253,44 @@ impl CheckCache {
         })
         .await
         .map(|answer| answer.unwrap_or(false))
+    }
+
+    /// The revocation table, held if it is current, else read (and held when it is small enough,
+    /// nothing changed meanwhile, and the store read it from the database); `None` when each
+    /// token's answer is to be read instead.
+    async fn held_revocations(&self) -> Option<Arc<Revocations>> {
+        let epoch = self.current().await?;
+        {
+            let state = self.lock();
+            if state.epoch == epoch {
+                match &state.revocations {
+                    Held::All(held, at) if at.elapsed() < self.inner.entry_age => {
+                        return Some(held.clone())
+                    }
+                    Held::TooMany(at) if at.elapsed() < self.inner.entry_age => return None,
+                    _ => {}
+                }
+            }
+        }
+        let loaded_at = Instant::now();
+        let stale_before = self.inner.store.stale_answers();
+        let entries = self.inner.store.revocations(self.inner.max_held).await;
+        let fresh = self.inner.store.stale_answers() == stale_before;
+        let held = match entries {
+            Ok(Some(entries)) => Held::All(Arc::new(Revocations::new(entries)), loaded_at),
+            Ok(None) => Held::TooMany(loaded_at),
+            // The per-token read fails closed, or the outage memory answers it.
+            Err(_) => return None,
+        };
+        let answer = match &held {
+            Held::All(all, _) => Some(all.clone()),
+            _ => None,
+        };
+        let mut state = self.lock();
+        if fresh && state.epoch == epoch {
+            state.revocations = held;
+        }
+        answer
     }
 
     /// The answer for `key`: remembered if it is current, else `load`ed (and remembered when

@@ -146,6 +146,19 @@ impl std::fmt::Debug for StoredSigningKey {
     }
 }
 
+/// A revocation entry as stored: `scope` is `jti`, `isv`, `target` or `isv_target`; `subject`
+/// the `jti`, the canonical resource id, or `isv target`; `before` the issue time tokens must
+/// be earlier than to be covered (none for `jti`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevocationEntry {
+    /// What it names.
+    pub scope: String,
+    /// Whom it names.
+    pub subject: String,
+    /// Tokens issued before this are covered.
+    pub before: Option<UnixTime>,
+}
+
 /// A revocation of issued limited access tokens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Revocation {
@@ -415,6 +428,10 @@ pub trait Store: Send + Sync + 'static {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool>;
+
+    /// Every revocation entry, if there are at most `limit` (`None` when there are more): what
+    /// [`Store::is_revoked`] reads, to be held in memory.
+    async fn revocations(&self, limit: usize) -> Result<Option<Vec<RevocationEntry>>>;
 
     /// Drops revocations that cover no token that could still be valid at `now`; returns how
     /// many were dropped.

@@ -32,8 +32,8 @@ use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::{
-    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
-    StoredAuditRecord, StoredSigningKey,
+    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
+    StoreError, StoredAuditRecord, StoredSigningKey,
 };
 
 /// The database file's name within the data directory.
@@ -822,6 +822,28 @@ impl Store for SqliteStore {
             .map_err(sql)
         })
         .await
+    }
+
+    async fn revocations(&self, limit: usize) -> Result<Option<Vec<RevocationEntry>>> {
+        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT scope, subject, before FROM revocations LIMIT ?1")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([take], |r| {
+                        Ok(RevocationEntry {
+                            scope: r.get(0)?,
+                            subject: r.get(1)?,
+                            before: r.get::<_, Option<i64>>(2)?.map(UnixTime),
+                        })
+                    })
+                    .map_err(sql)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)
+            })
+            .await?;
+        Ok((rows.len() <= limit).then_some(rows))
     }
 
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {

@@ -249,6 +249,9 @@ impl Store for StaleIfError {
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
         self.inner.add_revocation(revocation, audit).await
     }
+    async fn revocations(&self, limit: usize) -> Result<Option<Vec<crate::RevocationEntry>>> {
+        self.inner.revocations(limit).await
+    }
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
         self.inner.prune_revocations(now).await
     }

@@ -1565,6 +1565,85 @@ async fn a_check_cache_never_keeps_an_answer_served_from_outage_memory(f: Fixtur
     assert_eq!(owner().await, None);
 }
 
+async fn held_revocations_answer_exactly_as_the_store_does(f: Fixture) {
+    use crate::check_cache::CheckCache;
+    use std::time::Duration;
+
+    let store = f.store.clone();
+    let third = "/subscriptions/33333333-3333-4333-8333-333333333333/resourceGroups/x/providers/Microsoft.CognitiveServices/accounts/third";
+    let revocations = [
+        Revocation::Token {
+            jti: "j1".into(),
+            expires: UnixTime(5_000),
+        },
+        Revocation::IsvBefore {
+            isv: id(ISV),
+            before: UnixTime(100),
+        },
+        Revocation::TargetBefore {
+            target: id(CLIENT),
+            before: UnixTime(200),
+        },
+        Revocation::IsvTargetBefore {
+            isv: id(CLIENT),
+            target: id(third),
+            before: UnixTime(300),
+        },
+    ];
+    for r in &revocations {
+        let (scope, subject, before, _) = crate::revocation_row(r);
+        let event = AuditEvent::TokensRevoked {
+            scope: scope.into(),
+            subject,
+            before,
+        };
+        store.add_revocation(r, &draft(event)).await.unwrap();
+    }
+    // Held whole, and held by nobody (more entries than the cache holds: read per token).
+    let held = CheckCache::new(store.clone(), Duration::from_secs(3600));
+    let per_token = CheckCache::build(
+        store.clone(),
+        Duration::from_secs(3600),
+        Duration::from_secs(10),
+        revocations.len() - 1,
+    );
+    assert_eq!(store.revocations(4).await.unwrap().unwrap().len(), 4);
+    assert_eq!(store.revocations(3).await.unwrap(), None);
+    let ids = [ISV, CLIENT, third, &CLIENT.to_uppercase()];
+    let mut covered = 0;
+    for jti in ["j1", "j2", "J1"] {
+        for isv in ids {
+            for target in ids {
+                for iat in [0, 99, 100, 101, 199, 200, 299, 300, 301] {
+                    let (isv, target, iat) = (id(isv), id(target), UnixTime(iat));
+                    let truth = store.is_revoked(jti, &isv, &target, iat).await.unwrap();
+                    let case = format!("{jti} {isv} {target} {}", iat.0);
+                    assert_eq!(
+                        held.is_revoked(jti, &isv, &target, iat).await.unwrap(),
+                        truth,
+                        "held: {case}"
+                    );
+                    assert_eq!(
+                        per_token.is_revoked(jti, &isv, &target, iat).await.unwrap(),
+                        truth,
+                        "per token: {case}"
+                    );
+                    covered += usize::from(truth);
+                }
+            }
+        }
+    }
+    // Every kind of entry covered something, and something was left uncovered.
+    assert!(covered > 0 && covered < 3 * 4 * 4 * 9, "{covered}");
+    // A revocation made here is held at once.
+    let (revocation, audit) = revoke_jti("j2");
+    store.add_revocation(&revocation, &audit).await.unwrap();
+    assert!(held
+        .is_revoked("j2", &id(third), &id(third), UnixTime(1_000))
+        .await
+        .unwrap());
+}
+
 on_every_backend!(
     resources_are_found_by_key_digest_and_by_any_spelling,
     a_second_create_under_another_spelling_is_refused_and_not_audited,
@@ -1589,6 +1668,7 @@ on_every_backend!(
     the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading,
     a_check_cache_that_cannot_read_the_version_answers_from_the_store_only,
     a_check_cache_never_keeps_an_answer_served_from_outage_memory,
+    held_revocations_answer_exactly_as_the_store_does,
 );
 
 // The bounds in time, on a paused clock (the embedded store: its calls need no timers).

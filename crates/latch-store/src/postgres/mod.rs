@@ -35,8 +35,8 @@ use tokio_postgres::{Client, Row, Transaction};
 mod tls;
 
 use crate::{
-    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
-    StoredAuditRecord, StoredSigningKey,
+    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
+    StoreError, StoredAuditRecord, StoredSigningKey,
 };
 
 /// Connections per process.
@@ -868,6 +868,28 @@ impl Store for PgStore {
             )
             .await?
             .is_some())
+    }
+
+    async fn revocations(&self, limit: usize) -> Result<Option<Vec<RevocationEntry>>> {
+        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT scope, subject, before FROM revocations LIMIT $1",
+                &[&take],
+            )
+            .await?;
+        if rows.len() > limit {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.iter()
+                .map(|r| RevocationEntry {
+                    scope: r.get(0),
+                    subject: r.get(1),
+                    before: r.get::<_, Option<i64>>(2).map(UnixTime),
+                })
+                .collect(),
+        ))
     }
 
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {

@@ -167,16 +167,14 @@ impl CheckCache {
     /// A cache over `store` that reads the state version when its last reading is older than
     /// `max_age` (zero: on every call).
     pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
-        Self::with_entry_age(store, max_age, MAX_ENTRY_AGE)
+        Self::with_limits(store, max_age, MAX_ENTRY_AGE, MAX_HELD_REVOCATIONS)
     }
 
     /// Like [`CheckCache::new`], with answers loaded again after `entry_age` (at most
-    /// [`MAX_ENTRY_AGE`]).
-    pub fn with_entry_age(store: Arc<dyn Store>, max_age: Duration, entry_age: Duration) -> Self {
-        Self::build(store, max_age, entry_age, MAX_HELD_REVOCATIONS)
-    }
-
-    pub(crate) fn build(
+    /// [`MAX_ENTRY_AGE`]) and the revocation table held only while it has at most `max_held`
+    /// entries (0: never, each token's answer is read; what an outage memory under the cache
+    /// needs, since it can answer only what it was asked).
+    pub fn with_limits(
         store: Arc<dyn Store>,
         max_age: Duration,
         entry_age: Duration,
@@ -259,6 +257,9 @@ impl CheckCache {
     /// nothing changed meanwhile, and the store read it from the database); `None` when each
     /// token's answer is to be read instead.
     async fn held_revocations(&self) -> Option<Arc<Revocations>> {
+        if self.inner.max_held == 0 {
+            return None;
+        }
         let epoch = self.current().await?;
         {
             let state = self.lock();

@@ -1601,7 +1601,7 @@ async fn held_revocations_answer_exactly_as_the_store_does(f: Fixture) {
     }
     // Held whole, and held by nobody (more entries than the cache holds: read per token).
     let held = CheckCache::new(store.clone(), Duration::from_secs(3600));
-    let per_token = CheckCache::build(
+    let per_token = CheckCache::with_limits(
         store.clone(),
         Duration::from_secs(3600),
         Duration::from_secs(10),
@@ -1706,7 +1706,7 @@ async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
     let f = Fixture::sqlite();
     let pepper = create(f.store.as_ref(), ISV, b"key-1", b"key-2").await;
     let entry_age = Duration::from_secs(2);
-    let cache = CheckCache::with_entry_age(f.store.clone(), Duration::from_secs(3600), entry_age);
+    let cache = CheckCache::with_limits(f.store.clone(), Duration::from_secs(3600), entry_age, 10);
     assert!(owner_of(&cache, &pepper, b"key-1").await.is_some());
     regenerate_key1(f.reopen().await.as_ref(), &pepper.digest(b"key-1-new"))
         .await
@@ -1724,10 +1724,11 @@ async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
     // No entry age beyond the ceiling.
     let f = Fixture::sqlite();
     let pepper = create(f.store.as_ref(), ISV, b"key-1", b"key-2").await;
-    let long = CheckCache::with_entry_age(
+    let long = CheckCache::with_limits(
         f.store.clone(),
         Duration::from_secs(3600),
         2 * MAX_ENTRY_AGE,
+        10,
     );
     assert!(owner_of(&long, &pepper, b"key-1").await.is_some());
     regenerate_key1(f.reopen().await.as_ref(), &pepper.digest(b"key-1-new"))

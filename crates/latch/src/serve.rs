@@ -212,15 +212,21 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 (Arc::new(cached) as Arc<dyn Store>, log)
             }
         };
-        // Answers in use are read again within half the outage bound, so the outage memory
-        // under the cache holds them, at most half the bound old, when an outage starts.
-        let entry_age = config
-            .face_outage_secs
-            .map_or(latch_store::check_cache::MAX_ENTRY_AGE, |bound| {
-                std::time::Duration::from_millis(bound.unsigned_abs() * 500)
-            });
+        // With an outage memory under the cache: answers in use are read again within half the
+        // outage bound, so the memory holds them, at most half the bound old, when an outage
+        // starts; and each token's revocation is asked for, since the memory can answer only
+        // what it was asked.
+        let checks = match config.face_outage_secs {
+            None => CheckCache::new(face_store, config.recheck),
+            Some(bound) => CheckCache::with_limits(
+                face_store,
+                config.recheck,
+                std::time::Duration::from_millis(bound.unsigned_abs() * 500),
+                0,
+            ),
+        };
         let state = FaceState::new(
-            CheckCache::with_entry_age(face_store, config.recheck, entry_age),
+            checks,
             face_audit,
             verifiers.clone(),
             clock.clone(),

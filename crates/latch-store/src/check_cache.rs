@@ -199,7 +199,8 @@ impl CheckCache {
     /// [`Store::resource_by_key`]; only keys that exist are remembered.
     pub async fn resource_by_key(&self, digest: &KeyDigest) -> Result<Option<KeyOwner>> {
         let store = &self.inner.store;
-        self.remembered(|s| &mut s.keys, digest.0, async {
+        let epoch = self.current().await;
+        self.remembered(epoch, |s| &mut s.keys, digest.0, async {
             Ok(store
                 .resource_by_key(digest)
                 .await?
@@ -211,9 +212,13 @@ impl CheckCache {
     /// [`Store::resource`]; only resources that exist are remembered.
     pub async fn resource(&self, id: &ResourceId) -> Result<Option<Arc<Resource>>> {
         let store = &self.inner.store;
-        self.remembered(|s| &mut s.resources, id.canonical().to_owned(), async {
-            Ok(store.resource(id).await?.map(Arc::new))
-        })
+        let epoch = self.current().await;
+        self.remembered(
+            epoch,
+            |s| &mut s.resources,
+            id.canonical().to_owned(),
+            async { Ok(store.resource(id).await?.map(Arc::new)) },
+        )
         .await
     }
 
@@ -225,7 +230,8 @@ impl CheckCache {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool> {
-        if let Some(held) = self.held_revocations().await {
+        let epoch = self.current().await;
+        if let Some(held) = self.held_revocations(epoch).await {
             return Ok(held.cover(jti, isv, target, iat));
         }
         let store = &self.inner.store;
@@ -235,7 +241,7 @@ impl CheckCache {
             target.canonical().to_owned(),
             iat.0,
         );
-        self.remembered(|s| &mut s.revoked, key, async {
+        self.remembered(epoch, |s| &mut s.revoked, key, async {
             store.is_revoked(jti, isv, target, iat).await.map(Some)
         })
         .await
@@ -246,21 +252,22 @@ impl CheckCache {
     pub async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
         let store = &self.inner.store;
         let key = (isv.canonical().to_owned(), client.canonical().to_owned());
-        self.remembered(|s| &mut s.blocked, key, async {
+        let epoch = self.current().await;
+        self.remembered(epoch, |s| &mut s.blocked, key, async {
             store.is_client_blocked(isv, client).await.map(Some)
         })
         .await
         .map(|answer| answer.unwrap_or(false))
     }
 
-    /// The revocation table, held if it is current, else read (and held when it is small enough,
-    /// nothing changed meanwhile, and the store read it from the database); `None` when each
-    /// token's answer is to be read instead.
-    async fn held_revocations(&self) -> Option<Arc<Revocations>> {
+    /// The revocation table of `epoch`, held if it is current, else read (and held when it is
+    /// small enough, nothing changed meanwhile, and the store read it from the database); `None`
+    /// when each token's answer is to be read instead.
+    async fn held_revocations(&self, epoch: Option<u64>) -> Option<Arc<Revocations>> {
         if self.inner.max_held == 0 {
             return None;
         }
-        let epoch = self.current().await?;
+        let epoch = epoch?;
         {
             let state = self.lock();
             if state.epoch == epoch {
@@ -274,9 +281,9 @@ impl CheckCache {
             }
         }
         let loaded_at = Instant::now();
-        let stale_before = self.inner.store.stale_answers();
-        let entries = self.inner.store.revocations(self.inner.max_held).await;
-        let fresh = self.inner.store.stale_answers() == stale_before;
+        let (entries, fresh) = self
+            .load_noting_staleness(self.inner.store.revocations(self.inner.max_held))
+            .await;
         let held = match entries {
             Ok(Some(entries)) => Held::All(Arc::new(Revocations::new(entries)), loaded_at),
             Ok(None) => Held::TooMany(loaded_at),
@@ -294,10 +301,20 @@ impl CheckCache {
         answer
     }
 
-    /// The answer for `key`: remembered if it is current, else `load`ed (and remembered when
-    /// it is `Some` and nothing changed meanwhile).
+    /// Runs `load`, and says whether its answer is the database's: not when an outage memory
+    /// under the cache gave one meanwhile ([`Store::stale_answers`] moved). Such answers are
+    /// passed on, never kept.
+    async fn load_noting_staleness<T>(&self, load: impl Future<Output = T>) -> (T, bool) {
+        let before = self.inner.store.stale_answers();
+        let out = load.await;
+        (out, self.inner.store.stale_answers() == before)
+    }
+
+    /// The answer for `key` in `epoch` (from [`CheckCache::current`]): remembered if it is
+    /// current, else `load`ed (and remembered when it is `Some` and nothing changed meanwhile).
     async fn remembered<K, V>(
         &self,
+        epoch: Option<u64>,
         map: impl Fn(&mut State) -> &mut HashMap<K, (V, Instant)>,
         key: K,
         load: impl Future<Output = Result<Option<V>>>,
@@ -306,7 +323,7 @@ impl CheckCache {
         K: Hash + Eq,
         V: Clone,
     {
-        let Some(epoch) = self.current().await else {
+        let Some(epoch) = epoch else {
             return load.await;
         };
         {
@@ -320,10 +337,8 @@ impl CheckCache {
             }
         }
         let loaded_at = Instant::now();
-        let stale_before = self.inner.store.stale_answers();
-        let value = load.await?;
-        // An answer from an outage memory is not the database's: it is passed on, not kept.
-        let fresh = self.inner.store.stale_answers() == stale_before;
+        let (value, fresh) = self.load_noting_staleness(load).await;
+        let value = value?;
         if let (Some(value), true) = (&value, fresh) {
             let mut state = self.lock();
             if state.epoch == epoch {

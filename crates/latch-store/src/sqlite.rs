@@ -258,7 +258,7 @@ impl SqliteStore {
     /// the database is not busy, otherwise on the blocking pool.
     async fn lookup<T: Send + 'static>(
         &self,
-        f: impl Fn(&Connection) -> Result<T> + Clone + Send + 'static,
+        f: impl Fn(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         for slot in &self.inner.lookups {
             let Ok(conn) = slot.try_lock() else {

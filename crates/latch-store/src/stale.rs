@@ -8,8 +8,9 @@
 //!
 //! The Face front reads through a [`crate::check_cache::CheckCache`] above this wrapper, which
 //! reads it again at least every half `bound` (so an answer in use is never more than half the
-//! bound old when an outage starts) and never keeps an answer this wrapper gave from memory
-//! ([`Store::stale_answers`]).
+//! bound old when an outage starts), never keeps an answer this wrapper gave from memory
+//! ([`Store::stale_answers`]), and asks it each token's revocation rather than holding the
+//! revocation table, since this wrapper can answer only what it was asked.
 //!
 //! The price, which an operator chooses by enabling it (`face.store_outage = "cached"`): for
 //! up to `bound` into an outage, a key regenerated or a token revoked just before it may still

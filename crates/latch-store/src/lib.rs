@@ -19,6 +19,7 @@ pub mod admin;
 pub mod audit_log;
 pub mod check_cache;
 pub mod checkpoints;
+pub mod face;
 pub mod postgres;
 pub mod signing;
 pub mod sqlite;
@@ -324,7 +325,7 @@ pub struct StoredAuditRecord {
 
 /// The state of latch.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: face::FaceData + Send + Sync + 'static {
     /// The pepper under which key digests are computed.
     async fn key_pepper(&self) -> Result<Vec<u8>>;
 

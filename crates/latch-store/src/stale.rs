@@ -26,6 +26,9 @@ use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{Clock, FeatureSet, ResourceId, UnixTime};
 
+use crate::face::{
+    DetectedFace, FaceData, FaceGroup, FacePerson, GroupFace, PersistedFace, Training,
+};
 use crate::{
     AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
     StoredAuditRecord, StoredSigningKey,
@@ -336,6 +339,134 @@ impl Store for StaleIfError {
     }
     async fn ready(&self) -> Result<()> {
         self.inner.ready().await
+    }
+}
+
+/// Face data is never remembered: every call goes to the store, and fails with it.
+#[async_trait]
+impl FaceData for StaleIfError {
+    async fn create_face_group(&self, resource: &ResourceId, group: &FaceGroup) -> Result<()> {
+        self.inner.create_face_group(resource, group).await
+    }
+    async fn face_group(&self, resource: &ResourceId, group_id: &str) -> Result<Option<FaceGroup>> {
+        self.inner.face_group(resource, group_id).await
+    }
+    async fn face_groups(
+        &self,
+        resource: &ResourceId,
+        after: Option<&str>,
+        top: usize,
+    ) -> Result<Vec<FaceGroup>> {
+        self.inner.face_groups(resource, after, top).await
+    }
+    async fn delete_face_group(&self, resource: &ResourceId, group_id: &str) -> Result<()> {
+        self.inner.delete_face_group(resource, group_id).await
+    }
+    async fn create_face_person(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person: &FacePerson,
+    ) -> Result<()> {
+        self.inner
+            .create_face_person(resource, group_id, person)
+            .await
+    }
+    async fn face_person(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person_id: &str,
+    ) -> Result<Option<FacePerson>> {
+        self.inner.face_person(resource, group_id, person_id).await
+    }
+    async fn face_persons(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        after: Option<&str>,
+        top: usize,
+    ) -> Result<Vec<FacePerson>> {
+        self.inner
+            .face_persons(resource, group_id, after, top)
+            .await
+    }
+    async fn delete_face_person(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person_id: &str,
+    ) -> Result<()> {
+        self.inner
+            .delete_face_person(resource, group_id, person_id)
+            .await
+    }
+    async fn add_persisted_face(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person_id: &str,
+        face: &PersistedFace,
+        max_per_person: usize,
+    ) -> Result<()> {
+        self.inner
+            .add_persisted_face(resource, group_id, person_id, face, max_per_person)
+            .await
+    }
+    async fn persisted_face(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person_id: &str,
+        face_id: &str,
+    ) -> Result<Option<PersistedFace>> {
+        self.inner
+            .persisted_face(resource, group_id, person_id, face_id)
+            .await
+    }
+    async fn delete_persisted_face(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        person_id: &str,
+        face_id: &str,
+    ) -> Result<()> {
+        self.inner
+            .delete_persisted_face(resource, group_id, person_id, face_id)
+            .await
+    }
+    async fn train_face_group(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        at: UnixTime,
+    ) -> Result<Training> {
+        self.inner.train_face_group(resource, group_id, at).await
+    }
+    async fn trained_faces(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+    ) -> Result<Option<(Option<Training>, Vec<GroupFace>)>> {
+        self.inner.trained_faces(resource, group_id).await
+    }
+    async fn save_detected_faces(
+        &self,
+        resource: &ResourceId,
+        faces: &[DetectedFace],
+    ) -> Result<()> {
+        self.inner.save_detected_faces(resource, faces).await
+    }
+    async fn detected_faces(
+        &self,
+        resource: &ResourceId,
+        face_ids: &[String],
+        now: UnixTime,
+    ) -> Result<Vec<DetectedFace>> {
+        self.inner.detected_faces(resource, face_ids, now).await
+    }
+    async fn prune_detected_faces(&self, now: UnixTime) -> Result<u64> {
+        self.inner.prune_detected_faces(now).await
     }
 }
 

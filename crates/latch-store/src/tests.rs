@@ -1737,3 +1737,6 @@ async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
     tokio::time::advance(MAX_ENTRY_AGE).await;
     assert!(owner_of(&long, &pepper, b"key-1").await.is_none());
 }
+
+#[path = "tests_face.rs"]
+mod face;

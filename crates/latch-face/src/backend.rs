@@ -1,5 +1,5 @@
-//! Where an allowed call goes: an upstream Face service (a real Azure Face resource, or any
-//! server with the same API), or nowhere, said clearly.
+//! Where an allowed call goes: the built-in engine ([`crate::engine`]), an upstream Face service
+//! (a real Azure Face resource, or any server with the same API), or nowhere, said clearly.
 //!
 //! The proxy forwards the method, path and query (without `subscription-key`) and the headers
 //! except the hop-by-hop ones and the caller's credentials: the caller's key or bearer token
@@ -51,6 +51,8 @@ impl std::fmt::Debug for UpstreamConfig {
 
 /// The backend of the front.
 pub enum Backend {
+    /// Run the operations here, with the built-in engine.
+    Engine(std::sync::Arc<crate::engine::Engine>),
     /// Forward to an upstream Face service.
     Upstream(Box<Upstream>),
     /// None configured: every allowed call is answered with 501 and a message saying so.
@@ -179,8 +181,13 @@ impl Upstream {
 
 impl Backend {
     /// Runs an allowed call.
-    pub async fn call(&self, req: Request<Body>) -> Response {
+    pub async fn call(
+        &self,
+        call: &crate::limited_access::VerifiedFaceCall,
+        req: Request<Body>,
+    ) -> Response {
         match self {
+            Backend::Engine(engine) => engine.call(call, req).await,
             Backend::Upstream(up) => up
                 .forward(req)
                 .await

@@ -44,6 +44,27 @@ pub enum FaceError {
     StoreUnavailable,
     /// No such route.
     NotFound,
+    /// The built-in engine's refusal, in Azure's words: a missing group, person or face, an
+    /// image it cannot use, a group not trained, a quota reached.
+    Refused {
+        /// The HTTP status.
+        status: StatusCode,
+        /// Azure's error code.
+        code: &'static str,
+        /// Azure's message.
+        message: String,
+    },
+}
+
+impl FaceError {
+    /// A refusal with Azure's status, code and message.
+    pub fn refused(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        FaceError::Refused {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
 }
 
 impl FaceError {
@@ -102,6 +123,7 @@ impl FaceError {
                 error_body("ServiceUnavailable", "The service is temporarily unavailable. Try again later."),
             ),
             FaceError::NotFound => (StatusCode::NOT_FOUND, error_body("404", "Resource not found")),
+            FaceError::Refused { status, code, message } => (*status, error_body(code, message)),
         }
     }
 }

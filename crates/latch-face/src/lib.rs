@@ -34,6 +34,7 @@ use tower::ServiceBuilder;
 pub mod auth;
 pub mod backend;
 pub mod check;
+pub mod engine;
 pub mod error;
 pub mod keys;
 pub mod limited_access;
@@ -141,12 +142,21 @@ pub fn router(state: FaceState) -> Router {
             )
             .route(
                 &format!("/face/{v}/largepersongroups/{{group}}/persons"),
-                post(call),
+                post(call).get(call),
+            )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}"),
+                get(call).delete(call),
             )
             .route(
                 &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}/persistedfaces"),
                 post(call),
             )
+            .route(
+                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}/persistedfaces/{{face}}"),
+                get(call).delete(call),
+            )
+            .route(&format!("/face/{v}/operations/{{operation}}"), get(call))
             .route(
                 &format!("/face/{v}/largepersongroups/{{group}}/train"),
                 post(call),

@@ -52,6 +52,18 @@ pub enum Operation {
     Train,
     /// `GET largepersongroups/{id}/training`.
     TrainingStatus,
+    /// `GET largepersongroups/{id}/persons`.
+    ListPersons,
+    /// `GET largepersongroups/{id}/persons/{personId}`.
+    GetPerson,
+    /// `DELETE largepersongroups/{id}/persons/{personId}`.
+    DeletePerson,
+    /// `GET largepersongroups/{id}/persons/{personId}/persistedfaces/{persistedFaceId}`.
+    GetFace,
+    /// `DELETE largepersongroups/{id}/persons/{personId}/persistedfaces/{persistedFaceId}`.
+    DeleteFace,
+    /// `GET operations/{operationId}`: a long-running operation's status (training).
+    GetOperation,
 }
 
 impl Operation {
@@ -71,11 +83,17 @@ impl Operation {
             Operation::AddFace => "add_person_face",
             Operation::Train => "train_large_person_group",
             Operation::TrainingStatus => "get_training_status",
+            Operation::ListPersons => "list_persons",
+            Operation::GetPerson => "get_person",
+            Operation::DeletePerson => "delete_person",
+            Operation::GetFace => "get_person_face",
+            Operation::DeleteFace => "delete_person_face",
+            Operation::GetOperation => "get_operation_status",
         }
     }
 
     /// Every operation.
-    pub const ALL: [Operation; 13] = [
+    pub const ALL: [Operation; 19] = [
         Operation::DetectWithFaceId,
         Operation::Detect,
         Operation::Identify,
@@ -89,6 +107,12 @@ impl Operation {
         Operation::AddFace,
         Operation::Train,
         Operation::TrainingStatus,
+        Operation::ListPersons,
+        Operation::GetPerson,
+        Operation::DeletePerson,
+        Operation::GetFace,
+        Operation::DeleteFace,
+        Operation::GetOperation,
     ];
 
     /// The operation of a request, from its method, path and query; `None` if it is not one.
@@ -117,6 +141,16 @@ impl Operation {
             }
             ("POST", ["largepersongroups", _, "train"]) => Operation::Train,
             ("GET", ["largepersongroups", _, "training"]) => Operation::TrainingStatus,
+            ("GET", ["largepersongroups", _, "persons"]) => Operation::ListPersons,
+            ("GET", ["largepersongroups", _, "persons", _]) => Operation::GetPerson,
+            ("DELETE", ["largepersongroups", _, "persons", _]) => Operation::DeletePerson,
+            ("GET", ["largepersongroups", _, "persons", _, "persistedfaces", _]) => {
+                Operation::GetFace
+            }
+            ("DELETE", ["largepersongroups", _, "persons", _, "persistedfaces", _]) => {
+                Operation::DeleteFace
+            }
+            ("GET", ["operations", _]) => Operation::GetOperation,
             _ => return None,
         };
         Some((op, version))

@@ -24,7 +24,7 @@ pub(crate) async fn call(
     req: Request,
 ) -> Response {
     match prepare(&state, &call, req).await {
-        Ok(req) => state.inner.backend.call(req).await,
+        Ok(req) => state.inner.backend.call(&call, req).await,
         Err(e) => e.into_response(),
     }
 }
@@ -39,6 +39,12 @@ async fn prepare(
     }
     if let Some(person) = person_in_path(req.uri().path()) {
         validate::person_id(person)?;
+    }
+    if let Some(face) = segment_after(req.uri().path(), "persistedfaces") {
+        validate::persisted_face_id(face)?;
+    }
+    if let Some(operation) = segment_after(req.uri().path(), "operations") {
+        validate::operation_id(operation)?;
     }
     if matches!(
         call.operation(),
@@ -60,7 +66,13 @@ async fn prepare(
         | Operation::ListGroups
         | Operation::DeleteGroup
         | Operation::Train
-        | Operation::TrainingStatus => {
+        | Operation::TrainingStatus
+        | Operation::ListPersons
+        | Operation::GetPerson
+        | Operation::DeletePerson
+        | Operation::GetFace
+        | Operation::DeleteFace
+        | Operation::GetOperation => {
             let (parts, body) = req.into_parts();
             let limited = http_body_util::Limited::new(body, state.inner.config.max_body);
             return Ok(Request::from_parts(parts, Body::new(limited)));
@@ -80,6 +92,13 @@ fn person_in_path(path: &str) -> Option<&str> {
     (segments.next() == Some("persons"))
         .then(|| segments.next())
         .flatten()
+}
+
+/// The path segment after the first `name` segment past `/face/{version}/`, if any.
+fn segment_after<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let mut segments = path.split('/').skip(3);
+    segments.by_ref().find(|s| *s == name)?;
+    segments.next()
 }
 
 /// The `{largePersonGroupId}` of a `/face/{version}/largepersongroups/{id}/...` path.
@@ -108,6 +127,21 @@ mod tests {
         );
         assert_eq!(
             person_in_path("/face/v1.0/largepersongroups/g1/persons"),
+            None
+        );
+        assert_eq!(
+            segment_after(
+                "/face/v1.0/largepersongroups/g1/persons/p1/persistedfaces/f1",
+                "persistedfaces"
+            ),
+            Some("f1")
+        );
+        assert_eq!(
+            segment_after("/face/v1.0/operations/o1", "operations"),
+            Some("o1")
+        );
+        assert_eq!(
+            segment_after("/face/v1.0/largepersongroups/operations", "persistedfaces"),
             None
         );
     }

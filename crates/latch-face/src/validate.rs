@@ -38,6 +38,24 @@ pub fn person_id(id: &str) -> Result<(), FaceError> {
     }
 }
 
+/// A persisted face id in a path: a UUID.
+pub fn persisted_face_id(id: &str) -> Result<(), FaceError> {
+    if uuid(id) {
+        Ok(())
+    } else {
+        Err(bad("Persisted face ID is invalid."))
+    }
+}
+
+/// An operation id in a path: a UUID.
+pub fn operation_id(id: &str) -> Result<(), FaceError> {
+    if uuid(id) {
+        Ok(())
+    } else {
+        Err(bad("Operation ID is invalid."))
+    }
+}
+
 /// `detect`'s `returnFaceId`: at most once, spelled exactly, `true` or `false`.
 pub fn detect_query(query: Option<&str>) -> Result<(), FaceError> {
     let found: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())

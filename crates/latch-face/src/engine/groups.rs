@@ -1,0 +1,437 @@
+//! Large person groups, their persons and persisted faces, training, and the status of the
+//! training operation.
+//!
+//! Training is a snapshot (see [`latch_store::face`]): it finishes within the call, so its
+//! operation has succeeded by the time the caller polls `operation-Location`. Operations are
+//! remembered by the process that ran them, for a day (at most [`MAX_OPERATIONS`]).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latch_core::UnixTime;
+use latch_store::face::{FaceGroup, FacePerson, PersistedFace};
+use latch_vision::FaceRect;
+use serde_json::{json, Map, Value};
+
+use super::{
+    bad, empty, group_not_found, json, new_uuid, store_error, string_member, Ctx, Engine,
+    RECOGNITION_MODELS,
+};
+use crate::error::FaceError;
+
+/// The most faces a person may have, as Azure.
+pub const MAX_FACES_PER_PERSON: usize = 248;
+/// The most operations remembered.
+pub const MAX_OPERATIONS: usize = 10_000;
+/// How long an operation is remembered, in seconds.
+pub const OPERATION_TTL: i64 = 86_400;
+/// The longest `userData` of a persisted face, in characters.
+pub const MAX_FACE_USER_DATA: usize = 1024;
+
+/// Operations this process ran: id → (resource, when).
+#[derive(Default)]
+pub(crate) struct Operations(Mutex<HashMap<String, (String, UnixTime)>>);
+
+impl Operations {
+    fn add(&self, id: String, resource: &str, at: UnixTime) {
+        let mut ops = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ops.retain(|_, (_, t)| t.0 > at.0 - OPERATION_TTL);
+        if ops.len() >= MAX_OPERATIONS {
+            if let Some(oldest) = ops
+                .iter()
+                .min_by_key(|(_, (_, t))| t.0)
+                .map(|(k, _)| k.clone())
+            {
+                ops.remove(&oldest);
+            }
+        }
+        ops.insert(id, (resource.to_owned(), at));
+    }
+
+    fn get(&self, id: &str, resource: &str, now: UnixTime) -> Option<UnixTime> {
+        let ops = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        ops.get(id)
+            .filter(|(r, t)| r == resource && t.0 > now.0 - OPERATION_TTL)
+            .map(|(_, t)| *t)
+    }
+}
+
+fn user_data(body: &Map<String, Value>) -> Option<String> {
+    string_member(body, "userData").map(str::to_owned)
+}
+
+fn group_json(group: &FaceGroup, with_model: bool) -> Value {
+    let mut v = json!({
+        "largePersonGroupId": group.group_id,
+        "name": group.name,
+        "userData": group.user_data,
+    });
+    if with_model {
+        v["recognitionModel"] = Value::String(group.recognition_model.clone());
+    }
+    v
+}
+
+fn person_json(person: &FacePerson) -> Value {
+    json!({
+        "personId": person.person_id,
+        "name": person.name,
+        "userData": person.user_data,
+        "persistedFaceIds": person.persisted_face_ids,
+    })
+}
+
+/// `start` and `top` of a list call.
+fn paging(ctx: &Ctx) -> Result<(Option<String>, usize), FaceError> {
+    let start = ctx.query.get("start")?;
+    if start.is_some_and(|s| s.len() > 64) {
+        return Err(bad("'start' is too long."));
+    }
+    let top = match ctx.query.get("top")? {
+        None => 1000,
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|t| (1..=1000).contains(t))
+            .ok_or_else(|| bad("'top' is invalid."))?,
+    };
+    Ok((start.map(str::to_owned), top))
+}
+
+/// `PUT largepersongroups/{id}`.
+pub(crate) async fn create_group(
+    engine: &Engine,
+    ctx: &Ctx,
+    body: Map<String, Value>,
+) -> Result<Response, FaceError> {
+    let model = string_member(&body, "recognitionModel").unwrap_or("recognition_01");
+    if !RECOGNITION_MODELS.contains(&model) {
+        return Err(bad("'recognitionModel' is invalid."));
+    }
+    let group = FaceGroup {
+        group_id: ctx.segment(1).to_owned(),
+        name: string_member(&body, "name").unwrap_or_default().to_owned(),
+        user_data: user_data(&body),
+        recognition_model: model.to_owned(),
+        created_at: engine.clock.now(),
+        training: None,
+    };
+    engine
+        .store
+        .create_face_group(&ctx.resource, &group)
+        .await
+        .map_err(store_error)?;
+    Ok(empty())
+}
+
+async fn group(engine: &Engine, ctx: &Ctx) -> Result<FaceGroup, FaceError> {
+    engine
+        .store
+        .face_group(&ctx.resource, ctx.segment(1))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(group_not_found)
+}
+
+/// `GET largepersongroups/{id}`.
+pub(crate) async fn get_group(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let with_model = ctx.query.flag("returnRecognitionModel", false)?;
+    Ok(json(group_json(&group(engine, ctx).await?, with_model)))
+}
+
+/// `GET largepersongroups`.
+pub(crate) async fn list_groups(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let (start, top) = paging(ctx)?;
+    let with_model = ctx.query.flag("returnRecognitionModel", false)?;
+    let groups = engine
+        .store
+        .face_groups(&ctx.resource, start.as_deref(), top)
+        .await
+        .map_err(store_error)?;
+    Ok(json(Value::Array(
+        groups.iter().map(|g| group_json(g, with_model)).collect(),
+    )))
+}
+
+/// `DELETE largepersongroups/{id}`.
+pub(crate) async fn delete_group(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    engine
+        .store
+        .delete_face_group(&ctx.resource, ctx.segment(1))
+        .await
+        .map_err(store_error)?;
+    Ok(empty())
+}
+
+/// `POST largepersongroups/{id}/persons`.
+pub(crate) async fn create_person(
+    engine: &Engine,
+    ctx: &Ctx,
+    body: Map<String, Value>,
+) -> Result<Response, FaceError> {
+    let person = FacePerson {
+        person_id: new_uuid()?,
+        name: string_member(&body, "name").unwrap_or_default().to_owned(),
+        user_data: user_data(&body),
+        persisted_face_ids: Vec::new(),
+    };
+    engine
+        .store
+        .create_face_person(&ctx.resource, ctx.segment(1), &person)
+        .await
+        .map_err(store_error)?;
+    Ok(json(json!({ "personId": person.person_id })))
+}
+
+/// `GET largepersongroups/{id}/persons/{personId}`.
+pub(crate) async fn get_person(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let person = engine
+        .store
+        .face_person(&ctx.resource, ctx.segment(1), ctx.segment(3))
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            store_error(latch_store::StoreError::NotFound(
+                latch_store::face::PERSON.into(),
+            ))
+        })?;
+    Ok(json(person_json(&person)))
+}
+
+/// `GET largepersongroups/{id}/persons`.
+pub(crate) async fn list_persons(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let (start, top) = paging(ctx)?;
+    let persons = engine
+        .store
+        .face_persons(&ctx.resource, ctx.segment(1), start.as_deref(), top)
+        .await
+        .map_err(store_error)?;
+    Ok(json(Value::Array(
+        persons.iter().map(person_json).collect(),
+    )))
+}
+
+/// `DELETE largepersongroups/{id}/persons/{personId}`.
+pub(crate) async fn delete_person(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    engine
+        .store
+        .delete_face_person(&ctx.resource, ctx.segment(1), ctx.segment(3))
+        .await
+        .map_err(store_error)?;
+    Ok(empty())
+}
+
+/// `targetFace=left,top,width,height`.
+fn target_face(ctx: &Ctx) -> Result<Option<FaceRect>, FaceError> {
+    let Some(raw) = ctx.query.get("targetFace")? else {
+        return Ok(None);
+    };
+    let parts: Vec<Option<u32>> = raw.split(',').map(|p| p.trim().parse().ok()).collect();
+    match parts.as_slice() {
+        [Some(left), Some(top), Some(width), Some(height)] if *width > 0 && *height > 0 => {
+            Ok(Some(FaceRect {
+                left: *left,
+                top: *top,
+                width: *width,
+                height: *height,
+            }))
+        }
+        _ => Err(bad("Invalid argument targetFace.")),
+    }
+}
+
+/// `POST largepersongroups/{id}/persons/{personId}/persistedfaces`: the image's one face
+/// (or the face at `targetFace`) is embedded and kept; the image is not.
+pub(crate) async fn add_face(
+    engine: &Engine,
+    ctx: &Ctx,
+    body: Body,
+) -> Result<Response, FaceError> {
+    let user_data = ctx.query.get("userData")?.map(str::to_owned);
+    if user_data
+        .as_deref()
+        .is_some_and(|u| u.chars().count() > MAX_FACE_USER_DATA)
+    {
+        return Err(bad("'userData' is too long."));
+    }
+    if let Some(d) = ctx.query.get("detectionModel")? {
+        if !super::DETECTION_MODELS.contains(&d) {
+            return Err(bad("'detectionModel' is invalid."));
+        }
+    }
+    let target = target_face(ctx)?;
+    // The person must exist before the image is worked on.
+    let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));
+    if engine
+        .store
+        .face_person(&ctx.resource, group_id, person_id)
+        .await
+        .map_err(store_error)?
+        .is_none()
+    {
+        return Err(
+            match engine.store.face_group(&ctx.resource, group_id).await {
+                Ok(None) => group_not_found(),
+                _ => store_error(latch_store::StoreError::NotFound(
+                    latch_store::face::PERSON.into(),
+                )),
+            },
+        );
+    }
+    let image = engine.images.read(ctx, body).await?;
+    let face = engine.model.one_face(image, target).await?;
+    let Some(embedding) = face.embedding else {
+        return Err(FaceError::StoreUnavailable);
+    };
+    let persisted = PersistedFace {
+        face_id: new_uuid()?,
+        user_data,
+        embedding: embedding.to_bytes().to_vec(),
+    };
+    engine
+        .store
+        .add_persisted_face(
+            &ctx.resource,
+            group_id,
+            person_id,
+            &persisted,
+            MAX_FACES_PER_PERSON,
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(json(json!({ "persistedFaceId": persisted.face_id })))
+}
+
+/// `GET .../persistedfaces/{persistedFaceId}`.
+pub(crate) async fn get_face(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let face = engine
+        .store
+        .persisted_face(
+            &ctx.resource,
+            ctx.segment(1),
+            ctx.segment(3),
+            ctx.segment(5),
+        )
+        .await
+        .map_err(store_error)?
+        .ok_or_else(|| {
+            store_error(latch_store::StoreError::NotFound(
+                latch_store::face::PERSISTED_FACE.into(),
+            ))
+        })?;
+    Ok(json(
+        json!({ "persistedFaceId": face.face_id, "userData": face.user_data }),
+    ))
+}
+
+/// `DELETE .../persistedfaces/{persistedFaceId}`.
+pub(crate) async fn delete_face(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    engine
+        .store
+        .delete_persisted_face(
+            &ctx.resource,
+            ctx.segment(1),
+            ctx.segment(3),
+            ctx.segment(5),
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(empty())
+}
+
+/// `POST largepersongroups/{id}/train`: 202, with `operation-Location` to poll.
+pub(crate) async fn train(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let now = engine.clock.now();
+    engine
+        .store
+        .train_face_group(&ctx.resource, ctx.segment(1), now)
+        .await
+        .map_err(store_error)?;
+    let id = new_uuid()?;
+    engine
+        .operations
+        .add(id.clone(), ctx.resource.canonical(), now);
+    let mut response = StatusCode::ACCEPTED.into_response();
+    // Absolute, as Azure gives it: the SDKs poll it as it is. The host is the one the caller
+    // reached (a host with characters a URL cannot hold leaves the path alone).
+    let path = format!("/face/{}/operations/{id}", ctx.version);
+    let location = match ctx.host.as_deref() {
+        Some(host) if host.parse::<axum::http::uri::Authority>().is_ok() => {
+            format!("{}://{host}{path}", ctx.scheme)
+        }
+        _ => path,
+    };
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert("operation-location", v);
+    }
+    // The operation has finished: poll at once.
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    Ok(response)
+}
+
+/// `GET largepersongroups/{id}/training`.
+pub(crate) async fn training_status(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let group = group(engine, ctx).await?;
+    let created = group.created_at.to_rfc3339();
+    Ok(json(match group.training {
+        Some(t) => json!({
+            "status": "succeeded",
+            "createdDateTime": created,
+            "lastActionDateTime": t.trained_at.to_rfc3339(),
+            "lastSuccessfulTrainingDateTime": t.trained_at.to_rfc3339(),
+        }),
+        None => json!({
+            "status": "notStarted",
+            "createdDateTime": created,
+            "lastActionDateTime": null,
+            "lastSuccessfulTrainingDateTime": null,
+        }),
+    }))
+}
+
+/// `GET operations/{operationId}`.
+pub(crate) async fn operation_status(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+    let id = ctx.segment(1);
+    let at = engine
+        .operations
+        .get(id, ctx.resource.canonical(), engine.clock.now())
+        .ok_or_else(|| {
+            FaceError::refused(
+                StatusCode::NOT_FOUND,
+                "OperationNotFound",
+                "Operation is not found.",
+            )
+        })?;
+    let t = at.to_rfc3339();
+    Ok(json(json!({
+        "operationId": id,
+        "status": "succeeded",
+        "createdTime": t,
+        "lastActionTime": t,
+        "finishedTime": t,
+        "message": null,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_belong_to_their_resource_and_expire() {
+        let ops = Operations::default();
+        ops.add("op".into(), "a", UnixTime(1000));
+        assert_eq!(ops.get("op", "a", UnixTime(1000)), Some(UnixTime(1000)));
+        assert_eq!(ops.get("op", "b", UnixTime(1000)), None);
+        assert_eq!(
+            ops.get("op", "a", UnixTime(1000 + OPERATION_TTL - 1)),
+            Some(UnixTime(1000))
+        );
+        assert_eq!(ops.get("op", "a", UnixTime(1000 + OPERATION_TTL)), None);
+    }
+}

@@ -1,0 +1,452 @@
+//! The built-in Face engine: the Face operations run here, on the CPU, offline, with the
+//! networks of [`latch_vision`], the data in the store ([`latch_store::face::FaceData`]).
+//!
+//! | module | operations |
+//! |---|---|
+//! | [`detect`] | `detect`: faces, rectangles, `faceId`s remembered for `faceIdTimeToLive` |
+//! | [`groups`] | large person groups, persons, persisted faces, training, operation status |
+//! | [`compare`] | `identify`, `verify`, `findsimilars` |
+//! | [`image`] | the image of a call: its body, or a URL on a host the operator allows |
+//! | [`model`] | the networks, run off the async threads, as many at once as there are cores |
+//!
+//! Every call is scoped to the caller's resource: its groups and face ids are its own.
+//!
+//! Similarity: two faces' embeddings are compared by Euclidean distance `d`; the engine's
+//! confidence is `1 / (1 + e^(10 (d − 0.6)))`, so the distance 0.6 at which the embedding
+//! network separates people best is confidence 0.5, Azure's `isIdentical` threshold.
+
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latch_core::{Clock, ResourceId};
+use latch_store::{Store, StoreError};
+use serde_json::{Map, Value};
+
+use crate::error::FaceError;
+use crate::limited_access::VerifiedFaceCall;
+use crate::operation::Operation;
+
+pub mod compare;
+pub mod detect;
+pub mod groups;
+pub mod image;
+pub mod model;
+
+pub use image::ImageUrlPolicy;
+pub use model::FaceModel;
+
+/// The recognition models a caller may name. The engine has one embedding network; it keeps
+/// the name a group or face was made with and compares faces only within one name, as Azure.
+pub const RECOGNITION_MODELS: [&str; 4] = [
+    "recognition_01",
+    "recognition_02",
+    "recognition_03",
+    "recognition_04",
+];
+
+/// The detection models a caller may name; all run the engine's one detector.
+pub const DETECTION_MODELS: [&str; 3] = ["detection_01", "detection_02", "detection_03"];
+
+/// The engine.
+pub struct Engine {
+    model: FaceModel,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    images: image::ImageSource,
+    operations: groups::Operations,
+    /// When expired face ids were last forgotten (unix seconds).
+    last_prune: std::sync::atomic::AtomicI64,
+    /// `https`, or `http` behind a proxy that terminates TLS: the scheme of the URLs it gives.
+    scheme: &'static str,
+}
+
+impl Engine {
+    /// An engine running `model` over `store`.
+    pub fn new(
+        model: FaceModel,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        urls: ImageUrlPolicy,
+    ) -> Engine {
+        Engine {
+            model,
+            store,
+            clock,
+            images: image::ImageSource::new(urls),
+            operations: groups::Operations::default(),
+            last_prune: std::sync::atomic::AtomicI64::new(0),
+            scheme: "https",
+        }
+    }
+
+    /// Gives its URLs (`operation-Location`) the scheme `http` (when TLS is off) or `https`.
+    pub fn with_plain_http(mut self, plain: bool) -> Engine {
+        self.scheme = if plain { "http" } else { "https" };
+        self
+    }
+
+    /// Enrolls a person outside any call (the demo data of a new data directory): makes the
+    /// group if it is missing, adds the person with the one face of `image`, and trains the
+    /// group. Returns the new person's id.
+    pub async fn enroll(
+        &self,
+        resource: &ResourceId,
+        group_id: &str,
+        group_name: &str,
+        person_name: &str,
+        image: axum::body::Bytes,
+    ) -> Result<String, FaceError> {
+        let now = self.clock.now();
+        let group = latch_store::face::FaceGroup {
+            group_id: group_id.to_owned(),
+            name: group_name.to_owned(),
+            user_data: None,
+            recognition_model: RECOGNITION_MODELS[0].to_owned(),
+            created_at: now,
+            training: None,
+        };
+        match self.store.create_face_group(resource, &group).await {
+            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Err(e) => return Err(store_error(e)),
+        }
+        let face = self.model.one_face(image, None).await?;
+        let embedding = face.embedding.ok_or(FaceError::StoreUnavailable)?;
+        let person = latch_store::face::FacePerson {
+            person_id: new_uuid()?,
+            name: person_name.to_owned(),
+            user_data: None,
+            persisted_face_ids: Vec::new(),
+        };
+        self.store
+            .create_face_person(resource, group_id, &person)
+            .await
+            .map_err(store_error)?;
+        let persisted = latch_store::face::PersistedFace {
+            face_id: new_uuid()?,
+            user_data: None,
+            embedding: embedding.to_bytes().to_vec(),
+        };
+        self.store
+            .add_persisted_face(
+                resource,
+                group_id,
+                &person.person_id,
+                &persisted,
+                groups::MAX_FACES_PER_PERSON,
+            )
+            .await
+            .map_err(store_error)?;
+        self.store
+            .train_face_group(resource, group_id, now)
+            .await
+            .map_err(store_error)?;
+        Ok(person.person_id)
+    }
+
+    /// Forgets expired face ids, at most once a minute (whichever call comes first).
+    async fn prune_now_and_then(&self) {
+        use std::sync::atomic::Ordering;
+        let now = self.clock.now();
+        let last = self.last_prune.load(Ordering::Relaxed);
+        if now.0 - last < 60
+            || self
+                .last_prune
+                .compare_exchange(last, now.0, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        if let Err(e) = self.store.prune_detected_faces(now).await {
+            tracing::warn!(target: "latch::face", error = %e, "forgetting expired face ids failed");
+        }
+    }
+
+    /// Runs an allowed call.
+    pub async fn call(&self, call: &VerifiedFaceCall, req: axum::extract::Request) -> Response {
+        match self.run(call, req).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn run(
+        &self,
+        call: &VerifiedFaceCall,
+        req: axum::extract::Request,
+    ) -> Result<Response, FaceError> {
+        let resource = call.caller().resource().id.clone();
+        let (parts, body) = req.into_parts();
+        let ctx = Ctx {
+            resource,
+            version: call.version(),
+            path: parts
+                .uri
+                .path()
+                .split('/')
+                .skip(3)
+                .map(str::to_owned)
+                .collect(),
+            query: Query::parse(parts.uri.query()),
+            host: parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            // Behind a proxy that terminates TLS, the scheme the caller used is the proxy's.
+            scheme: match parts
+                .headers
+                .get("x-forwarded-proto")
+                .and_then(|v| v.to_str().ok())
+            {
+                Some(p) if p.eq_ignore_ascii_case("https") => "https",
+                Some(p) if p.eq_ignore_ascii_case("http") => "http",
+                _ => self.scheme,
+            },
+            content_type: parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_ascii_lowercase),
+        };
+        match call.operation() {
+            Operation::Detect | Operation::DetectWithFaceId => {
+                detect::detect(
+                    self,
+                    &ctx,
+                    body,
+                    call.operation() == Operation::DetectWithFaceId,
+                )
+                .await
+            }
+            Operation::Identify => compare::identify(self, &ctx, json_body(body).await?).await,
+            Operation::Verify => compare::verify(self, &ctx, json_body(body).await?).await,
+            Operation::FindSimilar => {
+                compare::find_similar(self, &ctx, json_body(body).await?).await
+            }
+            Operation::CreateGroup => {
+                groups::create_group(self, &ctx, json_body(body).await?).await
+            }
+            Operation::GetGroup => groups::get_group(self, &ctx).await,
+            Operation::ListGroups => groups::list_groups(self, &ctx).await,
+            Operation::DeleteGroup => groups::delete_group(self, &ctx).await,
+            Operation::CreatePerson => {
+                groups::create_person(self, &ctx, json_body(body).await?).await
+            }
+            Operation::GetPerson => groups::get_person(self, &ctx).await,
+            Operation::ListPersons => groups::list_persons(self, &ctx).await,
+            Operation::DeletePerson => groups::delete_person(self, &ctx).await,
+            Operation::AddFace => groups::add_face(self, &ctx, body).await,
+            Operation::GetFace => groups::get_face(self, &ctx).await,
+            Operation::DeleteFace => groups::delete_face(self, &ctx).await,
+            Operation::Train => groups::train(self, &ctx).await,
+            Operation::TrainingStatus => groups::training_status(self, &ctx).await,
+            Operation::GetOperation => groups::operation_status(self, &ctx).await,
+        }
+    }
+}
+
+/// What the handlers need of a call.
+pub(crate) struct Ctx {
+    /// The caller's resource: the owner of everything the call touches.
+    pub(crate) resource: ResourceId,
+    /// The API version of the path.
+    pub(crate) version: &'static str,
+    /// The path after `/face/{version}/`.
+    pub(crate) path: Vec<String>,
+    /// The query.
+    pub(crate) query: Query,
+    /// The body's `Content-Type`, lower-cased.
+    pub(crate) content_type: Option<String>,
+    /// The `Host` the caller used.
+    pub(crate) host: Option<String>,
+    /// The scheme the caller used.
+    pub(crate) scheme: &'static str,
+}
+
+impl Ctx {
+    /// The path segment at `i` (after `/face/{version}/`); the routes checked it exists.
+    pub(crate) fn segment(&self, i: usize) -> &str {
+        self.path.get(i).map(String::as_str).unwrap_or_default()
+    }
+}
+
+/// Query parameters, names matched ignoring case.
+pub(crate) struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: Option<&str>) -> Query {
+        Query(
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.into_owned()))
+                .collect(),
+        )
+    }
+
+    /// The one value of `name`; a repeated parameter is refused.
+    pub(crate) fn get(&self, name: &str) -> Result<Option<&str>, FaceError> {
+        let lower = name.to_ascii_lowercase();
+        let mut found = self.0.iter().filter(|(k, _)| *k == lower);
+        match (found.next(), found.next()) {
+            (None, _) => Ok(None),
+            (Some((_, v)), None) => Ok(Some(v)),
+            (Some(_), Some(_)) => Err(bad(format!("The argument {name} is given twice."))),
+        }
+    }
+
+    /// A boolean parameter, `default` when absent.
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, FaceError> {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
+            Some(_) => Err(bad(format!("The argument {name} is invalid."))),
+        }
+    }
+}
+
+/// A 400 `BadArgument`.
+pub(crate) fn bad(message: impl Into<String>) -> FaceError {
+    FaceError::BadArgument(message.into())
+}
+
+/// A JSON body (the routes checked its shape): its members, names lower-cased.
+async fn json_body(body: Body) -> Result<Map<String, Value>, FaceError> {
+    let bytes = to_bytes(body, crate::routes::MAX_JSON)
+        .await
+        .map_err(|_| FaceError::TooLarge)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    crate::validate::object(&bytes)
+}
+
+/// A string member of a body (names are lower-cased there).
+pub(crate) fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    body.get(&name.to_ascii_lowercase()).and_then(Value::as_str)
+}
+
+/// A 200 answer with a JSON body.
+pub(crate) fn json(value: Value) -> Response {
+    json_with(StatusCode::OK, value)
+}
+
+/// An answer with a JSON body.
+pub(crate) fn json_with(status: StatusCode, value: Value) -> Response {
+    let mut response = (status, value.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+/// A 200 answer with no body (creation and deletion of groups, persons, faces).
+pub(crate) fn empty() -> Response {
+    StatusCode::OK.into_response()
+}
+
+/// A store failure in Azure's words.
+pub(crate) fn store_error(e: StoreError) -> FaceError {
+    use latch_store::face::{GROUP, PERSISTED_FACE, PERSON};
+    match e {
+        StoreError::NotFound(what) if what == GROUP => group_not_found(),
+        StoreError::NotFound(what) if what == PERSON => FaceError::refused(
+            StatusCode::NOT_FOUND,
+            "PersonNotFound",
+            "Person is not found.",
+        ),
+        StoreError::NotFound(what) if what == PERSISTED_FACE => FaceError::refused(
+            StatusCode::NOT_FOUND,
+            "PersistedFaceNotFound",
+            "Persisted face is not found.",
+        ),
+        StoreError::AlreadyExists(_) => FaceError::refused(
+            StatusCode::CONFLICT,
+            "LargePersonGroupExists",
+            "Large person group already exists.",
+        ),
+        StoreError::Refused(message) => {
+            FaceError::refused(StatusCode::FORBIDDEN, "QuotaExceeded", message)
+        }
+        other => {
+            tracing::warn!(target: "latch::face", error = %other, "face data store failed");
+            FaceError::StoreUnavailable
+        }
+    }
+}
+
+/// 404 for a group this resource does not have.
+pub(crate) fn group_not_found() -> FaceError {
+    FaceError::refused(
+        StatusCode::NOT_FOUND,
+        "LargePersonGroupNotFound",
+        "Large person group is not found.",
+    )
+}
+
+/// A new random UUID (version 4), lower-case.
+pub(crate) fn new_uuid() -> Result<String, FaceError> {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut b)
+        .map_err(|_| FaceError::StoreUnavailable)?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
+}
+
+/// The engine's confidence that two faces at distance `d` are one person.
+pub fn confidence(distance: f32) -> f64 {
+    let c = 1.0 / (1.0 + (10.0 * (f64::from(distance) - 0.6)).exp());
+    // Rounded as Azure rounds: five decimals.
+    (c * 100_000.0).round() / 100_000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_is_one_half_at_the_separating_distance_and_falls_with_distance() {
+        assert_eq!(confidence(0.6), 0.5);
+        assert!(confidence(0.3) > 0.95);
+        assert!(confidence(0.9) < 0.05);
+        let mut last = 1.0;
+        for i in 0..200 {
+            let c = confidence(i as f32 / 100.0);
+            assert!((0.0..=1.0).contains(&c) && c <= last);
+            last = c;
+        }
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let a = new_uuid().unwrap();
+        assert!(crate::validate::person_id(&a).is_ok());
+        assert_eq!(&a[14..15], "4");
+        assert_ne!(a, new_uuid().unwrap());
+    }
+
+    #[test]
+    fn query_names_ignore_case_and_repeats_are_refused() {
+        let q = Query::parse(Some(
+            "returnFaceId=true&RECOGNITIONMODEL=recognition_04&top=1&top=2",
+        ));
+        assert_eq!(q.get("recognitionModel").unwrap(), Some("recognition_04"));
+        assert!(q.flag("returnFaceId", false).unwrap());
+        assert!(!q.flag("returnFaceLandmarks", false).unwrap());
+        assert!(q.get("top").is_err());
+        assert!(Query::parse(Some("x=maybe")).flag("x", true).is_err());
+    }
+}

@@ -1,0 +1,185 @@
+//! The networks, run off the async threads: each image is decoded, searched for faces and
+//! embedded on the blocking pool, at most one image per core at a time, so a burst of large
+//! images queues instead of starving the checks in front.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::http::StatusCode;
+use latch_vision::{Embedding, FaceRect, ModelFiles, Models, VisionError};
+use tokio::sync::Semaphore;
+
+use crate::error::FaceError;
+
+/// The most faces `detect` returns, as Azure.
+pub const MAX_FACES: usize = 100;
+
+/// The engine's networks.
+#[derive(Clone)]
+pub struct FaceModel {
+    models: Arc<Models>,
+    permits: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for FaceModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaceModel")
+            .field("concurrency", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A face found in an image.
+#[derive(Clone, Debug)]
+pub struct FoundFace {
+    /// Where, in the image's pixels.
+    pub rect: FaceRect,
+    /// Its embedding, when asked for.
+    pub embedding: Option<Embedding>,
+}
+
+impl FaceModel {
+    /// The networks whose weight files are under `dir` (as `latch-models` lays them out).
+    pub fn load(dir: &Path) -> Result<FaceModel, String> {
+        let read = |name: &str| {
+            let path = dir.join("face-api").join(name);
+            std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
+        };
+        let files = |name: &str| -> Result<(Vec<u8>, Vec<u8>), String> {
+            Ok((
+                read(&format!("{name}-weights_manifest.json"))?,
+                read(&format!("{name}.bin"))?,
+            ))
+        };
+        let detector = files("tiny_face_detector_model")?;
+        let landmarks = files("face_landmark_68_tiny_model")?;
+        let recognizer = files("face_recognition_model")?;
+        fn as_files((manifest, weights): &(Vec<u8>, Vec<u8>)) -> ModelFiles<'_> {
+            ModelFiles { manifest, weights }
+        }
+        let models = Models::from_files(
+            as_files(&detector),
+            as_files(&landmarks),
+            as_files(&recognizer),
+        )
+        .map_err(|e| format!("face model weights under {}: {e}", dir.display()))?;
+        Ok(FaceModel::new(models))
+    }
+
+    /// These networks, run on as many images at once as there are cores.
+    pub fn new(models: Models) -> FaceModel {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        FaceModel {
+            models: Arc::new(models),
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// The faces of `image` (largest first, at most [`MAX_FACES`]), embedded if `embed`.
+    pub async fn faces(&self, image: Bytes, embed: bool) -> Result<Vec<FoundFace>, FaceError> {
+        self.run(move |models| {
+            let decoded = latch_vision::decode(&image).map_err(image_error)?;
+            let mut found: Vec<FoundFace> = models
+                .detect(&decoded)
+                .into_iter()
+                .take(MAX_FACES)
+                .map(|d| FoundFace {
+                    rect: d.rect,
+                    embedding: None,
+                })
+                .collect();
+            if embed {
+                for face in &mut found {
+                    face.embedding = Some(models.embed(&decoded, &face.rect));
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// The embedding of the one face of `image`, or of the face at `target`.
+    pub async fn one_face(
+        &self,
+        image: Bytes,
+        target: Option<FaceRect>,
+    ) -> Result<FoundFace, FaceError> {
+        self.run(move |models| {
+            let decoded = latch_vision::decode(&image).map_err(image_error)?;
+            let rect = match target {
+                Some(rect) => {
+                    let inside = u64::from(rect.left) + u64::from(rect.width)
+                        <= u64::from(decoded.width)
+                        && u64::from(rect.top) + u64::from(rect.height)
+                            <= u64::from(decoded.height);
+                    if !inside || rect.width == 0 || rect.height == 0 {
+                        return Err(FaceError::BadArgument(
+                            "Argument targetFace out of range.".into(),
+                        ));
+                    }
+                    rect
+                }
+                None => {
+                    let detected = models.detect(&decoded);
+                    match detected.as_slice() {
+                        [] => return Err(no_face()),
+                        [one] => one.rect,
+                        _ => {
+                            return Err(FaceError::refused(
+                                StatusCode::BAD_REQUEST,
+                                "InvalidImage",
+                                "There is more than 1 face in the image.",
+                            ))
+                        }
+                    }
+                }
+            };
+            Ok(FoundFace {
+                rect,
+                embedding: Some(models.embed(&decoded, &rect)),
+            })
+        })
+        .await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Models) -> Result<T, FaceError> + Send + 'static,
+    ) -> Result<T, FaceError> {
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| FaceError::StoreUnavailable)?;
+        let models = self.models.clone();
+        tokio::task::spawn_blocking(move || work(&models))
+            .await
+            .map_err(|_| {
+                FaceError::refused(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalServerError",
+                    "The face engine failed on this image.",
+                )
+            })?
+    }
+}
+
+fn no_face() -> FaceError {
+    FaceError::refused(
+        StatusCode::BAD_REQUEST,
+        "InvalidImage",
+        "No face detected in the image.",
+    )
+}
+
+/// An image the engine cannot use, in Azure's words (and, after them, what was wrong).
+fn image_error(e: VisionError) -> FaceError {
+    let (code, message) = match e {
+        VisionError::ImageTooSmall { .. } => ("InvalidImageSize", "Image size is too small."),
+        VisionError::ImageTooLarge { .. } => ("InvalidImageSize", "Image size is too big."),
+        _ => ("InvalidImage", "Decoding error, image format unsupported."),
+    };
+    FaceError::refused(StatusCode::BAD_REQUEST, code, format!("{message} ({e})"))
+}

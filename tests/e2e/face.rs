@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::harness::{lat_body, Answer, Server};
+use crate::harness::{Answer, Server};
 use crate::upstream::{Upstream, FACE_1, FACE_2};
 
 const UPSTREAM_KEY: &str = "upstream-key-0123456789abcdef0123456789abcdef";
@@ -27,16 +27,7 @@ async fn with_upstream(extra: &[&str]) -> (Server, Upstream) {
 }
 
 async fn token(s: &Server, flags: &[&str]) -> String {
-    let d = &s.demo;
-    let a = s
-        .issue(
-            Some(&d.isv_key),
-            "?expiredTime=600",
-            &lat_body(&d.client_id, flags),
-        )
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    a.body
+    s.demo_token(flags).await
 }
 
 async fn face(

@@ -126,6 +126,18 @@ impl Http {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Option<Answer> {
+        self.send(method, path_and_query, headers, body.as_bytes().to_vec())
+            .await
+    }
+
+    /// Like `try_request`, with a body of any bytes (an image).
+    pub async fn send(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Option<Answer> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path_and_query}", self.url));
@@ -134,7 +146,7 @@ impl Http {
         }
         let res = self
             .client
-            .request(req.body(Full::new(Bytes::from(body.to_owned()))).unwrap())
+            .request(req.body(Full::new(Bytes::from(body))).unwrap())
             .await
             .ok()?;
         let status = res.status().as_u16();
@@ -284,6 +296,9 @@ impl Server {
             .arg(dir.path().join("data"))
             .args(extra)
             .env("LATCH_LOG", "trace")
+            // Most tests see an allowed call as the 501 of a front without a backend; the
+            // engine's own tests turn the engine on.
+            .env("LATCH_FACE_ENGINE", "off")
             .envs(env.iter().copied())
             .env_remove("LATCH_CONFIG")
             .stdin(Stdio::null())
@@ -483,6 +498,20 @@ impl Server {
             body,
         )
         .await
+    }
+
+    /// A limited access token the demo ISV issues for the demo client, with `flags`, for 600 s.
+    pub async fn demo_token(&self, flags: &[&str]) -> String {
+        let d = &self.demo;
+        let a = self
+            .issue(
+                Some(&d.isv_key),
+                "?expiredTime=600",
+                &lat_body(&d.client_id, flags),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.body
     }
 
     /// A request to the admin API.

@@ -14,6 +14,7 @@ mod admin;
 mod audit;
 mod cli;
 mod deploy;
+mod engine;
 mod face;
 mod interop;
 mod metrics;

@@ -70,6 +70,8 @@ impl Global {
             admin_listen: env("LATCH_ADMIN_LISTEN"),
             face_upstream_url: env("LATCH_FACE_UPSTREAM_URL"),
             face_upstream_key: env("LATCH_FACE_UPSTREAM_KEY"),
+            face_engine: env("LATCH_FACE_ENGINE"),
+            face_models_dir: env("LATCH_FACE_MODELS_DIR").map(PathBuf::from),
             log_format: env("LATCH_LOG_FORMAT"),
             log_level: env("LATCH_LOG"),
             tls_mode: env("LATCH_TLS"),

@@ -18,7 +18,11 @@
 //! | `region` claim | `sts.region` | `LATCH_REGION` | | none |
 //! | admin API listen address | `admin.listen` | `LATCH_ADMIN_LISTEN` | `--admin-listen` | `127.0.0.1:8702` |
 //! | Face front listen address | `face.listen` | `LATCH_FACE_LISTEN` | `--face-listen` | `127.0.0.1:8701` |
-//! | Face upstream | `face.upstream_url` | `LATCH_FACE_UPSTREAM_URL` | | none (calls answered 501) |
+//! | Face upstream | `face.upstream_url` | `LATCH_FACE_UPSTREAM_URL` | | none: the built-in engine |
+//! | built-in Face engine | `face.engine` (`on`, `off`) | `LATCH_FACE_ENGINE` | | `on` unless an upstream is set (`off`: calls answered 501) |
+//! | engine weights (fetched there on first start) | `face.models_dir` | `LATCH_FACE_MODELS_DIR` | | `<data_dir>/models` |
+//! | hosts the engine downloads image URLs from | `face.image_url_hosts` | | | none |
+//! | image download timeout | `face.image_url_timeout_secs` (1..=60) | | | 10 |
 //! | upstream's key | `face.upstream_key` | `LATCH_FACE_UPSTREAM_KEY` | | none |
 //! | upstream timeout | `face.upstream_timeout_secs` | | | 30 |
 //! | pass `LimitedAccessToken` upstream | `face.forward_limited_access_token` | | | false |
@@ -135,6 +139,11 @@ struct FaceFile {
     leeway_secs: Option<i64>,
     store_outage: Option<String>,
     store_outage_secs: Option<i64>,
+    engine: Option<String>,
+    models_dir: Option<PathBuf>,
+    #[serde(default)]
+    image_url_hosts: Vec<String>,
+    image_url_timeout_secs: Option<u64>,
     #[serde(default)]
     features: std::collections::BTreeMap<String, String>,
 }
@@ -187,6 +196,10 @@ pub(crate) struct Overrides {
     pub(crate) face_upstream_url: Option<String>,
     /// `LATCH_FACE_UPSTREAM_KEY`.
     pub(crate) face_upstream_key: Option<String>,
+    /// `LATCH_FACE_ENGINE`: `on` or `off`.
+    pub(crate) face_engine: Option<String>,
+    /// `LATCH_FACE_MODELS_DIR`.
+    pub(crate) face_models_dir: Option<PathBuf>,
     /// `LATCH_LOG_FORMAT`.
     pub(crate) log_format: Option<String>,
     /// `LATCH_LOG`.
@@ -267,6 +280,8 @@ pub(crate) struct Config {
     pub(crate) face: latch_face::FaceConfig,
     /// The Face front's upstream, if any.
     pub(crate) face_upstream: Option<latch_face::backend::UpstreamConfig>,
+    /// The built-in engine, unless turned off or an upstream is set.
+    pub(crate) face_engine: Option<FaceEngineConfig>,
     /// The verifier's clock leeway, in seconds.
     pub(crate) leeway_secs: i64,
     /// Log format.
@@ -289,6 +304,15 @@ pub(crate) struct Config {
     pub(crate) face_outage_secs: Option<i64>,
     /// Where `GET /metrics` is served (plain HTTP), if anywhere.
     pub(crate) metrics_listen: Option<SocketAddr>,
+}
+
+/// The built-in Face engine's settings.
+#[derive(Clone, Debug)]
+pub(crate) struct FaceEngineConfig {
+    /// Where its weights are (fetched there, digests checked, on first start).
+    pub(crate) models_dir: PathBuf,
+    /// Which image URLs it downloads.
+    pub(crate) image_urls: latch_face::engine::ImageUrlPolicy,
 }
 
 /// A database connection string: it may hold a password, so `Debug` shows none of it.
@@ -509,7 +533,50 @@ impl Config {
                 ))
             }
         };
+        let data_dir = o
+            .data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let engine_on = match o.face_engine.as_deref().or(file.face.engine.as_deref()) {
+            None | Some("on") => true,
+            Some("off") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "face.engine",
+                    format!("'{other}' is not 'on' or 'off'"),
+                ))
+            }
+        };
+        let image_url_timeout = file.face.image_url_timeout_secs.unwrap_or(10);
+        if !(1..=60).contains(&image_url_timeout) {
+            return Err(invalid(
+                "face.image_url_timeout_secs",
+                "must be 1 to 60".into(),
+            ));
+        }
+        if let Some(bad) = file
+            .face
+            .image_url_hosts
+            .iter()
+            .find(|h| h.is_empty() || h.contains(['/', '@', ' ', '*']))
+        {
+            return Err(invalid(
+                "face.image_url_hosts",
+                format!("'{bad}' is not a host or host:port"),
+            ));
+        }
+        let face_engine = (engine_on && face_upstream.is_none()).then(|| FaceEngineConfig {
+            models_dir: o
+                .face_models_dir
+                .or(file.face.models_dir.clone())
+                .unwrap_or_else(|| data_dir.join("models")),
+            image_urls: latch_face::engine::ImageUrlPolicy {
+                hosts: file.face.image_url_hosts.clone(),
+                timeout: std::time::Duration::from_secs(image_url_timeout),
+            },
+        });
         Ok(Config {
+            face_engine,
             face_outage_secs,
             database_ca: o.database_ca.or(file.store.ca_file),
             recheck: std::time::Duration::from_millis(recheck_ms.unsigned_abs()),
@@ -524,10 +591,7 @@ impl Config {
             face,
             face_upstream,
             leeway_secs,
-            data_dir: o
-                .data_dir
-                .or(file.data_dir)
-                .unwrap_or_else(|| PathBuf::from("./data")),
+            data_dir,
             audit_chain,
             sts_listen,
             sts_public_url: public_url,

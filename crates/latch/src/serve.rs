@@ -39,6 +39,8 @@ pub(crate) const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000
 pub(crate) const DEMO_CLIENT: &str = "/subscriptions/00000000-0000-4000-8000-000000000002/resourceGroups/demo-client-rg/providers/Microsoft.CognitiveServices/accounts/demo-client-face";
 /// The file the admin API credentials are written to, in the data directory.
 pub(crate) const ADMIN_FILE: &str = "admin.env";
+/// The demo client's large person group.
+pub(crate) const DEMO_GROUP: &str = "demo-staff";
 /// The file the demo credentials are written to, in the data directory.
 pub(crate) const DEMO_FILE: &str = "demo.env";
 
@@ -87,11 +89,21 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         Role::Admin => (false, false, true),
     };
     // Everything is checked and bound before anything is served.
-    let backend = match &config.face_upstream {
-        Some(upstream) => Backend::Upstream(Box::new(Upstream::new(upstream).map_err(|e| {
-            CliError::new("ConfigurationError", e.to_string(), crate::exit::CONFIG)
-        })?)),
-        None => Backend::Unconfigured,
+    let engine = match &config.face_engine {
+        Some(settings) if run_face => {
+            let plain = matches!(config.tls, crate::config::TlsSetting::Off);
+            Some(start_engine(settings, store.clone(), clock.clone(), plain).await?)
+        }
+        _ => None,
+    };
+    let backend = match (&config.face_upstream, &engine) {
+        (Some(upstream), _) => {
+            Backend::Upstream(Box::new(Upstream::new(upstream).map_err(|e| {
+                CliError::new("ConfigurationError", e.to_string(), crate::exit::CONFIG)
+            })?))
+        }
+        (None, Some(engine)) => Backend::Engine(engine.clone()),
+        (None, None) => Backend::Unconfigured,
     };
     let bind = |addr: std::net::SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
@@ -150,6 +162,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     if fresh && run_admin && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         bootstrap_demo(&admin, &config.data_dir, &sts_public_url, cacert.as_deref()).await?;
+        if let (Some(engine), Some(settings)) = (&engine, &config.face_engine) {
+            let face_url = url_of(&face_listener, config.face_listen)?;
+            enroll_demo(engine, &settings.models_dir, &config.data_dir, &face_url).await?;
+        }
     }
 
     let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
@@ -244,7 +260,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 output::line(&message);
             }
         }
-        if config.face_upstream.is_none() {
+        if config.face_upstream.is_none() && engine.is_none() {
             tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
         }
         announce("Face front", &listener, tls.as_deref())?;
@@ -614,6 +630,70 @@ async fn bootstrap_demo(
             path.display()
         ));
     }
+    Ok(())
+}
+
+/// The built-in Face engine: its weights fetched into `models_dir` if missing (from the npm
+/// registry, digests checked) and loaded.
+async fn start_engine(
+    settings: &crate::config::FaceEngineConfig,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn latch_core::Clock>,
+    plain_http: bool,
+) -> Result<Arc<latch_face::engine::Engine>, CliError> {
+    let dir = settings.models_dir.clone();
+    let failed = |what: String| CliError::new("StartupFailed", what, crate::exit::FAILURE);
+    latch_models::ensure(&dir, &[latch_models::FACE_API])
+        .await
+        .map_err(|e| failed(format!("the Face engine's weights: {e}")))?;
+    let model = tokio::task::spawn_blocking(move || latch_face::engine::FaceModel::load(&dir))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(failed)?;
+    tracing::info!(target: "latch::serve", models = %settings.models_dir.display(), "built-in Face engine ready");
+    Ok(Arc::new(
+        latch_face::engine::Engine::new(model, store, clock, settings.image_urls.clone())
+            .with_plain_http(plain_http),
+    ))
+}
+
+/// The demo client's large person group `demo-staff`, with one person enrolled from a
+/// public-domain portrait; what the README's device call identifies. Written to `demo.env`.
+async fn enroll_demo(
+    engine: &latch_face::engine::Engine,
+    models_dir: &Path,
+    data_dir: &Path,
+    face_url: &str,
+) -> Result<(), CliError> {
+    let failed = |what: String| CliError::new("StartupFailed", what, crate::exit::FAILURE);
+    latch_models::ensure(models_dir, &[latch_models::PHOTOS])
+        .await
+        .map_err(|e| failed(format!("the demo photos: {e}")))?;
+    let photos = models_dir.join("photos");
+    let enrolled = std::fs::read(photos.join("obama.jpg"))
+        .map_err(|e| failed(format!("the demo photo: {e}")))?;
+    let client = ResourceId::parse(DEMO_CLIENT).map_err(|e| CliError::usage(e.to_string()))?;
+    let person = engine
+        .enroll(
+            &client,
+            DEMO_GROUP,
+            "Demo staff",
+            "Barack Obama",
+            enrolled.into(),
+        )
+        .await
+        .map_err(|e| failed(format!("enrolling the demo person: {e:?}")))?;
+    let path = data_dir.join(DEMO_FILE);
+    let mut env = std::fs::read_to_string(&path)
+        .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+    env.push_str(&format!(
+        "LATCH_FACE={face_url}\nDEMO_GROUP_ID={DEMO_GROUP}\nDEMO_PERSON_ID={person}\nDEMO_PHOTO={}\nDEMO_OTHER_PHOTO={}\n",
+        photos.join("obama2.jpg").display(),
+        photos.join("biden.jpg").display(),
+    ));
+    write_private(&path, env.as_bytes(), false)
+        .map_err(|e| failed(format!("cannot write {}: {e}", path.display())))?;
+    tracing::info!(target: "latch::serve", group = DEMO_GROUP, person = %person, "enrolled the demo person");
     Ok(())
 }
 

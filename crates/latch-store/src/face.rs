@@ -13,6 +13,9 @@
 //! uses the faces added up to it, so a face added after training waits for the next one, as
 //! in Azure. A deleted person or face leaves at once.
 //!
+//! Operations (trainings) are remembered in the store, so a caller polling another replica
+//! than the one that trained still finds its operation.
+//!
 //! Missing rows are [`crate::StoreError::NotFound`] with one of [`GROUP`], [`PERSON`] or
 //! [`PERSISTED_FACE`], so the engine can answer each in Azure's words.
 
@@ -248,4 +251,22 @@ pub trait FaceData: Send + Sync {
 
     /// Forgets detected faces expired at `now`; returns how many.
     async fn prune_detected_faces(&self, now: UnixTime) -> Result<u64>;
+
+    /// Remembers that the resource's long-running operation (a training) `operation_id` ran
+    /// at `at`, so any replica can answer its status; forgets the resource's operations older
+    /// than `forget_before`. [`crate::StoreError::AlreadyExists`] if the id is taken.
+    async fn record_face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()>;
+
+    /// When the resource's operation `operation_id` ran, if it is remembered.
+    async fn face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+    ) -> Result<Option<UnixTime>>;
 }

@@ -201,6 +201,12 @@ CREATE TABLE face_detected (
     expires_at        INTEGER NOT NULL
 );
 CREATE INDEX face_detected_expiry ON face_detected (expires_at);
+CREATE TABLE face_operations (
+    operation_id TEXT PRIMARY KEY,
+    resource     TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX face_operations_age ON face_operations (resource, created_at);
 "#,
 ];
 
@@ -1813,6 +1819,53 @@ impl FaceData for SqliteStore {
                 .execute("DELETE FROM face_detected WHERE expires_at <= ?1", [now.0])
                 .map_err(sql)?;
             Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn record_face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()> {
+        let (resource, id) = (resource.canonical().to_owned(), operation_id.to_owned());
+        self.write(move |tx| {
+            tx.execute(
+                "DELETE FROM face_operations WHERE resource = ?1 AND created_at < ?2",
+                params![resource, forget_before.0],
+            )
+            .map_err(sql)?;
+            let inserted = tx
+                .execute(
+                    "INSERT INTO face_operations (operation_id, resource, created_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (operation_id) DO NOTHING",
+                    params![id, resource, at.0],
+                )
+                .map_err(sql)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("operation {id}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+    ) -> Result<Option<UnixTime>> {
+        let (resource, id) = (resource.canonical().to_owned(), operation_id.to_owned());
+        self.lookup(move |c| {
+            c.prepare_cached(
+                "SELECT created_at FROM face_operations WHERE operation_id = ?1 AND resource = ?2",
+            )
+            .map_err(sql)?
+            .query_row([&id, &resource], |r| r.get(0).map(UnixTime))
+            .optional()
+            .map_err(sql)
         })
         .await
     }

@@ -468,6 +468,26 @@ impl FaceData for StaleIfError {
     async fn prune_detected_faces(&self, now: UnixTime) -> Result<u64> {
         self.inner.prune_detected_faces(now).await
     }
+
+    async fn record_face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()> {
+        self.inner
+            .record_face_operation(resource, operation_id, at, forget_before)
+            .await
+    }
+
+    async fn face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+    ) -> Result<Option<UnixTime>> {
+        self.inner.face_operation(resource, operation_id).await
+    }
 }
 
 #[cfg(test)]

@@ -737,7 +737,48 @@ async fn face_data_survives_reopening_and_passes_through_the_outage_wrapper(f: F
         .is_some());
 }
 
+async fn operations_are_the_resources_own_and_forgotten_when_old(f: Fixture) {
+    let store = f.store.as_ref();
+    let (isv, client) = (id(ISV), id(CLIENT));
+    store
+        .record_face_operation(&isv, "op-1", UnixTime(1_000), UnixTime(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.face_operation(&isv, "op-1").await.unwrap(),
+        Some(UnixTime(1_000))
+    );
+    // Another resource does not see it, and an id is never reused.
+    assert_eq!(store.face_operation(&client, "op-1").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .record_face_operation(&client, "op-1", UnixTime(1_001), UnixTime(0))
+            .await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert_eq!(store.face_operation(&isv, "op-2").await.unwrap(), None);
+    // Recording forgets the resource's operations older than the bound, not others'.
+    store
+        .record_face_operation(&client, "op-c", UnixTime(1_000), UnixTime(0))
+        .await
+        .unwrap();
+    store
+        .record_face_operation(&isv, "op-2", UnixTime(2_000), UnixTime(1_001))
+        .await
+        .unwrap();
+    assert_eq!(store.face_operation(&isv, "op-1").await.unwrap(), None);
+    assert_eq!(
+        store.face_operation(&isv, "op-2").await.unwrap(),
+        Some(UnixTime(2_000))
+    );
+    assert_eq!(
+        store.face_operation(&client, "op-c").await.unwrap(),
+        Some(UnixTime(1_000))
+    );
+}
+
 on_every_backend!(
+    operations_are_the_resources_own_and_forgotten_when_old,
     groups_are_created_read_listed_in_pages_and_deleted,
     a_duplicate_group_is_refused_and_each_resource_sees_only_its_own,
     persons_are_created_read_listed_and_deleted_with_their_faces,

@@ -211,6 +211,12 @@ CREATE TABLE face_detected (
     expires_at        BIGINT NOT NULL
 );
 CREATE INDEX face_detected_expiry ON face_detected (expires_at);
+CREATE TABLE face_operations (
+    operation_id TEXT PRIMARY KEY,
+    resource     TEXT NOT NULL,
+    created_at   BIGINT NOT NULL
+);
+CREATE INDEX face_operations_age ON face_operations (resource, created_at);
 "#,
 ];
 
@@ -1828,6 +1834,55 @@ impl FaceData for PgStore {
             )
             .await
             .map_err(pg)
+    }
+
+    async fn record_face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+        at: UnixTime,
+        forget_before: UnixTime,
+    ) -> Result<()> {
+        let conn = self.inner.pool.get().await?;
+        let client = conn.client()?;
+        client
+            .execute(
+                "DELETE FROM face_operations WHERE resource = $1 AND created_at < $2",
+                &[&resource.canonical(), &forget_before.0],
+            )
+            .await
+            .map_err(pg)?;
+        let inserted = client
+            .execute(
+                "INSERT INTO face_operations (operation_id, resource, created_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (operation_id) DO NOTHING",
+                &[&operation_id, &resource.canonical(), &at.0],
+            )
+            .await
+            .map_err(pg)?;
+        if inserted == 0 {
+            return Err(StoreError::AlreadyExists(format!(
+                "operation {operation_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn face_operation(
+        &self,
+        resource: &ResourceId,
+        operation_id: &str,
+    ) -> Result<Option<UnixTime>> {
+        let conn = self.inner.pool.get().await?;
+        Ok(conn
+            .client()?
+            .query_opt(
+                "SELECT created_at FROM face_operations WHERE operation_id = $1 AND resource = $2",
+                &[&operation_id, &resource.canonical()],
+            )
+            .await
+            .map_err(pg)?
+            .map(|row| UnixTime(row.get(0))))
     }
 }
 

@@ -3,15 +3,11 @@
 //!
 //! Training is a snapshot (see [`latch_store::face`]): it finishes within the call, so its
 //! operation has succeeded by the time the caller polls `operation-Location`. Operations are
-//! remembered by the process that ran them, for a day (at most [`MAX_OPERATIONS`]).
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! remembered in the store for a day ([`OPERATION_TTL`]), so any replica answers their status.
 
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use latch_core::UnixTime;
 use latch_store::face::{FaceGroup, FacePerson, PersistedFace};
 use latch_vision::FaceRect;
 use serde_json::{json, Map, Value};
@@ -24,40 +20,10 @@ use crate::error::FaceError;
 
 /// The most faces a person may have, as Azure.
 pub const MAX_FACES_PER_PERSON: usize = 248;
-/// The most operations remembered.
-pub const MAX_OPERATIONS: usize = 10_000;
 /// How long an operation is remembered, in seconds.
 pub const OPERATION_TTL: i64 = 86_400;
 /// The longest `userData` of a persisted face, in characters.
 pub const MAX_FACE_USER_DATA: usize = 1024;
-
-/// Operations this process ran: id → (resource, when).
-#[derive(Default)]
-pub(crate) struct Operations(Mutex<HashMap<String, (String, UnixTime)>>);
-
-impl Operations {
-    fn add(&self, id: String, resource: &str, at: UnixTime) {
-        let mut ops = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        ops.retain(|_, (_, t)| t.0 > at.0 - OPERATION_TTL);
-        if ops.len() >= MAX_OPERATIONS {
-            if let Some(oldest) = ops
-                .iter()
-                .min_by_key(|(_, (_, t))| t.0)
-                .map(|(k, _)| k.clone())
-            {
-                ops.remove(&oldest);
-            }
-        }
-        ops.insert(id, (resource.to_owned(), at));
-    }
-
-    fn get(&self, id: &str, resource: &str, now: UnixTime) -> Option<UnixTime> {
-        let ops = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        ops.get(id)
-            .filter(|(r, t)| r == resource && t.0 > now.0 - OPERATION_TTL)
-            .map(|(_, t)| *t)
-    }
-}
 
 fn user_data(body: &Map<String, Value>) -> Option<String> {
     string_member(body, "userData").map(str::to_owned)
@@ -192,13 +158,35 @@ pub(crate) async fn get_person(engine: &Engine, ctx: &Ctx) -> Result<Response, F
         .store
         .face_person(&ctx.resource, ctx.segment(1), ctx.segment(3))
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            store_error(latch_store::StoreError::NotFound(
-                latch_store::face::PERSON.into(),
-            ))
-        })?;
-    Ok(json(person_json(&person)))
+        .map_err(store_error)?;
+    match person {
+        Some(person) => Ok(json(person_json(&person))),
+        None => Err(missing(engine, ctx, latch_store::face::PERSON).await),
+    }
+}
+
+/// Why a lookup under `largepersongroups/{id}/persons/{personId}` found nothing, in the order
+/// Azure names it: the group, then the person, then `what` itself.
+async fn missing(engine: &Engine, ctx: &Ctx, what: &'static str) -> FaceError {
+    use latch_store::face::{PERSISTED_FACE, PERSON};
+    let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));
+    match engine.store.face_group(&ctx.resource, group_id).await {
+        Err(e) => return store_error(e),
+        Ok(None) => return group_not_found(),
+        Ok(Some(_)) => {}
+    }
+    if what == PERSISTED_FACE {
+        match engine
+            .store
+            .face_person(&ctx.resource, group_id, person_id)
+            .await
+        {
+            Err(e) => return store_error(e),
+            Ok(None) => return store_error(latch_store::StoreError::NotFound(PERSON.into())),
+            Ok(Some(_)) => {}
+        }
+    }
+    store_error(latch_store::StoreError::NotFound(what.into()))
 }
 
 /// `GET largepersongroups/{id}/persons`.
@@ -226,18 +214,20 @@ pub(crate) async fn delete_person(engine: &Engine, ctx: &Ctx) -> Result<Response
 
 /// `targetFace=left,top,width,height`.
 fn target_face(ctx: &Ctx) -> Result<Option<FaceRect>, FaceError> {
-    let Some(raw) = ctx.query.get("targetFace")? else {
-        return Ok(None);
-    };
+    ctx.query.get("targetFace")?.map(parse_rect).transpose()
+}
+
+/// `left,top,width,height`, in pixels, width and height at least 1.
+fn parse_rect(raw: &str) -> Result<FaceRect, FaceError> {
     let parts: Vec<Option<u32>> = raw.split(',').map(|p| p.trim().parse().ok()).collect();
     match parts.as_slice() {
         [Some(left), Some(top), Some(width), Some(height)] if *width > 0 && *height > 0 => {
-            Ok(Some(FaceRect {
+            Ok(FaceRect {
                 left: *left,
                 top: *top,
                 width: *width,
                 height: *height,
-            }))
+            })
         }
         _ => Err(bad("Invalid argument targetFace.")),
     }
@@ -272,14 +262,7 @@ pub(crate) async fn add_face(
         .map_err(store_error)?
         .is_none()
     {
-        return Err(
-            match engine.store.face_group(&ctx.resource, group_id).await {
-                Ok(None) => group_not_found(),
-                _ => store_error(latch_store::StoreError::NotFound(
-                    latch_store::face::PERSON.into(),
-                )),
-            },
-        );
+        return Err(missing(engine, ctx, latch_store::face::PERSON).await);
     }
     let image = engine.images.read(ctx, body).await?;
     let face = engine.model.one_face(image, target).await?;
@@ -316,15 +299,13 @@ pub(crate) async fn get_face(engine: &Engine, ctx: &Ctx) -> Result<Response, Fac
             ctx.segment(5),
         )
         .await
-        .map_err(store_error)?
-        .ok_or_else(|| {
-            store_error(latch_store::StoreError::NotFound(
-                latch_store::face::PERSISTED_FACE.into(),
-            ))
-        })?;
-    Ok(json(
-        json!({ "persistedFaceId": face.face_id, "userData": face.user_data }),
-    ))
+        .map_err(store_error)?;
+    match face {
+        Some(face) => Ok(json(
+            json!({ "persistedFaceId": face.face_id, "userData": face.user_data }),
+        )),
+        None => Err(missing(engine, ctx, latch_store::face::PERSISTED_FACE).await),
+    }
 }
 
 /// `DELETE .../persistedfaces/{persistedFaceId}`.
@@ -352,8 +333,10 @@ pub(crate) async fn train(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceEr
         .map_err(store_error)?;
     let id = new_uuid()?;
     engine
-        .operations
-        .add(id.clone(), ctx.resource.canonical(), now);
+        .store
+        .record_face_operation(&ctx.resource, &id, now, now.plus(-OPERATION_TTL))
+        .await
+        .map_err(store_error)?;
     let mut response = StatusCode::ACCEPTED.into_response();
     // Absolute, as Azure gives it: the SDKs poll it as it is. The host is the one the caller
     // reached (a host with characters a URL cannot hold leaves the path alone).
@@ -397,9 +380,13 @@ pub(crate) async fn training_status(engine: &Engine, ctx: &Ctx) -> Result<Respon
 /// `GET operations/{operationId}`.
 pub(crate) async fn operation_status(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
     let id = ctx.segment(1);
+    let now = engine.clock.now();
     let at = engine
-        .operations
-        .get(id, ctx.resource.canonical(), engine.clock.now())
+        .store
+        .face_operation(&ctx.resource, id)
+        .await
+        .map_err(store_error)?
+        .filter(|at| at.0 > now.0 - OPERATION_TTL)
         .ok_or_else(|| {
             FaceError::refused(
                 StatusCode::NOT_FOUND,
@@ -421,17 +408,41 @@ pub(crate) async fn operation_status(engine: &Engine, ctx: &Ctx) -> Result<Respo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
-    fn operations_belong_to_their_resource_and_expire() {
-        let ops = Operations::default();
-        ops.add("op".into(), "a", UnixTime(1000));
-        assert_eq!(ops.get("op", "a", UnixTime(1000)), Some(UnixTime(1000)));
-        assert_eq!(ops.get("op", "b", UnixTime(1000)), None);
-        assert_eq!(
-            ops.get("op", "a", UnixTime(1000 + OPERATION_TTL - 1)),
-            Some(UnixTime(1000))
-        );
-        assert_eq!(ops.get("op", "a", UnixTime(1000 + OPERATION_TTL)), None);
+    fn target_faces_are_four_numbers_with_a_size() {
+        let r = parse_rect("10, 20,30,40").unwrap();
+        assert_eq!((r.left, r.top, r.width, r.height), (10, 20, 30, 40));
+        for bad in [
+            "",
+            "1,2,3",
+            "1,2,3,4,5",
+            "1,2,0,4",
+            "1,2,3,0",
+            "-1,2,3,4",
+            "a,b,c,d",
+            "1;2;3;4",
+            "4294967296,0,1,1",
+        ] {
+            assert!(parse_rect(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_target_face_text_parses_or_is_refused(raw in ".{0,40}") {
+            if let Ok(r) = parse_rect(&raw) {
+                prop_assert!(r.width > 0 && r.height > 0);
+                let again = parse_rect(&format!("{},{},{},{}", r.left, r.top, r.width, r.height)).unwrap();
+                prop_assert_eq!(again, r);
+            }
+        }
+
+        #[test]
+        fn numbers_round_trip(l: u32, t: u32, w in 1u32.., h in 1u32..) {
+            let r = parse_rect(&format!("{l},{t},{w},{h}")).unwrap();
+            prop_assert_eq!((r.left, r.top, r.width, r.height), (l, t, w, h));
+        }
     }
 }

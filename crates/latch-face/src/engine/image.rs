@@ -153,7 +153,13 @@ impl ImageSource {
                     if e.downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some()
                     {
-                        FaceError::TooLarge
+                        // Azure's answer to a downloaded image over the limit (a request body
+                        // over it is the front's 413).
+                        FaceError::refused(
+                            StatusCode::BAD_REQUEST,
+                            "InvalidImageSize",
+                            "Image size is too big.",
+                        )
                     } else {
                         failed("The response was cut short.".into())
                     }

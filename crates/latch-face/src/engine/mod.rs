@@ -55,7 +55,6 @@ pub struct Engine {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     images: image::ImageSource,
-    operations: groups::Operations,
     /// When expired face ids were last forgotten (unix seconds).
     last_prune: std::sync::atomic::AtomicI64,
     /// `https`, or `http` behind a proxy that terminates TLS: the scheme of the URLs it gives.
@@ -75,7 +74,6 @@ impl Engine {
             store,
             clock,
             images: image::ImageSource::new(urls),
-            operations: groups::Operations::default(),
             last_prune: std::sync::atomic::AtomicI64::new(0),
             scheme: "https",
         }
@@ -181,12 +179,14 @@ impl Engine {
         let ctx = Ctx {
             resource,
             version: call.version(),
+            // Ids in paths are UUIDs (checked by the routes) or lower-case group ids: compared
+            // lower-cased, as ids in bodies are.
             path: parts
                 .uri
                 .path()
                 .split('/')
                 .skip(3)
-                .map(str::to_owned)
+                .map(str::to_ascii_lowercase)
                 .collect(),
             query: Query::parse(parts.uri.query()),
             host: parts
@@ -438,6 +438,15 @@ mod tests {
         assert_ne!(a, new_uuid().unwrap());
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_query_is_read_or_refused_without_panicking(q in ".{0,80}", name in "[a-zA-Z]{1,12}") {
+            let query = Query::parse(Some(&q));
+            let _ = query.get(&name);
+            let _ = query.flag(&name, true);
+        }
+    }
+
     #[test]
     fn query_names_ignore_case_and_repeats_are_refused() {
         let q = Query::parse(Some(
@@ -450,3 +459,7 @@ mod tests {
         assert!(Query::parse(Some("x=maybe")).flag("x", true).is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "tests.rs"]
+mod router_tests;

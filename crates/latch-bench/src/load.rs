@@ -17,7 +17,7 @@ pub(crate) struct Scenario {
     pub(crate) method: &'static str,
     pub(crate) path: &'static str,
     pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: String,
+    pub(crate) body: Bytes,
     /// Tokens to send in `LimitedAccessToken`, one per request in turn (cycling).
     pub(crate) tokens: Arc<Vec<String>>,
     /// The status a correct answer has.
@@ -37,6 +37,31 @@ pub(crate) struct Outcome {
 impl Outcome {
     pub(crate) fn per_second(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The report's row for a run: `connections`, the scenario's name, what it measured and the
+    /// ceiling it is compared with; callers add their own fields.
+    pub(crate) fn row(
+        &self,
+        connections: usize,
+        name: &str,
+        cpu_secs: f64,
+        ceiling_name: &str,
+        ceiling: f64,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "connections": connections,
+            "scenario": name,
+            "requestsPerSecond": self.per_second(),
+            "p50Ms": self.quantile_ms(0.5),
+            "p99Ms": self.quantile_ms(0.99),
+            "serverCpuMicrosPerRequest": cpu_secs * 1e6,
+            "errors": self.errors,
+            "requests": self.requests,
+            "ceiling": ceiling_name,
+            "ceilingRequestsPerSecond": ceiling,
+            "ratio": self.per_second() / ceiling,
+        })
     }
 
     /// The `q`-th quantile latency, in milliseconds.
@@ -121,7 +146,7 @@ async fn connection(
             );
         }
         let request = request
-            .body(Full::new(Bytes::from(scenario.body.clone())))
+            .body(Full::new(scenario.body.clone()))
             .map_err(|e| e.to_string())?;
         let sent = Instant::now();
         let ok = match sender.send_request(request).await {

@@ -17,10 +17,13 @@
 //! cryptography adds to `http`'s per request. Each of the three also has a floor ("vs floor"):
 //! its ceiling with the CPU of one durable audit record added, which every issuance and every
 //! token-bearing call writes before it is answered.
+//!
+//! `engine`: the built-in Face engine on a second server (see [`engine`]).
 
 #![allow(clippy::print_stdout)]
 
 mod ceilings;
+mod engine;
 mod load;
 mod server;
 
@@ -30,6 +33,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::body::Bytes;
 use latch_core::claims::{new_jti, LimitedAccessClaims, LimitedAccessGrant, TokenKind};
 use latch_core::{Clock, FeatureSet, Lifetime, ResourceId, SystemClock};
 use serde_json::json;
@@ -48,7 +52,14 @@ struct Args {
 }
 
 /// The scenarios, by the names `--scenarios` takes.
-const SCENARIOS: [&str; 5] = ["http", "issuance", "face-key", "face-warm", "face-cold"];
+const SCENARIOS: [&str; 6] = [
+    "http",
+    "issuance",
+    "face-key",
+    "face-warm",
+    "face-cold",
+    "engine",
+];
 
 fn args() -> Result<Args, String> {
     let beside = std::env::current_exe()
@@ -97,7 +108,7 @@ fn main() -> ExitCode {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold] [--out FILE] [--latch PATH]");
+            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold,engine] [--out FILE] [--latch PATH]");
             return ExitCode::from(2);
         }
     };
@@ -122,7 +133,7 @@ fn main() -> ExitCode {
 
 async fn bench(args: Args) -> Result<(), String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let server = Server::start(&args.latch)?;
+    let server = Server::start(&args.latch, None)?;
     let (idle_rss, _) = server.memory();
     println!(
         "latch-bench: latch serve ready in {} ms, {:.1} MB resident idle; {cores} cores; {} s per run",
@@ -168,7 +179,7 @@ async fn bench(args: Args) -> Result<(), String> {
                     method: "GET",
                     path: "/health/live",
                     headers: vec![],
-                    body: String::new(),
+                    body: Bytes::new(),
                     tokens: Arc::new(vec![]),
                     expect: 200,
                 },
@@ -183,7 +194,7 @@ async fn bench(args: Args) -> Result<(), String> {
                         ("Ocp-Apim-Subscription-Key", isv_key.clone()),
                         ("content-type", "application/json".into()),
                     ],
-                    body: issue_body.clone(),
+                    body: Bytes::from(issue_body.clone()),
                     tokens: Arc::new(vec![]),
                     expect: 200,
                 },
@@ -198,7 +209,7 @@ async fn bench(args: Args) -> Result<(), String> {
                     method: "GET",
                     path: "/face/v1.0/largepersongroups",
                     headers: vec![("Ocp-Apim-Subscription-Key", client_key.clone())],
-                    body: String::new(),
+                    body: Bytes::new(),
                     tokens: Arc::new(vec![]),
                     expect: 501,
                 },
@@ -213,7 +224,7 @@ async fn bench(args: Args) -> Result<(), String> {
                         ("Ocp-Apim-Subscription-Key", client_key.clone()),
                         ("content-type", "application/json".into()),
                     ],
-                    body: identify_body.clone(),
+                    body: Bytes::from(identify_body.clone()),
                     tokens: warm_token.clone(),
                     // Every check passed; no Face backend is configured.
                     expect: 501,
@@ -229,7 +240,7 @@ async fn bench(args: Args) -> Result<(), String> {
                         ("Ocp-Apim-Subscription-Key", client_key.clone()),
                         ("content-type", "application/json".into()),
                     ],
-                    body: identify_body.clone(),
+                    body: Bytes::from(identify_body.clone()),
                     tokens: cold_tokens.clone(),
                     expect: 501,
                 },
@@ -308,25 +319,19 @@ async fn bench(args: Args) -> Result<(), String> {
                 floor_rps.map_or("-".to_owned(), |f| format!("{:.1} %", rps / f * 100.0)),
                 ratio * 100.0
             );
-            results.push(json!({
-                "connections": connections,
-                "scenario": name,
-                "requestsPerSecond": rps,
-                "p50Ms": outcome.quantile_ms(0.5),
-                "p99Ms": outcome.quantile_ms(0.99),
-                "serverCpuMicrosPerRequest": cpu * 1e6,
-                "errors": outcome.errors,
-                "requests": outcome.requests,
-                "ceiling": ceiling_name,
-                "ceilingRequestsPerSecond": ceiling,
-                "ratio": ratio,
-                "floorRequestsPerSecond": floor_rps,
-                "floorRatio": floor_rps.map(|f| rps / f),
-                "auditRecords": records,
-                "auditCommits": commits,
-            }));
+            let mut row = outcome.row(connections, name, cpu, ceiling_name, ceiling);
+            row["floorRequestsPerSecond"] = json!(floor_rps);
+            row["floorRatio"] = json!(floor_rps.map(|f| rps / f));
+            row["auditRecords"] = json!(records);
+            row["auditCommits"] = json!(commits);
+            results.push(row);
         }
     }
+    let engine = if args.only.is_empty() || args.only.iter().any(|s| s == "engine") {
+        engine::bench(&args.latch, &args.connections, args.duration, cores).await?
+    } else {
+        Vec::new()
+    };
     let (rss, peak) = server.memory();
     println!(
         "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
@@ -345,6 +350,7 @@ async fn bench(args: Args) -> Result<(), String> {
         "auditCpuMicrosPerRecord": audit * 1e6,
         "auditRecordsPerCommit": floor.per_commit,
         "scenarios": results,
+        "engine": engine,
     });
     if let Some(dir) = args.out.parent() {
         let _ = std::fs::create_dir_all(dir);

@@ -23,7 +23,9 @@ impl Server {
     /// Starts `binary serve` on loopback ports with the demo bootstrap and its development
     /// certificate, every other setting at its default but the Face front's per-key rate limit
     /// (lifted: the load comes from one client key).
-    pub(crate) fn start(binary: &Path) -> Result<Server, String> {
+    /// With `engine`, the built-in Face engine runs, its weights in that directory; without,
+    /// allowed Face calls are answered 501.
+    pub(crate) fn start(binary: &Path, engine: Option<&Path>) -> Result<Server, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let config = dir.path().join("latch.toml");
         std::fs::write(
@@ -46,9 +48,13 @@ impl Server {
             .args(["--admin-listen", "127.0.0.1:0"])
             .args(["--metrics-listen", "127.0.0.1:0"])
             .env("LATCH_LOG", "warn")
-            // The scenarios measure the front's checks: an allowed call is the 501 of a front
+            // The front's scenarios measure its checks: an allowed call is the 501 of a front
             // without a backend, not an inference.
-            .env("LATCH_FACE_ENGINE", "off")
+            .env(
+                "LATCH_FACE_ENGINE",
+                if engine.is_some() { "on" } else { "off" },
+            )
+            .envs(engine.map(|dir| ("LATCH_FACE_MODELS_DIR", dir)))
             .env_remove("LATCH_CONFIG")
             .env_remove("LATCH_DATABASE_URL")
             .stdin(Stdio::null())

@@ -865,6 +865,61 @@ mod tests {
     }
 
     #[test]
+    fn the_engine_is_the_default_backend_and_an_upstream_replaces_it() {
+        let c = parse("data_dir = \"/d\"").unwrap();
+        let engine = c.face_engine.unwrap();
+        assert_eq!(engine.models_dir, PathBuf::from("/d/models"));
+        assert!(engine.image_urls.hosts.is_empty());
+        assert_eq!(
+            engine.image_urls.timeout,
+            std::time::Duration::from_secs(10)
+        );
+        assert!(parse("[face]\nengine = \"off\"")
+            .unwrap()
+            .face_engine
+            .is_none());
+        let upstream = parse("[face]\nupstream_url = \"https://face.example\"").unwrap();
+        assert!(upstream.face_engine.is_none() && upstream.face_upstream.is_some());
+        let c = parse(
+            "[face]\nmodels_dir = \"/m\"\nimage_url_hosts = [\"img.example\", \"10.0.0.1:8080\"]\nimage_url_timeout_secs = 3",
+        )
+        .unwrap();
+        let engine = c.face_engine.unwrap();
+        assert_eq!(engine.models_dir, PathBuf::from("/m"));
+        assert_eq!(engine.image_urls.hosts, ["img.example", "10.0.0.1:8080"]);
+        assert_eq!(engine.image_urls.timeout, std::time::Duration::from_secs(3));
+        for (text, setting) in [
+            ("[face]\nengine = \"yes\"", "face.engine"),
+            (
+                "[face]\nimage_url_timeout_secs = 0",
+                "face.image_url_timeout_secs",
+            ),
+            (
+                "[face]\nimage_url_timeout_secs = 61",
+                "face.image_url_timeout_secs",
+            ),
+            (
+                "[face]\nimage_url_hosts = [\"*.example\"]",
+                "face.image_url_hosts",
+            ),
+            (
+                "[face]\nimage_url_hosts = [\"https://img.example\"]",
+                "face.image_url_hosts",
+            ),
+            ("[face]\nimage_url_hosts = [\"\"]", "face.image_url_hosts"),
+        ] {
+            let err = parse(text).unwrap_err();
+            assert!(err.to_string().contains(setting), "{text}: {err}");
+        }
+        let o = Overrides {
+            face_engine: Some("off".into()),
+            ..Overrides::default()
+        };
+        let file = Config::parse(Path::new("t"), "").unwrap();
+        assert!(Config::resolve(file, o).unwrap().face_engine.is_none());
+    }
+
+    #[test]
     fn the_example_file_in_deploy_is_valid() {
         let text = include_str!("../../../deploy/latch.example.toml");
         parse(text).unwrap();

@@ -40,10 +40,10 @@ async fn prepare(
     if let Some(person) = person_in_path(req.uri().path()) {
         validate::person_id(person)?;
     }
-    if let Some(face) = segment_after(req.uri().path(), "persistedfaces") {
+    if let Some(face) = segment_at(req.uri().path(), 7, "persistedfaces") {
         validate::persisted_face_id(face)?;
     }
-    if let Some(operation) = segment_after(req.uri().path(), "operations") {
+    if let Some(operation) = segment_at(req.uri().path(), 3, "operations") {
         validate::operation_id(operation)?;
     }
     if matches!(
@@ -94,11 +94,14 @@ fn person_in_path(path: &str) -> Option<&str> {
         .flatten()
 }
 
-/// The path segment after the first `name` segment past `/face/{version}/`, if any.
-fn segment_after<'a>(path: &'a str, name: &str) -> Option<&'a str> {
-    let mut segments = path.split('/').skip(3);
-    segments.by_ref().find(|s| *s == name)?;
-    segments.next()
+/// The id after segment `at` of the path when that segment is `name`, counting `face` in
+/// `/face/{version}/` as 1: `operations/{id}` is at 3, `.../persons/{p}/persistedfaces/{id}`
+/// at 7. By position, so a group named `operations` is a group.
+fn segment_at<'a>(path: &'a str, at: usize, name: &str) -> Option<&'a str> {
+    let mut segments = path.split('/').skip(at);
+    (segments.next() == Some(name))
+        .then(|| segments.next())
+        .flatten()
 }
 
 /// The `{largePersonGroupId}` of a `/face/{version}/largepersongroups/{id}/...` path.
@@ -130,18 +133,32 @@ mod tests {
             None
         );
         assert_eq!(
-            segment_after(
+            segment_at(
                 "/face/v1.0/largepersongroups/g1/persons/p1/persistedfaces/f1",
+                7,
                 "persistedfaces"
             ),
             Some("f1")
         );
         assert_eq!(
-            segment_after("/face/v1.0/operations/o1", "operations"),
+            segment_at("/face/v1.0/operations/o1", 3, "operations"),
             Some("o1")
         );
+        // A group may be called `operations` or `persistedfaces`.
         assert_eq!(
-            segment_after("/face/v1.0/largepersongroups/operations", "persistedfaces"),
+            segment_at(
+                "/face/v1.0/largepersongroups/operations/persons",
+                3,
+                "operations"
+            ),
+            None
+        );
+        assert_eq!(
+            segment_at(
+                "/face/v1.0/largepersongroups/persistedfaces",
+                7,
+                "persistedfaces"
+            ),
             None
         );
     }

@@ -329,13 +329,22 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), FetchError> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }
-    // Unique per process and call, so concurrent fetchers never write the same temporary.
+    // Unique per process and thread, made new (never an existing file or link followed), then
+    // renamed into place: concurrent fetchers never write the same temporary.
     let tmp = path.with_extension(format!(
         "part-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
-    std::fs::write(&tmp, bytes).map_err(io)?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut file, bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 

@@ -35,7 +35,8 @@ fn incompatible() -> FaceError {
 }
 
 fn only_large_person_groups(body: &Map<String, Value>) -> Result<(), FaceError> {
-    if body.contains_key("persongroupid") || body.contains_key("dynamicpersongroupid") {
+    let given = |name: &str| body.get(name).is_some_and(|v| !v.is_null());
+    if given("persongroupid") || given("dynamicpersongroupid") {
         return Err(bad(
             "Only large person groups are supported by this engine: give largePersonGroupId.",
         ));
@@ -134,11 +135,25 @@ pub(crate) async fn identify(
             "Large person group not trained.",
         ));
     };
+    // The comparison grows with the group: off the async threads.
+    let results = tokio::task::spawn_blocking(move || rank(&faces, members, threshold, max))
+        .await
+        .map_err(|_| FaceError::StoreUnavailable)??;
+    Ok(json(Value::Array(results)))
+}
+
+/// For each face, the persons whose best face is at least `threshold` alike, best first.
+fn rank(
+    faces: &[(DetectedFace, Embedding)],
+    members: Vec<latch_store::face::GroupFace>,
+    threshold: f64,
+    max: usize,
+) -> Result<Vec<Value>, FaceError> {
     let members: Vec<(String, Embedding)> = members
         .into_iter()
         .map(|m| Ok((m.person_id, embedding(&m.embedding)?)))
         .collect::<Result<_, FaceError>>()?;
-    let results: Vec<Value> = faces
+    Ok(faces
         .iter()
         .map(|(face, probe)| {
             let mut best: HashMap<&str, f32> = HashMap::new();
@@ -163,8 +178,7 @@ pub(crate) async fn identify(
                     .collect::<Vec<_>>(),
             })
         })
-        .collect();
-    Ok(json(Value::Array(results)))
+        .collect())
 }
 
 /// `POST verify`: face to face, or face to a person of a large person group.

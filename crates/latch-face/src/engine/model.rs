@@ -107,21 +107,34 @@ impl FaceModel {
     ) -> Result<FoundFace, FaceError> {
         self.run(move |models| {
             let decoded = latch_vision::decode(&image).map_err(image_error)?;
+            let detected = models.detect(&decoded);
             let rect = match target {
-                Some(rect) => {
-                    let inside = u64::from(rect.left) + u64::from(rect.width)
+                Some(target) => {
+                    let inside = u64::from(target.left) + u64::from(target.width)
                         <= u64::from(decoded.width)
-                        && u64::from(rect.top) + u64::from(rect.height)
+                        && u64::from(target.top) + u64::from(target.height)
                             <= u64::from(decoded.height);
-                    if !inside || rect.width == 0 || rect.height == 0 {
+                    if !inside || target.width == 0 || target.height == 0 {
                         return Err(FaceError::BadArgument(
                             "Argument targetFace out of range.".into(),
                         ));
                     }
-                    rect
+                    // The face the caller points at must be one the detector finds there.
+                    detected
+                        .iter()
+                        .map(|d| (overlap(&d.rect, &target), d.rect))
+                        .filter(|(o, _)| *o >= MIN_TARGET_OVERLAP)
+                        .max_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, rect)| rect)
+                        .ok_or_else(|| {
+                            FaceError::refused(
+                                StatusCode::BAD_REQUEST,
+                                "InvalidImage",
+                                "No face detected in the image or in the specified targetFace area.",
+                            )
+                        })?
                 }
                 None => {
-                    let detected = models.detect(&decoded);
                     match detected.as_slice() {
                         [] => return Err(no_face()),
                         [one] => one.rect,
@@ -147,23 +160,47 @@ impl FaceModel {
         &self,
         work: impl FnOnce(&Models) -> Result<T, FaceError> + Send + 'static,
     ) -> Result<T, FaceError> {
-        let _permit = self
+        let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| FaceError::StoreUnavailable)?;
         let models = self.models.clone();
-        tokio::task::spawn_blocking(move || work(&models))
-            .await
-            .map_err(|_| {
-                FaceError::refused(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "InternalServerError",
-                    "The face engine failed on this image.",
-                )
-            })?
+        // The permit goes with the work: a call dropped while it runs (a timeout, a client
+        // gone) keeps its core counted until the work is done.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work(&models)
+        })
+        .await
+        .map_err(|_| {
+            FaceError::refused(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+                "The face engine failed on this image.",
+            )
+        })?
     }
+}
+
+/// How much of a detected face must lie in `targetFace` for it to be the face meant.
+pub const MIN_TARGET_OVERLAP: f64 = 0.5;
+
+/// The share of `face`'s area inside `target`.
+fn overlap(face: &FaceRect, target: &FaceRect) -> f64 {
+    let span = |a: u32, a_len: u32, b: u32, b_len: u32| {
+        let start = u64::from(a.max(b));
+        let end = (u64::from(a) + u64::from(a_len)).min(u64::from(b) + u64::from(b_len));
+        end.saturating_sub(start)
+    };
+    let area = u64::from(face.width) * u64::from(face.height);
+    if area == 0 {
+        return 0.0;
+    }
+    let inside = span(face.left, face.width, target.left, target.width)
+        * span(face.top, face.height, target.top, target.height);
+    inside as f64 / area as f64
 }
 
 fn no_face() -> FaceError {
@@ -182,4 +219,30 @@ fn image_error(e: VisionError) -> FaceError {
         _ => ("InvalidImage", "Decoding error, image format unsupported."),
     };
     FaceError::refused(StatusCode::BAD_REQUEST, code, format!("{message} ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rect(left: u32, top: u32, width: u32, height: u32) -> FaceRect {
+        FaceRect {
+            left,
+            top,
+            width,
+            height,
+        }
+    }
+
+    #[test]
+    fn overlap_is_the_share_of_the_face_inside_the_target() {
+        let face = rect(10, 10, 10, 10);
+        assert_eq!(overlap(&face, &rect(0, 0, 100, 100)), 1.0);
+        assert_eq!(overlap(&face, &rect(15, 10, 100, 100)), 0.5);
+        assert_eq!(overlap(&face, &rect(20, 20, 5, 5)), 0.0);
+        assert_eq!(overlap(&face, &rect(0, 0, 10, 10)), 0.0);
+        assert_eq!(overlap(&rect(0, 0, 0, 0), &face), 0.0);
+        let far = rect(u32::MAX - 1, u32::MAX - 1, u32::MAX, u32::MAX);
+        assert_eq!(overlap(&far, &far), 1.0);
+    }
 }

@@ -1042,7 +1042,21 @@ async fn images_that_cannot_be_used_change_nothing() {
         "There is more than 1 face in the image.",
     );
     assert_eq!(f.faces_of("g", &person).await, before);
+    // A targetFace the detector finds no face in is refused, not embedded.
     let r = &found[0]["faceRectangle"];
+    let corner = format!(
+        "0,0,{},{}",
+        r["left"].as_u64().unwrap() / 2 + 1,
+        r["top"].as_u64().unwrap() / 2 + 1
+    );
+    f.post_image(&format!("{add_path}?targetFace={corner}"), two.clone())
+        .await
+        .refused(
+            StatusCode::BAD_REQUEST,
+            "InvalidImage",
+            "No face detected in the image or in the specified targetFace area.",
+        );
+    assert_eq!(f.faces_of("g", &person).await, before);
     let target = format!("{},{},{},{}", r["left"], r["top"], r["width"], r["height"]);
     let a = f
         .post_image(&format!("{add_path}?targetFace={target}"), two)

@@ -643,6 +643,13 @@ async fn start_engine(
 ) -> Result<Arc<latch_face::engine::Engine>, CliError> {
     let dir = settings.models_dir.clone();
     let failed = |what: String| CliError::new("StartupFailed", what, crate::exit::FAILURE);
+    if !dir.join("face-api").is_dir() {
+        output::line(&format!(
+            "latch: fetching the Face engine's weights ({}) into {}",
+            latch_models::FACE_API.package,
+            dir.display()
+        ));
+    }
     latch_models::ensure(&dir, &[latch_models::FACE_API])
         .await
         .map_err(|e| failed(format!("the Face engine's weights: {e}")))?;

@@ -151,3 +151,48 @@ async fn the_official_python_sdk_runs_a_full_scenario_on_the_engine() {
     assert_eq!(got["after_delete"]["code"], "LargePersonGroupNotFound");
     s.finish().await;
 }
+
+#[test]
+fn the_weights_are_fetched_ahead_of_time_and_checked() {
+    let models = latch_models::test_dir().expect("the engine's weights (fetched once)");
+    let dir = tempfile::tempdir().unwrap();
+    for m in latch_models::FACE_API.members {
+        let to = dir.path().join(m.file);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(models.join(m.file), &to).unwrap();
+    }
+    let fetch = || {
+        std::process::Command::new(crate::harness::BIN)
+            .args(["--json", "face-models", "fetch", "--dir"])
+            .arg(dir.path())
+            .env_remove("LATCH_CONFIG")
+            .output()
+            .unwrap()
+    };
+    // Present and right: checked, listed, nothing fetched.
+    let out = fetch();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed["package"], latch_models::FACE_API.package);
+    assert_eq!(
+        listed["files"].as_array().unwrap().len(),
+        latch_models::FACE_API.members.len()
+    );
+    // A file that is not the pinned one is fetched again from the registry.
+    let spoiled = dir.path().join(latch_models::FACE_API.members[1].file);
+    std::fs::write(&spoiled, b"not the weights").unwrap();
+    let out = fetch();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        latch_models::sha256_hex(&std::fs::read(&spoiled).unwrap()),
+        latch_models::FACE_API.members[1].sha256
+    );
+}

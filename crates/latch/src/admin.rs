@@ -372,6 +372,7 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
         Command::Serve(_)
         | Command::Tls(_)
         | Command::Store(_)
+        | Command::FaceModels(_)
         | Command::Credential(_)
         | Command::Audit(AuditCommand::Export { .. })
         | Command::Audit(AuditCommand::Verify { .. })

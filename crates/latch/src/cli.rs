@@ -158,6 +158,22 @@ pub(crate) enum Command {
     /// The shared (PostgreSQL) store's schema.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// The built-in Face engine's weights, fetched ahead of time (for a machine that will run
+    /// offline, or a container image).
+    #[command(subcommand)]
+    FaceModels(FaceModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum FaceModelsCommand {
+    /// Fetch the weights from the npm registry into a directory, or check the ones there
+    /// against their pinned digests; `serve` then starts without the network
+    /// (`face.models_dir`).
+    Fetch {
+        /// The directory (default: `face.models_dir`, else `<data_dir>/models`).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

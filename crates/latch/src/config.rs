@@ -282,6 +282,8 @@ pub(crate) struct Config {
     pub(crate) face_upstream: Option<latch_face::backend::UpstreamConfig>,
     /// The built-in engine, unless turned off or an upstream is set.
     pub(crate) face_engine: Option<FaceEngineConfig>,
+    /// Where the engine's weights are kept (whether or not the engine runs).
+    pub(crate) face_models_dir: PathBuf,
     /// The verifier's clock leeway, in seconds.
     pub(crate) leeway_secs: i64,
     /// Log format.
@@ -565,11 +567,12 @@ impl Config {
                 format!("'{bad}' is not a host or host:port"),
             ));
         }
+        let face_models_dir = o
+            .face_models_dir
+            .or(file.face.models_dir.clone())
+            .unwrap_or_else(|| data_dir.join("models"));
         let face_engine = (engine_on && face_upstream.is_none()).then(|| FaceEngineConfig {
-            models_dir: o
-                .face_models_dir
-                .or(file.face.models_dir.clone())
-                .unwrap_or_else(|| data_dir.join("models")),
+            models_dir: face_models_dir.clone(),
             image_urls: latch_face::engine::ImageUrlPolicy {
                 hosts: file.face.image_url_hosts.clone(),
                 timeout: std::time::Duration::from_secs(image_url_timeout),
@@ -577,6 +580,7 @@ impl Config {
         });
         Ok(Config {
             face_engine,
+            face_models_dir,
             face_outage_secs,
             database_ca: o.database_ca.or(file.store.ca_file),
             recheck: std::time::Duration::from_millis(recheck_ms.unsigned_abs()),

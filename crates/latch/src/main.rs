@@ -11,6 +11,7 @@ mod admin;
 mod audit;
 mod cli;
 mod config;
+mod face_models;
 mod logging;
 mod output;
 mod serve;
@@ -78,6 +79,7 @@ fn main() -> ExitCode {
             cli::Command::Serve(args) => serve::run(config, args).await,
             cli::Command::Tls(command) => tls::run(&config, command, &latch_core::SystemClock),
             cli::Command::Store(command) => store::run(&config, command).await,
+            cli::Command::FaceModels(command) => face_models::run(&config, command, format).await,
             other => admin::run(config, other, format, remote).await,
         }
     });

@@ -105,7 +105,7 @@ impl Upstream {
             }
         };
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(latch_tls::roots::client_config())
             .https_or_http()
             .enable_http1()
             .build();

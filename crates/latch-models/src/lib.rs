@@ -234,11 +234,8 @@ async fn download(artifact: &Artifact) -> Result<Vec<u8>, FetchError> {
         url: artifact.url,
         reason,
     };
-    let tls = rustls::ClientConfig::builder()
-        .with_root_certificates(trusted_roots())
-        .with_no_client_auth();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
+        .with_tls_config(latch_tls::roots::client_config())
         .https_only()
         .enable_http1()
         .build();
@@ -281,34 +278,6 @@ async fn download(artifact: &Artifact) -> Result<Vec<u8>, FetchError> {
     }
     Ok(bytes)
 }
-
-/// The web PKI roots, and the system's trusted certificates where it keeps them (a site's
-/// TLS-inspecting egress proxy is trusted there, not in the web PKI).
-fn trusted_roots() -> rustls::RootCertStore {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let system = std::env::var_os("SSL_CERT_FILE")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(SYSTEM_BUNDLES.iter().map(PathBuf::from));
-    for bundle in system {
-        if let Ok(certs) = rustls_pki_types::CertificateDer::pem_file_iter(&bundle) {
-            for cert in certs.flatten() {
-                // A certificate the bundle holds but rustls cannot use is skipped, not fatal.
-                let _ = roots.add(cert);
-            }
-            break;
-        }
-    }
-    roots
-}
-
-/// Where Debian, Alpine and Fedora-like systems keep their trusted certificates.
-const SYSTEM_BUNDLES: [&str; 2] = [
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-];
 
 /// The archive, decompressed (at most 64 times its size, against a gzip bomb).
 fn gunzip(compressed: &[u8], artifact: &Artifact) -> Result<Vec<u8>, FetchError> {

@@ -14,6 +14,7 @@
 
 pub mod dev;
 mod material;
+pub mod roots;
 mod server;
 mod watch;
 pub mod x509;

@@ -81,7 +81,7 @@ pub(crate) struct ImageSource {
 impl ImageSource {
     pub(crate) fn new(policy: ImageUrlPolicy) -> ImageSource {
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
+            .with_tls_config(latch_tls::roots::client_config())
             .https_or_http()
             .enable_http1()
             .build();

@@ -7,6 +7,8 @@
 //! |---|---|---|
 //! | `face-api/tiny_face_detector_model*`, `face-api/face_recognition_model*`, `face-api/face_landmark_68_tiny_model*` | npm `@vladmandic/face-api` 1.7.15 | MIT |
 //! | `photos/obama*.jpg`, `photos/biden.jpg` | PyPI `face_recognition` 1.3.0 (sdist, `tests/test_images`) | MIT package; US government portraits |
+//! | `photos/grace_hopper.jpg` | PyPI `matplotlib` 3.9.2 (wheel, sample data) | US Navy portrait, public domain |
+//! | `photos/astronaut.png`, `photos/coffee.png`, `photos/chelsea.png` | PyPI `scikit-image` 0.24.0 (wheel, test data) | NASA portrait, public domain; CC0 images |
 //!
 //! Nothing is fetched from anywhere else, and nothing that fails its digest is kept.
 
@@ -18,6 +20,7 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 
 mod tar;
+mod zip;
 
 /// Why the files could not be made ready.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +67,15 @@ pub struct Member {
     pub sha256: &'static str,
 }
 
+/// How an archive is packed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packing {
+    /// A gzipped tar (npm packages, Python sdists).
+    TarGz,
+    /// A zip (Python wheels).
+    Zip,
+}
+
 /// A pinned archive on a package registry.
 #[derive(Clone, Copy, Debug)]
 pub struct Artifact {
@@ -75,6 +87,8 @@ pub struct Artifact {
     pub sha256: &'static str,
     /// The archive's size in bytes (a larger download is refused).
     pub size: u64,
+    /// How it is packed.
+    pub packing: Packing,
     /// The files taken from it.
     pub members: &'static [Member],
 }
@@ -86,6 +100,7 @@ pub const FACE_API: Artifact = Artifact {
     url: "https://registry.npmjs.org/@vladmandic/face-api/-/face-api-1.7.15.tgz",
     sha256: "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
     size: 12_677_476,
+    packing: Packing::TarGz,
     members: &[
         Member {
             archive_path: "package/model/tiny_face_detector_model-weights_manifest.json",
@@ -127,6 +142,7 @@ pub const PHOTOS: Artifact = Artifact {
     url: "https://files.pythonhosted.org/packages/6c/49/75dda409b94841f01cbbc34114c9b67ec618265084e4d12d37ab838f4fd3/face_recognition-1.3.0.tar.gz",
     sha256: "5e5efdd1686aa566af0d3cc1313b131e4b197657a8ffd03669e6d3fad92705ec",
     size: 3_182_249,
+    packing: Packing::TarGz,
     members: &[
         Member {
             archive_path: "face_recognition-1.3.0/tests/test_images/obama.jpg",
@@ -151,6 +167,48 @@ pub const PHOTOS: Artifact = Artifact {
     ],
 };
 
+/// Two more people, and two images with no face: `grace_hopper.jpg` from matplotlib's sample
+/// data (a US Navy portrait), and from scikit-image's test data `astronaut.png` (a NASA
+/// portrait), `coffee.png` and `chelsea.png` (a cup, a cat).
+pub const MORE_PHOTOS: [Artifact; 2] = [
+    Artifact {
+        package: "PyPI matplotlib 3.9.2 (wheel, sample data)",
+        url: "https://files.pythonhosted.org/packages/01/75/6c7ce560e95714a10fcbb3367d1304975a1a3e620f72af28921b796403f3/matplotlib-3.9.2-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        sha256: "8912ef7c2362f7193b5819d17dae8629b34a95c58603d781329712ada83f9447",
+        size: 8_314_361,
+        packing: Packing::Zip,
+        members: &[Member {
+            archive_path: "matplotlib/mpl-data/sample_data/grace_hopper.jpg",
+            file: "photos/grace_hopper.jpg",
+            sha256: "a8ca6d734765703b09728ab47fe59f473d93ae3967fc24c7c0288c3c7adb7130",
+        }],
+    },
+    Artifact {
+        package: "PyPI scikit-image 0.24.0 (wheel, test data)",
+        url: "https://files.pythonhosted.org/packages/ad/96/138484302b8ec9a69cdf65e8d4ab47a640a3b1a8ea3c437e1da3e1a5a6b8/scikit_image-0.24.0-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        sha256: "fa27b3a0dbad807b966b8db2d78da734cb812ca4787f7fbb143764800ce2fa9c",
+        size: 14_861_425,
+        packing: Packing::Zip,
+        members: &[
+            Member {
+                archive_path: "skimage/data/astronaut.png",
+                file: "photos/astronaut.png",
+                sha256: "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+            },
+            Member {
+                archive_path: "skimage/data/coffee.png",
+                file: "photos/coffee.png",
+                sha256: "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+            },
+            Member {
+                archive_path: "skimage/data/chelsea.png",
+                file: "photos/chelsea.png",
+                sha256: "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+            },
+        ],
+    },
+];
+
 /// How long one download may take.
 const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -172,10 +230,15 @@ pub async fn ensure(dir: &Path, artifacts: &[Artifact]) -> Result<(), FetchError
         if missing.is_empty() {
             continue;
         }
-        let compressed = download(artifact).await?;
-        let tar = gunzip(&compressed, artifact)?;
+        let packed = download(artifact).await?;
         let wanted: Vec<&str> = missing.iter().map(|m| m.archive_path).collect();
-        let found = tar::extract(&tar, &wanted)?;
+        let found: Vec<(String, Vec<u8>)> = match artifact.packing {
+            Packing::TarGz => tar::extract(&gunzip(&packed, artifact)?, &wanted)?
+                .into_iter()
+                .map(|(path, bytes)| (path, bytes.to_vec()))
+                .collect(),
+            Packing::Zip => zip::extract(&packed, &wanted)?,
+        };
         for member in &missing {
             let Some((_, bytes)) = found.iter().find(|(p, _)| p == member.archive_path) else {
                 return Err(FetchError::Archive(format!(
@@ -225,7 +288,7 @@ pub fn test_dir() -> Result<PathBuf, FetchError> {
         Some(d) => PathBuf::from(d),
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/latch-models"),
     };
-    ensure_blocking(&dir, &[FACE_API, PHOTOS])?;
+    ensure_blocking(&dir, &[FACE_API, PHOTOS, MORE_PHOTOS[0], MORE_PHOTOS[1]])?;
     Ok(dir)
 }
 
@@ -326,13 +389,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// Damaged copies of `good`, for the archive readers' tests: every prefix, then `n` copies
+/// with a few bytes overwritten (a fixed xorshift sequence, so a failure repeats).
+#[cfg(test)]
+pub(crate) fn damaged_copies(good: &[u8], n: usize) -> impl Iterator<Item = Vec<u8>> + '_ {
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let prefixes = (0..good.len()).map(|cut| good[..cut].to_vec());
+    let noisy = (0..n).map(move |_| {
+        let mut copy = good.to_vec();
+        for _ in 0..4 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let i = (seed % copy.len().max(1) as u64) as usize;
+            if let Some(b) = copy.get_mut(i) {
+                *b = (seed >> 32) as u8;
+            }
+        }
+        copy
+    });
+    prefixes.chain(noisy)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_pin_is_a_sha256_and_every_file_stays_under_the_directory() {
-        for artifact in [FACE_API, PHOTOS] {
+        for artifact in [FACE_API, PHOTOS, MORE_PHOTOS[0], MORE_PHOTOS[1]] {
             assert!(
                 artifact.url.starts_with("https://registry.npmjs.org/")
                     || artifact.url.starts_with("https://files.pythonhosted.org/")

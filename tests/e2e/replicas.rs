@@ -17,7 +17,10 @@ impl Database {
     async fn new() -> Database {
         let base = std::env::var("LATCH_TEST_DATABASE_URL")
             .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
-        let schema = format!("latch_e2e_{}", std::process::id());
+        // One per test: tests of one binary run at once.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let schema = format!("latch_e2e_{}_{n}", std::process::id());
         let client = connect(&base).await;
         client
             .batch_execute(&format!(
@@ -651,4 +654,150 @@ async fn a_face_front_set_to_cached_serves_through_an_outage_and_audits_every_ca
         .count();
     assert!(used >= 3, "before, during and after the outage: {used}");
     s.finish().await;
+}
+
+/// A replica with the built-in engine on, its weights from the tests' shared directory.
+async fn engine_replica(url: &str, chain: &str) -> Server {
+    let models = latch_models::test_dir().expect("the engine's weights and photos");
+    let models = models.to_string_lossy().into_owned();
+    Server::start_full(
+        &[],
+        &[
+            ("LATCH_DATABASE_URL", url),
+            ("LATCH_AUDIT_CHAIN", chain),
+            ("LATCH_FACE_ENGINE", "on"),
+            ("LATCH_FACE_MODELS_DIR", &models),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn the_engine_on_replicas_shares_groups_training_and_face_ids() {
+    let db = Database::new().await;
+    let url = db.url();
+    let a = engine_replica(&url, "engine-a").await;
+    let b = engine_replica(&url, "engine-b").await;
+    let d = a.demo.clone();
+    b.secret(&d.client_key);
+    let token = a.demo_token(&["Face.Identification"]).await;
+    b.secret(&token);
+    let lat = format!("Bearer {token}");
+    let json_headers = [
+        ("Ocp-Apim-Subscription-Key", d.client_key.as_str()),
+        ("LimitedAccessToken", lat.as_str()),
+        ("Content-Type", "application/json"),
+    ];
+    let image_headers = [
+        ("Ocp-Apim-Subscription-Key", d.client_key.as_str()),
+        ("LimitedAccessToken", lat.as_str()),
+        ("Content-Type", "application/octet-stream"),
+    ];
+    let photos = latch_models::test_dir().unwrap().join("photos");
+    let photo = |name: &str| std::fs::read(photos.join(name)).unwrap();
+
+    // Enrolled through A: the group, a person and a face; trained.
+    let put = a
+        .face(
+            "PUT",
+            "/face/v1.0/largepersongroups/staff",
+            &json_headers,
+            r#"{"name": "Staff"}"#,
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    let person = a
+        .face(
+            "POST",
+            "/face/v1.0/largepersongroups/staff/persons",
+            &json_headers,
+            r#"{"name": "Barack Obama"}"#,
+        )
+        .await
+        .json()["personId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let added = a
+        .client(&a.face_url)
+        .send(
+            "POST",
+            &format!("/face/v1.0/largepersongroups/staff/persons/{person}/persistedfaces"),
+            &image_headers,
+            photo("obama.jpg"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(added.status, 200, "{}", added.body);
+    let trained = a
+        .face(
+            "POST",
+            "/face/v1.0/largepersongroups/staff/train",
+            &json_headers,
+            "",
+        )
+        .await;
+    assert_eq!(trained.status, 202, "{}", trained.body);
+    let location = trained.header("operation-location").to_owned();
+    let path = &location[location
+        .find("/face/")
+        .expect("an absolute URL to /face/...")..];
+
+    // Polled, detected and identified through B.
+    let status = b.face("GET", path, &json_headers, "").await;
+    assert_eq!(status.status, 200, "{}", status.body);
+    assert_eq!(status.json()["status"], "succeeded");
+    let detected = b
+        .client(&b.face_url)
+        .send(
+            "POST",
+            "/face/v1.0/detect",
+            &image_headers,
+            photo("obama2.jpg"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(detected.status, 200, "{}", detected.body);
+    let face_id = detected.json()[0]["faceId"].as_str().unwrap().to_owned();
+    let body = format!(r#"{{"largePersonGroupId": "staff", "faceIds": ["{face_id}"]}}"#);
+    let identified = b
+        .face("POST", "/face/v1.0/identify", &json_headers, &body)
+        .await;
+    assert_eq!(identified.status, 200, "{}", identified.body);
+    assert_eq!(
+        identified.json()[0]["candidates"][0]["personId"],
+        person.as_str()
+    );
+    // ...and the face id B made is good on A.
+    let identified = a
+        .face("POST", "/face/v1.0/identify", &json_headers, &body)
+        .await;
+    assert_eq!(
+        identified.json()[0]["candidates"][0]["personId"],
+        person.as_str()
+    );
+
+    // Deleted through B: gone for A.
+    let deleted = b
+        .face(
+            "DELETE",
+            "/face/v1.0/largepersongroups/staff",
+            &json_headers,
+            "",
+        )
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    let gone = a
+        .face(
+            "GET",
+            "/face/v1.0/largepersongroups/staff",
+            &json_headers,
+            "",
+        )
+        .await;
+    assert_eq!(gone.error().0, 404);
+    assert_eq!(gone.error().1, "LargePersonGroupNotFound");
+    a.finish().await;
+    b.finish().await;
+    db.drop().await;
 }

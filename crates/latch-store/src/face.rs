@@ -133,6 +133,25 @@ impl std::fmt::Debug for GroupFace {
     }
 }
 
+/// How many faces a person, and a group, may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaceLimits {
+    /// Faces per person.
+    pub per_person: usize,
+    /// Faces per group, all persons together.
+    pub per_group: usize,
+}
+
+impl FaceLimits {
+    /// `per_person` faces a person, no bound on the group.
+    pub const fn per_person(per_person: usize) -> FaceLimits {
+        FaceLimits {
+            per_person,
+            per_group: usize::MAX,
+        }
+    }
+}
+
 /// The engine's data, per resource. Implemented by both backends.
 #[async_trait]
 pub trait FaceData: Send + Sync {
@@ -188,15 +207,15 @@ pub trait FaceData: Send + Sync {
         person_id: &str,
     ) -> Result<()>;
 
-    /// Adds a face to a person. [`crate::StoreError::Refused`] if the person already has
-    /// `max_per_person` faces.
+    /// Adds a face to a person. [`crate::StoreError::Refused`] if the person, or the group,
+    /// already holds as many faces as `limits` allow.
     async fn add_persisted_face(
         &self,
         resource: &ResourceId,
         group_id: &str,
         person_id: &str,
         face: &PersistedFace,
-        max_per_person: usize,
+        limits: FaceLimits,
     ) -> Result<()>;
 
     /// One persisted face, if it exists.
@@ -233,11 +252,15 @@ pub trait FaceData: Send + Sync {
         group_id: &str,
     ) -> Result<Option<(Option<Training>, Vec<GroupFace>)>>;
 
-    /// Remembers detected faces for the resource.
+    /// Remembers detected faces for the resource. [`crate::StoreError::Refused`], and nothing
+    /// saved, if the resource would then hold more than `max_live` face ids unexpired at `now`
+    /// (concurrent saves may overshoot by what they save together).
     async fn save_detected_faces(
         &self,
         resource: &ResourceId,
         faces: &[DetectedFace],
+        now: UnixTime,
+        max_live: usize,
     ) -> Result<()>;
 
     /// The resource's detected faces among `face_ids` that have not expired at `now`; an

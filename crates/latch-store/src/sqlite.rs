@@ -32,7 +32,8 @@ use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::face::{
-    self, DetectedFace, FaceData, FaceGroup, FacePerson, GroupFace, PersistedFace, Training,
+    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
+    Training,
 };
 use crate::{
     AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
@@ -201,6 +202,7 @@ CREATE TABLE face_detected (
     expires_at        INTEGER NOT NULL
 );
 CREATE INDEX face_detected_expiry ON face_detected (expires_at);
+CREATE INDEX face_detected_live ON face_detected (resource, expires_at);
 CREATE TABLE face_operations (
     operation_id TEXT PRIMARY KEY,
     resource     TEXT NOT NULL,
@@ -1549,7 +1551,7 @@ impl FaceData for SqliteStore {
         group_id: &str,
         person_id: &str,
         face: &PersistedFace,
-        max_per_person: usize,
+        limits: FaceLimits,
     ) -> Result<()> {
         let (resource, group_id, person_id) = (
             resource.canonical().to_owned(),
@@ -1571,16 +1573,15 @@ impl FaceData for SqliteStore {
             if !face_person_exists(tx, &resource, &group_id, &person_id)? {
                 return Err(not_found(face::PERSON));
             }
-            let faces: i64 = tx
+            let (in_group, of_person): (i64, i64) = tx
                 .query_row(
-                    "SELECT count(*) FROM face_faces WHERE resource = ?1 AND group_id = ?2 AND person_id = ?3",
+                    "SELECT count(*), coalesce(sum(person_id = ?3), 0) FROM face_faces
+                     WHERE resource = ?1 AND group_id = ?2",
                     [&resource, &group_id, &person_id],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(sql)?;
-            if usize::try_from(faces).unwrap_or(usize::MAX) >= max_per_person {
-                return Err(face_limit(max_per_person));
-            }
+            within_face_limits(in_group, of_person, limits)?;
             let seq: i64 = tx
                 .query_row(
                     "SELECT faces_added FROM face_groups WHERE resource = ?1 AND group_id = ?2",
@@ -1749,9 +1750,21 @@ impl FaceData for SqliteStore {
         &self,
         resource: &ResourceId,
         faces: &[DetectedFace],
+        now: UnixTime,
+        max_live: usize,
     ) -> Result<()> {
         let (resource, faces) = (resource.canonical().to_owned(), faces.to_vec());
         self.write(move |tx| {
+            // Counted up to the bound only: the count costs at most `max_live` index entries.
+            let live: i64 = tx
+                .query_row(
+                    "SELECT count(*) FROM (SELECT 1 FROM face_detected
+                     WHERE resource = ?1 AND expires_at > ?2 LIMIT ?3)",
+                    params![resource, now.0, i64::try_from(max_live).unwrap_or(i64::MAX)],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            within_live_face_ids(live, faces.len(), max_live)?;
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO face_detected (face_id, resource, recognition_model, embedding, expires_at)
@@ -1871,11 +1884,34 @@ impl FaceData for SqliteStore {
     }
 }
 
-/// What a person at its limit of faces answers.
-pub(crate) fn face_limit(max_per_person: usize) -> StoreError {
-    StoreError::Refused(format!(
-        "the person already has {max_per_person} faces, the most a person may have"
-    ))
+/// Whether `adding` more face ids fit a resource holding `live`; what a full one answers.
+pub(crate) fn within_live_face_ids(live: i64, adding: usize, max_live: usize) -> Result<()> {
+    let live = usize::try_from(live).unwrap_or(usize::MAX);
+    if live.saturating_add(adding) > max_live {
+        return Err(StoreError::Refused(format!(
+            "the resource already holds {live} face ids that have not expired, and may hold {max_live}; shorten faceIdTimeToLive or wait"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether one more face fits a group holding `in_group` faces, `of_person` of them the
+/// person's; what a full person or group answers.
+pub(crate) fn within_face_limits(in_group: i64, of_person: i64, limits: FaceLimits) -> Result<()> {
+    let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+    if count(of_person) >= limits.per_person {
+        return Err(StoreError::Refused(format!(
+            "the person already has {} faces, the most a person may have",
+            limits.per_person
+        )));
+    }
+    if count(in_group) >= limits.per_group {
+        return Err(StoreError::Refused(format!(
+            "the large person group already has {} faces, the most a group may have",
+            limits.per_group
+        )));
+    }
+    Ok(())
 }
 
 fn sql(e: rusqlite::Error) -> StoreError {

@@ -27,7 +27,7 @@ use latch_core::secret::KeyDigest;
 use latch_core::{Clock, FeatureSet, ResourceId, UnixTime};
 
 use crate::face::{
-    DetectedFace, FaceData, FaceGroup, FacePerson, GroupFace, PersistedFace, Training,
+    DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace, Training,
 };
 use crate::{
     AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
@@ -407,10 +407,10 @@ impl FaceData for StaleIfError {
         group_id: &str,
         person_id: &str,
         face: &PersistedFace,
-        max_per_person: usize,
+        limits: FaceLimits,
     ) -> Result<()> {
         self.inner
-            .add_persisted_face(resource, group_id, person_id, face, max_per_person)
+            .add_persisted_face(resource, group_id, person_id, face, limits)
             .await
     }
     async fn persisted_face(
@@ -450,13 +450,19 @@ impl FaceData for StaleIfError {
     ) -> Result<Option<(Option<Training>, Vec<GroupFace>)>> {
         self.inner.trained_faces(resource, group_id).await
     }
+
     async fn save_detected_faces(
         &self,
         resource: &ResourceId,
         faces: &[DetectedFace],
+        now: UnixTime,
+        max_live: usize,
     ) -> Result<()> {
-        self.inner.save_detected_faces(resource, faces).await
+        self.inner
+            .save_detected_faces(resource, faces, now, max_live)
+            .await
     }
+
     async fn detected_faces(
         &self,
         resource: &ResourceId,

@@ -3,10 +3,12 @@
 use latch_core::{ResourceId, UnixTime};
 
 use super::{id, Fixture, CHAIN, CLIENT, ISV};
-use crate::face::{self, DetectedFace, FaceGroup, FacePerson, GroupFace, PersistedFace, Training};
+use crate::face::{
+    self, DetectedFace, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace, Training,
+};
 use crate::{Store, StoreError};
 
-const MAX: usize = 248;
+const MAX: FaceLimits = FaceLimits::per_person(248);
 
 fn group(group_id: &str) -> FaceGroup {
     FaceGroup {
@@ -415,11 +417,11 @@ async fn a_person_takes_faces_up_to_its_limit(f: Fixture) {
     populated(store, &isv, "g").await;
     // p1 has 2 faces: a third is the last under a limit of 3.
     store
-        .add_persisted_face(&isv, "g", "p1", &persisted("f4"), 3)
+        .add_persisted_face(&isv, "g", "p1", &persisted("f4"), FaceLimits::per_person(3))
         .await
         .unwrap();
     let refused = store
-        .add_persisted_face(&isv, "g", "p1", &persisted("f5"), 3)
+        .add_persisted_face(&isv, "g", "p1", &persisted("f5"), FaceLimits::per_person(3))
         .await;
     assert!(
         matches!(refused, Err(StoreError::Refused(_))),
@@ -427,7 +429,7 @@ async fn a_person_takes_faces_up_to_its_limit(f: Fixture) {
     );
     // Per person: p2 (1 face) may still take one.
     store
-        .add_persisted_face(&isv, "g", "p2", &persisted("f5"), 2)
+        .add_persisted_face(&isv, "g", "p2", &persisted("f5"), FaceLimits::per_person(2))
         .await
         .unwrap();
     // A face deleted frees its place.
@@ -436,7 +438,7 @@ async fn a_person_takes_faces_up_to_its_limit(f: Fixture) {
         .await
         .unwrap();
     store
-        .add_persisted_face(&isv, "g", "p1", &persisted("f6"), 3)
+        .add_persisted_face(&isv, "g", "p1", &persisted("f6"), FaceLimits::per_person(3))
         .await
         .unwrap();
     let p1 = store.face_person(&isv, "g", "p1").await.unwrap().unwrap();
@@ -449,6 +451,112 @@ async fn a_person_takes_faces_up_to_its_limit(f: Fixture) {
     assert_eq!(training.faces_added, 6);
 }
 
+async fn a_group_takes_faces_up_to_its_limit(f: Fixture) {
+    let store = f.store.as_ref();
+    let isv = id(ISV);
+    store.create_face_group(&isv, &group("g")).await.unwrap();
+    for p in ["p1", "p2"] {
+        store
+            .create_face_person(&isv, "g", &person(p))
+            .await
+            .unwrap();
+    }
+    let limits = FaceLimits {
+        per_person: 248,
+        per_group: 3,
+    };
+    for (p, face) in [("p1", "f1"), ("p1", "f2"), ("p2", "f3")] {
+        store
+            .add_persisted_face(&isv, "g", p, &persisted(face), limits)
+            .await
+            .unwrap();
+    }
+    // Full, whichever person the face is for; nothing is added.
+    for p in ["p1", "p2"] {
+        assert!(matches!(
+            store
+                .add_persisted_face(&isv, "g", p, &persisted("f4"), limits)
+                .await,
+            Err(StoreError::Refused(m)) if m.contains("group")
+        ));
+    }
+    assert!(store
+        .persisted_face(&isv, "g", "p1", "f4")
+        .await
+        .unwrap()
+        .is_none());
+    // Another group is not this one.
+    store.create_face_group(&isv, &group("h")).await.unwrap();
+    store
+        .create_face_person(&isv, "h", &person("p1"))
+        .await
+        .unwrap();
+    store
+        .add_persisted_face(&isv, "h", "p1", &persisted("f4"), limits)
+        .await
+        .unwrap();
+    // A deleted face makes room.
+    store
+        .delete_persisted_face(&isv, "g", "p2", "f3")
+        .await
+        .unwrap();
+    store
+        .add_persisted_face(&isv, "g", "p2", &persisted("f4"), limits)
+        .await
+        .unwrap();
+}
+
+async fn a_resource_holds_a_bounded_number_of_live_face_ids(f: Fixture) {
+    let store = f.store.as_ref();
+    let (isv, client) = (id(ISV), id(CLIENT));
+    let now = UnixTime(1_000);
+    store
+        .save_detected_faces(
+            &isv,
+            &[
+                detected("a", 1_500),
+                detected("b", 1_500),
+                detected("c", 3_000),
+            ],
+            now,
+            4,
+        )
+        .await
+        .unwrap();
+    // Two more would make five: refused whole, nothing saved.
+    assert!(matches!(
+        store
+            .save_detected_faces(&isv, &[detected("d", 3_000), detected("e", 3_000)], now, 4)
+            .await,
+        Err(StoreError::Refused(_))
+    ));
+    let asked: Vec<String> = ["d", "e"].map(String::from).to_vec();
+    assert!(store
+        .detected_faces(&isv, &asked, now)
+        .await
+        .unwrap()
+        .is_empty());
+    // One fits; another resource counts its own.
+    store
+        .save_detected_faces(&isv, &[detected("d", 3_000)], now, 4)
+        .await
+        .unwrap();
+    store
+        .save_detected_faces(&client, &[detected("x", 3_000)], now, 1)
+        .await
+        .unwrap();
+    // Expired ones do not count, pruned or not: at 1,500, a and b have expired.
+    store
+        .save_detected_faces(
+            &isv,
+            &[detected("e", 3_000), detected("f", 3_000)],
+            UnixTime(1_500),
+            4,
+        )
+        .await
+        .unwrap();
+}
+
 async fn concurrent_adds_keep_the_limit_and_count_each_face_once(f: Fixture) {
     let isv = id(ISV);
     populated(f.store.as_ref(), &isv, "g").await;
@@ -456,7 +564,13 @@ async fn concurrent_adds_keep_the_limit_and_count_each_face_once(f: Fixture) {
         let (store, isv) = (f.store.clone(), isv.clone());
         tokio::spawn(async move {
             store
-                .add_persisted_face(&isv, "g", "p2", &persisted(&format!("c{i}")), 5)
+                .add_persisted_face(
+                    &isv,
+                    "g",
+                    "p2",
+                    &persisted(&format!("c{i}")),
+                    FaceLimits::per_person(5),
+                )
                 .await
         })
     });
@@ -574,14 +688,19 @@ async fn detected_faces_expire_at_their_time_and_stay_with_their_resource(f: Fix
                 detected("d2", 1_001),
                 detected("d3", 2_000),
             ],
+            UnixTime(0),
+            usize::MAX,
         )
         .await
         .unwrap();
     store
-        .save_detected_faces(&client, &[detected("d4", 2_000)])
+        .save_detected_faces(&client, &[detected("d4", 2_000)], UnixTime(0), usize::MAX)
         .await
         .unwrap();
-    store.save_detected_faces(&client, &[]).await.unwrap();
+    store
+        .save_detected_faces(&client, &[], UnixTime(0), usize::MAX)
+        .await
+        .unwrap();
     let asked: Vec<String> = ["d3", "d1", "d2", "d4", "unknown", "d3"]
         .map(String::from)
         .to_vec();
@@ -620,7 +739,10 @@ async fn detected_faces_expire_at_their_time_and_stay_with_their_resource(f: Fix
     let many: Vec<DetectedFace> = (0..1_000)
         .map(|i| detected(&format!("m{i:04}"), 3_000))
         .collect();
-    store.save_detected_faces(&isv, &many).await.unwrap();
+    store
+        .save_detected_faces(&isv, &many, UnixTime(0), usize::MAX)
+        .await
+        .unwrap();
     let wanted: Vec<String> = many.iter().map(|d| d.face_id.clone()).collect();
     let found = store
         .detected_faces(&isv, &wanted, UnixTime(2_500))
@@ -675,7 +797,7 @@ async fn face_data_is_neither_audited_nor_state(f: Fixture) {
     store.delete_face_person(&isv, "g", "p2").await.unwrap();
     store.delete_face_group(&isv, "g").await.unwrap();
     store
-        .save_detected_faces(&isv, &[detected("d1", 1_000)])
+        .save_detected_faces(&isv, &[detected("d1", 1_000)], UnixTime(0), usize::MAX)
         .await
         .unwrap();
     store.prune_detected_faces(UnixTime(2_000)).await.unwrap();
@@ -784,6 +906,8 @@ on_every_backend!(
     persons_are_created_read_listed_and_deleted_with_their_faces,
     missing_groups_persons_and_faces_are_named,
     a_person_takes_faces_up_to_its_limit,
+    a_group_takes_faces_up_to_its_limit,
+    a_resource_holds_a_bounded_number_of_live_face_ids,
     concurrent_adds_keep_the_limit_and_count_each_face_once,
     training_snapshots_the_faces_added_so_far,
     detected_faces_expire_at_their_time_and_stay_with_their_resource,

@@ -12,6 +12,11 @@ use serde_json::{json, Value};
 use super::{bad, json, new_uuid, store_error, Ctx, Engine, DETECTION_MODELS, RECOGNITION_MODELS};
 use crate::error::FaceError;
 
+/// The most face ids a resource may hold unexpired: they live in the store, so their number
+/// is bounded (the engine's bound, not Azure's). Past it, detect asking for face ids is
+/// refused with 403 `QuotaExceeded` until some expire.
+pub const MAX_LIVE_FACE_IDS: usize = 100_000;
+
 /// The shortest and longest `faceIdTimeToLive`, in seconds.
 pub const FACE_ID_TTL: (i64, i64) = (60, 86_400);
 
@@ -103,7 +108,12 @@ pub(crate) async fn detect(
     if !remembered.is_empty() {
         engine
             .store
-            .save_detected_faces(&ctx.resource, &remembered)
+            .save_detected_faces(
+                &ctx.resource,
+                &remembered,
+                engine.clock.now(),
+                MAX_LIVE_FACE_IDS,
+            )
             .await
             .map_err(store_error)?;
         engine.prune_now_and_then().await;

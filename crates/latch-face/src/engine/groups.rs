@@ -8,7 +8,7 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use latch_store::face::{FaceGroup, FacePerson, PersistedFace};
+use latch_store::face::{FaceGroup, FaceLimits, FacePerson, PersistedFace};
 use latch_vision::FaceRect;
 use serde_json::{json, Map, Value};
 
@@ -20,6 +20,14 @@ use crate::error::FaceError;
 
 /// The most faces a person may have, as Azure.
 pub const MAX_FACES_PER_PERSON: usize = 248;
+/// The most faces a large person group may hold, all persons together: identification reads
+/// them all (51 MB of embeddings at this bound), so the bound is the engine's, not Azure's.
+pub const MAX_FACES_PER_GROUP: usize = 100_000;
+/// Both bounds, as the store checks them.
+pub const FACE_LIMITS: FaceLimits = FaceLimits {
+    per_person: MAX_FACES_PER_PERSON,
+    per_group: MAX_FACES_PER_GROUP,
+};
 /// How long an operation is remembered, in seconds.
 pub const OPERATION_TTL: i64 = 86_400;
 /// The longest `userData` of a persisted face, in characters.
@@ -276,13 +284,7 @@ pub(crate) async fn add_face(
     };
     engine
         .store
-        .add_persisted_face(
-            &ctx.resource,
-            group_id,
-            person_id,
-            &persisted,
-            MAX_FACES_PER_PERSON,
-        )
+        .add_persisted_face(&ctx.resource, group_id, person_id, &persisted, FACE_LIMITS)
         .await
         .map_err(store_error)?;
     Ok(json(json!({ "persistedFaceId": persisted.face_id })))

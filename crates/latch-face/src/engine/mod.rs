@@ -132,7 +132,7 @@ impl Engine {
                 group_id,
                 &person.person_id,
                 &persisted,
-                groups::MAX_FACES_PER_PERSON,
+                groups::FACE_LIMITS,
             )
             .await
             .map_err(store_error)?;

@@ -493,7 +493,13 @@ impl Fx {
             embedding: embedding.to_vec(),
         };
         self.store
-            .add_persisted_face(&self.client, group, person_id, &face, 248)
+            .add_persisted_face(
+                &self.client,
+                group,
+                person_id,
+                &face,
+                latch_store::face::FaceLimits::per_person(248),
+            )
             .await
             .unwrap();
         person.person_id
@@ -862,7 +868,13 @@ async fn persons_and_their_faces() {
             embedding: synthetic_embedding(),
         };
         f.store
-            .add_persisted_face(&f.client, "g", &full, &extra, 248)
+            .add_persisted_face(
+                &f.client,
+                "g",
+                &full,
+                &extra,
+                latch_store::face::FaceLimits::per_person(248),
+            )
             .await
             .unwrap();
     }
@@ -943,6 +955,8 @@ async fn ids_in_paths_are_matched_ignoring_case() {
                 embedding: e,
                 expires_at: UnixTime(NOW.0 + 600),
             }],
+            UnixTime(0),
+            usize::MAX,
         )
         .await
         .unwrap();
@@ -1433,6 +1447,8 @@ async fn faces_are_compared_only_under_one_recognition_model() {
                 embedding: e.clone(),
                 expires_at: UnixTime(NOW.0 + 600),
             }],
+            UnixTime(0),
+            usize::MAX,
         )
         .await
         .unwrap();
@@ -1707,7 +1723,13 @@ async fn identify_over_three_hundred_persons() {
             embedding: Embedding(rng.vector(norm)).to_bytes().to_vec(),
         };
         f.store
-            .add_persisted_face(&f.client, "big", &nth_uuid(i), &face, 248)
+            .add_persisted_face(
+                &f.client,
+                "big",
+                &nth_uuid(i),
+                &face,
+                latch_store::face::FaceLimits::per_person(248),
+            )
             .await
             .unwrap();
     }

@@ -35,7 +35,8 @@ use tokio_postgres::{Client, Row, Transaction};
 mod tls;
 
 use crate::face::{
-    self, DetectedFace, FaceData, FaceGroup, FacePerson, GroupFace, PersistedFace, Training,
+    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
+    Training,
 };
 use crate::{
     AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
@@ -211,6 +212,7 @@ CREATE TABLE face_detected (
     expires_at        BIGINT NOT NULL
 );
 CREATE INDEX face_detected_expiry ON face_detected (expires_at);
+CREATE INDEX face_detected_live ON face_detected (resource, expires_at);
 CREATE TABLE face_operations (
     operation_id TEXT PRIMARY KEY,
     resource     TEXT NOT NULL,
@@ -1594,7 +1596,7 @@ impl FaceData for PgStore {
         group_id: &str,
         person_id: &str,
         face: &PersistedFace,
-        max_per_person: usize,
+        limits: FaceLimits,
     ) -> Result<()> {
         let (resource, group_id, person_id) = (
             resource.canonical().to_owned(),
@@ -1621,17 +1623,15 @@ impl FaceData for PgStore {
                 if !face_person_exists(tx, &resource, &group_id, &person_id).await? {
                     return Err(not_found(face::PERSON));
                 }
-                let faces: i64 = tx
+                let counts = tx
                     .query_one(
-                        "SELECT count(*) FROM face_faces WHERE resource = $1 AND group_id = $2 AND person_id = $3",
+                        "SELECT count(*), count(*) FILTER (WHERE person_id = $3) FROM face_faces
+                         WHERE resource = $1 AND group_id = $2",
                         &[&resource, &group_id, &person_id],
                     )
                     .await
-                    .map_err(pg)?
-                    .get(0);
-                if usize::try_from(faces).unwrap_or(usize::MAX) >= max_per_person {
-                    return Err(crate::sqlite::face_limit(max_per_person));
-                }
+                    .map_err(pg)?;
+                crate::sqlite::within_face_limits(counts.get(0), counts.get(1), limits)?;
                 let inserted = tx
                     .execute(
                         "INSERT INTO face_faces (resource, group_id, person_id, face_id, user_data, embedding, seq)
@@ -1772,13 +1772,27 @@ impl FaceData for PgStore {
         &self,
         resource: &ResourceId,
         faces: &[DetectedFace],
+        now: UnixTime,
+        max_live: usize,
     ) -> Result<()> {
         if faces.is_empty() {
             return Ok(());
         }
         let (resource, faces) = (resource.canonical().to_owned(), faces.to_vec());
+        let bound = i64::try_from(max_live).unwrap_or(i64::MAX);
         self.write(move |tx| {
             Box::pin(async move {
+                // Counted up to the bound only: the count costs at most `max_live` index entries.
+                let live: i64 = tx
+                    .query_one(
+                        "SELECT count(*) FROM (SELECT 1 FROM face_detected
+                         WHERE resource = $1 AND expires_at > $2 LIMIT $3) AS live",
+                        &[&resource, &now.0, &bound],
+                    )
+                    .await
+                    .map_err(pg)?
+                    .get(0);
+                crate::sqlite::within_live_face_ids(live, faces.len(), max_live)?;
                 let insert = tx
                     .prepare(
                         "INSERT INTO face_detected (face_id, resource, recognition_model, embedding, expires_at)

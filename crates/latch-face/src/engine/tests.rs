@@ -1,5 +1,6 @@
 //! The built-in engine behind the front's router, through `oneshot`: real weights, real photos,
-//! a real store (SQLite in a temporary folder; PostgreSQL on 127.0.0.1:5432 for the last test),
+//! a real store (SQLite in a temporary folder; PostgreSQL on 127.0.0.1:5432, in a schema of its
+//! own, for the last test),
 //! a [`FixedClock`], subscription keys of resources approved for Identification and
 //! Verification (so no limited access token is needed).
 //!
@@ -90,11 +91,31 @@ struct PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("psql")
-            .args(["-X", "-q", "-d", &self.base, "-c"])
-            .arg(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema))
-            .output();
+        // On a thread and a runtime of its own: a test's runtime may be shutting down.
+        let (base, schema) = (self.base.clone(), self.schema.clone());
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async {
+                let client = pg_connect(&base).await;
+                client
+                    .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
+}
+
+async fn pg_connect(base: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(base, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at '{base}' (LATCH_TEST_DATABASE_URL): {e}"));
+    tokio::spawn(connection);
+    client
 }
 
 fn pg_base() -> String {
@@ -136,16 +157,11 @@ async fn postgres_fixture() -> Fx {
             .collect::<String>()
     );
     let base = pg_base();
-    let out = std::process::Command::new("psql")
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &base, "-c"])
-        .arg(format!("CREATE SCHEMA {schema}"))
-        .output()
-        .expect("psql, to make a schema on the test PostgreSQL");
-    assert!(
-        out.status.success(),
-        "PostgreSQL at '{base}': {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    pg_connect(&base)
+        .await
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .unwrap();
     let pg = PgSchema {
         base: base.clone(),
         schema: schema.clone(),

@@ -103,7 +103,7 @@ impl FaceError {
                 StatusCode::NOT_IMPLEMENTED,
                 error_body(
                     "BackendNotConfigured",
-                    "This Face front has no backend to run the operation: configure face.upstream_url.",
+                    "This Face front has no backend to run the operation: turn face.engine on, or configure face.upstream_url.",
                 ),
             ),
             FaceError::BadGateway => (

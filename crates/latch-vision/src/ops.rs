@@ -34,6 +34,24 @@ impl Tensor {
         self
     }
 
+    /// The pixel (all channels) that tap `(ky, kx)` of the window of output `(oy, ox)` reads,
+    /// with `stride` and `pad`; `None` where the tap falls in the padding.
+    fn tap(
+        &self,
+        pad: Pad,
+        stride: usize,
+        (oy, ox): (usize, usize),
+        (ky, kx): (usize, usize),
+    ) -> Option<&[f32]> {
+        let iy = (oy * stride + ky)
+            .checked_sub(pad.top)
+            .filter(|&v| v < self.h)?;
+        let ix = (ox * stride + kx)
+            .checked_sub(pad.left)
+            .filter(|&v| v < self.w)?;
+        Some(&self.data[(iy * self.w + ix) * self.c..][..self.c])
+    }
+
     /// Element-wise sum; shapes must match.
     pub(crate) fn add(mut self, other: &Tensor) -> Tensor {
         debug_assert_eq!((self.h, self.w, self.c), (other.h, other.w, other.c));
@@ -241,19 +259,13 @@ impl Conv {
         while p0 < total {
             let p1 = (p0 + BLOCK_PIXELS).min(total);
             for (p, dst) in (p0..p1).zip(col.chunks_exact_mut(k)) {
-                let (oy, ox) = (p / ow, p % ow);
+                let out_at = (p / ow, p % ow);
                 for ky in 0..kh {
-                    let iy = (oy * stride + ky).checked_sub(pad.top).filter(|&v| v < x.h);
                     for kx in 0..kw {
-                        let ix = (ox * stride + kx)
-                            .checked_sub(pad.left)
-                            .filter(|&v| v < x.w);
                         let seg = &mut dst[(ky * kw + kx) * cin..][..cin];
-                        match (iy, ix) {
-                            (Some(iy), Some(ix)) => {
-                                seg.copy_from_slice(&x.data[(iy * x.w + ix) * cin..][..cin]);
-                            }
-                            _ => seg.fill(0.0),
+                        match x.tap(pad, stride, out_at, (ky, kx)) {
+                            Some(src) => seg.copy_from_slice(src),
+                            None => seg.fill(0.0),
                         }
                     }
                 }
@@ -290,19 +302,12 @@ impl Depthwise {
         let (oh, ow) = pad.out_size(x.h, x.w, k, stride);
         let mut out = Tensor::zeros(oh, ow, c);
         for (p, dst) in out.data.chunks_exact_mut(c).enumerate() {
-            let (oy, ox) = (p / ow, p % ow);
+            let out_at = (p / ow, p % ow);
             for ky in 0..k {
-                let Some(iy) = (oy * stride + ky).checked_sub(pad.top).filter(|&v| v < x.h) else {
-                    continue;
-                };
                 for kx in 0..k {
-                    let Some(ix) = (ox * stride + kx)
-                        .checked_sub(pad.left)
-                        .filter(|&v| v < x.w)
-                    else {
+                    let Some(src) = x.tap(pad, stride, out_at, (ky, kx)) else {
                         continue;
                     };
-                    let src = &x.data[(iy * x.w + ix) * c..][..c];
                     let w = &self.weights[(ky * k + kx) * c..][..c];
                     for ((d, s), w) in dst.iter_mut().zip(src).zip(w) {
                         *d += s * w;
@@ -334,20 +339,13 @@ pub(crate) fn max_pool(x: &Tensor, k: usize, stride: usize, pad: Pad) -> Tensor 
     let c = x.c;
     let mut out = Tensor::zeros(oh, ow, c);
     for (p, dst) in out.data.chunks_exact_mut(c).enumerate() {
-        let (oy, ox) = (p / ow, p % ow);
+        let out_at = (p / ow, p % ow);
         dst.fill(f32::NEG_INFINITY);
         for ky in 0..k {
-            let Some(iy) = (oy * stride + ky).checked_sub(pad.top).filter(|&v| v < x.h) else {
-                continue;
-            };
             for kx in 0..k {
-                let Some(ix) = (ox * stride + kx)
-                    .checked_sub(pad.left)
-                    .filter(|&v| v < x.w)
-                else {
+                let Some(src) = x.tap(pad, stride, out_at, (ky, kx)) else {
                     continue;
                 };
-                let src = &x.data[(iy * x.w + ix) * c..][..c];
                 for (d, s) in dst.iter_mut().zip(src) {
                     *d = d.max(*s);
                 }

@@ -88,10 +88,7 @@ async fn prepare(
 
 /// The `{personId}` of a `/face/{version}/largepersongroups/{id}/persons/{personId}/...` path.
 fn person_in_path(path: &str) -> Option<&str> {
-    let mut segments = path.split('/').skip(5);
-    (segments.next() == Some("persons"))
-        .then(|| segments.next())
-        .flatten()
+    segment_at(path, 5, "persons")
 }
 
 /// The id after segment `at` of the path when that segment is `name`, counting `face` in
@@ -106,10 +103,7 @@ fn segment_at<'a>(path: &'a str, at: usize, name: &str) -> Option<&'a str> {
 
 /// The `{largePersonGroupId}` of a `/face/{version}/largepersongroups/{id}/...` path.
 fn group_in_path(path: &str) -> Option<&str> {
-    let mut segments = path.split('/').skip(3);
-    (segments.next() == Some("largepersongroups"))
-        .then(|| segments.next())
-        .flatten()
+    segment_at(path, 3, "largepersongroups")
 }
 
 #[cfg(test)]

@@ -31,28 +31,24 @@ pub fn group_id(id: &str) -> Result<(), FaceError> {
 
 /// A person id in a path: a UUID.
 pub fn person_id(id: &str) -> Result<(), FaceError> {
-    if uuid(id) {
-        Ok(())
-    } else {
-        Err(bad("Person ID is invalid."))
-    }
+    uuid_in_path(id, "Person ID is invalid.")
 }
 
 /// A persisted face id in a path: a UUID.
 pub fn persisted_face_id(id: &str) -> Result<(), FaceError> {
-    if uuid(id) {
-        Ok(())
-    } else {
-        Err(bad("Persisted face ID is invalid."))
-    }
+    uuid_in_path(id, "Persisted face ID is invalid.")
 }
 
 /// An operation id in a path: a UUID.
 pub fn operation_id(id: &str) -> Result<(), FaceError> {
+    uuid_in_path(id, "Operation ID is invalid.")
+}
+
+fn uuid_in_path(id: &str, invalid: &str) -> Result<(), FaceError> {
     if uuid(id) {
         Ok(())
     } else {
-        Err(bad("Operation ID is invalid."))
+        Err(bad(invalid))
     }
 }
 

@@ -9,7 +9,7 @@ use axum::response::Response;
 use latch_store::face::DetectedFace;
 use serde_json::{json, Value};
 
-use super::{bad, json, new_uuid, store_error, Ctx, Engine, DETECTION_MODELS, RECOGNITION_MODELS};
+use super::{bad, json, new_uuid, store_error, Ctx, Engine, RECOGNITION_MODELS};
 use crate::error::FaceError;
 
 /// The most face ids a resource may hold unexpired: they live in the store, so their number
@@ -33,11 +33,7 @@ fn options(ctx: &Ctx) -> Result<Options, FaceError> {
     if !RECOGNITION_MODELS.contains(&recognition_model) {
         return Err(bad("'recognitionModel' is invalid."));
     }
-    if let Some(d) = q.get("detectionModel")? {
-        if !DETECTION_MODELS.contains(&d) {
-            return Err(bad("'detectionModel' is invalid."));
-        }
-    }
+    q.check_detection_model()?;
     if q.flag("returnFaceLandmarks", false)? {
         return Err(bad(
             "Argument returnFaceLandmarks is not supported: this engine does not compute landmarks.",

@@ -255,11 +255,7 @@ pub(crate) async fn add_face(
     {
         return Err(bad("'userData' is too long."));
     }
-    if let Some(d) = ctx.query.get("detectionModel")? {
-        if !super::DETECTION_MODELS.contains(&d) {
-            return Err(bad("'detectionModel' is invalid."));
-        }
-    }
+    ctx.query.check_detection_model()?;
     let target = target_face(ctx)?;
     // The person must exist before the image is worked on.
     let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));

@@ -295,6 +295,14 @@ impl Query {
         }
     }
 
+    /// A `detectionModel`, if given, must be one of [`DETECTION_MODELS`].
+    pub(crate) fn check_detection_model(&self) -> Result<(), FaceError> {
+        match self.get("detectionModel")? {
+            Some(d) if !DETECTION_MODELS.contains(&d) => Err(bad("'detectionModel' is invalid.")),
+            _ => Ok(()),
+        }
+    }
+
     /// A boolean parameter, `default` when absent.
     pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, FaceError> {
         match self.get(name)? {

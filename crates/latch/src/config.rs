@@ -282,7 +282,8 @@ pub(crate) struct Config {
     pub(crate) face_upstream: Option<latch_face::backend::UpstreamConfig>,
     /// The built-in engine, unless turned off or an upstream is set.
     pub(crate) face_engine: Option<FaceEngineConfig>,
-    /// Where the engine's weights are kept (whether or not the engine runs).
+    /// Where the engine's weights are kept (fetched there, digests checked, on first start;
+    /// `latch face-models fetch` uses it too, whether or not the engine runs).
     pub(crate) face_models_dir: PathBuf,
     /// The verifier's clock leeway, in seconds.
     pub(crate) leeway_secs: i64,
@@ -308,11 +309,9 @@ pub(crate) struct Config {
     pub(crate) metrics_listen: Option<SocketAddr>,
 }
 
-/// The built-in Face engine's settings.
+/// The built-in Face engine's settings (its weights are in [`Config::face_models_dir`]).
 #[derive(Clone, Debug)]
 pub(crate) struct FaceEngineConfig {
-    /// Where its weights are (fetched there, digests checked, on first start).
-    pub(crate) models_dir: PathBuf,
     /// Which image URLs it downloads.
     pub(crate) image_urls: latch_face::engine::ImageUrlPolicy,
 }
@@ -572,7 +571,6 @@ impl Config {
             .or(file.face.models_dir.clone())
             .unwrap_or_else(|| data_dir.join("models"));
         let face_engine = (engine_on && face_upstream.is_none()).then(|| FaceEngineConfig {
-            models_dir: face_models_dir.clone(),
             image_urls: latch_face::engine::ImageUrlPolicy {
                 hosts: file.face.image_url_hosts.clone(),
                 timeout: std::time::Duration::from_secs(image_url_timeout),
@@ -871,8 +869,8 @@ mod tests {
     #[test]
     fn the_engine_is_the_default_backend_and_an_upstream_replaces_it() {
         let c = parse("data_dir = \"/d\"").unwrap();
+        assert_eq!(c.face_models_dir, PathBuf::from("/d/models"));
         let engine = c.face_engine.unwrap();
-        assert_eq!(engine.models_dir, PathBuf::from("/d/models"));
         assert!(engine.image_urls.hosts.is_empty());
         assert_eq!(
             engine.image_urls.timeout,
@@ -888,8 +886,8 @@ mod tests {
             "[face]\nmodels_dir = \"/m\"\nimage_url_hosts = [\"img.example\", \"10.0.0.1:8080\"]\nimage_url_timeout_secs = 3",
         )
         .unwrap();
+        assert_eq!(c.face_models_dir, PathBuf::from("/m"));
         let engine = c.face_engine.unwrap();
-        assert_eq!(engine.models_dir, PathBuf::from("/m"));
         assert_eq!(engine.image_urls.hosts, ["img.example", "10.0.0.1:8080"]);
         assert_eq!(engine.image_urls.timeout, std::time::Duration::from_secs(3));
         for (text, setting) in [

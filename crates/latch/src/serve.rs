@@ -92,7 +92,16 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     let engine = match &config.face_engine {
         Some(settings) if run_face => {
             let plain = matches!(config.tls, crate::config::TlsSetting::Off);
-            Some(start_engine(settings, store.clone(), clock.clone(), plain).await?)
+            Some(
+                start_engine(
+                    settings,
+                    &config.face_models_dir,
+                    store.clone(),
+                    clock.clone(),
+                    plain,
+                )
+                .await?,
+            )
         }
         _ => None,
     };
@@ -162,9 +171,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     if fresh && run_admin && !args.no_demo {
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         bootstrap_demo(&admin, &config.data_dir, &sts_public_url, cacert.as_deref()).await?;
-        if let (Some(engine), Some(settings)) = (&engine, &config.face_engine) {
+        if let Some(engine) = &engine {
             let face_url = url_of(&face_listener, config.face_listen)?;
-            enroll_demo(engine, &settings.models_dir, &config.data_dir, &face_url).await?;
+            enroll_demo(engine, &config.face_models_dir, &config.data_dir, &face_url).await?;
         }
     }
 
@@ -637,11 +646,12 @@ async fn bootstrap_demo(
 /// registry, digests checked) and loaded.
 async fn start_engine(
     settings: &crate::config::FaceEngineConfig,
+    models_dir: &Path,
     store: Arc<dyn Store>,
     clock: Arc<dyn latch_core::Clock>,
     plain_http: bool,
 ) -> Result<Arc<latch_face::engine::Engine>, CliError> {
-    let dir = settings.models_dir.clone();
+    let dir = models_dir.to_owned();
     let failed = |what: String| CliError::new("StartupFailed", what, crate::exit::FAILURE);
     if !dir.join("face-api").is_dir() {
         output::line(&format!(
@@ -657,7 +667,7 @@ async fn start_engine(
         .await
         .map_err(|e| failed(e.to_string()))?
         .map_err(failed)?;
-    tracing::info!(target: "latch::serve", models = %settings.models_dir.display(), "built-in Face engine ready");
+    tracing::info!(target: "latch::serve", models = %models_dir.display(), "built-in Face engine ready");
     Ok(Arc::new(
         latch_face::engine::Engine::new(model, store, clock, settings.image_urls.clone())
             .with_plain_http(plain_http),

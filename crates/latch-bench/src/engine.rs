@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::Request;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 
 use crate::load::{self, Outcome, Scenario};
@@ -37,20 +36,8 @@ struct Conn {
 
 impl Conn {
     async fn open(addr: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Result<Conn, String> {
-        let tcp = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-        let stream = tokio_rustls::TlsConnector::from(tls)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS: {e}"))?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("HTTP: {e}"))?;
-        tokio::spawn(conn);
         Ok(Conn {
-            sender,
+            sender: load::connect(addr, tls).await?,
             host: addr.to_string(),
         })
     }
@@ -104,27 +91,7 @@ fn inference_per_core(
     cores: usize,
     duration: Duration,
 ) -> Result<f64, String> {
-    let read = |name: &str| {
-        std::fs::read(models_dir.join("face-api").join(name)).map_err(|e| format!("{name}: {e}"))
-    };
-    let files = |name: &str| -> Result<(Vec<u8>, Vec<u8>), String> {
-        Ok((
-            read(&format!("{name}-weights_manifest.json"))?,
-            read(&format!("{name}.bin"))?,
-        ))
-    };
-    let (d, l, r) = (
-        files("tiny_face_detector_model")?,
-        files("face_landmark_68_tiny_model")?,
-        files("face_recognition_model")?,
-    );
-    fn model((manifest, weights): &(Vec<u8>, Vec<u8>)) -> latch_vision::ModelFiles<'_> {
-        latch_vision::ModelFiles { manifest, weights }
-    }
-    let models = Arc::new(
-        latch_vision::Models::from_files(model(&d), model(&l), model(&r))
-            .map_err(|e| e.to_string())?,
-    );
+    let models = Arc::new(latch_models::load_face_api(models_dir).map_err(|e| e.to_string())?);
     let photo = Arc::new(photo.to_vec());
     let threads: Vec<_> = (0..cores)
         .map(|_| {

@@ -109,13 +109,11 @@ pub(crate) async fn run(
 
 type Counts = (u64, u64, Vec<u32>);
 
-async fn connection(
+/// A keep-alive HTTP/1.1 connection over TLS to `addr`, its driver spawned.
+pub(crate) async fn connect(
     addr: SocketAddr,
     tls: Arc<rustls::ClientConfig>,
-    scenario: &Scenario,
-    stop: &AtomicBool,
-    next: &AtomicUsize,
-) -> Result<Counts, String> {
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
     let tcp = tokio::net::TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -125,10 +123,21 @@ async fn connection(
         .connect(name, tcp)
         .await
         .map_err(|e| format!("TLS: {e}"))?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| format!("HTTP: {e}"))?;
     tokio::spawn(conn);
+    Ok(sender)
+}
+
+async fn connection(
+    addr: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    scenario: &Scenario,
+    stop: &AtomicBool,
+    next: &AtomicUsize,
+) -> Result<Counts, String> {
+    let mut sender = connect(addr, tls).await?;
     let (mut requests, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
     while !stop.load(Ordering::Relaxed) {
         let mut request = Request::builder()

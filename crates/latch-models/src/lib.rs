@@ -46,6 +46,14 @@ pub enum FetchError {
     /// The archive is damaged or lacks a file.
     #[error("archive: {0}")]
     Archive(String),
+    /// The weights in the directory do not load.
+    #[error("the face weights under {dir}: {reason}")]
+    Weights {
+        /// The directory.
+        dir: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// The directory could not be written.
     #[error("{path}: {source}")]
     Io {
@@ -258,6 +266,37 @@ pub async fn ensure(dir: &Path, artifacts: &[Artifact]) -> Result<(), FetchError
         }
     }
     Ok(())
+}
+
+/// The three face-api networks the engine runs (detector, landmarks, recognizer), read from
+/// `dir` as [`ensure`] lays [`FACE_API`] out there. Reads only: call [`ensure`] first.
+pub fn load_face_api(dir: &Path) -> Result<latch_vision::Models, FetchError> {
+    let failed = |reason: String| FetchError::Weights {
+        dir: dir.to_owned(),
+        reason,
+    };
+    let read = |name: String| {
+        let path = dir.join("face-api").join(&name);
+        std::fs::read(&path).map_err(|e| failed(format!("{}: {e}", path.display())))
+    };
+    let files = |model: &str| -> Result<(Vec<u8>, Vec<u8>), FetchError> {
+        Ok((
+            read(format!("{model}-weights_manifest.json"))?,
+            read(format!("{model}.bin"))?,
+        ))
+    };
+    fn as_files((manifest, weights): &(Vec<u8>, Vec<u8>)) -> latch_vision::ModelFiles<'_> {
+        latch_vision::ModelFiles { manifest, weights }
+    }
+    let detector = files("tiny_face_detector_model")?;
+    let landmarks = files("face_landmark_68_tiny_model")?;
+    let recognizer = files("face_recognition_model")?;
+    latch_vision::Models::from_files(
+        as_files(&detector),
+        as_files(&landmarks),
+        as_files(&recognizer),
+    )
+    .map_err(|e| failed(e.to_string()))
 }
 
 /// [`ensure`], from code that is not async or runs on an async runtime's thread (tests): on a

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::http::StatusCode;
-use latch_vision::{Embedding, FaceRect, ModelFiles, Models, VisionError};
+use latch_vision::{Embedding, FaceRect, Models, VisionError};
 use tokio::sync::Semaphore;
 
 use crate::error::FaceError;
@@ -42,29 +42,9 @@ pub struct FoundFace {
 impl FaceModel {
     /// The networks whose weight files are under `dir` (as `latch-models` lays them out).
     pub fn load(dir: &Path) -> Result<FaceModel, String> {
-        let read = |name: &str| {
-            let path = dir.join("face-api").join(name);
-            std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))
-        };
-        let files = |name: &str| -> Result<(Vec<u8>, Vec<u8>), String> {
-            Ok((
-                read(&format!("{name}-weights_manifest.json"))?,
-                read(&format!("{name}.bin"))?,
-            ))
-        };
-        let detector = files("tiny_face_detector_model")?;
-        let landmarks = files("face_landmark_68_tiny_model")?;
-        let recognizer = files("face_recognition_model")?;
-        fn as_files((manifest, weights): &(Vec<u8>, Vec<u8>)) -> ModelFiles<'_> {
-            ModelFiles { manifest, weights }
-        }
-        let models = Models::from_files(
-            as_files(&detector),
-            as_files(&landmarks),
-            as_files(&recognizer),
-        )
-        .map_err(|e| format!("face model weights under {}: {e}", dir.display()))?;
-        Ok(FaceModel::new(models))
+        latch_models::load_face_api(dir)
+            .map(FaceModel::new)
+            .map_err(|e| e.to_string())
     }
 
     /// These networks, run on as many images at once as there are cores.

@@ -18,23 +18,15 @@ async fn with_engine() -> (Server, std::path::PathBuf) {
     (s, models)
 }
 
-fn demo_value(s: &Server, name: &str) -> String {
-    let text = std::fs::read_to_string(s.data_dir().join("demo.env")).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("demo.env has no {name}"))
-        .to_owned()
-}
-
 #[tokio::test]
 async fn the_readme_device_call_identifies_the_demo_person() {
     let (s, _) = with_engine().await;
     let key = s.demo.client_key.clone();
     let t = s.demo_token(&["Face.Identification"]).await;
     let lat = format!("Bearer {t}");
-    let photo = std::fs::read(demo_value(&s, "DEMO_PHOTO")).unwrap();
-    let group = demo_value(&s, "DEMO_GROUP_ID");
-    let person = demo_value(&s, "DEMO_PERSON_ID");
+    let photo = std::fs::read(s.demo_value("DEMO_PHOTO")).unwrap();
+    let group = s.demo_value("DEMO_GROUP_ID");
+    let person = s.demo_value("DEMO_PERSON_ID");
     let http = s.client(&s.face_url);
     let headers = [
         ("Ocp-Apim-Subscription-Key", key.as_str()),
@@ -77,7 +69,7 @@ async fn the_readme_device_call_identifies_the_demo_person() {
     assert!(got[0]["candidates"][0]["confidence"].as_f64().unwrap() > 0.5);
 
     // Someone else is not the demo person.
-    let other = std::fs::read(demo_value(&s, "DEMO_OTHER_PHOTO")).unwrap();
+    let other = std::fs::read(s.demo_value("DEMO_OTHER_PHOTO")).unwrap();
     let detected = http
         .send("POST", "/face/v1.0/detect", &headers, other)
         .await
@@ -106,28 +98,17 @@ async fn the_official_python_sdk_runs_a_full_scenario_on_the_engine() {
     let t = s
         .demo_token(&["Face.Identification", "Face.Verification"])
         .await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/interop/face_sdk_engine.py"
-    );
-    let args = [
-        script.to_owned(),
-        s.face_url.clone(),
-        s.demo.client_key.clone(),
-        t.clone(),
-        models.join("photos").to_string_lossy().into_owned(),
-    ];
-    let mut python = s.python();
-    let out = tokio::task::spawn_blocking(move || python.args(args).output())
-        .await
-        .unwrap()
-        .expect("python3 runs (pip install -r tests/requirements.txt)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = s
+        .run_interop(
+            "face_sdk_engine.py",
+            vec![
+                s.face_url.clone(),
+                s.demo.client_key.clone(),
+                t.clone(),
+                models.join("photos").to_string_lossy().into_owned(),
+            ],
+        )
+        .await;
     let obama = got["persons"]["obama"].as_str().unwrap();
     let biden = got["persons"]["biden"].as_str().unwrap();
     assert_eq!(got["training"], "succeeded", "{got}");

@@ -281,28 +281,13 @@ async fn upstream_failures_and_a_missing_upstream_are_said_clearly() {
 async fn the_official_python_sdk_identifies_and_verifies() {
     let (s, upstream) = with_upstream(&[]).await;
     let t = token(&s, &["Face.Identification", "Face.Verification"]).await;
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/interop/face_sdk_calls.py"
-    );
-    let args = [
-        script.to_owned(),
-        s.face_url.clone(),
-        s.demo.client_key.clone(),
-        t.clone(),
-    ];
     // Off the runtime's thread: the upstream answering the SDK runs on it.
-    let mut python = s.python();
-    let out = tokio::task::spawn_blocking(move || python.args(args).output())
-        .await
-        .unwrap()
-        .expect("python3 runs (pip install -r tests/requirements.txt)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got = s
+        .run_interop(
+            "face_sdk_calls.py",
+            vec![s.face_url.clone(), s.demo.client_key.clone(), t.clone()],
+        )
+        .await;
     assert_eq!(
         got["identify"][0]["candidates"][0]["personId"],
         crate::upstream::PERSON

@@ -428,6 +428,33 @@ impl Server {
         command
     }
 
+    /// Runs `tests/interop/{script}` with `args` under [`Server::python`], off the runtime's
+    /// threads (a server the script calls may run on them); what it printed, as JSON.
+    pub async fn run_interop(&self, script: &str, args: Vec<String>) -> Value {
+        let path = format!(
+            "{}/../../tests/interop/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let mut python = self.python();
+        let out = tokio::task::spawn_blocking(move || python.arg(path).args(args).output())
+            .await
+            .unwrap()
+            .expect("python3 runs (pip install -r tests/requirements.txt)");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// A value of this server's `demo.env`.
+    pub fn demo_value(&self, name: &str) -> String {
+        let value = env_value(&self.data_dir().join("demo.env"), name);
+        assert!(!value.is_empty(), "demo.env has no {name}");
+        value
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }

@@ -8,8 +8,9 @@
 use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use latch_core::ResourceId;
 use latch_store::face::{FaceGroup, FaceLimits, FacePerson, PersistedFace};
-use latch_vision::FaceRect;
+use latch_vision::{Embedding, FaceRect};
 use serde_json::{json, Map, Value};
 
 use super::{
@@ -269,10 +270,27 @@ pub(crate) async fn add_face(
         return Err(missing(engine, ctx, latch_store::face::PERSON).await);
     }
     let image = engine.images.read(ctx, body).await?;
-    let face = engine.model.one_face(image, target).await?;
-    let Some(embedding) = face.embedding else {
-        return Err(FaceError::StoreUnavailable);
-    };
+    let embedding = engine.model.one_face(image, target).await?;
+    let face_id = persist_face(
+        engine,
+        &ctx.resource,
+        (group_id, person_id),
+        &embedding,
+        user_data,
+    )
+    .await?;
+    Ok(json(json!({ "persistedFaceId": face_id })))
+}
+
+/// Keeps a face's embedding for the person `(group_id, person_id)`, within [`FACE_LIMITS`];
+/// the new `persistedFaceId`.
+pub(crate) async fn persist_face(
+    engine: &Engine,
+    resource: &ResourceId,
+    (group_id, person_id): (&str, &str),
+    embedding: &Embedding,
+    user_data: Option<String>,
+) -> Result<String, FaceError> {
     let persisted = PersistedFace {
         face_id: new_uuid()?,
         user_data,
@@ -280,10 +298,10 @@ pub(crate) async fn add_face(
     };
     engine
         .store
-        .add_persisted_face(&ctx.resource, group_id, person_id, &persisted, FACE_LIMITS)
+        .add_persisted_face(resource, group_id, person_id, &persisted, FACE_LIMITS)
         .await
         .map_err(store_error)?;
-    Ok(json(json!({ "persistedFaceId": persisted.face_id })))
+    Ok(persisted.face_id)
 }
 
 /// `GET .../persistedfaces/{persistedFaceId}`.

@@ -109,8 +109,8 @@ impl Engine {
             Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(store_error(e)),
         }
-        let face = self.model.one_face(image, None).await?;
-        let embedding = face.embedding.ok_or(FaceError::StoreUnavailable)?;
+        // The face first: an image without one leaves no person behind.
+        let embedding = self.model.one_face(image, None).await?;
         let person = latch_store::face::FacePerson {
             person_id: new_uuid()?,
             name: person_name.to_owned(),
@@ -121,21 +121,14 @@ impl Engine {
             .create_face_person(resource, group_id, &person)
             .await
             .map_err(store_error)?;
-        let persisted = latch_store::face::PersistedFace {
-            face_id: new_uuid()?,
-            user_data: None,
-            embedding: embedding.to_bytes().to_vec(),
-        };
-        self.store
-            .add_persisted_face(
-                resource,
-                group_id,
-                &person.person_id,
-                &persisted,
-                groups::FACE_LIMITS,
-            )
-            .await
-            .map_err(store_error)?;
+        groups::persist_face(
+            self,
+            resource,
+            (group_id, &person.person_id),
+            &embedding,
+            None,
+        )
+        .await?;
         self.store
             .train_face_group(resource, group_id, now)
             .await

@@ -79,12 +79,12 @@ impl FaceModel {
         .await
     }
 
-    /// The embedding of the one face of `image`, or of the face at `target`.
+    /// The embedding of the one face of `image`, or of the detected face at `target`.
     pub async fn one_face(
         &self,
         image: Bytes,
         target: Option<FaceRect>,
-    ) -> Result<FoundFace, FaceError> {
+    ) -> Result<Embedding, FaceError> {
         self.run(move |models| {
             let decoded = latch_vision::decode(&image).map_err(image_error)?;
             let detected = models.detect(&decoded);
@@ -128,10 +128,7 @@ impl FaceModel {
                     }
                 }
             };
-            Ok(FoundFace {
-                rect,
-                embedding: Some(models.embed(&decoded, &rect)),
-            })
+            Ok(models.embed(&decoded, &rect))
         })
         .await
     }

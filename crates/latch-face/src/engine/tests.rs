@@ -1713,8 +1713,6 @@ async fn identify_over_three_hundred_persons() {
     let obama = MODEL
         .one_face(photo("obama.jpg").into(), None)
         .await
-        .unwrap()
-        .embedding
         .unwrap();
     let norm = obama.0.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);

@@ -6,17 +6,23 @@
 //! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time;
 //! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`;
 //! * [`health`]: liveness and readiness probes;
-//! * [`metrics`]: Prometheus metrics.
+//! * [`metrics`]: Prometheus metrics;
+//! * [`server`]: serving a router on a listener within timeouts and connection bounds;
+//! * [`rate_limit`]: token buckets and Azure's 429;
+//! * [`client_address`]: which address a request comes from (the peer, or a trusted proxy's header).
 
 use axum::http::header::{HeaderName, AUTHORIZATION};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
+pub mod client_address;
 pub mod context;
 pub mod health;
 pub mod keys;
 pub mod metrics;
+pub mod rate_limit;
+pub mod server;
 
 /// The header that carries a subscription key.
 pub const SUBSCRIPTION_KEY_HEADER: HeaderName =

@@ -57,6 +57,7 @@ pub struct Metrics {
     services: std::sync::Mutex<Vec<(&'static str, Arc<ServiceMetrics>)>>,
     audit: std::sync::Mutex<Option<Arc<AuditStats>>>,
     cache: std::sync::Mutex<Option<Arc<latch_store::stale::CacheStats>>>,
+    connections: std::sync::Mutex<Vec<(&'static str, Arc<crate::server::ConnectionStats>)>>,
 }
 
 impl Metrics {
@@ -72,6 +73,15 @@ impl Metrics {
         let m = Arc::new(ServiceMetrics::default());
         services.push((service, m.clone()));
         m
+    }
+
+    /// The connection counters of the listener of `service`, reported from now on.
+    pub fn connections(&self, service: &'static str) -> Arc<crate::server::ConnectionStats> {
+        let stats = Arc::new(crate::server::ConnectionStats::default());
+        if let Ok(mut all) = self.connections.lock() {
+            all.push((service, stats.clone()));
+        }
+        stats
     }
 
     /// Reports this audit writer's counters too (without keeping the writer running).
@@ -132,6 +142,37 @@ impl Metrics {
             let _ = writeln!(out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed).max(0));
             let _ = writeln!(out, "# HELP latch_audit_batches_total Audit commits.\n# TYPE latch_audit_batches_total counter\nlatch_audit_batches_total {}", stats.batches.load(Ordering::Relaxed));
             let _ = writeln!(out, "# HELP latch_audit_commit_failures_total Audit commits that failed (their requests were refused).\n# TYPE latch_audit_commit_failures_total counter\nlatch_audit_commit_failures_total {}", stats.failures.load(Ordering::Relaxed));
+        }
+        let connections = match self.connections.lock() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        if !connections.is_empty() {
+            let _ = writeln!(out, "# HELP latch_connections_open Established connections, by listener.\n# TYPE latch_connections_open gauge");
+            for (service, c) in &connections {
+                let _ = writeln!(
+                    out,
+                    "latch_connections_open{{service=\"{service}\"}} {}",
+                    c.open.load(Ordering::Relaxed)
+                );
+            }
+            let _ = writeln!(out, "# HELP latch_connections_closed_total Connections closed by the server, by listener and why: shed (idle, to make room), refused (over a bound with nothing idle), idle (idle timeout), header_timeout (a head too slow; cut); and requests answered at a timeout: body_timeout (408), request_timeout (503).\n# TYPE latch_connections_closed_total counter");
+            for (service, c) in &connections {
+                for (why, n) in [
+                    ("shed", &c.shed),
+                    ("refused", &c.refused),
+                    ("idle", &c.idle_closed),
+                    ("header_timeout", &c.header_timeouts),
+                    ("body_timeout", &c.body_timeouts),
+                    ("request_timeout", &c.request_timeouts),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "latch_connections_closed_total{{service=\"{service}\",reason=\"{why}\"}} {}",
+                        n.load(Ordering::Relaxed)
+                    );
+                }
+            }
         }
         let cache = self.cache.lock().ok().and_then(|c| c.clone());
         if let Some(cache) = cache {

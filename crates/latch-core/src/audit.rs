@@ -146,6 +146,24 @@ pub enum AuditEvent {
         /// The HTTP status answered.
         status: u16,
     },
+    /// Requests from one client address refused before any credential was accepted (no valid
+    /// key) or over a rate limit, counted over an interval instead of recorded one by one: a
+    /// flood shows with its size, its span and its reasons, and costs the log one record per
+    /// address and interval.
+    RefusalsCounted {
+        /// The service that refused them (`sts`).
+        service: String,
+        /// The client address (IPv6: its /64), `others` for addresses past the tally's bound,
+        /// or `unknown` for requests that came from no connection.
+        source: String,
+        /// How many requests.
+        count: u64,
+        /// The first and the last of them.
+        first: UnixTime,
+        last: UnixTime,
+        /// How many for each reason (`invalid_key`, `rate_limited`).
+        reasons: std::collections::BTreeMap<String, u64>,
+    },
     /// A call to the Face front presented a limited access token.
     LimitedAccessTokenUsed {
         /// The resource the call authenticated as.
@@ -354,6 +372,7 @@ impl AuditEvent {
             AuditEvent::AccessTokenRefused { .. } => {
                 ("access_token_refused", "failure", None, None, None)
             }
+            AuditEvent::RefusalsCounted { .. } => ("refusals_counted", "failure", None, None, None),
             AuditEvent::LimitedAccessTokenUsed {
                 resource,
                 outcome,

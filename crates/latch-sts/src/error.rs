@@ -1,6 +1,6 @@
 //! Every way a token request can fail, and the one place where each becomes an HTTP answer.
 //!
-//! The messages quoted from Azure are copied exactly (`shared/spec/wire.md` §3.1); where a
+//! The messages quoted from Azure are copied exactly (`docs/wire.md` §3.1); where a
 //! message is ours, it names the problem. The match is exhaustive, so a new variant cannot
 //! become a response by accident. The internal cause of a 5xx is logged, never sent.
 
@@ -17,6 +17,11 @@ use latch_http::{error_body, error_response, INVALID_KEY_MESSAGE};
 pub enum ApiError {
     /// No key, several keys, or a key of no resource.
     InvalidKey,
+    /// Over the key's rate limit; wait this many seconds.
+    RateLimited {
+        /// Whole seconds until a call is allowed again.
+        retry_after: u64,
+    },
     /// The body is empty or `null`.
     EmptyBody,
     /// The body is larger than the limit.
@@ -58,6 +63,7 @@ impl ApiError {
     pub fn reason(&self) -> &'static str {
         match self {
             ApiError::InvalidKey => "invalid_key",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::EmptyBody => "empty_body",
             ApiError::BodyTooLarge => "body_too_large",
             ApiError::BadJson => "bad_json",
@@ -87,6 +93,11 @@ impl ApiError {
         let bad = |m: String| (StatusCode::BAD_REQUEST, BAD, m);
         match self {
             ApiError::InvalidKey => (StatusCode::UNAUTHORIZED, "401", INVALID_KEY_MESSAGE.into()),
+            ApiError::RateLimited { retry_after } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "429",
+                format!("Rate limit is exceeded. Try again in {retry_after} seconds."),
+            ),
             ApiError::EmptyBody => bad("Request body cannot be null or empty.".into()),
             ApiError::BodyTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,6 +167,9 @@ fn sentence(s: &str) -> String {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::RateLimited { retry_after } = self {
+            return latch_http::rate_limit::too_many_requests(retry_after);
+        }
         let (status, code, message) = self.parts();
         error_response(status, &error_body(code, &message))
     }
@@ -187,5 +201,13 @@ mod tests {
             "Missing required flags to grant Face.Identification."
         );
         assert_eq!(ApiError::InvalidKey.parts().1, "401");
+        let limited = ApiError::RateLimited { retry_after: 2 };
+        assert_eq!(
+            limited.parts().2,
+            "Rate limit is exceeded. Try again in 2 seconds."
+        );
+        let response = limited.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()["retry-after"], "2");
     }
 }

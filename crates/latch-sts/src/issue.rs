@@ -13,7 +13,9 @@
 //! 8. the token is signed and its audit record committed; only then is it returned.
 //!
 //! A refusal is audited too, before it is answered. If the audit log cannot be written, the
-//! answer is 503 and no token leaves the service.
+//! answer is 503 and no token leaves the service. Two refusals are counted instead of recorded
+//! one by one (see [`crate::limits`]): a caller with no valid key, and a caller over a rate
+//! limit; they cost the log one record per client address and interval.
 
 use std::sync::Arc;
 
@@ -35,6 +37,7 @@ use serde_json::{Map, Value};
 use latch_http::context::RequestId;
 use latch_http::SUBSCRIPTION_KEY_HEADER;
 
+use crate::limits::{ClientSource, Tallied};
 use crate::{ApiError, AppState, MAX_BODY, REFRESH_BY_HEADER};
 
 /// What is known about an attempt so far, for its audit record.
@@ -68,6 +71,7 @@ struct Signed {
 pub(crate) async fn limited_access_token(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(source): Extension<ClientSource>,
     headers: HeaderMap,
     uri: Uri,
     body: Body,
@@ -81,13 +85,14 @@ pub(crate) async fn limited_access_token(
         reason: e.reason().to_owned(),
         status: e.status().as_u16(),
     };
-    finish(&state, &request_id, &attempt, result, refused).await
+    finish(&state, &request_id, source, &attempt, result, refused).await
 }
 
 /// `POST /sts/v1.0/issueToken`.
 pub(crate) async fn access_token(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    Extension(source): Extension<ClientSource>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -97,17 +102,32 @@ pub(crate) async fn access_token(
         reason: e.reason().to_owned(),
         status: e.status().as_u16(),
     };
-    finish(&state, &request_id, &attempt, result, refused).await
+    finish(&state, &request_id, source, &attempt, result, refused).await
 }
 
-/// Audits the outcome, then answers: the token only if its record committed.
+/// Audits the outcome, then answers: the token only if its record committed. A refusal for
+/// no valid key or over a limit is tallied for its source's summary instead.
 async fn finish(
     state: &AppState,
     request_id: &RequestId,
+    ClientSource(source): ClientSource,
     attempt: &Attempt,
     result: Result<Signed, ApiError>,
     refused: impl Fn(&ApiError, &Attempt) -> AuditEvent,
 ) -> Response {
+    let result = match result {
+        Err(e @ (ApiError::InvalidKey | ApiError::RateLimited { .. })) => {
+            let why = match e {
+                ApiError::InvalidKey => Tallied::InvalidKey,
+                _ => Tallied::RateLimited,
+            };
+            let inner = &state.inner;
+            inner.refusals.count(source, why, inner.clock.now());
+            tracing::debug!(target: "latch::sts", reason = e.reason(), %source, "token request refused; counted for the summary");
+            return e.into_response();
+        }
+        other => other,
+    };
     let event = match &result {
         Ok(signed) => signed.event.clone(),
         Err(e) => refused(e, attempt),
@@ -274,6 +294,12 @@ async fn authenticate(
         .await
         .map_err(store_failed)?;
     let (resource, slot) = found.ok_or(ApiError::InvalidKey)?;
+    let key = format!("{}#{}", resource.id.canonical(), slot.number());
+    state
+        .inner
+        .by_key
+        .check(key.as_str(), std::time::Instant::now())
+        .map_err(|retry_after| ApiError::RateLimited { retry_after })?;
     attempt.caller = Some((resource.id.clone(), slot));
     Ok(resource)
 }

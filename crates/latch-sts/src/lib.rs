@@ -8,8 +8,9 @@
 //! | `GET /.well-known/oauth-authorization-server` (also `openid-configuration`) | issuer metadata |
 //!
 //! Layers, outer to inner: secret headers marked sensitive (so that nothing after can print
-//! them) → [`latch_http::context::request_context`] (request id, access log) → the handler, which bounds the body, authenticates, checks, signs
-//! and waits for the audit record to commit before it answers.
+//! them) → [`latch_http::context::request_context`] (request id, access log) → the limit per
+//! client address ([`limits`]) → the handler, which bounds the body, authenticates, applies the
+//! limit per key, checks, signs and waits for the audit record to commit before it answers.
 
 use std::sync::Arc;
 
@@ -27,8 +28,10 @@ use tower::ServiceBuilder;
 mod discovery;
 pub mod error;
 mod issue;
+pub mod limits;
 
 pub use error::ApiError;
+pub use limits::{RefusalSummaries, StsLimits};
 
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
@@ -50,6 +53,8 @@ pub struct StsConfig {
     pub region: Option<String>,
     /// The URL clients reach this service at (for `jwks_uri` in the metadata), no trailing `/`.
     pub public_url: String,
+    /// Rate limits and refusal summaries.
+    pub limits: StsLimits,
 }
 
 /// Everything a request handler needs; cheap to clone.
@@ -66,6 +71,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
     config: StsConfig,
+    by_address: latch_http::rate_limit::Limiter<std::net::IpAddr>,
+    by_key: latch_http::rate_limit::Limiter<String>,
+    refusals: Arc<limits::Refusals>,
 }
 
 impl AppState {
@@ -79,6 +87,7 @@ impl AppState {
         config: StsConfig,
     ) -> Result<Self, latch_store::StoreError> {
         let keys_auth = KeyAuth::new(checks.clone()).await?;
+        let (by_address, by_key) = limits::limiters(&config.limits);
         Ok(AppState {
             inner: Arc::new(Inner {
                 checks,
@@ -88,8 +97,23 @@ impl AppState {
                 clock,
                 rng: SystemRandom::new(),
                 config,
+                by_address,
+                by_key,
+                refusals: Arc::default(),
             }),
         })
+    }
+
+    /// What writes this service's tallied refusals to the audit log: run it beside the service,
+    /// and flush it once more after the service has stopped.
+    pub fn refusal_summaries(&self) -> RefusalSummaries {
+        let inner = &self.inner;
+        RefusalSummaries::new(
+            inner.refusals.clone(),
+            inner.audit.clone(),
+            inner.clock.clone(),
+            inner.config.limits.refusal_summary,
+        )
     }
 }
 
@@ -113,6 +137,10 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(latch_http::openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::by_address,
+        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -30,10 +30,16 @@ struct Sts {
     app: Router,
     keys: Arc<KeyRing>,
     isv_key: String,
+    isv_key2: String,
     client_key: String,
+    summaries: RefusalSummaries,
 }
 
 async fn sts() -> Sts {
+    sts_with(StsLimits::default()).await
+}
+
+async fn sts_with(limits: StsLimits) -> Sts {
     let dir = tempfile::tempdir().unwrap();
     let rng = Arc::new(SystemRandom::new());
     let store = SqliteStore::open(dir.path(), "main", rng.as_ref()).unwrap();
@@ -63,6 +69,7 @@ async fn sts() -> Sts {
         issuer: ISSUER.into(),
         region: Some("local".into()),
         public_url: "http://sts.test".into(),
+        limits,
     };
     let ring = latch_store::signing::SharedKeyRing::new(
         KeyRing::load(&store, rng.as_ref(), NOW).await.unwrap(),
@@ -74,9 +81,11 @@ async fn sts() -> Sts {
     Sts {
         _dir: dir,
         store,
+        summaries: state.refusal_summaries(),
         app: router(state),
         keys,
         isv_key: isv_keys.key1.expose_secret().to_owned(),
+        isv_key2: isv_keys.key2.expose_secret().to_owned(),
         client_key: client_keys.key2.expose_secret().to_owned(),
     }
 }
@@ -424,6 +433,7 @@ async fn refusals_are_audited_with_their_reason_and_no_secret() {
     .await;
     s.issue_ok_body(&body(CLIENT, &["LimitedAccess.HighRisk"]))
         .await;
+    // A caller with a valid key is recorded on its own, before it is answered.
     let records = s.records().await;
     let refusals: Vec<_> = records
         .iter()
@@ -434,26 +444,187 @@ async fn refusals_are_audited_with_their_reason_and_no_secret() {
                 isv,
                 features,
                 ..
+            } => Some((reason.clone(), *status, isv.clone(), features.to_csv())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(refusals.len(), 1);
+    assert_eq!(refusals[0].0, "flag_not_granted");
+    assert_eq!(refusals[0].1, 400);
+    assert_eq!(refusals[0].2.as_ref().unwrap().as_str(), ISV);
+    assert_eq!(refusals[0].3, "LimitedAccess.HighRisk");
+    // One with no valid key is counted, and the count written at the next summary.
+    assert_eq!(s.summaries.flush().await, 1);
+    let records = s.records().await;
+    let counted: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.event {
+            AuditEvent::RefusalsCounted {
+                source,
+                count,
+                reasons,
+                first,
+                last,
+                ..
             } => Some((
-                reason.clone(),
-                *status,
-                isv.clone(),
-                features.to_csv(),
+                source.clone(),
+                *count,
+                reasons.clone(),
+                *first,
+                *last,
                 r.actor.clone(),
             )),
             _ => None,
         })
         .collect();
-    assert_eq!(refusals.len(), 2);
-    assert_eq!(refusals[0].0, "invalid_key");
-    assert_eq!(refusals[0].1, 401);
-    assert_eq!(refusals[0].4, Actor::Anonymous);
-    assert_eq!(refusals[1].0, "flag_not_granted");
-    assert_eq!(refusals[1].2.as_ref().unwrap().as_str(), ISV);
-    assert_eq!(refusals[1].3, "LimitedAccess.HighRisk");
+    assert_eq!(counted.len(), 1);
+    let (source, count, reasons, first, last, actor) = &counted[0];
+    assert_eq!((source.as_str(), *count), ("unknown", 1));
+    assert_eq!(reasons.get("invalid_key"), Some(&1));
+    assert_eq!((*first, *last), (NOW, NOW));
+    assert_eq!(*actor, Actor::Anonymous);
     let all = serde_json::to_string(&records).unwrap();
     assert!(!all.contains("not-a-key"));
     assert!(!all.contains(&s.isv_key));
+}
+
+/// A request as it arrives from a connection with `peer`.
+fn from_peer(mut req: Request<Body>, peer: &str) -> Request<Body> {
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    req
+}
+
+fn lat_request(key: &str) -> Request<Body> {
+    Request::post("/sts/v1.0/issueLimitedAccessToken")
+        .header("ocp-apim-subscription-key", key)
+        .header("content-type", "application/json")
+        .body(Body::from(body(CLIENT, &["Face.Identification"])))
+        .unwrap()
+}
+
+fn counted_records(records: &[latch_core::audit::SealedRecord]) -> Vec<(String, u64, u64, u64)> {
+    records
+        .iter()
+        .filter_map(|r| match &r.event {
+            AuditEvent::RefusalsCounted {
+                source,
+                count,
+                reasons,
+                ..
+            } => Some((
+                source.clone(),
+                *count,
+                reasons.get("invalid_key").copied().unwrap_or(0),
+                reasons.get("rate_limited").copied().unwrap_or(0),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn over_the_key_limit_the_answer_is_azures_429_and_it_is_counted_not_recorded() {
+    let s = sts_with(StsLimits {
+        per_key: latch_http::rate_limit::RateLimit {
+            per_second: 0.5,
+            burst: 2.0,
+        },
+        ..StsLimits::default()
+    })
+    .await;
+    for _ in 0..2 {
+        let a = s.call(lat_request(&s.isv_key)).await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let before = s.records().await.len();
+    let a = s.call(lat_request(&s.isv_key)).await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.code(), "429");
+    assert_eq!(
+        a.message(),
+        "Rate limit is exceeded. Try again in 2 seconds."
+    );
+    assert_eq!(a.headers["retry-after"], "2");
+    assert_eq!(s.records().await.len(), before, "no record per 429");
+    // The ISV's other key has a bucket of its own.
+    let mut other = lat_request("unused");
+    other
+        .headers_mut()
+        .insert("ocp-apim-subscription-key", s.isv_key2.parse().unwrap());
+    assert_eq!(s.call(other).await.status, StatusCode::OK);
+    s.summaries.flush().await;
+    assert_eq!(
+        counted_records(&s.records().await),
+        [("unknown".to_owned(), 1, 0, 1)]
+    );
+}
+
+#[tokio::test]
+async fn over_the_address_limit_nothing_else_is_looked_at() {
+    let s = sts_with(StsLimits {
+        per_address: latch_http::rate_limit::RateLimit {
+            per_second: 1.0,
+            burst: 3.0,
+        },
+        ..StsLimits::default()
+    })
+    .await;
+    for _ in 0..3 {
+        let a = s
+            .call(from_peer(lat_request(&s.isv_key), "192.0.2.7:5000"))
+            .await;
+        assert_eq!(a.status, StatusCode::OK);
+    }
+    let a = s
+        .call(from_peer(lat_request(&s.isv_key), "192.0.2.7:5001"))
+        .await;
+    assert_eq!(
+        (a.status, a.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "429".into())
+    );
+    // A wrong key from there is refused as over the limit too: the key is never looked up.
+    let a = s
+        .call(from_peer(lat_request("wrong"), "192.0.2.7:5002"))
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    // Another address has its own bucket.
+    let a = s
+        .call(from_peer(lat_request(&s.isv_key), "192.0.2.8:5000"))
+        .await;
+    assert_eq!(a.status, StatusCode::OK);
+    s.summaries.flush().await;
+    assert_eq!(
+        counted_records(&s.records().await),
+        [("192.0.2.7".to_owned(), 2, 0, 2)]
+    );
+}
+
+#[tokio::test]
+async fn a_flood_of_100_000_anonymous_refusals_adds_one_record_per_address() {
+    let s = sts().await;
+    let before = s.records().await.len();
+    let addresses = ["198.51.100.1:1", "198.51.100.2:1", "[2001:db8::1]:1"];
+    for i in 0..100_000usize {
+        let req = Request::post("/sts/v1.0/issueLimitedAccessToken")
+            .header("ocp-apim-subscription-key", "wrong")
+            .body(Body::empty())
+            .unwrap();
+        let a = s.call(from_peer(req, addresses[i % 3])).await;
+        assert!(
+            a.status == StatusCode::UNAUTHORIZED || a.status == StatusCode::TOO_MANY_REQUESTS,
+            "{}",
+            a.status
+        );
+    }
+    assert_eq!(s.summaries.flush().await, 3);
+    let records = s.records().await;
+    assert_eq!(records.len() - before, 3);
+    let counted = counted_records(&records);
+    let total: u64 = counted.iter().map(|c| c.1).sum();
+    assert_eq!(total, 100_000);
+    assert!(counted.iter().any(|c| c.0 == "2001:db8::"), "{counted:?}");
 }
 
 #[tokio::test]

@@ -1,5 +1,5 @@
 //! Every way a Face call can be refused, and the one place where each becomes Azure's answer
-//! (`shared/spec/wire.md` §5). The match is exhaustive. The response carries the error code
+//! (`docs/wire.md` §5). The match is exhaustive. The response carries the error code
 //! as an extension, from which the outer layer sets `x-ms-error-code` on v1.2.
 
 use axum::http::{HeaderValue, StatusCode};

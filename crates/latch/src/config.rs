@@ -35,6 +35,15 @@
 //! | TLS on or off | `tls.mode` (`on`, `off`) | `LATCH_TLS` | `--tls` | `on` |
 //! | certificate chain, key (PEM) | `tls.cert`, `tls.key` | `LATCH_TLS_CERT`, `LATCH_TLS_KEY` | `--tls-cert`, `--tls-key` | a development certificate in `<data_dir>/tls/` |
 //! | the name clients use | `tls.cname` | `LATCH_TLS_CNAME` | `--tls-cname` | `localhost` (development certificate only) |
+//! | a request's head, from its first byte (s, 1..=300) | `server.header_read_timeout_secs` | | | 10 |
+//! | a connection idle between requests (s, 1..=3600) | `server.idle_timeout_secs` | | | 60 |
+//! | a request's body, from its head (s, 1..=3600; then 408) | `server.body_read_timeout_secs` | | | 60 |
+//! | a whole STS or admin request (s, 1..=3600; then 503) | `server.request_timeout_secs` | | | 30 |
+//! | established connections per listener; per client address (IPv6: /64) | `server.max_connections`, `server.max_connections_per_address` | | | 4096, 256 |
+//! | the header a trusted proxy puts the client address in (last entry) | `server.client_address_header` | | | none: the peer address |
+//! | STS calls per second per key, burst | `sts.rate_limit_per_second`, `sts.rate_limit_burst` | | | 100, 200 |
+//! | STS calls per second per client address, burst | `sts.address_rate_limit_per_second`, `sts.address_rate_limit_burst` | | | 200, 400 |
+//! | interval of the STS's refusal summaries (s, 1..=3600) | `sts.refusal_summary_secs` | | | 60 |
 //! | metrics listen address (plain HTTP, `GET /metrics`) | `metrics.listen` | `LATCH_METRICS_LISTEN` | `--metrics-listen` | none (off) |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
 //! | log filter | `log.level` | `LATCH_LOG` | | `info` |
@@ -93,6 +102,20 @@ struct File {
     store: StoreFile,
     #[serde(default)]
     metrics: MetricsFile,
+    #[serde(default)]
+    server: ServerFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    body_read_timeout_secs: Option<u64>,
+    request_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_address: Option<usize>,
+    client_address_header: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -164,6 +187,11 @@ struct StsFile {
     public_url: Option<String>,
     issuer: Option<String>,
     region: Option<String>,
+    rate_limit_per_second: Option<f64>,
+    rate_limit_burst: Option<f64>,
+    address_rate_limit_per_second: Option<f64>,
+    address_rate_limit_burst: Option<f64>,
+    refusal_summary_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -307,6 +335,29 @@ pub(crate) struct Config {
     pub(crate) face_outage_secs: Option<i64>,
     /// Where `GET /metrics` is served (plain HTTP), if anywhere.
     pub(crate) metrics_listen: Option<SocketAddr>,
+    /// How every listener serves its connections.
+    pub(crate) server: ServerConfig,
+    /// The STS's rate limits and refusal summaries.
+    pub(crate) sts_limits: latch_sts::StsLimits,
+}
+
+/// How every listener serves its connections: timeouts and bounds (the request timeout applies
+/// to the STS and the admin API; the Face front has `face.request_timeout_secs`), and where a
+/// request's client address comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ServerConfig {
+    pub(crate) limits: latch_http::server::ConnectionLimits,
+    pub(crate) client_addresses: latch_http::client_address::ClientAddresses,
+}
+
+impl ServerConfig {
+    /// The limits of a listener that bounds whole requests itself (the Face front).
+    pub(crate) fn without_request_timeout(&self) -> latch_http::server::ConnectionLimits {
+        latch_http::server::ConnectionLimits {
+            request_timeout: None,
+            ..self.limits
+        }
+    }
 }
 
 /// The built-in Face engine's settings (its weights are in [`Config::face_models_dir`]).
@@ -357,6 +408,8 @@ impl Config {
 
     fn resolve(file: File, o: Overrides) -> Result<Config, ConfigError> {
         let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
+        let server = resolve_server(&file.server)?;
+        let sts_limits = resolve_sts_limits(&file.sts, &server)?;
         let listen_text = o
             .sts_listen
             .or(file.sts.listen)
@@ -577,6 +630,8 @@ impl Config {
             },
         });
         Ok(Config {
+            server,
+            sts_limits,
             face_engine,
             face_models_dir,
             face_outage_secs,
@@ -655,22 +710,12 @@ fn resolve_face(f: &FaceFile) -> Result<latch_face::FaceConfig, ConfigError> {
     use latch_face::operation::{FeaturePolicy, Operation, Requirement};
     let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
     let defaults = latch_face::FaceConfig::default();
-    let per_second = f
-        .rate_limit_per_second
-        .unwrap_or(defaults.rate_limit.per_second);
-    let burst = f.rate_limit_burst.unwrap_or(defaults.rate_limit.burst);
-    if !(per_second.is_finite() && per_second > 0.0) {
-        return Err(invalid(
-            "face.rate_limit_per_second",
-            "must be a positive number".into(),
-        ));
-    }
-    if !(burst.is_finite() && burst >= 1.0) {
-        return Err(invalid(
-            "face.rate_limit_burst",
-            "must be at least 1".into(),
-        ));
-    }
+    let rate_limit = rate_limit(
+        ["face.rate_limit_per_second", "face.rate_limit_burst"],
+        f.rate_limit_per_second,
+        f.rate_limit_burst,
+        defaults.rate_limit,
+    )?;
     let mut overrides = Vec::new();
     for (name, value) in &f.features {
         let op = Operation::ALL
@@ -692,12 +737,155 @@ fn resolve_face(f: &FaceFile) -> Result<latch_face::FaceConfig, ConfigError> {
     }
     Ok(latch_face::FaceConfig {
         policy: FeaturePolicy::with_overrides(overrides),
-        rate_limit: latch_face::rate_limit::RateLimit { per_second, burst },
+        rate_limit,
         max_body: f.max_body_bytes.unwrap_or(defaults.max_body),
         request_timeout: f
             .request_timeout_secs
             .map(std::time::Duration::from_secs)
             .unwrap_or(defaults.request_timeout),
+    })
+}
+
+/// A rate limit's two settings (named `<prefix>_per_second` and `<prefix>_burst`), checked.
+fn rate_limit(
+    [per_second_setting, burst_setting]: [&'static str; 2],
+    per_second: Option<f64>,
+    burst: Option<f64>,
+    default: latch_http::rate_limit::RateLimit,
+) -> Result<latch_http::rate_limit::RateLimit, ConfigError> {
+    let per_second = per_second.unwrap_or(default.per_second);
+    let burst = burst.unwrap_or(default.burst);
+    let invalid = |setting, message: &str| ConfigError::Invalid {
+        setting,
+        message: message.into(),
+    };
+    if !(per_second.is_finite() && per_second > 0.0) {
+        return Err(invalid(per_second_setting, "must be a positive number"));
+    }
+    if !(burst.is_finite() && burst >= 1.0) {
+        return Err(invalid(burst_setting, "must be at least 1"));
+    }
+    Ok(latch_http::rate_limit::RateLimit { per_second, burst })
+}
+
+/// A whole number of seconds in `range`, or `default`.
+fn seconds(
+    setting: &'static str,
+    value: Option<u64>,
+    range: std::ops::RangeInclusive<u64>,
+    default: std::time::Duration,
+) -> Result<std::time::Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(std::time::Duration::from_secs(v)),
+        Some(_) => Err(ConfigError::Invalid {
+            setting,
+            message: format!("must be {} to {}", range.start(), range.end()),
+        }),
+    }
+}
+
+/// `[server]`: the connection discipline of every listener.
+fn resolve_server(f: &ServerFile) -> Result<ServerConfig, ConfigError> {
+    use latch_http::server::ConnectionLimits;
+    let defaults = ConnectionLimits::default();
+    let count = |setting, value: Option<usize>, default: usize| match value {
+        None => Ok(default),
+        Some(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        Some(_) => Err(ConfigError::Invalid {
+            setting,
+            message: "must be 1 to 1000000".into(),
+        }),
+    };
+    let max_connections = count(
+        "server.max_connections",
+        f.max_connections,
+        defaults.max_connections,
+    )?;
+    let max_per_address = count(
+        "server.max_connections_per_address",
+        f.max_connections_per_address,
+        defaults.max_per_address,
+    )?;
+    if max_per_address > max_connections {
+        return Err(ConfigError::Invalid {
+            setting: "server.max_connections_per_address",
+            message: format!("must not exceed server.max_connections ({max_connections})"),
+        });
+    }
+    let client_addresses = match f.client_address_header.as_deref().map(str::trim) {
+        None | Some("") => latch_http::client_address::ClientAddresses::peer(),
+        Some(name) => latch_http::client_address::ClientAddresses::trusted_header(
+            axum::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(
+                |_| ConfigError::Invalid {
+                    setting: "server.client_address_header",
+                    message: format!("'{name}' is not a header name"),
+                },
+            )?,
+        ),
+    };
+    Ok(ServerConfig {
+        limits: ConnectionLimits {
+            header_read_timeout: seconds(
+                "server.header_read_timeout_secs",
+                f.header_read_timeout_secs,
+                1..=300,
+                defaults.header_read_timeout,
+            )?,
+            idle_timeout: seconds(
+                "server.idle_timeout_secs",
+                f.idle_timeout_secs,
+                1..=3600,
+                defaults.idle_timeout,
+            )?,
+            body_read_timeout: seconds(
+                "server.body_read_timeout_secs",
+                f.body_read_timeout_secs,
+                1..=3600,
+                defaults.body_read_timeout,
+            )?,
+            request_timeout: Some(seconds(
+                "server.request_timeout_secs",
+                f.request_timeout_secs,
+                1..=3600,
+                std::time::Duration::from_secs(30),
+            )?),
+            max_connections,
+            max_per_address,
+        },
+        client_addresses,
+    })
+}
+
+/// `[sts]`'s rate limits and refusal summaries.
+fn resolve_sts_limits(
+    f: &StsFile,
+    server: &ServerConfig,
+) -> Result<latch_sts::StsLimits, ConfigError> {
+    let defaults = latch_sts::StsLimits::default();
+    Ok(latch_sts::StsLimits {
+        per_key: rate_limit(
+            ["sts.rate_limit_per_second", "sts.rate_limit_burst"],
+            f.rate_limit_per_second,
+            f.rate_limit_burst,
+            defaults.per_key,
+        )?,
+        per_address: rate_limit(
+            [
+                "sts.address_rate_limit_per_second",
+                "sts.address_rate_limit_burst",
+            ],
+            f.address_rate_limit_per_second,
+            f.address_rate_limit_burst,
+            defaults.per_address,
+        )?,
+        refusal_summary: seconds(
+            "sts.refusal_summary_secs",
+            f.refusal_summary_secs,
+            1..=3600,
+            defaults.refusal_summary,
+        )?,
+        client_addresses: server.client_addresses.clone(),
     })
 }
 
@@ -720,6 +908,59 @@ mod tests {
         assert_eq!(c.issuer, "urn:latch:sts");
         assert_eq!(c.audit_chain, "main");
         assert_eq!(c.log_format, LogFormat::Text);
+        let limits = c.server.limits;
+        assert_eq!(
+            (limits.max_connections, limits.max_per_address),
+            (4096, 256)
+        );
+        assert_eq!(
+            (
+                limits.header_read_timeout.as_secs(),
+                limits.idle_timeout.as_secs(),
+                limits.body_read_timeout.as_secs(),
+                limits.request_timeout.map(|t| t.as_secs()),
+            ),
+            (10, 60, 60, Some(30))
+        );
+        assert_eq!(c.server.without_request_timeout().request_timeout, None);
+        assert_eq!(c.server.client_addresses.header(), None);
+        assert_eq!(c.sts_limits, latch_sts::StsLimits::default());
+    }
+
+    #[test]
+    fn the_connection_discipline_and_the_sts_limits_are_configurable() {
+        let c = parse(
+            "[server]\nheader_read_timeout_secs = 2\nidle_timeout_secs = 3\nbody_read_timeout_secs = 4\n\
+             request_timeout_secs = 5\nmax_connections = 100\nmax_connections_per_address = 10\n\
+             client_address_header = \"X-Forwarded-For\"\n\
+             [sts]\nrate_limit_per_second = 7\nrate_limit_burst = 8\n\
+             address_rate_limit_per_second = 9\naddress_rate_limit_burst = 10\nrefusal_summary_secs = 11\n",
+        )
+        .unwrap();
+        let l = c.server.limits;
+        assert_eq!(
+            (
+                l.header_read_timeout.as_secs(),
+                l.idle_timeout.as_secs(),
+                l.body_read_timeout.as_secs(),
+                l.request_timeout.map(|t| t.as_secs()),
+                l.max_connections,
+                l.max_per_address
+            ),
+            (2, 3, 4, Some(5), 100, 10)
+        );
+        assert_eq!(
+            c.server.client_addresses.header().map(|h| h.as_str()),
+            Some("x-forwarded-for")
+        );
+        let sts = &c.sts_limits;
+        assert_eq!((sts.per_key.per_second, sts.per_key.burst), (7.0, 8.0));
+        assert_eq!(
+            (sts.per_address.per_second, sts.per_address.burst),
+            (9.0, 10.0)
+        );
+        assert_eq!(sts.refusal_summary.as_secs(), 11);
+        assert_eq!(sts.client_addresses, c.server.client_addresses);
     }
 
     #[test]
@@ -738,6 +979,49 @@ mod tests {
             ("[sts]\nissuer = \"\"", "sts.issuer"),
             ("[audit]\nchain = \"a b\"", "audit.chain"),
             ("[log]\nformat = \"xml\"", "log.format"),
+            (
+                "[server]\nheader_read_timeout_secs = 0",
+                "server.header_read_timeout_secs",
+            ),
+            (
+                "[server]\nidle_timeout_secs = 3601",
+                "server.idle_timeout_secs",
+            ),
+            (
+                "[server]\nbody_read_timeout_secs = 0",
+                "server.body_read_timeout_secs",
+            ),
+            (
+                "[server]\nrequest_timeout_secs = 0",
+                "server.request_timeout_secs",
+            ),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+            (
+                "[server]\nmax_connections = 10\nmax_connections_per_address = 11",
+                "server.max_connections_per_address",
+            ),
+            (
+                "[server]\nclient_address_header = \"bad header\"",
+                "server.client_address_header",
+            ),
+            (
+                "[sts]\nrate_limit_per_second = 0",
+                "sts.rate_limit_per_second",
+            ),
+            ("[sts]\nrate_limit_burst = 0.5", "sts.rate_limit_burst"),
+            (
+                "[sts]\naddress_rate_limit_per_second = -1",
+                "sts.address_rate_limit_per_second",
+            ),
+            (
+                "[sts]\naddress_rate_limit_burst = 0",
+                "sts.address_rate_limit_burst",
+            ),
+            (
+                "[sts]\nrefusal_summary_secs = 0",
+                "sts.refusal_summary_secs",
+            ),
+            ("[face]\nrate_limit_burst = 0", "face.rate_limit_burst"),
         ] {
             let err = parse(text).unwrap_err();
             assert!(err.to_string().starts_with(setting), "{text}: {err}");

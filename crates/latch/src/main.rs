@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod face_models;
 mod logging;
+mod open_files;
 mod output;
 mod serve;
 mod store;

@@ -114,6 +114,26 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         (None, Some(engine)) => Backend::Engine(engine.clone()),
         (None, None) => Backend::Unconfigured,
     };
+    // Enough descriptors for every connection the configuration allows, or no start.
+    let tls_on = !matches!(config.tls, crate::config::TlsSetting::Off);
+    let limits = &config.server;
+    let listening: Vec<_> = [
+        (run_sts, limits.limits, tls_on),
+        (run_face, limits.without_request_timeout(), tls_on),
+        (run_admin, limits.limits, tls_on),
+        (config.metrics_listen.is_some(), limits.limits, false),
+    ]
+    .into_iter()
+    .filter(|(on, _, _)| *on)
+    .map(|(_, l, tls)| (l, tls))
+    .collect();
+    let needed = crate::open_files::needed(
+        &listening,
+        latch_tls::HandshakeLimits::default().max_in_progress,
+    );
+    let open_files =
+        crate::open_files::ensure(needed).map_err(|e| fail("not enough file descriptors", &e))?;
+    tracing::info!(target: "latch::serve", open_files, needed, "open-file limit");
     let bind = |addr: std::net::SocketAddr| async move {
         tokio::net::TcpListener::bind(addr)
             .await
@@ -196,6 +216,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             issuer: config.issuer.clone(),
             region: config.region.clone(),
             public_url: sts_public_url.clone(),
+            limits: config.sts_limits.clone(),
         };
         let state = AppState::new(
             CheckCache::new(store.clone(), config.recheck),
@@ -206,13 +227,31 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         )
         .await?;
         announce("STS", &listener, tls.as_deref())?;
-        servers.spawn(serve_until(
+        // Refusals without a valid key are written as summaries: every interval, and once
+        // more when the STS has answered its last request.
+        let summaries = state.refusal_summaries();
+        servers.spawn({
+            let summaries = summaries.clone();
+            let stopped = stopped.clone();
+            async move {
+                summaries.run(stopped).await;
+                Ok(())
+            }
+        });
+        let serving = serve_until(
             listener,
             tls.as_deref(),
             latch_http::metrics::measure(latch_sts::router(state), &metrics, "sts")
                 .merge(latch_http::health::router(store.clone())),
+            config.server.limits,
+            metrics.connections("sts"),
             stopped.clone(),
-        ));
+        );
+        servers.spawn(async move {
+            let served = serving.await;
+            summaries.flush().await;
+            served
+        });
     }
     if let Some(listener) = face_listener {
         // Closed (the default): the Face front shares the store and the audit writer. Cached:
@@ -278,6 +317,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             tls.as_deref(),
             latch_http::metrics::measure(latch_face::router(state), &metrics, "face")
                 .merge(latch_http::health::router(store.clone())),
+            config.server.without_request_timeout(),
+            metrics.connections("face"),
             stopped.clone(),
         ));
     }
@@ -296,6 +337,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             listener,
             tls.as_deref(),
             router,
+            config.server.limits,
+            metrics.connections("admin"),
             stopped.clone(),
         ));
     }
@@ -309,6 +352,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             listener,
             None,
             latch_http::metrics::router(metrics.clone()),
+            config.server.limits,
+            metrics.connections("metrics"),
             stopped.clone(),
         ));
     }
@@ -526,12 +571,14 @@ fn announce(
     Ok(())
 }
 
-/// Serves `router` on `listener` (over TLS when configured) until `stopped`, then finishes the
-/// requests in flight.
+/// Serves `router` on `listener` (over TLS when configured) within `limits` until `stopped`,
+/// then finishes the requests in flight.
 fn serve_until(
     listener: tokio::net::TcpListener,
     tls: Option<&crate::tls::Tls>,
     router: axum::Router,
+    limits: latch_http::server::ConnectionLimits,
+    stats: Arc<latch_http::server::ConnectionStats>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>> {
     let stop = async move {
@@ -540,17 +587,13 @@ fn serve_until(
     match tls {
         Some(tls) => {
             let listener = latch_tls::TlsListener::new(listener, tls.server_config.clone());
-            Box::pin(async move {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stop)
-                    .await
-            })
+            Box::pin(latch_http::server::serve(
+                listener, router, limits, stats, stop,
+            ))
         }
-        None => Box::pin(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop)
-                .await
-        }),
+        None => Box::pin(latch_http::server::serve(
+            listener, router, limits, stats, stop,
+        )),
     }
 }
 

@@ -1,4 +1,4 @@
-//! One test (at least) per box of the verifier checklist in `shared/spec/security.md`.
+//! One test (at least) per box of the verifier checklist in `docs/verifier-checklist.md`.
 
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};

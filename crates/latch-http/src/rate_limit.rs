@@ -58,8 +58,8 @@ struct Buckets<K> {
 const IDLE: Duration = Duration::from_secs(300);
 /// Past this many buckets, the idle ones are dropped.
 const TIDY_AT: usize = 10_000;
-/// Past this many buckets even then (a flood from as many addresses), every bucket is dropped:
-/// memory stays bounded, and each key starts again from a full burst.
+/// Past half this many buckets that are not full (a flood from as many addresses, each held
+/// down), every bucket is dropped: memory stays bounded.
 const MOST: usize = 200_000;
 
 impl<K: Hash + Eq> Limiter<K> {
@@ -93,10 +93,14 @@ impl<K: Hash + Eq> Limiter<K> {
         let buckets = &mut *buckets;
         if !buckets.by_key.contains_key(key) {
             if buckets.by_key.len() >= buckets.tidy_at {
-                buckets
-                    .by_key
-                    .retain(|_, b| now.saturating_duration_since(b.at) < IDLE);
+                // A bucket that would be full by now says nothing a new one would not.
+                buckets.by_key.retain(|_, b| {
+                    let refill = now.saturating_duration_since(b.at).as_secs_f64() * per_second;
+                    b.tokens + refill < burst && now.saturating_duration_since(b.at) < IDLE
+                });
                 if buckets.by_key.len() >= MOST / 2 {
+                    // A flood from as many keys, each of them held down: memory stays bounded,
+                    // and each key starts again from a full burst.
                     buckets.by_key.clear();
                 }
                 buckets.tidy_at = (buckets.by_key.len() * 2).clamp(TIDY_AT, MOST);

@@ -18,9 +18,10 @@
 //! * **Connection counts.** At most [`ConnectionLimits::max_connections`] established
 //!   connections on the listener, and [`ConnectionLimits::max_per_address`] from one client
 //!   address (an IPv6 client counts by its /64). A connection over either bound sheds an idle
-//!   connection in its scope (one never answered first, then the one idle longest), so an idle
-//!   flood gives way to callers that are working; when nothing in scope is idle, the new
-//!   connection is closed. The listener
+//!   connection in its scope (at the listener's bound, of the address holding the most; then
+//!   one never answered first, then the one idle longest; one that has sent part of a head is
+//!   cut, the others closed), so an idle flood gives way to callers that are working; when
+//!   nothing in scope is idle, the new connection is closed. The listener
 //!   never stops accepting, so the kernel's queue never fills with connections no one reads.
 //!
 //! One task per listener watches every connection's deadlines a few times a second; requests
@@ -174,6 +175,9 @@ struct Conn {
     idle_since: AtomicU64,
     /// When the first byte after `idle_since` arrived, or `NEVER`.
     first_byte: AtomicU64,
+    /// When the first byte of a next request arrived while this one was being answered (its
+    /// body read), or `NEVER`: a pipelined head, timed from then.
+    early_byte: AtomicU64,
     /// When the request in progress arrived.
     request_start: AtomicU64,
     /// Whether its body has been read to the end.
@@ -248,7 +252,7 @@ impl Connections {
             return None;
         }
         if reg.conns.len() - reg.closing >= self.limits.max_connections
-            && !self.shed(&mut reg, None)
+            && !self.shed_from_the_busiest(&mut reg)
         {
             ConnectionStats::bump(&self.stats.refused);
             return None;
@@ -261,6 +265,7 @@ impl Connections {
             served: AtomicBool::new(false),
             idle_since: AtomicU64::new(now),
             first_byte: AtomicU64::new(NEVER),
+            early_byte: AtomicU64::new(NEVER),
             request_start: AtomicU64::new(now),
             body_done: AtomicBool::new(true),
             action: AtomicU8::new(ACT_NONE),
@@ -293,9 +298,26 @@ impl Connections {
             return false;
         };
         Self::mark_closing(reg, &victim);
-        victim.ask(ACT_CLOSE);
+        // One that has sent part of a head would wait for the rest of it: cut it.
+        victim.ask(if victim.first_byte.load(Ordering::Acquire) == NEVER {
+            ACT_CLOSE
+        } else {
+            ACT_CUT
+        });
         ConnectionStats::bump(&self.stats.shed);
         true
+    }
+
+    /// At the listener's bound: sheds from the address holding the most connections, so that
+    /// one source (however many requests it makes) gives way before any other; failing that,
+    /// from any address.
+    fn shed_from_the_busiest(&self, reg: &mut Registry) -> bool {
+        let busiest = reg
+            .per_key
+            .iter()
+            .max_by_key(|(_, (open, closing))| open - closing)
+            .map(|(key, _)| *key);
+        busiest.is_some_and(|key| self.shed(reg, Some(key))) || self.shed(reg, None)
     }
 
     fn mark_closing(reg: &mut Registry, conn: &Conn) {
@@ -339,10 +361,17 @@ impl Connections {
                 continue;
             }
             if conn.idle() {
+                let first = conn.first_byte.load(Ordering::Acquire);
+                // Closing or not, a head that is late is cut.
+                if first != NEVER && now.saturating_sub(first) >= ms(limits.header_read_timeout) {
+                    Self::mark_closing(&mut reg, &conn);
+                    conn.ask(ACT_CUT);
+                    ConnectionStats::bump(&self.stats.header_timeouts);
+                    continue;
+                }
                 if conn.closing() {
                     continue;
                 }
-                let first = conn.first_byte.load(Ordering::Acquire);
                 if first == NEVER {
                     let since = conn.idle_since.load(Ordering::Acquire);
                     if now.saturating_sub(since) >= ms(limits.idle_timeout) {
@@ -350,10 +379,6 @@ impl Connections {
                         conn.ask(ACT_CLOSE);
                         ConnectionStats::bump(&self.stats.idle_closed);
                     }
-                } else if now.saturating_sub(first) >= ms(limits.header_read_timeout) {
-                    Self::mark_closing(&mut reg, &conn);
-                    conn.ask(ACT_CUT);
-                    ConnectionStats::bump(&self.stats.header_timeouts);
                 }
                 continue;
             }
@@ -383,12 +408,20 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && self.conn.idle()
-            && self.conn.first_byte.load(Ordering::Relaxed) == NEVER
-        {
-            let now = self.connections.now_ms();
-            self.conn.first_byte.store(now, Ordering::Release);
+        if buf.filled().len() > before {
+            let conn = &self.conn;
+            // The first byte of a head starts its clock: between requests, or after the body of
+            // the one being answered (the next one, pipelined).
+            let clock = if conn.idle() {
+                &conn.first_byte
+            } else if conn.body_done.load(Ordering::Acquire) {
+                &conn.early_byte
+            } else {
+                return polled;
+            };
+            if clock.load(Ordering::Relaxed) == NEVER {
+                clock.store(self.connections.now_ms(), Ordering::Release);
+            }
         }
         polled
     }
@@ -480,7 +513,7 @@ async fn answer(
     conn.request_start.store(start, Ordering::Release);
     conn.body_done
         .store(request.body().is_end_stream(), Ordering::Release);
-    conn.in_flight.fetch_add(1, Ordering::AcqRel);
+    let serving = Serving::start(&conn, &connections);
     let late = conn.late.notified();
     let mut request = request.map(|inner| WatchedBody {
         inner,
@@ -522,12 +555,49 @@ async fn answer(
             }
         }
     };
-    conn.first_byte.store(NEVER, Ordering::Release);
     conn.served.store(true, Ordering::Relaxed);
-    conn.idle_since
-        .store(connections.now_ms(), Ordering::Release);
-    conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+    drop(serving);
     Ok(response)
+}
+
+/// One request in progress on a connection; when it ends (answered, dropped, or unwound by a
+/// panic) the connection is idle again, its next head timed from its first byte.
+struct Serving<'a> {
+    conn: &'a Conn,
+    connections: &'a Connections,
+}
+
+impl<'a> Serving<'a> {
+    fn start(conn: &'a Conn, connections: &'a Connections) -> Self {
+        conn.early_byte.store(NEVER, Ordering::Release);
+        conn.in_flight.fetch_add(1, Ordering::AcqRel);
+        Serving { conn, connections }
+    }
+}
+
+impl Drop for Serving<'_> {
+    fn drop(&mut self) {
+        let conn = self.conn;
+        conn.first_byte.store(
+            conn.early_byte.swap(NEVER, Ordering::AcqRel),
+            Ordering::Release,
+        );
+        conn.idle_since
+            .store(self.connections.now_ms(), Ordering::Release);
+        conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A connection's place in the registry, given up however its task ends (a panic included).
+struct Registered {
+    conn: Arc<Conn>,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.remove(&self.conn);
+    }
 }
 
 /// Serves one connection until it ends, is asked to close, or the server stops.
@@ -541,6 +611,10 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let _registered = Registered {
+        conn: conn.clone(),
+        connections: connections.clone(),
+    };
     let io = TokioIo::new(Watched {
         inner: io,
         conn: conn.clone(),
@@ -573,13 +647,15 @@ async fn connection<S>(
                 }
                 break;
             }
-            () = conn.wake.notified(), if !draining => {
+            () = conn.wake.notified() => {
                 if conn.action.load(Ordering::Acquire) == ACT_CUT {
-                    tracing::debug!(target: "latch::http", %peer, "request head too slow; connection cut");
+                    tracing::debug!(target: "latch::http", %peer, "request head too slow or shed mid-head; connection cut");
                     break;
                 }
-                served.as_mut().graceful_shutdown();
-                drain_by = Some(tokio::time::Instant::now() + connections.limits.drain_timeout());
+                if !draining {
+                    served.as_mut().graceful_shutdown();
+                    drain_by = Some(tokio::time::Instant::now() + connections.limits.drain_timeout());
+                }
             }
             _ = stopping.wait_for(|s| *s), if !draining => {
                 served.as_mut().graceful_shutdown();
@@ -591,7 +667,6 @@ async fn connection<S>(
             }
         }
     }
-    connections.remove(&conn);
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` resolves, then lets the
@@ -614,17 +689,15 @@ where
     });
     let (stop, stopping) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
+    // The deadlines are watched until the last connection has closed, drain included.
     let watcher = {
         let connections = connections.clone();
-        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(connections.limits.tick());
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                tokio::select! {
-                    _ = tick.tick() => connections.watch(),
-                    _ = stopping.wait_for(|s| *s) => break,
-                }
+                tick.tick().await;
+                connections.watch();
             }
         })
     };

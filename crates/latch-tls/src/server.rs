@@ -2,7 +2,7 @@
 //! while connections are being accepted, and a listener that hands `axum::serve` connections
 //! whose handshake is already done.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -13,22 +13,26 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::{CertificateSummary, VerifiedCertificate};
 
 /// Bounds on handshakes in progress, so that silent or slow clients cannot hold a listener.
+///
+/// A connection over a bound takes the place of the oldest handshake in progress in its scope
+/// (from its address, or on the listener), which is closed: a client that completes its
+/// handshake in a few milliseconds is never locked out by connections that sit silent, and the
+/// listener keeps accepting, so the kernel's backlog never fills.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HandshakeLimits {
     /// How long a client has to complete its handshake.
     pub timeout: Duration,
-    /// Handshakes in progress on one listener. A connection beyond it is closed at once (the
-    /// listener keeps accepting, so the kernel's backlog never fills with them).
+    /// Handshakes in progress on one listener.
     pub max_in_progress: usize,
-    /// Handshakes in progress from one IP address; beyond it, closed at once. Generous: a load
-    /// balancer in front opens many connections at once from one address.
+    /// Handshakes in progress from one IP address. Generous: a load balancer in front opens
+    /// many connections at once from one address.
     pub max_per_peer: usize,
 }
 
@@ -130,8 +134,11 @@ pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,
     limits: HandshakeLimits,
-    handshakes: JoinSet<(SocketAddr, std::io::Result<TlsStream<TcpStream>>)>,
+    handshakes: JoinSet<(u64, SocketAddr, std::io::Result<TlsStream<TcpStream>>)>,
+    /// Handshakes in progress, oldest first: their address, and how to stop them.
+    in_progress: BTreeMap<u64, (IpAddr, AbortHandle)>,
     per_peer: HashMap<IpAddr, usize>,
+    next: u64,
 }
 
 impl TlsListener {
@@ -149,24 +156,33 @@ impl TlsListener {
             acceptor: TlsAcceptor::from(config),
             limits,
             handshakes: JoinSet::new(),
+            in_progress: BTreeMap::new(),
             per_peer: HashMap::new(),
+            next: 0,
         }
     }
 
     fn start_handshake(&mut self, stream: TcpStream, peer: SocketAddr) {
-        let from_peer = self.per_peer.get(&peer.ip()).copied().unwrap_or(0);
-        if self.handshakes.len() >= self.limits.max_in_progress
-            || from_peer >= self.limits.max_per_peer
-        {
-            // Dropping the stream closes it.
-            tracing::debug!(target: "latch::tls", %peer, "too many handshakes in progress; connection closed");
-            return;
+        let ip = peer.ip();
+        if self.per_peer.get(&ip).copied().unwrap_or(0) >= self.limits.max_per_peer {
+            let oldest = self
+                .in_progress
+                .iter()
+                .find(|(_, (from, _))| *from == ip)
+                .map(|(seq, _)| *seq);
+            self.shed(oldest);
         }
-        self.per_peer.insert(peer.ip(), from_peer + 1);
+        if self.in_progress.len() >= self.limits.max_in_progress {
+            let oldest = self.in_progress.keys().next().copied();
+            self.shed(oldest);
+        }
+        *self.per_peer.entry(ip).or_default() += 1;
         let _ = stream.set_nodelay(true);
         let acceptor = self.acceptor.clone();
         let timeout = self.limits.timeout;
-        self.handshakes.spawn(async move {
+        self.next += 1;
+        let seq = self.next;
+        let handle = self.handshakes.spawn(async move {
             let result = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                 Ok(result) => result,
                 Err(_) => Err(std::io::Error::new(
@@ -174,15 +190,31 @@ impl TlsListener {
                     "handshake timed out",
                 )),
             };
-            (peer, result)
+            (seq, peer, result)
         });
+        self.in_progress.insert(seq, (ip, handle));
     }
 
-    fn finished(&mut self, peer: &SocketAddr) {
-        if let Some(n) = self.per_peer.get_mut(&peer.ip()) {
+    /// Stops handshake `seq` (its connection is closed) to make room for a new one.
+    fn shed(&mut self, seq: Option<u64>) {
+        if let Some((ip, handle)) = seq.and_then(|seq| self.in_progress.remove(&seq)) {
+            handle.abort();
+            self.uncount(ip);
+            tracing::debug!(target: "latch::tls", peer = %ip, "oldest handshake in progress closed to make room");
+        }
+    }
+
+    fn finished(&mut self, seq: u64) {
+        if let Some((ip, _)) = self.in_progress.remove(&seq) {
+            self.uncount(ip);
+        }
+    }
+
+    fn uncount(&mut self, ip: IpAddr) {
+        if let Some(n) = self.per_peer.get_mut(&ip) {
             *n -= 1;
             if *n == 0 {
-                self.per_peer.remove(&peer.ip());
+                self.per_peer.remove(&ip);
             }
         }
     }
@@ -206,17 +238,19 @@ impl axum::serve::Listener for TlsListener {
                     }
                 }
                 Some(done) = self.handshakes.join_next() => match done {
-                    Ok((peer, Ok(stream))) => {
-                        self.finished(&peer);
+                    Ok((seq, peer, Ok(stream))) => {
+                        self.finished(seq);
                         return (stream, peer);
                     }
-                    Ok((peer, Err(e))) => {
-                        self.finished(&peer);
+                    Ok((seq, peer, Err(e))) => {
+                        self.finished(seq);
                         tracing::debug!(target: "latch::tls", %peer, error = %e, "handshake failed");
                     }
+                    // Shed: counted out already.
+                    Err(e) if e.is_cancelled() => {}
                     Err(e) => {
-                        // Only if the task panicked, which a handshake does not: its count
-                        // stays, erring on the side of fewer handshakes.
+                        // Only if the task panicked, which a handshake does not: its place is
+                        // the oldest, and the next shed frees it.
                         tracing::error!(target: "latch::tls", error = %e, "handshake task failed");
                     }
                 },
@@ -264,7 +298,7 @@ mod tests {
         let addr = tcp.local_addr().unwrap();
         let limits = HandshakeLimits {
             timeout: Duration::from_secs(3),
-            max_in_progress: 8,
+            max_in_progress: 4,
             max_per_peer: 2,
         };
         let mut listener = TlsListener::with_limits(tcp, server_config(&switch).unwrap(), limits);
@@ -276,30 +310,29 @@ mod tests {
             }
         });
 
+        let closed = |r: std::io::Result<usize>| {
+            matches!(r, Ok(0))
+                || matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+        };
         // Two silent connections take this address's two handshake slots...
-        let mut silent = [
-            TcpStream::connect(addr).await.unwrap(),
-            TcpStream::connect(addr).await.unwrap(),
-        ];
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // ...so a third is closed at once, long before the 3 s deadline.
+        let mut silent = Vec::new();
+        for _ in 0..2 {
+            silent.push(TcpStream::connect(addr).await.unwrap());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // ...so a third from the address takes the place of the oldest, which is closed at
+        // once, long before the 3 s deadline.
         let mut third = TcpStream::connect(addr).await.unwrap();
-        assert_eq!(
-            read_until_closed(&mut third, Duration::from_secs(1))
-                .await
-                .unwrap(),
-            0
-        );
-        // The silent ones are closed (or reset) at the deadline.
-        for stream in &mut silent {
-            match read_until_closed(stream, Duration::from_secs(10)).await {
-                Ok(0) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-                other => panic!("a silent client was not cut off: {other:?}"),
-            }
+        assert!(closed(
+            read_until_closed(&mut silent[0], Duration::from_secs(1)).await
+        ));
+        // The others are closed (or reset) at the deadline.
+        for stream in [&mut silent[1], &mut third] {
+            let r = read_until_closed(stream, Duration::from_secs(10)).await;
+            assert!(closed(r), "a silent client was not cut off");
         }
 
-        // Then a client that speaks TLS gets through.
+        // A client that speaks TLS gets through a listener full of silent connections.
         use rustls_pki_types::pem::PemObject;
         let mut roots = rustls::RootCertStore::empty();
         roots
@@ -312,6 +345,11 @@ mod tests {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+        let mut fill = Vec::new();
+        for _ in 0..4 {
+            fill.push(TcpStream::connect(addr).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut stream = tokio_rustls::TlsConnector::from(Arc::new(client))
             .connect(
                 rustls_pki_types::ServerName::try_from("localhost").unwrap(),

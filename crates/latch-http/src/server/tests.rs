@@ -45,6 +45,22 @@ async fn start(limits: ConnectionLimits) -> Running {
             }),
         )
         .route(
+            "/wait",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "waited"
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if true {
+                    panic!("a handler that panics");
+                }
+                "never"
+            }),
+        )
+        .route(
             "/peer",
             get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
         );
@@ -219,6 +235,33 @@ async fn over_the_per_address_bound_the_longest_idle_connection_of_that_address_
 }
 
 #[tokio::test]
+async fn a_half_sent_head_that_is_shed_is_cut_at_once_and_never_outlives_its_deadline() {
+    let s = start(ConnectionLimits {
+        header_read_timeout: Duration::from_millis(1500),
+        ..limits()
+    })
+    .await;
+    let mut partial = Vec::new();
+    for _ in 0..4 {
+        let mut c = connect_from("127.0.0.6", s.addr).await;
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        partial.push(c);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // A fifth from the address sheds the oldest: it waits for nothing more.
+    let mut fifth = connect_from("127.0.0.6", s.addr).await;
+    assert!(closed_within(&mut partial[0], Duration::from_millis(400)).await);
+    assert_eq!(exchange(&mut fifth, GET).await.unwrap().0, 200);
+    // The others are cut at their head's deadline.
+    for c in &mut partial[1..] {
+        assert!(closed_within(c, Duration::from_secs(3)).await);
+    }
+    assert_eq!(s.stats.shed.load(Ordering::Relaxed), 1);
+    assert_eq!(s.stats.header_timeouts.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test]
 async fn a_flood_far_past_the_bound_never_stops_a_working_client() {
     let s = start(limits()).await;
     let mut good = TcpStream::connect(s.addr).await.unwrap();
@@ -303,6 +346,85 @@ async fn shutdown_finishes_the_request_in_flight_and_accepts_nothing_new() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("late"));
     s.task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_gives_its_connection_back() {
+    let s = start(ConnectionLimits {
+        max_per_address: 2,
+        ..limits()
+    })
+    .await;
+    for _ in 0..3 {
+        let mut c = connect_from("127.0.0.7", s.addr).await;
+        assert!(exchange(&mut c, "GET /panic HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .is_err());
+    }
+    let mut after = connect_from("127.0.0.7", s.addr).await;
+    assert_eq!(exchange(&mut after, GET).await.unwrap().0, 200);
+    assert_eq!(s.stats.refused.load(Ordering::Relaxed), 0);
+    assert_eq!(s.stats.open.load(Ordering::Relaxed), 1);
+}
+
+/// A head that starts while the previous request is being answered is timed from its first
+/// byte, not given the idle timeout. (Bytes of a next head that arrive in the very segment of
+/// the previous request are in hyper's buffer before the request is dispatched and cannot be
+/// told apart: such a head has the idle timeout.)
+#[tokio::test]
+async fn a_pipelined_head_is_timed_from_its_first_byte() {
+    let s = start(ConnectionLimits {
+        idle_timeout: Duration::from_secs(10),
+        ..limits()
+    })
+    .await;
+    let mut c = TcpStream::connect(s.addr).await.unwrap();
+    c.write_all(b"GET /wait HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert!(closed_within(&mut c, Duration::from_secs(3)).await);
+    assert_eq!(s.stats.header_timeouts.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn during_shutdown_a_half_sent_head_is_still_cut_at_its_deadline() {
+    let mut s = start(limits()).await;
+    let mut half = TcpStream::connect(s.addr).await.unwrap();
+    half.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _ = s.stop.take().unwrap().send(());
+    assert!(closed_within(&mut half, Duration::from_secs(3)).await);
+    tokio::time::timeout(Duration::from_secs(5), s.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn at_the_listeners_bound_the_busiest_address_gives_way() {
+    let s = start(ConnectionLimits {
+        max_connections: 6,
+        max_per_address: 6,
+        ..limits()
+    })
+    .await;
+    // One address holds five connections, each answered once; another holds one, newer.
+    let mut flood = Vec::new();
+    for _ in 0..5 {
+        let mut c = connect_from("127.0.0.8", s.addr).await;
+        assert_eq!(exchange(&mut c, GET).await.unwrap().0, 200);
+        flood.push(c);
+    }
+    let mut other = connect_from("127.0.0.9", s.addr).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // A new connection sheds from the address that holds the most, not the newcomer.
+    let mut new = connect_from("127.0.0.10", s.addr).await;
+    assert_eq!(exchange(&mut new, GET).await.unwrap().0, 200);
+    assert_eq!(exchange(&mut other, GET).await.unwrap().0, 200);
+    assert!(closed_within(&mut flood[0], Duration::from_millis(300)).await);
 }
 
 #[test]

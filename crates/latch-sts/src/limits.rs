@@ -114,7 +114,7 @@ struct Tally {
 }
 
 /// At most this many addresses are tallied apart in one interval; the rest count as `others`.
-const MOST_SOURCES: usize = 10_000;
+const MOST_SOURCES: usize = 1_000;
 
 /// The refusals counted since the last summary.
 #[derive(Debug, Default)]
@@ -200,10 +200,12 @@ impl RefusalSummaries {
         }
     }
 
-    /// Writes what has been counted, one record per address; how many records.
+    /// Writes what has been counted, one record per address, all at once (so the writer commits
+    /// them together); how many records.
     pub async fn flush(&self) -> usize {
         let events = self.refusals.take();
         let n = events.len();
+        let mut writes = tokio::task::JoinSet::new();
         for event in events {
             let draft = AuditDraft {
                 time: self.clock.now(),
@@ -211,10 +213,14 @@ impl RefusalSummaries {
                 actor: Actor::Anonymous,
                 event,
             };
-            if let Err(e) = self.audit.record(draft).await {
+            let audit = self.audit.clone();
+            writes.spawn(async move { audit.record(draft).await });
+        }
+        while let Some(written) = writes.join_next().await {
+            if !matches!(written, Ok(Ok(_))) {
                 // These refusals were answered already; what is lost is a count of them, and
                 // the log says so.
-                tracing::error!(target: "latch::sts", error = %e, "a refusal summary could not be written");
+                tracing::error!(target: "latch::sts", "a refusal summary could not be written");
             }
         }
         n

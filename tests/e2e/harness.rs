@@ -22,6 +22,70 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
 pub const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/demo-isv-rg/providers/Microsoft.CognitiveServices/accounts/demo-isv-face";
 pub const DEMO_CLIENT: &str = "/subscriptions/00000000-0000-4000-8000-000000000002/resourceGroups/demo-client-rg/providers/Microsoft.CognitiveServices/accounts/demo-client-face";
 
+/// The servers the tests of this binary run now, and whether one test has the machine to itself.
+struct Machine {
+    running: usize,
+    alone: bool,
+}
+
+static MACHINE: Mutex<Machine> = Mutex::new(Machine {
+    running: 0,
+    alone: false,
+});
+static MACHINE_FREED: std::sync::Condvar = std::sync::Condvar::new();
+
+fn machine() -> std::sync::MutexGuard<'static, Machine> {
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A test that loads both cores to their limit (a flood) takes the machine for itself: beside
+/// it, other tests' promises of timing ("within a second") would not be theirs to keep. It waits
+/// until no other test runs a server; until it is dropped, other tests wait to start one.
+pub struct Alone(());
+
+/// One server counted as running; uncounted when dropped (also when its start panics).
+struct Running(());
+
+impl Running {
+    /// Counts a server, once no test has the machine to itself (unless `alone` is that test's).
+    fn count(alone: Option<&Alone>) -> Running {
+        let mut m = machine();
+        while m.alone && alone.is_none() {
+            m = MACHINE_FREED.wait(m).unwrap_or_else(|p| p.into_inner());
+        }
+        m.running += 1;
+        Running(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {}
+}
+
+impl Alone {
+    pub fn take() -> Alone {
+        let mut m = machine();
+        while m.running > 0 || m.alone {
+            m = MACHINE_FREED.wait(m).unwrap_or_else(|p| p.into_inner());
+        }
+        m.alone = true;
+        Alone(())
+    }
+
+    /// Starts a server for the test that has the machine.
+    pub async fn start_full(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let running = Running::count(Some(self));
+        Server::launch_counted(running, tempfile::tempdir().unwrap(), extra, env).await
+    }
+}
+
+impl Drop for Alone {
+    fn drop(&mut self) {
+        machine().alone = false;
+        MACHINE_FREED.notify_all();
+    }
+}
+
 /// A running `latch serve`.
 pub struct Server {
     child: Option<Child>,
@@ -45,6 +109,7 @@ pub struct Server {
     pub cacert: Option<PathBuf>,
     /// The shared store it runs on, if not the embedded one.
     database_url: Option<String>,
+    _running: Running,
 }
 
 /// The demo credentials from `demo.env`.
@@ -276,6 +341,17 @@ impl Server {
     }
 
     async fn launch(dir: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let running = Running::count(None);
+        Self::launch_counted(running, dir, extra, env).await
+    }
+
+    /// Launches a server already counted as running.
+    async fn launch_counted(
+        running: Running,
+        dir: tempfile::TempDir,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr_path = dir.path().join(format!(
             "stderr-{}.log",
             std::process::id() as u64 * 1000
@@ -368,6 +444,7 @@ impl Server {
                 .iter()
                 .find(|(k, _)| *k == "LATCH_DATABASE_URL")
                 .map(|(_, v)| (*v).to_owned()),
+            _running: running,
         };
         // The development certificate's private key, line by line, is a secret too.
         let dev_key =
@@ -389,6 +466,11 @@ impl Server {
             }
         }
         server
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
     }
 
     /// Sends a signal (`-HUP`, ...) to the server.

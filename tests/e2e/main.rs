@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod tcp_proxy;
 mod upstream;
 
 mod admin;
@@ -16,6 +17,7 @@ mod cli;
 mod deploy;
 mod engine;
 mod face;
+mod faults;
 mod interop;
 mod metrics;
 mod replicas;

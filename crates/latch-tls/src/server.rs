@@ -183,7 +183,13 @@ impl TlsListener {
         self.next += 1;
         let seq = self.next;
         let handle = self.handshakes.spawn(async move {
-            let result = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+            // Nothing is set up for a connection until it sends its first byte: one that stays
+            // silent costs a task and a timer, not a TLS state.
+            let handshake = async {
+                stream.readable().await?;
+                acceptor.accept(stream).await
+            };
+            let result = match tokio::time::timeout(timeout, handshake).await {
                 Ok(result) => result,
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,

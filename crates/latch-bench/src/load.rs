@@ -28,7 +28,12 @@ pub(crate) struct Scenario {
 #[derive(Debug, Default)]
 pub(crate) struct Outcome {
     pub(crate) requests: u64,
+    /// Requests answered with another status than the scenario's, or not answered, and
+    /// connections that could not be made.
     pub(crate) errors: u64,
+    /// Of `errors`, the connections that could not be made (TCP, TLS or HTTP set-up failed);
+    /// the connection is tried again after [`RECONNECT_PAUSE`].
+    pub(crate) connect_failures: u64,
     pub(crate) elapsed: Duration,
     /// Latencies in microseconds, sorted.
     pub(crate) latencies: Vec<u32>,
@@ -57,6 +62,7 @@ impl Outcome {
             "p99Ms": self.quantile_ms(0.99),
             "serverCpuMicrosPerRequest": cpu_secs * 1e6,
             "errors": self.errors,
+            "connectFailures": self.connect_failures,
             "requests": self.requests,
             "ceiling": ceiling_name,
             "ceilingRequestsPerSecond": ceiling,
@@ -97,9 +103,11 @@ pub(crate) async fn run(
     stop.store(true, Ordering::Relaxed);
     let mut outcome = Outcome::default();
     for task in tasks {
-        let (requests, errors, mut latencies) = task.await.map_err(|e| e.to_string())??;
-        outcome.requests += requests;
-        outcome.errors += errors;
+        let counts = task.await.map_err(|e| e.to_string())??;
+        let mut latencies = counts.latencies;
+        outcome.requests += counts.requests;
+        outcome.errors += counts.errors;
+        outcome.connect_failures += counts.connect_failures;
         outcome.latencies.append(&mut latencies);
     }
     outcome.elapsed = started.elapsed();
@@ -107,7 +115,17 @@ pub(crate) async fn run(
     Ok(outcome)
 }
 
-type Counts = (u64, u64, Vec<u32>);
+/// How long a connection that could not be made, or was closed by the server, waits before it
+/// is tried again.
+pub(crate) const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
+
+/// What one connection counted.
+struct Counts {
+    requests: u64,
+    errors: u64,
+    connect_failures: u64,
+    latencies: Vec<u32>,
+}
 
 /// A keep-alive HTTP/1.1 connection over TLS to `addr`, its driver spawned.
 pub(crate) async fn connect(
@@ -137,9 +155,27 @@ async fn connection(
     stop: &AtomicBool,
     next: &AtomicUsize,
 ) -> Result<Counts, String> {
-    let mut sender = connect(addr, tls).await?;
-    let (mut requests, mut errors, mut latencies) = (0u64, 0u64, Vec::new());
+    let mut counts = Counts {
+        requests: 0,
+        errors: 0,
+        connect_failures: 0,
+        latencies: Vec::new(),
+    };
+    // None until connected, and again after the server closed the connection.
+    let mut open = None;
     while !stop.load(Ordering::Relaxed) {
+        let mut sender = match open.take() {
+            Some(sender) => sender,
+            None => match connect(addr, tls.clone()).await {
+                Ok(sender) => sender,
+                Err(_) => {
+                    counts.errors += 1;
+                    counts.connect_failures += 1;
+                    tokio::time::sleep(RECONNECT_PAUSE).await;
+                    continue;
+                }
+            },
+        };
         let mut request = Request::builder()
             .method(scenario.method)
             .uri(scenario.path)
@@ -165,16 +201,20 @@ async fn connection(
             }
             Err(_) => false,
         };
-        latencies.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
-        requests += 1;
+        counts
+            .latencies
+            .push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
+        counts.requests += 1;
         if !ok {
-            errors += 1;
+            counts.errors += 1;
             if sender.ready().await.is_err() {
-                break;
+                // Closed: a new connection for the next request.
+                continue;
             }
         }
+        open = Some(sender);
     }
-    Ok((requests, errors, latencies))
+    Ok(counts)
 }
 
 #[cfg(test)]
@@ -186,6 +226,7 @@ mod tests {
         let outcome = Outcome {
             requests: 100,
             errors: 0,
+            connect_failures: 0,
             elapsed: Duration::from_secs(2),
             latencies: (1..=100).map(|i| i * 1000).collect(),
         };

@@ -19,11 +19,15 @@
 //! token-bearing call writes before it is answered.
 //!
 //! `engine`: the built-in Face engine on a second server (see [`engine`]).
+//!
+//! `hostile`: issuance on a third server while its STS is attacked with idle and slow
+//! connections, and an anonymous flood's audit records (see [`hostile`]).
 
 #![allow(clippy::print_stdout)]
 
 mod ceilings;
 mod engine;
+mod hostile;
 mod load;
 mod server;
 
@@ -52,13 +56,14 @@ struct Args {
 }
 
 /// The scenarios, by the names `--scenarios` takes.
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "http",
     "issuance",
     "face-key",
     "face-warm",
     "face-cold",
     "engine",
+    "hostile",
 ];
 
 fn args() -> Result<Args, String> {
@@ -108,7 +113,7 @@ fn main() -> ExitCode {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold,engine] [--out FILE] [--latch PATH]");
+            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold,engine,hostile] [--out FILE] [--latch PATH]");
             return ExitCode::from(2);
         }
     };
@@ -161,9 +166,6 @@ async fn bench(args: Args) -> Result<(), String> {
     let client_key = server.demo("CLIENT_KEY")?;
     let client = server.demo("CLIENT_RESOURCE_ID")?;
     let isv = server.demo("ISV_RESOURCE_ID")?;
-    let issue_body =
-        json!({"targetAzureResourceId": client, "featureFlags": ["Face.Identification"]})
-            .to_string();
     let identify_body =
         json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
             .to_string();
@@ -184,21 +186,7 @@ async fn bench(args: Args) -> Result<(), String> {
                     expect: 200,
                 },
             ),
-            (
-                sts,
-                Scenario {
-                    name: "issuance",
-                    method: "POST",
-                    path: "/sts/v1.0/issueLimitedAccessToken",
-                    headers: vec![
-                        ("Ocp-Apim-Subscription-Key", isv_key.clone()),
-                        ("content-type", "application/json".into()),
-                    ],
-                    body: Bytes::from(issue_body.clone()),
-                    tokens: Arc::new(vec![]),
-                    expect: 200,
-                },
-            ),
+            (sts, issuance(&isv_key, &client)),
             (
                 face,
                 Scenario {
@@ -332,6 +320,11 @@ async fn bench(args: Args) -> Result<(), String> {
     } else {
         Vec::new()
     };
+    let hostile = if args.only.is_empty() || args.only.iter().any(|s| s == "hostile") {
+        hostile::bench(&args.latch, &args.connections, args.duration).await?
+    } else {
+        serde_json::Value::Null
+    };
     let (rss, peak) = server.memory();
     println!(
         "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
@@ -351,6 +344,7 @@ async fn bench(args: Args) -> Result<(), String> {
         "auditRecordsPerCommit": floor.per_commit,
         "scenarios": results,
         "engine": engine,
+        "hostile": hostile,
     });
     if let Some(dir) = args.out.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -359,6 +353,23 @@ async fn bench(args: Args) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", args.out.display()))?;
     println!("written to {}", args.out.display());
     Ok(())
+}
+
+/// The `issuance` scenario: the demo ISV issues a limited access token for the demo client.
+fn issuance(isv_key: &str, client: &str) -> Scenario {
+    let body = json!({"targetAzureResourceId": client, "featureFlags": ["Face.Identification"]});
+    Scenario {
+        name: "issuance",
+        method: "POST",
+        path: "/sts/v1.0/issueLimitedAccessToken",
+        headers: vec![
+            ("Ocp-Apim-Subscription-Key", isv_key.to_owned()),
+            ("content-type", "application/json".into()),
+        ],
+        body: Bytes::from(body.to_string()),
+        tokens: Arc::new(vec![]),
+        expect: 200,
+    }
 }
 
 fn addr(url: &str) -> Result<SocketAddr, String> {

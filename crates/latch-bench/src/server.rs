@@ -3,8 +3,22 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
+
+/// The configuration of [`Server::start`]: the Face front's and the STS's rate limits lifted,
+/// since all the load comes from one key on one address; the connection bounds (`[server]`)
+/// at their defaults.
+const RATE_LIMITS_LIFTED: &str = "\
+[face]
+rate_limit_per_second = 1000000000
+rate_limit_burst = 1000000000
+[sts]
+rate_limit_per_second = 1000000000
+rate_limit_burst = 1000000000
+address_rate_limit_per_second = 1000000000
+address_rate_limit_burst = 1000000000
+";
 
 /// A running `latch serve`.
 pub(crate) struct Server {
@@ -14,6 +28,10 @@ pub(crate) struct Server {
     pub(crate) face: String,
     /// The metrics listener's address (plain HTTP).
     metrics: String,
+    /// Where its standard error goes.
+    stderr: PathBuf,
+    /// Stopped by [`Server::stop`] (and reaped): nothing left to signal.
+    stopped: bool,
     /// From spawning the process to its `latch: ready` line.
     pub(crate) startup: Duration,
     ticks_per_second: f64,
@@ -21,18 +39,17 @@ pub(crate) struct Server {
 
 impl Server {
     /// Starts `binary serve` on loopback ports with the demo bootstrap and its development
-    /// certificate, every other setting at its default but the Face front's per-key rate limit
-    /// (lifted: the load comes from one client key).
+    /// certificate, every other setting at its default but the rate limits of the Face front
+    /// and the STS (lifted: the load comes from one key on one address). Its standard error
+    /// (its log) goes to a file in its temporary directory.
     /// With `engine`, the built-in Face engine runs, its weights in that directory; without,
     /// allowed Face calls are answered 501.
     pub(crate) fn start(binary: &Path, engine: Option<&Path>) -> Result<Server, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let config = dir.path().join("latch.toml");
-        std::fs::write(
-            &config,
-            "[face]\nrate_limit_per_second = 1000000000\nrate_limit_burst = 1000000000\n",
-        )
-        .map_err(|e| e.to_string())?;
+        std::fs::write(&config, RATE_LIMITS_LIFTED).map_err(|e| e.to_string())?;
+        let stderr = dir.path().join("stderr.log");
+        let stderr_file = std::fs::File::create(&stderr).map_err(|e| e.to_string())?;
         let started = Instant::now();
         let mut child = Command::new(binary)
             .arg("--config")
@@ -59,7 +76,7 @@ impl Server {
             .env_remove("LATCH_DATABASE_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(stderr_file)
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", binary.display()))?;
         let stdout = child.stdout.take().ok_or("no standard output")?;
@@ -82,7 +99,14 @@ impl Server {
         std::thread::spawn(move || for _ in lines {});
         if sts.is_empty() || face.is_empty() || metrics.is_empty() {
             let _ = child.kill();
-            return Err("the server did not announce its listeners".into());
+            let _ = child.wait();
+            let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+            let tail: Vec<&str> = said.lines().rev().take(5).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(format!(
+                "the server did not announce its listeners; its standard error ends:\n{}",
+                tail.join("\n")
+            ));
         }
         Ok(Server {
             child,
@@ -90,9 +114,45 @@ impl Server {
             sts,
             face,
             metrics,
+            stderr,
+            stopped: false,
             startup,
             ticks_per_second: clock_ticks(),
         })
+    }
+
+    /// What the server has written to its standard error so far (its log).
+    pub(crate) fn log(&self) -> String {
+        std::fs::read(&self.stderr)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Asks the server to stop (SIGTERM, a graceful shutdown) and waits for it, at most
+    /// `patience`; then kills it. Its data directory stays until this is dropped.
+    pub(crate) fn stop(&mut self, patience: Duration) -> Result<ExitStatus, String> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + patience;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.stopped = true;
+                return Err(format!(
+                    "the server did not stop within {} s of SIGTERM; killed",
+                    patience.as_secs()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        self.stopped = true;
+        Ok(status)
     }
 
     pub(crate) fn data_dir(&self) -> PathBuf {
@@ -116,6 +176,11 @@ impl Server {
 
     /// Audit records and audit commits so far, from the server's metrics.
     pub(crate) fn audit_counts(&self) -> Result<(u64, u64), String> {
+        Ok(audit_counts(&self.metrics_page()?))
+    }
+
+    /// The server's metrics page (`GET /metrics`), headers and all.
+    pub(crate) fn metrics_page(&self) -> Result<String, String> {
         use std::io::{Read, Write};
         let mut conn = std::net::TcpStream::connect(&self.metrics).map_err(|e| e.to_string())?;
         write!(
@@ -126,7 +191,7 @@ impl Server {
         .map_err(|e| e.to_string())?;
         let mut text = String::new();
         conn.read_to_string(&mut text).map_err(|e| e.to_string())?;
-        Ok(audit_counts(&text))
+        Ok(text)
     }
 
     /// Resident memory now and at its peak, in bytes.
@@ -148,6 +213,9 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
+        if self.stopped {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())

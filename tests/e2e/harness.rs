@@ -59,7 +59,10 @@ impl Running {
 }
 
 impl Drop for Running {
-    fn drop(&mut self) {}
+    fn drop(&mut self) {
+        machine().running -= 1;
+        MACHINE_FREED.notify_all();
+    }
 }
 
 impl Alone {

@@ -8,8 +8,8 @@
 //! | `GET /.well-known/oauth-authorization-server` (also `openid-configuration`) | issuer metadata |
 //!
 //! Layers, outer to inner: secret headers marked sensitive (so that nothing after can print
-//! them) → [`latch_http::context::request_context`] (request id, access log) → the limit per
-//! client address ([`limits`]) → the handler, which bounds the body, authenticates, applies the
+//! them) → [`latch_http::context::request_context`] (request id, access log) → on the two token
+//! routes, the limit per client address ([`limits`]) → the handler, which bounds the body, authenticates, applies the
 //! limit per key, checks, signs and waits for the audit record to commit before it answers.
 
 use std::sync::Arc;
@@ -119,12 +119,19 @@ impl AppState {
 
 /// The STS's routes and layers.
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    // The token routes sign and write a durable record: they are the ones limited per address.
+    let issuing = Router::new()
         .route(
             "/sts/v1.0/issueLimitedAccessToken",
             post(issue::limited_access_token),
         )
         .route("/sts/v1.0/issueToken", post(issue::access_token))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::by_address,
+        ));
+    Router::new()
+        .merge(issuing)
         .route("/.well-known/jwks.json", get(discovery::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
@@ -137,10 +144,6 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(latch_http::openapi))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            limits::by_address,
-        ))
         .with_state(state)
         .layer(
             ServiceBuilder::new()

@@ -40,7 +40,7 @@
 //! | a request's body, from its head (s, 1..=3600; then 408) | `server.body_read_timeout_secs` | | | 60 |
 //! | a whole STS or admin request (s, 1..=3600; then 503) | `server.request_timeout_secs` | | | 30 |
 //! | established connections per listener; per client address (IPv6: /64) | `server.max_connections`, `server.max_connections_per_address` | | | 4096, 256 |
-//! | the header a trusted proxy puts the client address in (last entry) | `server.client_address_header` | | | none: the peer address |
+//! | the header a trusted proxy puts the client address in (last entry), and the proxies' addresses (CIDR) | `server.client_address_header`, `server.trusted_proxies` | | | none: the peer address |
 //! | STS calls per second per key, burst | `sts.rate_limit_per_second`, `sts.rate_limit_burst` | | | 100, 200 |
 //! | STS calls per second per client address, burst | `sts.address_rate_limit_per_second`, `sts.address_rate_limit_burst` | | | 200, 400 |
 //! | interval of the STS's refusal summaries (s, 1..=3600) | `sts.refusal_summary_secs` | | | 60 |
@@ -116,6 +116,8 @@ struct ServerFile {
     max_connections: Option<usize>,
     max_connections_per_address: Option<usize>,
     client_address_header: Option<String>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -813,8 +815,30 @@ fn resolve_server(f: &ServerFile) -> Result<ServerConfig, ConfigError> {
             message: format!("must not exceed server.max_connections ({max_connections})"),
         });
     }
+    let proxies = f
+        .trusted_proxies
+        .iter()
+        .map(|text| {
+            latch_http::client_address::Cidr::parse(text.trim()).map_err(|e| ConfigError::Invalid {
+                setting: "server.trusted_proxies",
+                message: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let client_addresses = match f.client_address_header.as_deref().map(str::trim) {
+        None | Some("") if !proxies.is_empty() => {
+            return Err(ConfigError::Invalid {
+                setting: "server.trusted_proxies",
+                message: "is set, yet server.client_address_header is not".into(),
+            })
+        }
         None | Some("") => latch_http::client_address::ClientAddresses::peer(),
+        Some(_) if proxies.is_empty() => {
+            return Err(ConfigError::Invalid {
+                setting: "server.client_address_header",
+                message: "needs server.trusted_proxies: the addresses of the proxies that set it (CIDR ranges); from anyone else it is ignored".into(),
+            })
+        }
         Some(name) => latch_http::client_address::ClientAddresses::trusted_header(
             axum::http::HeaderName::from_bytes(name.to_ascii_lowercase().as_bytes()).map_err(
                 |_| ConfigError::Invalid {
@@ -822,6 +846,7 @@ fn resolve_server(f: &ServerFile) -> Result<ServerConfig, ConfigError> {
                     message: format!("'{name}' is not a header name"),
                 },
             )?,
+            proxies,
         ),
     };
     Ok(ServerConfig {
@@ -932,7 +957,7 @@ mod tests {
         let c = parse(
             "[server]\nheader_read_timeout_secs = 2\nidle_timeout_secs = 3\nbody_read_timeout_secs = 4\n\
              request_timeout_secs = 5\nmax_connections = 100\nmax_connections_per_address = 10\n\
-             client_address_header = \"X-Forwarded-For\"\n\
+             client_address_header = \"X-Forwarded-For\"\ntrusted_proxies = [\"10.0.0.0/8\", \"fd00::/8\"]\n\
              [sts]\nrate_limit_per_second = 7\nrate_limit_burst = 8\n\
              address_rate_limit_per_second = 9\naddress_rate_limit_burst = 10\nrefusal_summary_secs = 11\n",
         )
@@ -1001,8 +1026,20 @@ mod tests {
                 "server.max_connections_per_address",
             ),
             (
-                "[server]\nclient_address_header = \"bad header\"",
+                "[server]\nclient_address_header = \"bad header\"\ntrusted_proxies = [\"10.0.0.0/8\"]",
                 "server.client_address_header",
+            ),
+            (
+                "[server]\nclient_address_header = \"x-forwarded-for\"",
+                "server.client_address_header",
+            ),
+            (
+                "[server]\ntrusted_proxies = [\"10.0.0.0/8\"]",
+                "server.trusted_proxies",
+            ),
+            (
+                "[server]\nclient_address_header = \"x-forwarded-for\"\ntrusted_proxies = [\"10.0.0.0/33\"]",
+                "server.trusted_proxies",
             ),
             (
                 "[sts]\nrate_limit_per_second = 0",

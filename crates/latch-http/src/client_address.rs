@@ -74,6 +74,12 @@ impl Cidr {
     }
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
 /// How the client address of a request is found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ClientAddresses {
@@ -98,6 +104,11 @@ impl ClientAddresses {
     /// The header trusted, if any.
     pub fn header(&self) -> Option<&HeaderName> {
         self.header.as_ref()
+    }
+
+    /// The proxies whose header is believed.
+    pub fn proxies(&self) -> &[Cidr] {
+        &self.proxies
     }
 
     /// The client address of a request with these headers and extensions (where the server

@@ -291,6 +291,8 @@ impl Connections {
                 (
                     c.served.load(Ordering::Relaxed),
                     c.idle_since.load(Ordering::Relaxed),
+                    // Within a millisecond, the older connection.
+                    c.id,
                 )
             })
             .cloned();

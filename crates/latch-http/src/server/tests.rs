@@ -12,6 +12,15 @@ use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 use super::*;
 
+/// The same, with idle connections kept long enough that no timing on a loaded machine closes
+/// one before the test has looked at it.
+fn patient() -> ConnectionLimits {
+    ConnectionLimits {
+        idle_timeout: Duration::from_secs(30),
+        ..limits()
+    }
+}
+
 fn limits() -> ConnectionLimits {
     ConnectionLimits {
         header_read_timeout: Duration::from_millis(600),
@@ -214,7 +223,7 @@ async fn an_answer_later_than_the_request_timeout_is_a_503() {
 
 #[tokio::test]
 async fn over_the_per_address_bound_the_longest_idle_connection_of_that_address_is_shed() {
-    let s = start(limits()).await;
+    let s = start(patient()).await;
     // Four idle connections from one address: its bound.
     let mut idle = Vec::new();
     for _ in 0..4 {
@@ -227,7 +236,7 @@ async fn over_the_per_address_bound_the_longest_idle_connection_of_that_address_
     // A fifth from the same address sheds the oldest of the four, and is served.
     let mut fifth = connect_from("127.0.0.2", s.addr).await;
     assert_eq!(exchange(&mut fifth, GET).await.unwrap().0, 200);
-    assert!(closed_within(&mut idle[0], Duration::from_millis(300)).await);
+    assert!(closed_within(&mut idle[0], Duration::from_secs(2)).await);
     for c in &mut idle[1..] {
         assert!(!closed_within(c, Duration::from_millis(50)).await);
     }
@@ -237,8 +246,8 @@ async fn over_the_per_address_bound_the_longest_idle_connection_of_that_address_
 #[tokio::test]
 async fn a_half_sent_head_that_is_shed_is_cut_at_once_and_never_outlives_its_deadline() {
     let s = start(ConnectionLimits {
-        header_read_timeout: Duration::from_millis(1500),
-        ..limits()
+        header_read_timeout: Duration::from_secs(4),
+        ..patient()
     })
     .await;
     let mut partial = Vec::new();
@@ -251,11 +260,11 @@ async fn a_half_sent_head_that_is_shed_is_cut_at_once_and_never_outlives_its_dea
     tokio::time::sleep(Duration::from_millis(100)).await;
     // A fifth from the address sheds the oldest: it waits for nothing more.
     let mut fifth = connect_from("127.0.0.6", s.addr).await;
-    assert!(closed_within(&mut partial[0], Duration::from_millis(400)).await);
+    assert!(closed_within(&mut partial[0], Duration::from_millis(1000)).await);
     assert_eq!(exchange(&mut fifth, GET).await.unwrap().0, 200);
     // The others are cut at their head's deadline.
     for c in &mut partial[1..] {
-        assert!(closed_within(c, Duration::from_secs(3)).await);
+        assert!(closed_within(c, Duration::from_secs(8)).await);
     }
     assert_eq!(s.stats.shed.load(Ordering::Relaxed), 1);
     assert_eq!(s.stats.header_timeouts.load(Ordering::Relaxed), 3);
@@ -263,7 +272,7 @@ async fn a_half_sent_head_that_is_shed_is_cut_at_once_and_never_outlives_its_dea
 
 #[tokio::test]
 async fn a_flood_far_past_the_bound_never_stops_a_working_client() {
-    let s = start(limits()).await;
+    let s = start(patient()).await;
     let mut good = TcpStream::connect(s.addr).await.unwrap();
     assert_eq!(exchange(&mut good, GET).await.unwrap().0, 200);
     // Ten times the listener's bound, from four addresses: each new one sheds an idle one.
@@ -408,10 +417,11 @@ async fn at_the_listeners_bound_the_busiest_address_gives_way() {
     let s = start(ConnectionLimits {
         max_connections: 6,
         max_per_address: 6,
-        ..limits()
+        ..patient()
     })
     .await;
-    // One address holds five connections, each answered once; another holds one, newer.
+    // One address holds five connections, each answered once; another holds one, newer and
+    // never answered.
     let mut flood = Vec::new();
     for _ in 0..5 {
         let mut c = connect_from("127.0.0.8", s.addr).await;
@@ -419,12 +429,20 @@ async fn at_the_listeners_bound_the_busiest_address_gives_way() {
         flood.push(c);
     }
     let mut other = connect_from("127.0.0.9", s.addr).await;
-    tokio::time::sleep(Duration::from_millis(20)).await;
-    // A new connection sheds from the address that holds the most, not the newcomer.
+    for _ in 0..200 {
+        if s.stats.open.load(Ordering::Relaxed) == 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(s.stats.open.load(Ordering::Relaxed), 6);
+    // A new connection sheds from the address that holds the most: its longest idle.
     let mut new = connect_from("127.0.0.10", s.addr).await;
     assert_eq!(exchange(&mut new, GET).await.unwrap().0, 200);
     assert_eq!(exchange(&mut other, GET).await.unwrap().0, 200);
-    assert!(closed_within(&mut flood[0], Duration::from_millis(300)).await);
+    let closed = closed_within(&mut flood[0], Duration::from_secs(2)).await;
+    assert!(closed, "{:?}", s.stats);
+    assert_eq!(s.stats.shed.load(Ordering::Relaxed), 1);
 }
 
 #[test]

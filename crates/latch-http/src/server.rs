@@ -224,6 +224,8 @@ struct Connections {
     started: Instant,
     registry: Mutex<Registry>,
     stats: Arc<ConnectionStats>,
+    /// Told when the last connection is gone.
+    drained: Notify,
 }
 
 impl Connections {
@@ -349,6 +351,20 @@ impl Connections {
             }
         }
         self.stats.open.fetch_sub(1, Ordering::Relaxed);
+        if reg.conns.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Returns once no connection is left.
+    async fn drained(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.lock().conns.is_empty() {
+                return;
+            }
+            drained.await;
+        }
     }
 
     /// Looks at every connection's deadlines once.
@@ -688,9 +704,9 @@ where
         started: Instant::now(),
         registry: Mutex::new(Registry::default()),
         stats,
+        drained: Notify::new(),
     });
     let (stop, stopping) = watch::channel(false);
-    let mut tasks = tokio::task::JoinSet::new();
     // The deadlines are watched until the last connection has closed, drain included.
     let watcher = {
         let connections = connections.clone();
@@ -712,7 +728,9 @@ where
                     tracing::debug!(target: "latch::http", %peer, "connection over the bounds, nothing idle to shed; closed");
                     continue;
                 };
-                tasks.spawn(connection(
+                // Each connection is a task of its own; the registry counts them (a `JoinSet`
+                // would take a lock shared by every connection on each wake-up).
+                tokio::spawn(connection(
                     io,
                     peer,
                     router.clone(),
@@ -721,12 +739,11 @@ where
                     stopping.clone(),
                 ));
             }
-            Some(_) = tasks.join_next() => {}
         }
     }
     drop(listener);
     let _ = stop.send(true);
-    while tasks.join_next().await.is_some() {}
+    connections.drained().await;
     watcher.abort();
     Ok(())
 }

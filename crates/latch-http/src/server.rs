@@ -540,9 +540,8 @@ async fn answer(
     request.extensions_mut().insert(ConnectInfo(peer));
     let limits = connections.limits;
     let response = {
-        let served = pin!(tower::ServiceExt::oneshot(router, request));
+        let mut served = pin!(tower::ServiceExt::oneshot(router, request));
         let mut late = pin!(late);
-        let mut served = served;
         loop {
             tokio::select! {
                 biased;

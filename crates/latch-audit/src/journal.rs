@@ -91,6 +91,17 @@ pub struct Expected {
     pub root: Hash,
 }
 
+/// Where a new journal starts.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// Its first record's sequence number.
+    pub first_seq: u64,
+    /// The hash of the record before it.
+    pub prev_hash: [u8; 32],
+    /// The Merkle frontier of the records before it.
+    pub frontier: Frontier,
+}
+
 /// What opening found.
 #[derive(Clone, Debug, Default)]
 pub struct Recovery {
@@ -337,6 +348,23 @@ impl Journal {
         options: Options,
         expected: Option<Expected>,
     ) -> Result<(Journal, Recovery), JournalError> {
+        let genesis = Start {
+            first_seq: 1,
+            prev_hash: GENESIS,
+            frontier: Frontier::default(),
+        };
+        Self::open_from(dir, chain, options, expected, genesis)
+    }
+
+    /// Like [`Journal::open`], but a journal made new starts at `start` rather than at the
+    /// chain's beginning: for a chain whose first records were archived before it had a journal.
+    pub fn open_from(
+        dir: &Path,
+        chain: &str,
+        options: Options,
+        expected: Option<Expected>,
+        start: Start,
+    ) -> Result<(Journal, Recovery), JournalError> {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
@@ -369,15 +397,22 @@ impl Journal {
         };
         let (path, file, header) = match found.last() {
             None => {
+                if start.frontier.size().checked_add(1) != Some(start.first_seq) {
+                    return Err(JournalError::Invalid(format!(
+                        "a chain cannot start at record {} after {} records",
+                        start.first_seq,
+                        start.frontier.size()
+                    )));
+                }
                 let header = SegmentHeader {
                     chain: chain.to_owned(),
-                    first_seq: 1,
-                    prev_hash: GENESIS,
-                    frontier: Frontier::default(),
+                    first_seq: start.first_seq,
+                    prev_hash: start.prev_hash,
+                    frontier: start.frontier,
                 };
                 let file = create_segment(dir, &header, options.segment_bytes)?;
                 recovery.segments = 1;
-                (segment_path(dir, 1), file, header)
+                (segment_path(dir, header.first_seq), file, header)
             }
             Some((first, path)) => {
                 let file = OpenOptions::new()
@@ -669,6 +704,50 @@ impl Journal {
         }
     }
 
+    /// Appends records sealed elsewhere (moving a chain into the journal), exactly as they
+    /// are: each must be the chain's next record, linked to the one before.
+    pub fn append_sealed(&mut self, bodies: &[String]) -> Result<(), JournalError> {
+        if let Some(why) = &self.stopped {
+            return Err(JournalError::Stopped(why.clone()));
+        }
+        let lock = self
+            .lock
+            .try_clone()
+            .map_err(io("cannot lock", &self.dir))?;
+        let _held = Locked::take(&lock, &self.dir)?;
+        self.catch_up()?;
+        let mut rest = bodies;
+        while !rest.is_empty() {
+            let mut batch = BatchBuilder::new(self.head.size + 1);
+            let mut taken = 0;
+            while taken < rest.len() && batch.push(rest[taken].as_bytes()) {
+                taken += 1;
+            }
+            if taken == 0 {
+                return Err(JournalError::Invalid(format!(
+                    "record {} is larger than a record may be",
+                    self.head.size + 1
+                )));
+            }
+            let mut head = self.head.clone();
+            let payloads: Vec<Vec<u8>> = rest[..taken]
+                .iter()
+                .map(|b| b.as_bytes().to_vec())
+                .collect();
+            extend(&self.chain, &mut head, self.head.size + 1, &payloads).map_err(
+                |(seq, why)| {
+                    JournalError::Invalid(format!(
+                        "record {seq} cannot be moved into the journal: {why}"
+                    ))
+                },
+            )?;
+            self.write_batch(batch.finish())?;
+            self.head = head;
+            rest = &rest[taken..];
+        }
+        Ok(())
+    }
+
     /// Writes as many records as one batch holds, and syncs; the rest in the batches after.
     /// One batch a write: a crash can tear only the batch being written, never one before it.
     fn append_locked(&mut self, drafts: &[AuditDraft]) -> Result<Vec<Appended>, JournalError> {
@@ -708,7 +787,24 @@ impl Journal {
             head.last_hash = hash;
             appended.push(Appended { seq, leaf });
         }
-        let bytes = batch.finish();
+        self.write_batch(batch.finish())?;
+        self.head = head;
+        let taken = appended.len();
+        out.extend(appended);
+        Ok(taken)
+    }
+
+    /// Writes one batch at the end (in a new segment if it would not fit) and syncs it; a
+    /// failure stops the journal.
+    fn write_batch(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        let written = self.write_batch_once(bytes);
+        if let Err(e) = &written {
+            self.stopped = Some(e.to_string());
+        }
+        written
+    }
+
+    fn write_batch_once(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
         let len = bytes.len() as u64;
         if self.offset + len + BATCH_HEAD_BYTES as u64 > self.capacity
             && self.offset > HEADER_BYTES as u64
@@ -723,10 +819,7 @@ impl Journal {
             .map_err(io("cannot sync", &self.path))?;
         self.offset += len;
         self.capacity = self.capacity.max(self.offset);
-        self.head = head;
-        let taken = appended.len();
-        out.extend(appended);
-        Ok(taken)
+        Ok(())
     }
 
     /// Ends the open segment (the mark synced first, so that another process finds the way)

@@ -391,3 +391,43 @@ fn records_are_read_back_from_any_point_across_segments() {
     let err = read(dir.path(), 140, 151, |_, _| Ok(())).unwrap_err();
     assert!(err.to_string().contains("ends before record 151"), "{err}");
 }
+
+#[test]
+fn a_chain_sealed_elsewhere_moves_in_with_the_same_root() {
+    let src = tempfile::tempdir().unwrap();
+    let mut j = open(src.path());
+    j.append(&drafts(1, 12)).unwrap();
+    let (root_then, bodies) = (j.head().root(), bodies(src.path()));
+    drop(j);
+
+    // All of it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut moved = open(dir.path());
+    moved.append_sealed(&bodies).unwrap();
+    assert_eq!(moved.head().root(), root_then);
+    assert_eq!(moved.append(&drafts(13, 1)).unwrap()[0].seq, 13);
+
+    // From record 5, the first four archived away: the journal starts from their frontier.
+    let dir = tempfile::tempdir().unwrap();
+    let mut frontier = Frontier::default();
+    for b in &bodies[..4] {
+        frontier.push(leaf_hash(b.as_bytes()));
+    }
+    let start = Start {
+        first_seq: 5,
+        prev_hash: latch_core::audit::record_hash(&bodies[3]),
+        frontier,
+    };
+    let (mut moved, _) = Journal::open_from(dir.path(), "main", SMALL, None, start).unwrap();
+    moved.append_sealed(&bodies[4..]).unwrap();
+    assert_eq!(moved.head().root(), root_then);
+
+    // A record out of its place is refused, and nothing is written.
+    let dir = tempfile::tempdir().unwrap();
+    let mut moved = open(dir.path());
+    let mut shuffled = bodies.clone();
+    shuffled.swap(2, 3);
+    let err = moved.append_sealed(&shuffled).unwrap_err();
+    assert!(err.to_string().contains("record 3"), "{err}");
+    assert_eq!(moved.refresh().unwrap().size, 0);
+}

@@ -49,7 +49,7 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            segment_bytes: 64 << 20,
+            segment_bytes: 8 << 20,
         }
     }
 }
@@ -219,14 +219,38 @@ fn create_segment(dir: &Path, header: &SegmentHeader, size: u64) -> Result<File,
     Ok(file)
 }
 
+/// How long an append waits for another process's append to finish before it fails: an
+/// append holds the lock for one write and one sync, so only a process that is stuck holds it
+/// this long.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The directory's lock, held while it lives.
 struct Locked<'a>(&'a File);
 
 impl Locked<'_> {
-    fn take<'a>(file: &'a File, dir: &Path) -> Result<Locked<'a>, JournalError> {
-        rustix::fs::flock(file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| io("cannot lock", dir)(e.into()))?;
-        Ok(Locked(file))
+    /// Takes the lock (shared, for reading, or exclusive), waiting at most [`LOCK_WAIT`].
+    fn take<'a>(file: &'a File, dir: &Path, shared: bool) -> Result<Locked<'a>, JournalError> {
+        use rustix::fs::FlockOperation::{NonBlockingLockExclusive, NonBlockingLockShared};
+        let operation = if shared {
+            NonBlockingLockShared
+        } else {
+            NonBlockingLockExclusive
+        };
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_micros(50);
+        loop {
+            match rustix::fs::flock(file, operation) {
+                Ok(()) => return Ok(Locked(file)),
+                Err(rustix::io::Errno::WOULDBLOCK) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(std::time::Duration::from_millis(10));
+                }
+                Err(rustix::io::Errno::WOULDBLOCK) => {
+                    return Err(JournalError::Busy(dir.to_owned()))
+                }
+                Err(e) => return Err(io("cannot lock", dir)(e.into())),
+            }
+        }
     }
 }
 
@@ -380,7 +404,7 @@ impl Journal {
         let options = Options {
             segment_bytes: options.segment_bytes.max(2 * HEADER_BYTES as u64),
         };
-        let held = Locked::take(&lock, dir)?;
+        let held = Locked::take(&lock, dir, false)?;
         // A segment still under its temporary name was never used.
         for entry in std::fs::read_dir(dir)
             .map_err(io("cannot list", dir))?
@@ -665,11 +689,9 @@ impl Journal {
             .lock
             .try_clone()
             .map_err(io("cannot lock", &self.dir))?;
-        let _held = Locked::take(&lock, &self.dir)?;
-        if let Err(e) = self.catch_up() {
-            self.stopped = Some(e.to_string());
-            return Err(e);
-        }
+        let _held = Locked::take(&lock, &self.dir, false)?;
+        let caught_up = self.catch_up();
+        self.stop_if_damaged(caught_up)?;
         Ok(&self.head)
     }
 
@@ -692,16 +714,18 @@ impl Journal {
             .lock
             .try_clone()
             .map_err(io("cannot lock", &self.dir))?;
-        let _held = Locked::take(&lock, &self.dir)?;
+        let _held = Locked::take(&lock, &self.dir, false)?;
         let result = self.catch_up().and_then(|()| self.append_locked(drafts));
-        match result {
-            Err(JournalError::Invalid(why)) => Err(JournalError::Invalid(why)),
-            Err(e) => {
-                self.stopped = Some(e.to_string());
-                Err(e)
-            }
-            ok => ok,
+        self.stop_if_damaged(result)
+    }
+
+    /// Damage found stops the journal. (A failed write or sync stops it where it happens; a
+    /// segment that cannot be made yet, or a lock held too long, fails this append only.)
+    fn stop_if_damaged<T>(&mut self, result: Result<T, JournalError>) -> Result<T, JournalError> {
+        if let Err(e @ JournalError::Corrupt { .. }) = &result {
+            self.stopped = Some(e.to_string());
         }
+        result
     }
 
     /// Appends records sealed elsewhere (moving a chain into the journal), exactly as they
@@ -714,8 +738,9 @@ impl Journal {
             .lock
             .try_clone()
             .map_err(io("cannot lock", &self.dir))?;
-        let _held = Locked::take(&lock, &self.dir)?;
-        self.catch_up()?;
+        let _held = Locked::take(&lock, &self.dir, false)?;
+        let caught_up = self.catch_up();
+        self.stop_if_damaged(caught_up)?;
         let mut rest = bodies;
         while !rest.is_empty() {
             let mut batch = BatchBuilder::new(self.head.size + 1);
@@ -794,62 +819,59 @@ impl Journal {
         Ok(taken)
     }
 
-    /// Writes one batch at the end (in a new segment if it would not fit) and syncs it; a
-    /// failure stops the journal.
+    /// Writes one batch at the end (in a new segment if it would not fit) and syncs it.
     fn write_batch(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
-        let written = self.write_batch_once(bytes);
-        if let Err(e) = &written {
-            self.stopped = Some(e.to_string());
-        }
-        written
-    }
-
-    fn write_batch_once(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
         let len = bytes.len() as u64;
         if self.offset + len + BATCH_HEAD_BYTES as u64 > self.capacity
             && self.offset > HEADER_BYTES as u64
         {
             self.roll()?;
         }
-        self.file
-            .write_all_at(bytes, self.offset)
-            .map_err(io("cannot write", &self.path))?;
-        self.file
-            .sync_data()
-            .map_err(io("cannot sync", &self.path))?;
+        self.write_synced(bytes)?;
         self.offset += len;
         self.capacity = self.capacity.max(self.offset);
         Ok(())
     }
 
+    /// Writes `bytes` at the end of the open segment and syncs them. A failure stops the
+    /// journal: what a failed write or sync left on disk is known only to a recovery.
+    fn write_synced(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        let written = self
+            .file
+            .write_all_at(bytes, self.offset)
+            .map_err(io("cannot write", &self.path))
+            .and_then(|()| self.file.sync_data().map_err(io("cannot sync", &self.path)));
+        if let Err(e) = &written {
+            self.stopped = Some(e.to_string());
+        }
+        written
+    }
+
     /// Ends the open segment (the mark synced first, so that another process finds the way)
     /// and starts the next.
+    /// If the next segment cannot be made (a full disk), the append fails and the next one
+    /// tries again from the mark.
     fn roll(&mut self) -> Result<(), JournalError> {
-        let mark = format::end_mark(self.head.size + 1);
-        self.file
-            .write_all_at(&mark, self.offset)
-            .map_err(io("cannot write", &self.path))?;
-        self.file
-            .sync_data()
-            .map_err(io("cannot sync", &self.path))?;
+        self.write_synced(&format::end_mark(self.head.size + 1))?;
         self.next_segment()
     }
 }
 
-/// Reads the records of the chain in `dir` after sequence number `after`, through `until`, in
-/// order, handing each sequence number and body to `each`. Checksums are checked as the bytes
-/// are read; a record that fails one, or a gap, is an error naming where. Reads only what a
-/// journal reported durable (`until` no further than its head), so it never sees a write in
-/// progress.
+/// Reads the records of the chain in `dir` after sequence number `after`, in order, through
+/// `until` at most (or to the end), handing each sequence number and body to `each`; returns
+/// the last sequence number read past, which is less than `until` (or even than `after`) when
+/// the journal ends before it. Checksums are checked as the bytes are read; a record that fails one, or a
+/// gap, is an error naming where. The journal is read under a shared lock, so an append in
+/// progress is never seen half-written or before its sync.
 pub fn read(
     dir: &Path,
     after: u64,
-    until: u64,
+    until: Option<u64>,
     mut each: impl FnMut(u64, &str) -> Result<(), JournalError>,
-) -> Result<(), JournalError> {
-    if until <= after {
-        return Ok(());
-    }
+) -> Result<u64, JournalError> {
+    let lock_path = dir.join("LOCK");
+    let lock = File::open(&lock_path).map_err(io("cannot open", &lock_path))?;
+    let _held = Locked::take(&lock, dir, true)?;
     let found = segments(dir)?;
     let start = found.partition_point(|(first, _)| *first <= after + 1);
     let Some(index) = start.checked_sub(1) else {
@@ -860,19 +882,18 @@ pub fn read(
             "no segment holds this record (archived, or removed)",
         ));
     };
-    let mut next = after + 1;
+    let mut seq = found[index].0;
     for (first, path) in &found[index..] {
-        if *first > next {
+        if *first != seq {
             return Err(corrupt(
                 path,
                 0,
-                Some(next),
-                "the segment holding this record is missing",
+                Some(seq),
+                format!("the segment holding record {seq} is missing"),
             ));
         }
         let file = File::open(path).map_err(io("cannot open", path))?;
         let mut offset = HEADER_BYTES as u64;
-        let mut seq = *first;
         loop {
             match read_mark(&file, path, offset)? {
                 Err(e) => return Err(corrupt(path, offset, Some(seq), format!("batch: {e}"))),
@@ -891,15 +912,14 @@ pub fn read(
                         ));
                     }
                     for payload in &payloads {
-                        if seq >= next {
+                        if seq > after {
+                            if until.is_some_and(|u| seq > u) {
+                                return Ok(seq - 1);
+                            }
                             let body = std::str::from_utf8(payload).map_err(|_| {
                                 corrupt(path, offset, Some(seq), "a record is not UTF-8")
                             })?;
                             each(seq, body)?;
-                            next = seq + 1;
-                            if seq == until {
-                                return Ok(());
-                            }
                         }
                         seq += 1;
                     }
@@ -908,12 +928,24 @@ pub fn read(
             }
         }
     }
-    Err(corrupt(
-        dir,
-        0,
-        Some(next),
-        format!("the journal ends before record {until}"),
-    ))
+    Ok(seq - 1)
+}
+
+/// Where the next batch of the chain in `dir` goes: the last segment, and the offset after its
+/// last batch.
+pub fn end(dir: &Path) -> Result<(PathBuf, u64), JournalError> {
+    let found = segments(dir)?;
+    let (_, path) = found
+        .last()
+        .ok_or_else(|| corrupt(dir, 0, None, "no segment"))?;
+    let file = File::open(path).map_err(io("cannot open", path))?;
+    let mut offset = HEADER_BYTES as u64;
+    loop {
+        match read_mark(&file, path, offset)? {
+            Ok(Found::Batch { len, .. }) => offset += len,
+            Ok(Found::Empty | Found::End(_)) | Err(_) => return Ok((path.clone(), offset)),
+        }
+    }
 }
 
 /// True if a batch that checks starts anywhere in `bytes`.

@@ -40,6 +40,9 @@ pub enum JournalError {
     /// recovery reads what is really on disk.
     #[error("the audit journal stopped after an earlier failure: {0}")]
     Stopped(String),
+    /// Another process held the journal's lock for longer than an append may wait.
+    #[error("the audit journal in {} is held by another process", .0.display())]
+    Busy(PathBuf),
     /// A request the journal refuses without stopping (a record too large to frame).
     #[error("{0}")]
     Invalid(String),

@@ -176,6 +176,19 @@ impl HeadCheck {
         }
     }
 
+    /// For a journal's frontier: the signed head was matched when the journal opened, and the
+    /// journal only grew since; a frontier that is not at least as large, or of the same size
+    /// with another root, does not extend it.
+    fn extended(&mut self, frontier: &Frontier) {
+        if let Some(h) = &self.head {
+            self.ok = match frontier.size().cmp(&h.size) {
+                std::cmp::Ordering::Less => None,
+                std::cmp::Ordering::Equal => Some(Some(frontier.root()) == h.root_hash()),
+                std::cmp::Ordering::Greater => Some(true),
+            };
+        }
+    }
+
     /// The verdict once the whole tree (of `size` leaves, `archived` of them archived) is seen.
     fn verdict(&self, chain: &str, size: u64, archived: u64) -> Result<()> {
         let Some(h) = &self.head else { return Ok(()) };
@@ -210,13 +223,24 @@ pub async fn checkpoint(
     clock: &dyn Clock,
 ) -> Result<Checkpoint> {
     let mut check = HeadCheck::new(signer, chain)?;
-    let mut frontier = archived_frontier(store, chain).await?;
-    let archived = frontier.size();
-    check.see(&frontier);
-    for leaf in store.audit_leaves(chain).await? {
-        frontier.push(leaf);
-        check.see(&frontier);
-    }
+    let (frontier, archived) = match store.audit_frontier(chain).await? {
+        // A journal: the frontier its writer holds, checked against the signed head when the
+        // journal was opened and extended only by records it checked since.
+        Some(frontier) => {
+            check.extended(&frontier);
+            (frontier, 0)
+        }
+        None => {
+            let mut frontier = archived_frontier(store, chain).await?;
+            let archived = frontier.size();
+            check.see(&frontier);
+            for leaf in store.audit_leaves(chain).await? {
+                frontier.push(leaf);
+                check.see(&frontier);
+            }
+            (frontier, archived)
+        }
+    };
     let cp = signer.sign(chain, &frontier, &check, archived, rng, clock)?;
     store.add_checkpoint(&cp).await?;
     signer.remember(&cp)?;

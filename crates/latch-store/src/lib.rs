@@ -501,6 +501,17 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
     /// The Merkle leaf hashes of `chain`, in sequence order.
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
 
+    /// For a chain this store keeps in a journal: the Merkle frontier of its durable records,
+    /// held in memory, after checking that the records written since the last such call still
+    /// read back from disk (and from the index) as they were written. `None` for a chain kept
+    /// only in tables, whose frontier is rebuilt from [`Store::audit_leaves`].
+    async fn audit_frontier(
+        &self,
+        _chain: &str,
+    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
+        Ok(None)
+    }
+
     /// Records matching `query`, in the order they were written, and the cursor of the next
     /// page if there is one.
     async fn query_audit(

@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latch_core::audit::{self, AuditDraft, KeySlot, GENESIS};
+use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
@@ -44,6 +44,8 @@ use crate::{
 pub const FILE_NAME: &str = "latch.db";
 /// How long a write waits for another process's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+mod audit_journal;
+
 const READERS: usize = 4;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
@@ -221,6 +223,10 @@ pub struct SqliteStore {
 struct Inner {
     path: PathBuf,
     chain: String,
+    /// The audit chain's journal; the `audit` table is its index.
+    audit: audit_journal::AuditJournal,
+    /// Wakes the thread that indexes the journal.
+    wake_indexer: std::sync::mpsc::SyncSender<()>,
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
@@ -242,12 +248,24 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `dir`. Records of state changes made through this
     /// handle go to audit chain `chain`.
     pub fn open(dir: &Path, chain: &str, rng: &dyn SecureRandom) -> Result<Self> {
+        Self::open_with(dir, chain, rng, latch_audit::journal::Options::default())
+    }
+
+    /// Like [`SqliteStore::open`], with the audit journal laid out as `journal` says.
+    pub fn open_with(
+        dir: &Path,
+        chain: &str,
+        rng: &dyn SecureRandom,
+        journal: latch_audit::journal::Options,
+    ) -> Result<Self> {
         create_private_dir(dir)?;
         let path = dir.join(FILE_NAME);
         create_private_file(&path)?;
         let mut writer = connect(&path)?;
         migrate(&mut writer)?;
         ensure_pepper(&mut writer, rng)?;
+        let audit = audit_journal::AuditJournal::open(dir, chain, journal, &mut writer)?;
+        let (wake_indexer, woken) = std::sync::mpsc::sync_channel(1);
         let readers = (0..READERS)
             .map(|_| connect(&path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
@@ -259,17 +277,36 @@ impl SqliteStore {
                 Ok(Mutex::new(conn))
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 chain: chain.to_owned(),
+                audit,
+                wake_indexer,
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 lookups,
                 changes: AtomicU64::new(0),
             }),
-        })
+        };
+        store.inner.index()?;
+        spawn_indexer(Arc::downgrade(&store.inner), woken)?;
+        Ok(store)
+    }
+
+    /// Indexes every durable audit record first (what the audit reads need).
+    async fn indexed(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.index()).await
+    }
+
+    /// Appends records to the journal.
+    async fn journal(&self, drafts: Vec<AuditDraft>) -> Result<Vec<u64>> {
+        let inner = self.inner.clone();
+        let seqs = blocking(move || inner.audit.append(&drafts)).await?;
+        let _ = self.inner.wake_indexer.try_send(());
+        Ok(seqs)
     }
 
     /// The database file.
@@ -336,16 +373,18 @@ impl SqliteStore {
         audit: &AuditDraft,
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let chain = self.inner.chain.clone();
+        let inner = self.inner.clone();
         let audit = audit.clone();
         let out = self
             .write(move |tx| {
                 let out = f(tx)?;
-                append(tx, &chain, std::slice::from_ref(&audit))?;
+                // Durable before the change commits: a change never goes without its record.
+                inner.audit.append(std::slice::from_ref(&audit))?;
                 Ok(out)
             })
             .await?;
         self.inner.changes.fetch_add(1, Ordering::Release);
+        let _ = self.inner.wake_indexer.try_send(());
         Ok(out)
     }
 }
@@ -446,58 +485,53 @@ fn ensure_pepper(conn: &mut Connection, rng: &dyn SecureRandom) -> Result<()> {
     tx.commit().map_err(sql)
 }
 
-/// Appends drafts to `chain` inside `tx`, reading the chain's head in the same transaction so
-/// that concurrent writers (other processes) serialize on SQLite's write lock.
-fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
-    let head: Option<(i64, Vec<u8>)> = tx
-        .query_row(
-            "SELECT seq, hash FROM audit WHERE chain = ?1 ORDER BY seq DESC LIMIT 1",
-            [chain],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-    let (mut seq, mut prev) = match head {
-        None => (0u64, GENESIS),
-        Some((seq, hash)) => (
-            u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
-            hash.try_into()
-                .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
-        ),
-    };
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .map_err(sql)?;
-    let mut out = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        seq += 1;
-        let (body, hash) = audit::seal(chain, seq, &prev, draft);
-        let index = draft.event.index();
-        let (features, operation) = draft.event.features_and_operation();
-        stmt.execute(params![
-            chain,
-            seq as i64,
-            draft.time.0,
-            index.kind,
-            index.outcome,
-            index.isv,
-            index.target,
-            index.jti,
-            features,
-            operation,
-            body,
-            &hash[..],
-            &latch_core::merkle::leaf_hash(body.as_bytes())[..]
-        ])
-        .map_err(sql)?;
-        prev = hash;
-        out.push(seq);
+impl Inner {
+    /// Indexes every audit record durable now that the `audit` table does not hold yet.
+    fn index(&self) -> Result<()> {
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| unavailable("writer lock poisoned"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        let added = self.audit.index(&tx)?;
+        tx.commit().map_err(sql)?;
+        if added > 0 {
+            tracing::trace!(target: "latch::audit", chain = self.audit.chain(), records = added, "audit records indexed");
+        }
+        Ok(())
     }
-    Ok(out)
 }
+
+/// Starts the thread that indexes the audit journal behind the writers: woken after appends,
+/// at most every [`INDEX_EVERY`], and every few seconds anyway (records other processes
+/// appended). It stops with the store.
+fn spawn_indexer(
+    inner: std::sync::Weak<Inner>,
+    woken: std::sync::mpsc::Receiver<()>,
+) -> Result<()> {
+    use std::sync::mpsc::RecvTimeoutError;
+    std::thread::Builder::new()
+        .name("latch-audit-index".into())
+        .spawn(move || loop {
+            match woken.recv_timeout(Duration::from_secs(2)) {
+                Ok(()) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let Some(inner) = inner.upgrade() else { return };
+            if let Err(e) = inner.index() {
+                tracing::error!(target: "latch::audit", error = %e, "cannot index the audit journal");
+            }
+            drop(inner);
+            std::thread::sleep(INDEX_EVERY);
+        })
+        .map(|_| ())
+        .map_err(|e| unavailable(&format!("cannot start the audit indexer: {e}")))
+}
+
+/// The shortest pause between two runs of the indexer: records gather into larger transactions.
+const INDEX_EVERY: Duration = Duration::from_millis(200);
 
 const RESOURCE_COLUMNS: &str =
     "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
@@ -917,6 +951,7 @@ impl Store for SqliteStore {
     }
 
     async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
+        self.indexed().await?;
         let jti = jti.to_owned();
         self.read(move |c| {
             c.prepare_cached(
@@ -1025,8 +1060,13 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
-        let (chain, drafts) = (chain.to_owned(), drafts.to_vec());
-        self.write(move |tx| append(tx, &chain, &drafts)).await
+        if chain != self.inner.chain {
+            return Err(unavailable(&format!(
+                "this store writes audit chain {}, not {chain}",
+                self.inner.chain
+            )));
+        }
+        self.journal(drafts.to_vec()).await
     }
 
     async fn audit_records(
@@ -1035,6 +1075,7 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredAuditRecord>> {
+        self.indexed().await?;
         let chain = chain.to_owned();
         self.read(move |c| {
             let mut stmt = c
@@ -1093,6 +1134,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+        self.indexed().await?;
         let chain = chain.to_owned();
         self.read(move |c| {
             c.prepare_cached("SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1")
@@ -1107,6 +1149,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_head(&self, chain: &str) -> Result<u64> {
+        self.indexed().await?;
         let chain = chain.to_owned();
         self.read(move |c| {
             let seq: Option<i64> = c
@@ -1119,7 +1162,27 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn audit_frontier(
+        &self,
+        chain: &str,
+    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
+        if chain != self.inner.chain {
+            return Ok(None);
+        }
+        self.indexed().await?;
+        let inner = self.inner.clone();
+        blocking(move || {
+            let conn = inner
+                .writer
+                .lock()
+                .map_err(|_| unavailable("writer lock poisoned"))?;
+            inner.audit.checked_frontier(&conn).map(Some)
+        })
+        .await
+    }
+
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
+        self.indexed().await?;
         let chain = chain.to_owned();
         self.read(move |c| {
             let mut stmt = c
@@ -1139,6 +1202,7 @@ impl Store for SqliteStore {
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+        self.indexed().await?;
         let q = q.clone();
         self.read(move |c| {
             let mut sql_text =
@@ -1224,11 +1288,7 @@ impl Store for SqliteStore {
     }
 
     async fn record(&self, audit: &AuditDraft) -> Result<u64> {
-        let chain = self.inner.chain.clone();
-        let audit = audit.clone();
-        let seqs = self
-            .write(move |tx| append(tx, &chain, std::slice::from_ref(&audit)))
-            .await?;
+        let seqs = self.journal(vec![audit.clone()]).await?;
         seqs.first()
             .copied()
             .ok_or_else(|| unavailable("no record appended"))
@@ -1245,6 +1305,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chains(&self) -> Result<Vec<String>> {
+        self.indexed().await?;
         self.read(|c| {
             let mut stmt = c
                 .prepare_cached("SELECT DISTINCT chain FROM audit ORDER BY chain")

@@ -119,6 +119,50 @@ impl Fixture {
         }
     }
 
+    /// Makes the audit log fail for real: on PostgreSQL a trigger aborts every insert into it
+    /// ("disk full"); the embedded store's journal finds bytes after its end that are no batch,
+    /// as a failing disk would leave them, and stops. Returns the words the failure names.
+    async fn break_the_log(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite => {
+                use std::os::unix::fs::FileExt;
+                let dir = self.dir.path().join("journal").join(CHAIN);
+                let (segment, end) = latch_audit::journal::end(&dir).unwrap();
+                let garbage = [b"LBAT".as_slice(), &[1, 0, 0, 0], &[7; 16]].concat();
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(segment)
+                    .unwrap()
+                    .write_all_at(&garbage, end)
+                    .unwrap();
+                "damaged"
+            }
+            Backend::Postgres { .. } => {
+                self.behind_its_back(
+                    "",
+                    "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
+                     CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
+                )
+                .await;
+                "disk full"
+            }
+        }
+    }
+
+    /// Ends the failure [`Fixture::break_the_log`] made: the trigger goes; the embedded store
+    /// is opened again, as after a restart, and its recovery sets the bad bytes aside. Returns
+    /// the store to go on with.
+    async fn mend_the_log(&self) -> Arc<dyn Store> {
+        match &self.backend {
+            Backend::Sqlite => self.reopen().await,
+            Backend::Postgres { .. } => {
+                self.behind_its_back("", "DROP TRIGGER audit_full ON audit")
+                    .await;
+                self.store.clone()
+            }
+        }
+    }
+
     /// Runs SQL on the database behind the store's back: `sqlite` or `postgres`, whichever
     /// this backend speaks.
     async fn behind_its_back(&self, sqlite: &str, postgres: &str) {
@@ -519,14 +563,15 @@ async fn group_commit_seals_concurrent_records_into_one_chain(f: Fixture) {
 
 async fn a_failing_log_refuses_every_waiting_record(f: Fixture) {
     let store = f.store.clone();
-    // A real failure of the database, not a mock: a trigger aborts every insert into the log.
-    f.behind_its_back(
-        "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-        "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-         CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
-    )
-    .await;
+    // A real failure, not a mock, of a log that holds a record.
     let (log, _writer) = AuditLog::spawn(store.clone(), CHAIN);
+    log.record(draft(AuditEvent::AccessTokenRefused {
+        reason: "before".into(),
+        status: 401,
+    }))
+    .await
+    .unwrap();
+    let failure = f.break_the_log().await;
     let err = log
         .record(draft(AuditEvent::AccessTokenRefused {
             reason: "x".into(),
@@ -534,7 +579,7 @@ async fn a_failing_log_refuses_every_waiting_record(f: Fixture) {
         }))
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(err.to_string().contains(failure), "{err}");
     assert_eq!(
         log.stats()
             .failures
@@ -557,11 +602,9 @@ async fn a_failing_log_refuses_every_waiting_record(f: Fixture) {
         .await
         .is_err());
     assert!(store.resource(&r.id).await.unwrap().is_none());
-    f.behind_its_back(
-        "DROP TRIGGER audit_full",
-        "DROP TRIGGER audit_full ON audit",
-    )
-    .await;
+    drop(log);
+    let store = f.mend_the_log().await;
+    let (log, _writer) = AuditLog::spawn(store, CHAIN);
     assert_eq!(
         log.record(draft(AuditEvent::AccessTokenRefused {
             reason: "y".into(),
@@ -569,7 +612,7 @@ async fn a_failing_log_refuses_every_waiting_record(f: Fixture) {
         }))
         .await
         .unwrap(),
-        1
+        2
     );
 }
 
@@ -1189,6 +1232,9 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
+    if matches!(f.backend, Backend::Sqlite) {
+        return edits_of_the_journal_or_its_index_are_found(&f, &signer).await;
+    }
 
     // Someone with the database deletes the newest record and the checkpoint rows.
     let cut =
@@ -1236,6 +1282,74 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
         .await
         .unwrap_err();
     assert!(err.to_string().contains("altered"), "{err}");
+}
+
+/// The embedded store keeps its chain in a journal, with the `audit` table as its index: what
+/// someone with the files can do to either, and where it is found.
+async fn edits_of_the_journal_or_its_index_are_found(
+    f: &Fixture,
+    signer: &crate::checkpoints::AuditSigner,
+) {
+    use latch_core::FixedClock;
+    let (store, rng, clock) = (
+        f.store.clone(),
+        SystemRandom::new(),
+        FixedClock::at(UnixTime(2_000)),
+    );
+    let checkpoint = || crate::checkpoints::checkpoint(store.as_ref(), signer, CHAIN, &rng, &clock);
+    let refused = |r: &str| {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: r.into(),
+            status: 401,
+        })
+    };
+
+    // Deleting the newest index row removes nothing from the log: the index is rebuilt.
+    let cut =
+        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;";
+    f.behind_its_back(cut, cut).await;
+    assert_eq!(checkpoint().await.unwrap().size, 4);
+    assert_eq!(chain_verifies(store.as_ref()).await, 4);
+
+    // An index row that says something else than its record is found by the next checkpoint.
+    store
+        .append_audit(CHAIN, &[refused("d"), refused("e")])
+        .await
+        .unwrap();
+    assert_eq!(store.audit_head(CHAIN).await.unwrap(), 6);
+    let edit = r#"UPDATE audit SET body = replace(body, '"d"', '"D"') WHERE seq = 5"#;
+    f.behind_its_back(edit, edit).await;
+    let err = checkpoint().await.unwrap_err();
+    assert!(
+        err.to_string().contains("record 5: the index row differs"),
+        "{err}"
+    );
+    let undo = r#"UPDATE audit SET body = replace(body, '"D"', '"d"') WHERE seq = 5"#;
+    f.behind_its_back(undo, undo).await;
+    assert_eq!(checkpoint().await.unwrap().size, 6);
+
+    // An index row with no record behind it stops every read of the log.
+    let forged = "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES ('main', 7, 0, 'x', 'x', '{}', X'00', X'00')";
+    f.behind_its_back(forged, forged).await;
+    let err = store.audit_records(CHAIN, 0, 10).await.unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("index holds record 7, the journal ends at 6"),
+        "{err}"
+    );
+    let gone = "DELETE FROM audit WHERE seq = 7";
+    f.behind_its_back(gone, gone).await;
+
+    // A byte of a record changed in the journal itself is found by the next checkpoint.
+    store.append_audit(CHAIN, &[refused("f")]).await.unwrap();
+    let (segment, end) =
+        latch_audit::journal::end(&f.dir.path().join("journal").join(CHAIN)).unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[usize::try_from(end).unwrap() - 5] ^= 0x01;
+    std::fs::write(&segment, &bytes).unwrap();
+    let err = checkpoint().await.unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+    assert!(err.to_string().contains("record 7"), "{err}");
 }
 
 async fn an_archiving_that_lost_a_race_removes_nothing(f: Fixture) {
@@ -1663,13 +1777,19 @@ on_every_backend!(
     archived_records_leave_the_store_and_everything_still_verifies,
     a_log_cut_or_altered_under_its_signed_head_is_not_signed_again,
     an_archiving_that_lost_a_race_removes_nothing,
-    a_spooled_writer_keeps_records_through_an_outage,
     the_state_version_moves_with_every_checked_change_and_with_nothing_else,
     the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading,
     a_check_cache_that_cannot_read_the_version_answers_from_the_store_only,
     a_check_cache_never_keeps_an_answer_served_from_outage_memory,
     held_revocations_answer_exactly_as_the_store_does,
 );
+
+// The spool is for a shared database's outages; the embedded store's journal has none to
+// wait out (a failed write stops it until a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spooled_writer_keeps_records_through_an_outage_of_postgres() {
+    a_spooled_writer_keeps_records_through_an_outage(Fixture::postgres().await).await
+}
 
 // The bounds in time, on a paused clock (the embedded store: its calls need no timers).
 
@@ -1740,3 +1860,117 @@ async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
 
 #[path = "tests_face.rs"]
 mod face;
+
+/// A data directory from before the audit journal: its chain lives in the `audit` table alone
+/// (the table's format did not change, so removing the journal gives exactly that). On first
+/// start the records move into a journal with the same sequence numbers and roots: a checkpoint
+/// signed before still verifies against an export made after, archives included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_from_before_the_journal_keeps_its_history() {
+    use latch_core::checkpoint::verify_export;
+    use latch_core::FixedClock;
+    let f = Fixture::sqlite();
+    let (rng, clock) = (SystemRandom::new(), FixedClock::at(UnixTime(1_000)));
+    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
+    for t in 1..=10 {
+        let mut d = draft(AuditEvent::AccessTokenRefused {
+            reason: format!("r{t}"),
+            status: 401,
+        });
+        d.time = UnixTime(2_000 + t);
+        f.store.append_audit(CHAIN, &[d]).await.unwrap();
+    }
+    let mut archive: Vec<String> = Vec::new();
+    crate::checkpoints::archive(
+        f.store.as_ref(),
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(2_004),
+            actor: Actor::LocalOperator,
+        },
+        &rng,
+        &clock,
+        &mut archive,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let before = crate::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    assert_eq!(before.size, 12, "11 records and the archiving's own");
+
+    let journal = f.dir.path().join("journal");
+    std::fs::remove_dir_all(&journal).unwrap();
+    let store = f.reopen().await;
+    assert!(
+        journal
+            .join(CHAIN)
+            .join("00000000000000000005.seg")
+            .exists(),
+        "the journal starts after the archived records"
+    );
+    assert_eq!(store.audit_head(CHAIN).await.unwrap(), 12);
+    store
+        .append_audit(
+            CHAIN,
+            &[draft(AuditEvent::AccessTokenRefused {
+                reason: "after".into(),
+                status: 401,
+            })],
+        )
+        .await
+        .unwrap();
+    let after = crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        after.size, 13,
+        "the chain goes on, and extends the head signed before"
+    );
+
+    let mut export: Vec<String> = Vec::new();
+    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut export)
+        .await
+        .unwrap();
+    let all: Vec<String> = archive.iter().chain(&export).cloned().collect();
+    let report = verify_export(&all, &[key.key().public_key()], Some(&before), |_| {});
+    assert_eq!(
+        report.findings,
+        [],
+        "the checkpoint signed before the upgrade verifies"
+    );
+}
+
+/// Two handles on one data directory, as two processes (the service and an operator's command)
+/// would hold it: both append to one chain, and each sees the other's records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_append_to_one_journal() {
+    let f = Fixture::sqlite();
+    let other = f.reopen().await;
+    let refused = |r: String| {
+        draft(AuditEvent::AccessTokenRefused {
+            reason: r,
+            status: 401,
+        })
+    };
+    let mut tasks = Vec::new();
+    for (i, store) in [f.store.clone(), other.clone()].into_iter().enumerate() {
+        tasks.push(tokio::spawn(async move {
+            for n in 0..20 {
+                store
+                    .append_audit(CHAIN, &[refused(format!("{i}-{n}"))])
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(chain_verifies(f.store.as_ref()).await, 40);
+    assert_eq!(chain_verifies(other.as_ref()).await, 40);
+}

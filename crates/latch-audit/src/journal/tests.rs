@@ -378,7 +378,7 @@ fn records_are_read_back_from_any_point_across_segments() {
     let all = bodies(dir.path());
     for (after, until) in [(0, 150), (0, 1), (37, 38), (41, 120), (149, 150), (10, 10)] {
         let mut got = Vec::new();
-        read(dir.path(), after, until, |seq, body| {
+        read(dir.path(), after, Some(until), |seq, body| {
             got.push((seq, body.to_owned()));
             Ok(())
         })
@@ -388,8 +388,43 @@ fn records_are_read_back_from_any_point_across_segments() {
             .collect();
         assert_eq!(got, want, "after {after} until {until}");
     }
-    let err = read(dir.path(), 140, 151, |_, _| Ok(())).unwrap_err();
-    assert!(err.to_string().contains("ends before record 151"), "{err}");
+    assert_eq!(
+        read(dir.path(), 140, Some(151), |_, _| Ok(())).unwrap(),
+        150
+    );
+    let mut seen = 0;
+    assert_eq!(
+        read(dir.path(), 100, None, |_, _| {
+            seen += 1;
+            Ok(())
+        })
+        .unwrap(),
+        150
+    );
+    assert_eq!(seen, 50);
+    assert_eq!(
+        read(dir.path(), 170, None, |_, _| panic!("nothing")).unwrap(),
+        150,
+        "ends before"
+    );
+}
+
+#[test]
+fn an_append_waits_for_another_holder_of_the_lock_and_then_fails_without_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path());
+    let holder = File::open(dir.path().join("LOCK")).unwrap();
+    rustix::fs::flock(&holder, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let started = std::time::Instant::now();
+    let err = j.append(&drafts(1, 1)).unwrap_err();
+    assert!(matches!(err, JournalError::Busy(_)), "{err}");
+    assert!(started.elapsed() >= LOCK_WAIT);
+    drop(holder);
+    assert_eq!(
+        j.append(&drafts(1, 1)).unwrap()[0].seq,
+        1,
+        "and goes on once it is free"
+    );
 }
 
 #[test]
@@ -430,4 +465,32 @@ fn a_chain_sealed_elsewhere_moves_in_with_the_same_root() {
     let err = moved.append_sealed(&shuffled).unwrap_err();
     assert!(err.to_string().contains("record 3"), "{err}");
     assert_eq!(moved.refresh().unwrap().size, 0);
+}
+
+#[test]
+fn a_segment_that_cannot_be_made_fails_the_append_and_the_next_one_tries_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path());
+    // Whatever record the next segment starts at, its name is taken by a directory.
+    for seq in 2..400 {
+        std::fs::create_dir(segment_path(dir.path(), seq)).unwrap();
+    }
+    let mut appended = 0;
+    let err = loop {
+        match j.append(&drafts(appended + 1, 1)) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 300, "the segment never filled");
+    };
+    assert!(matches!(err, JournalError::Io { .. }), "{err}");
+    assert!(j.stopped().is_none(), "not a reason to stop");
+    for seq in 2..400 {
+        std::fs::remove_dir(segment_path(dir.path(), seq)).unwrap();
+    }
+    let next = j.append(&drafts(appended + 1, 1)).unwrap();
+    assert_eq!(next[0].seq, appended + 1);
+    drop(j);
+    let (_, recovery) = Journal::open(dir.path(), "main", SMALL, None).unwrap();
+    assert_eq!(recovery.size, appended + 1);
 }

@@ -1,0 +1,528 @@
+//! The embedded store's audit chain: a journal of its own ([`latch_audit::journal`]), with the
+//! `audit` table as its index.
+//!
+//! A record is durable once the journal has synced it. A state change appends its record inside
+//! the transaction that makes the change, before the commit: a failed append rolls the change
+//! back, and only a commit failing after a good append can leave a record of a change that was
+//! not made, never a change without its record. Token issuance and use append in groups through
+//! [`crate::audit_log::AuditLog`]; nothing on that path touches the database.
+//!
+//! The `audit` table is filled behind the journal, by a background thread and by every read
+//! that needs it to be current (each read first indexes what was durable when it started). It
+//! holds nothing the journal does not: `latch audit reindex` rebuilds it.
+//!
+//! A data directory from before the journal keeps its history: on first start, the chain's
+//! records move from the table into a new journal exactly as they were sealed, so their
+//! sequence numbers, hashes and Merkle roots (and every checkpoint signed over them) stay.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use latch_audit::journal::{self, Expected, Journal, Options, Start};
+use latch_audit::JournalError;
+use latch_core::audit::{record_hash, AuditDraft, SealedRecord};
+use latch_core::checkpoint::{Checkpoint, Frontier};
+use latch_core::jws::b64url_decode;
+use latch_core::merkle::leaf_hash;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+
+use crate::{Result, StoreError};
+
+/// The journals' directory, in the data directory (one directory per chain inside).
+pub(crate) const DIR: &str = "journal";
+
+/// How many records one index transaction takes at most.
+const INDEX_PAGE: u64 = 20_000;
+
+pub(super) struct AuditJournal {
+    /// Where every chain's journal lives (a directory per chain).
+    root: PathBuf,
+    dir: PathBuf,
+    chain: String,
+    options: Options,
+    /// Opened when this process first appends, or finds that another one did.
+    journal: Mutex<Option<Journal>>,
+    /// The frontier as far as the records were last read back from disk and found as written.
+    checked: Mutex<Option<Frontier>>,
+}
+
+impl std::fmt::Debug for AuditJournal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditJournal")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn journal_error(e: JournalError) -> StoreError {
+    match e {
+        JournalError::Corrupt { .. } => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn sql(e: rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn lock_poisoned() -> StoreError {
+    StoreError::Unavailable("the audit journal's lock is poisoned".into())
+}
+
+/// The last checkpoint the audit key signed for `chain` (kept beside the store, never in it).
+fn signed_head(data_dir: &Path, chain: &str) -> Result<Option<Expected>> {
+    let path = data_dir.join(crate::checkpoints::HEAD_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(StoreError::Unavailable(format!("{}: {e}", path.display()))),
+    };
+    let heads: BTreeMap<String, Checkpoint> = serde_json::from_str(&text)
+        .map_err(|e| StoreError::Corrupt(format!("{}: {e}", path.display())))?;
+    Ok(heads.get(chain).and_then(|cp| {
+        cp.root_hash().map(|root| Expected {
+            size: cp.size,
+            root,
+        })
+    }))
+}
+
+fn has_segments(dir: &Path) -> Result<bool> {
+    Ok(dir.exists() && !journal::segments(dir).map_err(journal_error)?.is_empty())
+}
+
+impl AuditJournal {
+    /// The journal of `chain` in `data_dir`, moving the chain's records in from the `audit`
+    /// table the first time. A chain with no records yet gets its journal on its first append.
+    pub(super) fn open(
+        data_dir: &Path,
+        chain: &str,
+        options: Options,
+        conn: &mut Connection,
+    ) -> Result<Self> {
+        let root = data_dir.join(DIR);
+        let dir = root.join(chain);
+        // Under the database's write lock: two processes starting on an old data directory
+        // move its records once.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        if !has_segments(&dir)? {
+            upgrade(&dir, chain, options, &tx)?;
+        }
+        tx.commit().map_err(sql)?;
+        let this = AuditJournal {
+            root,
+            dir,
+            chain: chain.to_owned(),
+            options,
+            journal: Mutex::new(None),
+            checked: Mutex::new(None),
+        };
+        if has_segments(&this.dir)? {
+            this.opened(data_dir, true)?;
+        }
+        Ok(this)
+    }
+
+    /// The journal, opened (and recovered) on first use; `create` makes it if no process did.
+    fn opened(
+        &self,
+        data_dir: &Path,
+        create: bool,
+    ) -> Result<Option<std::sync::MutexGuard<'_, Option<Journal>>>> {
+        let mut guard = self.journal.lock().map_err(|_| lock_poisoned())?;
+        if guard.is_none() {
+            if !create && !has_segments(&self.dir)? {
+                return Ok(None);
+            }
+            let expected = signed_head(data_dir, &self.chain)?;
+            let (journal, recovery) = Journal::open(&self.dir, &self.chain, self.options, expected)
+                .map_err(journal_error)?;
+            tracing::debug!(target: "latch::audit", chain = %self.chain, records = recovery.size, segments = recovery.segments, "audit journal open");
+            *self.checked.lock().map_err(|_| lock_poisoned())? =
+                Some(journal.head().frontier.clone());
+            *guard = Some(journal);
+        }
+        Ok(Some(guard))
+    }
+
+    fn data_dir(&self) -> &Path {
+        self.root.parent().unwrap_or(&self.root)
+    }
+
+    /// Appends `drafts`; returns their sequence numbers once they are durable.
+    pub(super) fn append(&self, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+        let mut guard = self
+            .opened(self.data_dir(), true)?
+            .ok_or_else(|| StoreError::Unavailable("the audit journal did not open".into()))?;
+        let journal = guard
+            .as_mut()
+            .ok_or_else(|| StoreError::Unavailable("the audit journal did not open".into()))?;
+        let appended = journal.append(drafts).map_err(journal_error)?;
+        Ok(appended.into_iter().map(|a| a.seq).collect())
+    }
+
+    /// The durable end of this store's chain, with what other processes appended.
+    pub(super) fn durable(&self) -> Result<(u64, Frontier)> {
+        match self.opened(self.data_dir(), false)? {
+            None => Ok((0, Frontier::default())),
+            Some(mut guard) => match guard.as_mut() {
+                None => Ok((0, Frontier::default())),
+                Some(journal) => {
+                    let head = journal.refresh().map_err(journal_error)?;
+                    Ok((head.size, head.frontier.clone()))
+                }
+            },
+        }
+    }
+
+    /// The frontier of the durable records, held in memory, once the records written since the
+    /// last call are read back from the journal and from the index (`conn`) and found exactly as
+    /// written: an edit of either is an error naming the record. The cost is that of the records
+    /// since the last call, whatever the size of the log.
+    pub(super) fn checked_frontier(&self, conn: &Connection) -> Result<Frontier> {
+        let (size, frontier) = self.durable()?;
+        let archived: u64 = conn
+            .query_row(
+                "SELECT through_seq FROM audit_archives WHERE chain = ?1",
+                [&self.chain],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map_err(sql)?
+            .unwrap_or(0)
+            .max(0) as u64;
+        let mut checked = self.checked.lock().map_err(|_| lock_poisoned())?;
+        let Some(checked) = checked.as_mut() else {
+            // No journal yet: nothing was written.
+            return Ok(frontier);
+        };
+        let mut reread = checked.clone();
+        let mut bodies = Vec::new();
+        let end = journal::read(&self.dir, reread.size(), Some(size), |seq, body| {
+            bodies.push((seq, body.to_owned()));
+            Ok(())
+        })
+        .map_err(journal_error)?;
+        if end < size {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain {}: the journal now ends at record {end}, after {size} were written",
+                self.chain
+            )));
+        }
+        let mut rows = conn
+            .prepare_cached(
+                "SELECT seq, body, hash, leaf FROM audit WHERE chain = ?1 AND seq > ?2 ORDER BY seq",
+            )
+            .map_err(sql)?;
+        let rows = rows
+            .query_map(
+                params![self.chain, reread.size().max(archived) as i64],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, Vec<u8>>(2)?,
+                        r.get::<_, Vec<u8>>(3)?,
+                    ))
+                },
+            )
+            .map_err(sql)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql)?;
+        // Archived records left the index, not the journal.
+        let indexed = bodies.iter().filter(|(seq, _)| *seq > archived).count();
+        if rows.len() != indexed {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain {}: the index holds {} records after {}, the journal {indexed}",
+                self.chain,
+                rows.len(),
+                reread.size().max(archived),
+            )));
+        }
+        let mut rows = rows.iter();
+        for (seq, body) in &bodies {
+            let leaf = leaf_hash(body.as_bytes());
+            reread.push(leaf);
+            if *seq <= archived {
+                continue;
+            }
+            let Some((row_seq, row_body, row_hash, row_leaf)) = rows.next() else {
+                break;
+            };
+            if *row_seq as u64 != *seq
+                || row_body != body
+                || row_hash[..] != record_hash(body)[..]
+                || row_leaf[..] != leaf[..]
+            {
+                return Err(StoreError::Corrupt(format!(
+                    "audit chain {}, record {seq}: the index row differs from the journal",
+                    self.chain
+                )));
+            }
+        }
+        if reread.root() != frontier.root() {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain {}: records {} to {size} no longer read back from the journal as they were written",
+                self.chain,
+                checked.size() + 1
+            )));
+        }
+        *checked = reread;
+        Ok(frontier)
+    }
+
+    /// The chain.
+    pub(super) fn chain(&self) -> &str {
+        &self.chain
+    }
+
+    /// Indexes, in `tx`, the records of every chain with a journal in the data directory (this
+    /// process's, and any other's) that the table does not hold yet.
+    pub(super) fn index(&self, tx: &Transaction<'_>) -> Result<u64> {
+        let mut added = 0;
+        if !self.root.exists() {
+            return Ok(0);
+        }
+        let entries = std::fs::read_dir(&self.root)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.root.display())))?;
+        for entry in entries {
+            let entry = entry
+                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.root.display())))?;
+            let Some(chain) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            // A journal being moved in (`*.moving`) is not one yet.
+            if chain.contains('.') || !has_segments(&entry.path())? {
+                continue;
+            }
+            added += index_chain(tx, &chain, &entry.path())?;
+        }
+        Ok(added)
+    }
+}
+
+/// Indexes the records of `chain` (journal in `dir`) the table does not hold yet.
+fn index_chain(tx: &Transaction<'_>, chain: &str, dir: &Path) -> Result<u64> {
+    let mut indexed = indexed(tx, chain)?;
+    let mut added = 0;
+    loop {
+        let mut bodies = Vec::new();
+        let end = journal::read(dir, indexed, Some(indexed + INDEX_PAGE), |seq, body| {
+            bodies.push((seq, body.to_owned()));
+            Ok(())
+        })
+        .map_err(journal_error)?;
+        if end < indexed {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain {chain}: the index holds record {indexed}, the journal ends at {end}"
+            )));
+        }
+        if bodies.is_empty() {
+            return Ok(added);
+        }
+        let prev = row_hash(tx, chain, indexed)?;
+        insert(tx, chain, prev, &bodies)?;
+        added += bodies.len() as u64;
+        indexed = end;
+    }
+}
+
+/// How far the table holds the chain: its last sequence number, or where its archive ends.
+fn indexed(tx: &Connection, chain: &str) -> Result<u64> {
+    let last: Option<i64> = tx
+        .query_row(
+            "SELECT max(seq) FROM audit WHERE chain = ?1",
+            [chain],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    let archived: Option<i64> = tx
+        .query_row(
+            "SELECT through_seq FROM audit_archives WHERE chain = ?1",
+            [chain],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    Ok(last.unwrap_or(0).max(archived.unwrap_or(0)).max(0) as u64)
+}
+
+fn row_hash(tx: &Connection, chain: &str, seq: u64) -> Result<Option<[u8; 32]>> {
+    let hash: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT hash FROM audit WHERE chain = ?1 AND seq = ?2",
+            params![chain, seq as i64],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    hash.map(|h| {
+        h.try_into()
+            .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
+    })
+    .transpose()
+}
+
+/// Inserts index rows for `bodies` (consecutive records of `chain`, the first linked to
+/// `prev` when it is known).
+fn insert(
+    tx: &Transaction<'_>,
+    chain: &str,
+    mut prev: Option<[u8; 32]>,
+    bodies: &[(u64, String)],
+) -> Result<()> {
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .map_err(sql)?;
+    for (seq, body) in bodies {
+        let bad = |why: &str| {
+            StoreError::Corrupt(format!(
+                "audit journal of chain {chain}, record {seq}: {why}"
+            ))
+        };
+        let record: SealedRecord =
+            serde_json::from_str(body).map_err(|_| bad("not a valid audit record"))?;
+        if record.chain != chain || record.seq != *seq {
+            return Err(bad("sealed for another place in the log"));
+        }
+        if let Some(prev) = prev {
+            if b64url_decode(&record.prev_hash).ok().as_deref() != Some(&prev[..]) {
+                return Err(bad("its previous-hash link is broken"));
+            }
+        }
+        let hash = record_hash(body);
+        let index = record.event.index();
+        let (features, operation) = record.event.features_and_operation();
+        stmt.execute(params![
+            chain,
+            *seq as i64,
+            record.time.0,
+            index.kind,
+            index.outcome,
+            index.isv,
+            index.target,
+            index.jti,
+            features,
+            operation,
+            body,
+            &hash[..],
+            &leaf_hash(body.as_bytes())[..]
+        ])
+        .map_err(sql)?;
+        prev = Some(hash);
+    }
+    Ok(())
+}
+
+/// Moves the records of `chain` from the `audit` table into a new journal in `dir`, exactly as
+/// they were sealed. Nothing to move makes an empty journal.
+fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Result<()> {
+    let first: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, body FROM audit WHERE chain = ?1 ORDER BY seq LIMIT 1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let Some((first_seq, first_body)) = first else {
+        return Ok(());
+    };
+    let first_seq = u64::try_from(first_seq)
+        .map_err(|_| StoreError::Corrupt("negative audit sequence".into()))?;
+    let start = if first_seq == 1 {
+        Start {
+            first_seq: 1,
+            prev_hash: latch_core::audit::GENESIS,
+            frontier: Frontier::default(),
+        }
+    } else {
+        // The records before it were archived: the journal starts from their frontier.
+        let frontier: Option<(i64, Vec<u8>)> = conn
+            .query_row(
+                "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
+                [chain],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql)?;
+        let frontier = frontier
+            .and_then(|(through, bytes)| {
+                Frontier::from_bytes(&bytes).filter(|f| f.size() as i64 == through)
+            })
+            .filter(|f| f.size() + 1 == first_seq)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chain {chain} starts at record {first_seq}, and no archive ends just before it"
+                ))
+            })?;
+        let record: SealedRecord = serde_json::from_str(&first_body).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "chain {chain}, record {first_seq}: not a valid audit record"
+            ))
+        })?;
+        let prev_hash = b64url_decode(&record.prev_hash)
+            .ok()
+            .and_then(|h| <[u8; 32]>::try_from(h).ok())
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "chain {chain}, record {first_seq}: its previous hash"
+                ))
+            })?;
+        Start {
+            first_seq,
+            prev_hash,
+            frontier,
+        }
+    };
+    // Built under another name and moved into place whole: a move cut short starts again.
+    let building = dir.with_extension("moving");
+    if building.exists() {
+        std::fs::remove_dir_all(&building)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", building.display())))?;
+    }
+    let (mut journal, _) =
+        Journal::open_from(&building, chain, options, None, start).map_err(journal_error)?;
+    let mut after = first_seq - 1;
+    let mut moved = 0u64;
+    loop {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, body FROM audit WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT 10000",
+            )
+            .map_err(sql)?;
+        let page = stmt
+            .query_map(params![chain, after as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(sql)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(sql)?;
+        let Some(&(last, _)) = page.last() else {
+            break;
+        };
+        let bodies: Vec<String> = page.into_iter().map(|(_, body)| body).collect();
+        journal.append_sealed(&bodies).map_err(|e| {
+            StoreError::Corrupt(format!("moving chain {chain} into the audit journal: {e}"))
+        })?;
+        moved += bodies.len() as u64;
+        after = last as u64;
+    }
+    drop(journal);
+    if dir.exists() {
+        // An empty journal made before: nothing in it.
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::rename(&building, dir)
+        .and_then(|()| std::fs::File::open(dir.parent().unwrap_or(dir))?.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    tracing::info!(target: "latch::audit", chain, records = moved, dir = %dir.display(), "audit records moved from the database into the journal");
+    Ok(())
+}

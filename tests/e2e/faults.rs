@@ -781,7 +781,11 @@ fn assert_answered_200_or_503(attempts: &[Attempt]) {
 /// that verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_answers_503_loses_nothing_acknowledged_and_recovers_by_itself() {
-    let (_config_dir, config) = config_file(GENEROUS_LIMITS);
+    // The audit journal writes into segments made (and filled with zeros) ahead of use: a full
+    // disk refuses records once the open segment is used up. Small segments get there soon.
+    let (_config_dir, config) = config_file(&format!(
+        "{GENEROUS_LIMITS}\n[audit]\njournal_segment_mib = 1\n"
+    ));
     // The harness picks the server's folder; a first run makes it, and the small filesystem is
     // mounted on its data directory before the server that is tested starts there (with a new
     // store: the first one is hidden under the mount). The server's log stays on the ordinary

@@ -768,12 +768,16 @@ async fn a_renewal_whose_audit_record_cannot_be_written_waits_for_the_log() {
     let ca = Ca::new();
     let good = ca.current(&[CNAME]);
     let (s, files) = serve_with(&good, CNAME).await;
-    // The log refuses every record (a real failure of the database, not a mock).
-    let db = rusqlite::Connection::open(s.data_dir().join("latch.db")).unwrap();
-    db.execute_batch(
-        "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
-    )
-    .unwrap();
+    // The log refuses every record: another process holds the audit journal (a real lock
+    // held by a real process, not a mock) for longer than an append waits.
+    let lock = s.data_dir().join("journal/main/LOCK");
+    let mut holder = std::process::Command::new("flock")
+        .arg("--no-fork")
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
     let next = ca.current(&[CNAME]);
     for line in key_lines(&next.key) {
         s.secret(line);
@@ -793,7 +797,8 @@ async fn a_renewal_whose_audit_record_cannot_be_written_waits_for_the_log() {
     );
 
     // Once the log takes records again, the waiting pair goes into service by itself.
-    db.execute_batch("DROP TRIGGER audit_full").unwrap();
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     within(
         Duration::from_secs(10),
         "the pair tried again",

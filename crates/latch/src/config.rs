@@ -12,6 +12,7 @@
 //! | audit chain name | `audit.chain` | `LATCH_AUDIT_CHAIN` | | `main` |
 //! | archive records older than (days) | `audit.archive_after_days` | | `--older-than-days` | none |
 //! | signed checkpoint every | `audit.checkpoint_every_records`, `audit.checkpoint_every_secs` | | | 1000 records, 60 s |
+//! | size of an audit journal segment (MiB, 1..=1024; embedded store) | `audit.journal_segment_mib` | | | 8 |
 //! | STS listen address | `sts.listen` | `LATCH_STS_LISTEN` | `--sts-listen` | `127.0.0.1:8700` |
 //! | STS public URL | `sts.public_url` | `LATCH_STS_PUBLIC_URL` | | `http://` + bound address |
 //! | token issuer (`iss`) | `sts.issuer` | `LATCH_ISSUER` | | `urn:latch:sts` |
@@ -180,6 +181,7 @@ struct AuditFile {
     checkpoint_every_records: Option<u64>,
     checkpoint_every_secs: Option<i64>,
     archive_after_days: Option<u32>,
+    journal_segment_mib: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -294,6 +296,8 @@ pub(crate) struct Config {
     pub(crate) checkpoint_every_secs: i64,
     /// The default age of `latch audit archive`.
     pub(crate) archive_after_days: Option<u32>,
+    /// How the embedded store's audit journal is laid out.
+    pub(crate) journal: latch_audit::journal::Options,
     /// Where the STS listens.
     pub(crate) sts_listen: SocketAddr,
     /// The STS's public URL, no trailing `/`; when unset, `http://` and the bound address.
@@ -519,6 +523,16 @@ impl Config {
                 "records must be at least 1, seconds 1 to 86400".into(),
             ));
         }
+        let journal_segment_mib = file.audit.journal_segment_mib.unwrap_or(8);
+        if !(1..=1024).contains(&journal_segment_mib) {
+            return Err(invalid(
+                "audit.journal_segment_mib",
+                format!("{journal_segment_mib} is not 1 to 1024"),
+            ));
+        }
+        let journal = latch_audit::journal::Options {
+            segment_bytes: journal_segment_mib << 20,
+        };
         // `--tls off` (or LATCH_TLS=off) sets aside what the file configures; a certificate
         // given beside it on the command line is still a contradiction.
         let file_tls = if o.tls_mode.as_deref() == Some("off") {
@@ -643,6 +657,7 @@ impl Config {
             tls,
             database_url: database_url.map(|u| DatabaseUrl(zeroize::Zeroizing::new(u))),
             archive_after_days: file.audit.archive_after_days,
+            journal,
             checkpoint_every_records,
             checkpoint_every_secs,
             admin_listen,
@@ -932,6 +947,7 @@ mod tests {
         assert_eq!(c.sts_public_url, None);
         assert_eq!(c.issuer, "urn:latch:sts");
         assert_eq!(c.audit_chain, "main");
+        assert_eq!(c.journal.segment_bytes, 8 << 20);
         assert_eq!(c.log_format, LogFormat::Text);
         let limits = c.server.limits;
         assert_eq!(
@@ -1003,6 +1019,11 @@ mod tests {
             ("[sts]\npublic_url = \"ftp://x\"", "sts.public_url"),
             ("[sts]\nissuer = \"\"", "sts.issuer"),
             ("[audit]\nchain = \"a b\"", "audit.chain"),
+            ("[audit]\njournal_segment_mib = 0", "audit.journal_segment_mib"),
+            (
+                "[audit]\njournal_segment_mib = 1025",
+                "audit.journal_segment_mib",
+            ),
             ("[log]\nformat = \"xml\"", "log.format"),
             (
                 "[server]\nheader_read_timeout_secs = 0",

@@ -38,10 +38,11 @@ pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn 
             .await
             .map_err(unreachable)?,
         ),
-        None => Arc::new(SqliteStore::open(
+        None => Arc::new(SqliteStore::open_with(
             &config.data_dir,
             &config.audit_chain,
             rng,
+            config.journal,
         )?),
     })
 }

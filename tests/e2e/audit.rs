@@ -283,6 +283,118 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
     s.finish().await;
 }
 
+/// What a crash or an intruder can leave in the audit journal, over real processes: a write
+/// cut short by `kill -9` is set aside at the next start and nothing acknowledged is lost; a
+/// byte changed inside a record stops the service from starting, and the export, naming where.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_journal_tail_is_set_aside_and_an_edited_record_refuses_to_start() {
+    use latch_audit::journal::format::{
+        BatchBuilder, BATCH_HEAD_BYTES, HEADER_BYTES, RECORD_HEAD_BYTES,
+    };
+    use std::os::unix::fs::FileExt;
+
+    let s = Server::start().await;
+    let d = s.demo.clone();
+    let body = lat_body(&d.client_id, &["Face.Identification"]);
+    let mut received = Vec::new();
+    for _ in 0..5 {
+        let a = s.issue(Some(&d.isv_key), "", &body).await;
+        assert_eq!(a.status, 200);
+        received.push(jti(&a.body));
+    }
+    let dir = s.kill_9();
+    let journal = dir.path().join("data/journal/main");
+
+    // The write in progress at the kill reached the disk in part: half a batch of two records
+    // after the last one acknowledged.
+    let (segment, end) = latch_audit::journal::end(&journal).unwrap();
+    let mut batch = BatchBuilder::new(1_000);
+    batch.push(br#"{"chain":"main","seq":1000,"prev_hash":"never acknowledged"}"#);
+    batch.push(br#"{"chain":"main","seq":1001,"prev_hash":"never acknowledged"}"#);
+    let bytes = batch.finish().to_vec();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap()
+        .write_all_at(&bytes[..bytes.len() / 2], end)
+        .unwrap();
+    let s = Server::resume(dir).await;
+    assert!(s.stderr().contains("torn write"), "{}", s.stderr());
+    let recorded: BTreeSet<String> = s
+        .audit()
+        .await
+        .into_iter()
+        .filter_map(|r| match r.event {
+            latch_core::audit::AuditEvent::LimitedAccessTokenIssued { jti, .. } => Some(jti),
+            _ => None,
+        })
+        .collect();
+    for j in &received {
+        assert!(recorded.contains(j), "token {j} lost its record");
+    }
+    assert_eq!(s.issue(Some(&d.isv_key), "", &body).await.status, 200);
+    let work = s.dir.path().to_owned();
+    std::fs::write(
+        work.join("k.json"),
+        ok(&s.cli(&["--json", "audit", "key"])).to_string(),
+    )
+    .unwrap();
+    let export = work.join("export.jsonl");
+    ok(&s.cli(&["audit", "export", "--out", export.to_str().unwrap()]));
+    let report = ok(&s.cli(&[
+        "--json",
+        "audit",
+        "verify",
+        export.to_str().unwrap(),
+        "--key-file",
+        work.join("k.json").to_str().unwrap(),
+    ]));
+    assert_eq!(report["verified"], true, "{report}");
+
+    // A byte inside the first record, changed while the service is down.
+    let dir = s.kill_9();
+    let segment = journal_segment(&dir.path().join("data/journal/main"));
+    let at = (HEADER_BYTES + BATCH_HEAD_BYTES + RECORD_HEAD_BYTES + 12) as u64;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ 0x20], at).unwrap();
+    drop(file);
+    let (status, stderr) = Server::refused_start(dir.path());
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "the service started: {stderr}"
+    );
+    assert!(stderr.contains("damaged"), "{stderr}");
+    assert!(stderr.contains(&segment.display().to_string()), "{stderr}");
+    assert!(stderr.contains("record 1"), "{stderr}");
+    // The export will not read past it either.
+    let out = std::process::Command::new(crate::harness::BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["audit", "export", "--out"])
+        .arg(dir.path().join("after-edit.jsonl"))
+        .env_remove("LATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("damaged"),
+        "{out:?}"
+    );
+}
+
+/// The only segment of a journal.
+fn journal_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let segments = latch_audit::journal::segments(dir).unwrap();
+    assert_eq!(segments.len(), 1);
+    segments[0].1.clone()
+}
+
 #[tokio::test]
 async fn archived_records_leave_the_store_and_the_archive_plus_export_verify() {
     let s = Server::start().await;

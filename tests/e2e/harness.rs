@@ -330,6 +330,50 @@ impl Server {
         Self::launch(old, &[], &[]).await
     }
 
+    /// Kills the server with SIGKILL and returns its folder (the data directory is `data`
+    /// inside), to be looked at, changed, and started again with [`Server::resume`].
+    pub fn kill_9(mut self) -> tempfile::TempDir {
+        let mut child = self.child.take().unwrap();
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(child.id().to_string())
+            .status();
+        let _ = child.wait();
+        std::mem::replace(&mut self.dir, tempfile::TempDir::new().unwrap())
+    }
+
+    /// Starts a server on the folder a stopped one left.
+    pub async fn resume(dir: tempfile::TempDir) -> Server {
+        Self::launch(dir, &[], &[]).await
+    }
+
+    /// Runs `latch serve` on the data directory in `dir` when it must refuse to start: its exit
+    /// status and standard error (a server that starts instead is stopped, and says so).
+    pub fn refused_start(dir: &std::path::Path) -> (Option<std::process::ExitStatus>, String) {
+        let log = dir.join("refused-start.log");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--sts-listen",
+                "127.0.0.1:0",
+                "--face-listen",
+                "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.join("data"))
+            .env("LATCH_FACE_ENGINE", "off")
+            .env_remove("LATCH_CONFIG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .unwrap();
+        let status = wait_for(&mut child, Duration::from_secs(20));
+        (status, std::fs::read_to_string(&log).unwrap_or_default())
+    }
+
     /// Stops the server (SIGTERM) and starts a new one on the same data directory with `extra`.
     pub async fn restart_with(mut self, extra: &[&str]) -> Server {
         let mut child = self.child.take().unwrap();

@@ -225,6 +225,9 @@ struct Inner {
     chain: String,
     /// The audit chain's journal; the `audit` table is its index.
     audit: audit_journal::AuditJournal,
+    /// The connection the journal is indexed through: its commits are not synced, since the
+    /// index is rebuilt from the journal after a crash.
+    indexer: Mutex<Connection>,
     /// Wakes the thread that indexes the journal.
     wake_indexer: std::sync::mpsc::SyncSender<()>,
     writer: Mutex<Connection>,
@@ -266,6 +269,10 @@ impl SqliteStore {
         ensure_pepper(&mut writer, rng)?;
         let audit = audit_journal::AuditJournal::open(dir, chain, journal, &mut writer)?;
         let (wake_indexer, woken) = std::sync::mpsc::sync_channel(1);
+        let indexer = connect(&path)?;
+        indexer
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
         let readers = (0..READERS)
             .map(|_| connect(&path).map(Mutex::new))
             .collect::<Result<Vec<_>>>()?;
@@ -284,6 +291,7 @@ impl SqliteStore {
                 audit,
                 wake_indexer,
                 writer: Mutex::new(writer),
+                indexer: Mutex::new(indexer),
                 readers,
                 next_reader: AtomicUsize::new(0),
                 lookups,
@@ -489,9 +497,9 @@ impl Inner {
     /// Indexes every audit record durable now that the `audit` table does not hold yet.
     fn index(&self) -> Result<()> {
         let mut conn = self
-            .writer
+            .indexer
             .lock()
-            .map_err(|_| unavailable("writer lock poisoned"))?;
+            .map_err(|_| unavailable("indexer lock poisoned"))?;
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sql)?;
@@ -1076,6 +1084,18 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<Vec<StoredAuditRecord>> {
         self.indexed().await?;
+        // A chain with a journal is read from the journal, past what was archived.
+        if let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? {
+            let owned = chain.to_owned();
+            let archived = self
+                .read(move |c| audit_journal::archived_through(c, &owned))
+                .await?;
+            let chain = chain.to_owned();
+            return blocking(move || {
+                audit_journal::records(&dir, &chain, after.max(archived), limit)
+            })
+            .await;
+        }
         let chain = chain.to_owned();
         self.read(move |c| {
             let mut stmt = c

@@ -319,6 +319,13 @@ impl Store for StaleIfError {
     async fn audit_head(&self, chain: &str) -> Result<u64> {
         self.inner.audit_head(chain).await
     }
+    async fn audit_frontier(
+        &self,
+        chain: &str,
+    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
+        self.inner.audit_frontier(chain).await
+    }
+
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
         self.inner.audit_leaves(chain).await
     }

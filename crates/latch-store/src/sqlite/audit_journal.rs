@@ -184,16 +184,7 @@ impl AuditJournal {
     /// since the last call, whatever the size of the log.
     pub(super) fn checked_frontier(&self, conn: &Connection) -> Result<Frontier> {
         let (size, frontier) = self.durable()?;
-        let archived: u64 = conn
-            .query_row(
-                "SELECT through_seq FROM audit_archives WHERE chain = ?1",
-                [&self.chain],
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-            .map_err(sql)?
-            .unwrap_or(0)
-            .max(0) as u64;
+        let archived = archived_through(conn, &self.chain)?;
         let mut checked = self.checked.lock().map_err(|_| lock_poisoned())?;
         let Some(checked) = checked.as_mut() else {
             // No journal yet: nothing was written.
@@ -274,6 +265,11 @@ impl AuditJournal {
         Ok(frontier)
     }
 
+    /// Where every chain's journal lives.
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The chain.
     pub(super) fn chain(&self) -> &str {
         &self.chain
@@ -302,6 +298,53 @@ impl AuditJournal {
         }
         Ok(added)
     }
+}
+
+/// The journal of `chain` in the data directory's journals (`root`), if it has one.
+pub(super) fn journal_of(root: &Path, chain: &str) -> Result<Option<PathBuf>> {
+    if chain.is_empty() || chain.contains(['/', '.', '\\']) {
+        return Ok(None);
+    }
+    let dir = root.join(chain);
+    Ok(has_segments(&dir)?.then_some(dir))
+}
+
+/// Up to `limit` records of the chain whose journal is `dir`, after `after`, read from the
+/// journal itself (checksums checked), with their hashes.
+pub(super) fn records(
+    dir: &Path,
+    chain: &str,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<crate::StoredAuditRecord>> {
+    let mut out = Vec::new();
+    if limit == 0 {
+        return Ok(out);
+    }
+    journal::read(dir, after, Some(after + limit as u64), |seq, body| {
+        out.push(crate::StoredAuditRecord {
+            chain: chain.to_owned(),
+            seq,
+            body: body.to_owned(),
+            hash: record_hash(body),
+        });
+        Ok(())
+    })
+    .map_err(journal_error)?;
+    Ok(out)
+}
+
+/// Where an archive of `chain` ends (0 for none).
+pub(super) fn archived_through(conn: &Connection, chain: &str) -> Result<u64> {
+    let through: Option<i64> = conn
+        .query_row(
+            "SELECT through_seq FROM audit_archives WHERE chain = ?1",
+            [chain],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    Ok(through.unwrap_or(0).max(0) as u64)
 }
 
 /// Indexes the records of `chain` (journal in `dir`) the table does not hold yet.

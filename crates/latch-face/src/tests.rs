@@ -698,11 +698,11 @@ async fn over_the_rate_limit_is_azures_429() {
 #[tokio::test]
 async fn no_call_proceeds_without_its_usage_record() {
     let f = front().await;
-    let conn = rusqlite::Connection::open(f.store.path()).unwrap();
-    conn.execute_batch("CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;").unwrap();
-    let a = f
-        .identify_with(&format!("Bearer {}", f.lat("Face.Identification")))
-        .await;
+    let token = f.lat("Face.Identification");
+    let mut holder = latch_store::testing::hold_the_journal(&f.store);
+    let a = f.identify_with(&format!("Bearer {token}")).await;
+    holder.kill().unwrap();
+    holder.wait().unwrap();
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(a.body["error"]["code"], "ServiceUnavailable");
 }

@@ -24,6 +24,7 @@ pub mod postgres;
 pub mod signing;
 pub mod sqlite;
 pub mod stale;
+pub mod testing;
 
 #[cfg(test)]
 mod tests;

@@ -322,6 +322,11 @@ impl SqliteStore {
         &self.inner.path
     }
 
+    /// The directory of this store's audit journal (made on the first record).
+    pub fn journal_dir(&self) -> PathBuf {
+        self.inner.audit.root().join(&self.inner.chain)
+    }
+
     async fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,

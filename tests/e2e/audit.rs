@@ -350,6 +350,8 @@ async fn a_torn_journal_tail_is_set_aside_and_an_edited_record_refuses_to_start(
         work.join("k.json").to_str().unwrap(),
     ]));
     assert_eq!(report["verified"], true, "{report}");
+    let rebuilt = ok(&s.cli(&["--json", "audit", "reindex"]));
+    assert!(rebuilt["indexed"].as_u64().unwrap() > 6, "{rebuilt}");
 
     // A byte inside the first record, changed while the service is down.
     let dir = s.kill_9();

@@ -502,6 +502,15 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
     /// The Merkle leaf hashes of `chain`, in sequence order.
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
 
+    /// Rebuilds the index of the chains this store keeps in journals, from the journals;
+    /// returns how many records it holds. A store whose log is its tables has no index to
+    /// rebuild.
+    async fn reindex_audit(&self) -> Result<u64> {
+        Err(StoreError::Refused(
+            "this store keeps its audit log in its tables: there is no index to rebuild".into(),
+        ))
+    }
+
     /// For a chain this store keeps in a journal: the Merkle frontier of its durable records,
     /// held in memory, after checking that the records written since the last such call still
     /// read back from disk (and from the index) as they were written. `None` for a chain kept

@@ -517,6 +517,24 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Empties the index of every chain with a journal and builds it again, in one transaction.
+    fn reindex(&self) -> Result<u64> {
+        let mut conn = self
+            .indexer
+            .lock()
+            .map_err(|_| unavailable("indexer lock poisoned"))?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql)?;
+        self.audit.clear_index(&tx)?;
+        let added = self.audit.index(&tx)?;
+        tx.commit().map_err(sql)?;
+        tracing::info!(target: "latch::audit", records = added, "the audit index was rebuilt from the journals");
+        Ok(added)
+    }
+}
+
 /// Starts the thread that indexes the audit journal behind the writers: woken after appends,
 /// at most every [`INDEX_EVERY`], and every few seconds anyway (records other processes
 /// appended). It stops with the store.
@@ -1185,6 +1203,11 @@ impl Store for SqliteStore {
             Ok(seq.unwrap_or(0).max(0) as u64)
         })
         .await
+    }
+
+    async fn reindex_audit(&self) -> Result<u64> {
+        let inner = self.inner.clone();
+        blocking(move || inner.reindex()).await
     }
 
     async fn audit_frontier(

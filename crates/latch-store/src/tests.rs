@@ -1324,8 +1324,8 @@ async fn edits_of_the_journal_or_its_index_are_found(
         err.to_string().contains("record 5: the index row differs"),
         "{err}"
     );
-    let undo = r#"UPDATE audit SET body = replace(body, '"D"', '"d"') WHERE seq = 5"#;
-    f.behind_its_back(undo, undo).await;
+    // The index is rebuilt from the journal, and says what the records say again.
+    assert_eq!(store.reindex_audit().await.unwrap(), 6);
     assert_eq!(checkpoint().await.unwrap().size, 6);
 
     // An index row with no record behind it stops every read of the log.

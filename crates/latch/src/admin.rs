@@ -279,6 +279,14 @@ pub(crate) async fn run(
         return crate::audit::archive(&local(&config).await?, chain.as_deref(), days, out, format)
             .await;
     }
+    if let Command::Audit(AuditCommand::Reindex) = &command {
+        if remote.is_some() {
+            return Err(CliError::usage(
+                "the index is rebuilt on the store, not through --server",
+            ));
+        }
+        return crate::audit::reindex(&local(&config).await?, format).await;
+    }
     if let Command::Audit(AuditCommand::Export {
         chain,
         format: kind,
@@ -378,6 +386,7 @@ fn to_request(command: Command) -> Result<AdminRequest, CliError> {
         | Command::Audit(AuditCommand::Verify { .. })
         | Command::Audit(AuditCommand::NewKey { .. })
         | Command::Audit(AuditCommand::Archive { .. })
+        | Command::Audit(AuditCommand::Reindex)
         | Command::Audit(AuditCommand::Prove { .. }) => {
             return Err(CliError::usage("not an administrative request"))
         }

@@ -147,6 +147,15 @@ pub(crate) async fn archive(
     Ok(())
 }
 
+/// `latch audit reindex`: the index, rebuilt from the journal.
+pub(crate) async fn reindex(ctx: &Context, format: Format) -> Result<(), CliError> {
+    let records = ctx.store.reindex_audit().await?;
+    output::print(format, &json!({ "indexed": records }), || {
+        format!("the audit index was rebuilt from the journal: {records} records")
+    });
+    Ok(())
+}
+
 /// `latch audit new-key`: a fresh audit signing key in a new owner-only file; prints its
 /// public half (the JWK auditors verify with).
 pub(crate) fn new_key(out: &Path, format: Format) -> Result<(), CliError> {

@@ -283,6 +283,9 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Rebuild the audit index (what queries search) from the audit journal, which holds the
+    /// records themselves. Embedded store only.
+    Reindex,
     /// Check that the log now extends a checkpoint you saved, by an RFC 9162 consistency proof
     /// (no export needed).
     Prove {

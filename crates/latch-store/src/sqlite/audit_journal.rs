@@ -279,24 +279,40 @@ impl AuditJournal {
     /// process's, and any other's) that the table does not hold yet.
     pub(super) fn index(&self, tx: &Transaction<'_>) -> Result<u64> {
         let mut added = 0;
-        if !self.root.exists() {
-            return Ok(0);
+        for (chain, dir) in self.journals()? {
+            added += index_chain(tx, &chain, &dir)?;
         }
-        let entries = std::fs::read_dir(&self.root)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.root.display())))?;
-        for entry in entries {
-            let entry = entry
-                .map_err(|e| StoreError::Unavailable(format!("{}: {e}", self.root.display())))?;
+        Ok(added)
+    }
+
+    /// Removes, in `tx`, the index rows of every chain with a journal.
+    pub(super) fn clear_index(&self, tx: &Transaction<'_>) -> Result<()> {
+        for (chain, _) in self.journals()? {
+            tx.execute("DELETE FROM audit WHERE chain = ?1", [&chain])
+                .map_err(sql)?;
+        }
+        Ok(())
+    }
+
+    /// Every chain with a journal in the data directory, and its directory.
+    fn journals(&self) -> Result<Vec<(String, PathBuf)>> {
+        let mut out = Vec::new();
+        if !self.root.exists() {
+            return Ok(out);
+        }
+        let list =
+            |e: std::io::Error| StoreError::Unavailable(format!("{}: {e}", self.root.display()));
+        for entry in std::fs::read_dir(&self.root).map_err(list)? {
+            let entry = entry.map_err(list)?;
             let Some(chain) = entry.file_name().to_str().map(str::to_owned) else {
                 continue;
             };
             // A journal being moved in (`*.moving`) is not one yet.
-            if chain.contains('.') || !has_segments(&entry.path())? {
-                continue;
+            if !chain.contains('.') && has_segments(&entry.path())? {
+                out.push((chain, entry.path()));
             }
-            added += index_chain(tx, &chain, &entry.path())?;
         }
-        Ok(added)
+        Ok(out)
     }
 }
 

@@ -264,6 +264,40 @@ pub(crate) fn process_cpu(pid: &str, ticks_per_second: f64) -> Duration {
     Duration::from_secs_f64(cpu_ticks(&stat) as f64 / ticks_per_second)
 }
 
+/// User plus system CPU time so far, in clock ticks, of each of this process's threads named
+/// `name` (thread names are cut to 15 bytes), by thread id.
+pub(crate) fn threads_cpu(name: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+            let comm = comm.trim_end();
+            if !comm.is_empty() && name.starts_with(comm) {
+                let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+                out.insert(
+                    task.file_name().to_string_lossy().into_owned(),
+                    cpu_ticks(&stat),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// The CPU time the threads in `after` spent since `before` (threads that ended meanwhile are
+/// not counted).
+pub(crate) fn threads_cpu_since(
+    before: &std::collections::BTreeMap<String, u64>,
+    after: &std::collections::BTreeMap<String, u64>,
+    ticks_per_second: f64,
+) -> Duration {
+    let ticks: u64 = after
+        .iter()
+        .map(|(tid, t)| t.saturating_sub(before.get(tid).copied().unwrap_or(0)))
+        .sum();
+    Duration::from_secs_f64(ticks as f64 / ticks_per_second)
+}
+
 /// Clock ticks per second, for `/proc/<pid>/stat`.
 pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")

@@ -44,6 +44,7 @@ use crate::{
 pub const FILE_NAME: &str = "latch.db";
 /// How long a write waits for another process's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+mod audit_index;
 mod audit_journal;
 
 const READERS: usize = 4;
@@ -212,6 +213,32 @@ CREATE TABLE face_operations (
 );
 CREATE INDEX face_operations_age ON face_operations (resource, created_at);
 "#,
+    // The audit records live in journals; this is their index (`sqlite/audit_index.rs`). The
+    // `audit` table above is where they were before: opening the store moves them out.
+    r#"
+CREATE TABLE audit_names (
+    id   INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE audit_index (
+    chain     INTEGER NOT NULL,
+    seq       INTEGER NOT NULL,
+    time      INTEGER NOT NULL,
+    kind      INTEGER NOT NULL,
+    outcome   INTEGER NOT NULL,
+    isv       INTEGER,
+    target    INTEGER,
+    jti       INTEGER,
+    operation INTEGER,
+    features  TEXT,
+    leaf      BLOB NOT NULL,
+    PRIMARY KEY (chain, seq)
+) WITHOUT ROWID;
+CREATE INDEX audit_index_time ON audit_index (time);
+CREATE INDEX audit_index_isv ON audit_index (isv, time);
+CREATE INDEX audit_index_target ON audit_index (target, time);
+CREATE INDEX audit_index_jti ON audit_index (jti);
+"#,
 ];
 
 /// The embedded store.
@@ -358,6 +385,22 @@ impl SqliteStore {
                 .lock()
                 .map_err(|_| unavailable("reader lock poisoned"))?;
             f(&conn)
+        })
+        .await
+    }
+
+    /// A read that needs the audit journals as well as the database.
+    async fn read_audit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner, &Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
+            let conn = inner.readers[i]
+                .lock()
+                .map_err(|_| unavailable("reader lock poisoned"))?;
+            f(&inner, &conn)
         })
         .await
     }
@@ -984,16 +1027,8 @@ impl Store for SqliteStore {
     async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
         self.indexed().await?;
         let jti = jti.to_owned();
-        self.read(move |c| {
-            c.prepare_cached(
-                "SELECT isv FROM audit WHERE jti = ?1 AND kind = 'limited_access_token_issued' LIMIT 1",
-            )
-            .map_err(sql)?
-            .query_row([jti], |r| r.get(0))
-            .optional()
-            .map_err(sql)
-        })
-        .await
+        self.read_audit(move |inner, c| inner.audit.issuer_of(c, &jti))
+            .await
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
@@ -1106,41 +1141,16 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredAuditRecord>> {
-        self.indexed().await?;
-        // A chain with a journal is read from the journal, past what was archived.
-        if let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? {
-            let owned = chain.to_owned();
-            let archived = self
-                .read(move |c| audit_journal::archived_through(c, &owned))
-                .await?;
-            let chain = chain.to_owned();
-            return blocking(move || {
-                audit_journal::records(&dir, &chain, after.max(archived), limit)
-            })
-            .await;
-        }
+        // Read from the journal itself, past what was archived.
+        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
+            return Ok(Vec::new());
+        };
+        let owned = chain.to_owned();
+        let archived = self
+            .read(move |c| audit_journal::archived_through(c, &owned))
+            .await?;
         let chain = chain.to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT seq, body, hash FROM audit WHERE chain = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map(params![chain, after as i64, limit as i64], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Vec<u8>>(2)?))
-                })
-                .map_err(sql)?;
-            rows.map(|r| {
-                let (seq, body, hash) = r.map_err(sql)?;
-                Ok(StoredAuditRecord {
-                    chain: chain.clone(),
-                    seq: u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
-                    body,
-                    hash: hash.try_into().map_err(|_| corrupt("audit hash is not 32 bytes"))?,
-                })
-            })
-            .collect()
-        })
-        .await
+        blocking(move || audit_journal::records(&dir, &chain, after.max(archived), limit)).await
     }
 
     async fn archive_audit(
@@ -1160,11 +1170,12 @@ impl Store for SqliteStore {
             if current.unwrap_or(0) as u64 != previous {
                 return Err(unavailable("another archiving of this chain ran meanwhile; nothing was removed"));
             }
-            tx.execute(
-                "DELETE FROM audit WHERE chain = ?1 AND seq <= ?2",
-                params![chain, through as i64],
-            )
-            .map_err(sql)?;
+            audit_index::remove_through(
+                tx,
+                &mut audit_index::Names::default(),
+                &chain,
+                through,
+            )?;
             tx.execute(
                 "INSERT INTO audit_archives (chain, through_seq, frontier) VALUES (?1, ?2, ?3)
                  ON CONFLICT (chain) DO UPDATE SET through_seq = excluded.through_seq, frontier = excluded.frontier",
@@ -1192,15 +1203,16 @@ impl Store for SqliteStore {
     }
 
     async fn audit_head(&self, chain: &str) -> Result<u64> {
-        self.indexed().await?;
-        let chain = chain.to_owned();
-        self.read(move |c| {
-            let seq: Option<i64> = c
-                .prepare_cached("SELECT max(seq) FROM audit WHERE chain = ?1")
-                .map_err(sql)?
-                .query_row([chain], |r| r.get(0))
-                .map_err(sql)?;
-            Ok(seq.unwrap_or(0).max(0) as u64)
+        if chain == self.inner.chain {
+            let inner = self.inner.clone();
+            return blocking(move || inner.audit.durable().map(|(size, _)| size)).await;
+        }
+        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
+            return Ok(0);
+        };
+        blocking(move || {
+            latch_audit::journal::read(&dir, u64::MAX / 2, None, |_, _| Ok(()))
+                .map_err(audit_journal::journal_error)
         })
         .await
     }
@@ -1230,21 +1242,21 @@ impl Store for SqliteStore {
     }
 
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
-        self.indexed().await?;
-        let chain = chain.to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT leaf FROM audit WHERE chain = ?1 ORDER BY seq")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([chain], |r| r.get::<_, Vec<u8>>(0))
-                .map_err(sql)?;
-            rows.map(|r| {
-                r.map_err(sql)?
-                    .try_into()
-                    .map_err(|_| corrupt("leaf hash is not 32 bytes"))
+        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
+            return Ok(Vec::new());
+        };
+        let owned = chain.to_owned();
+        let archived = self
+            .read(move |c| audit_journal::archived_through(c, &owned))
+            .await?;
+        blocking(move || {
+            let mut leaves = Vec::new();
+            latch_audit::journal::read(&dir, archived, None, |_, body| {
+                leaves.push(latch_core::merkle::leaf_hash(body.as_bytes()));
+                Ok(())
             })
-            .collect()
+            .map_err(audit_journal::journal_error)?;
+            Ok(leaves)
         })
         .await
     }
@@ -1252,54 +1264,8 @@ impl Store for SqliteStore {
     async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
         self.indexed().await?;
         let q = q.clone();
-        self.read(move |c| {
-            let mut sql_text =
-                String::from("SELECT rowid, chain, seq, body, hash FROM audit WHERE rowid > ?1");
-            let mut args: Vec<rusqlite::types::Value> = vec![q.after.unwrap_or(0).into()];
-            let mut add = |clause: &str, value: rusqlite::types::Value| {
-                args.push(value);
-                sql_text.push_str(&format!(" AND {clause} ?{}", args.len()));
-            };
-            let (texts, times) = q.conditions();
-            for (clause, value) in texts {
-                add(clause, value.into());
-            }
-            for (clause, value) in times {
-                add(clause, value.into());
-            }
-            let limit = q.limit.clamp(1, 1000);
-            sql_text.push_str(&format!(" ORDER BY rowid LIMIT {}", limit + 1));
-            let mut stmt = c.prepare(&sql_text).map_err(sql)?;
-            let rows = stmt
-                .query_map(rusqlite::params_from_iter(args.iter()), |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, Vec<u8>>(4)?,
-                    ))
-                })
-                .map_err(sql)?;
-            let mut out = Vec::new();
-            let mut last = None;
-            for row in rows {
-                let (rowid, chain, seq, body, hash) = row.map_err(sql)?;
-                if out.len() == limit {
-                    // One more than asked: there is a next page, starting after the last returned.
-                    return Ok((out, last));
-                }
-                out.push(StoredAuditRecord {
-                    chain,
-                    seq: u64::try_from(seq).map_err(|_| corrupt("negative audit sequence"))?,
-                    body,
-                    hash: hash
-                        .try_into()
-                        .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
-                });
-                last = Some(rowid);
-            }
-            Ok((out, None))
+        self.read_audit(move |inner, c| {
+            audit_index::query(c, &q, &mut |chain| inner.audit.locator(chain))
         })
         .await
     }
@@ -1353,15 +1319,8 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chains(&self) -> Result<Vec<String>> {
-        self.indexed().await?;
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT DISTINCT chain FROM audit ORDER BY chain")
-                .map_err(sql)?;
-            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
-            rows.map(|r| r.map_err(sql)).collect()
-        })
-        .await
+        let inner = self.inner.clone();
+        blocking(move || inner.audit.chains()).await
     }
 }
 

@@ -13,7 +13,7 @@ use ring::rand::SystemRandom;
 use crate::audit_log::AuditLog;
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
-use crate::{AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
+use crate::{AuditQuery, AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
 
 const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv/providers/Microsoft.CognitiveServices/accounts/isv-face";
 const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
@@ -1305,8 +1305,7 @@ async fn edits_of_the_journal_or_its_index_are_found(
     };
 
     // Deleting the newest index row removes nothing from the log: the index is rebuilt.
-    let cut =
-        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;";
+    let cut = "DELETE FROM audit_index WHERE seq = (SELECT max(seq) FROM audit_index); DELETE FROM checkpoints;";
     f.behind_its_back(cut, cut).await;
     assert_eq!(checkpoint().await.unwrap().size, 4);
     assert_eq!(chain_verifies(store.as_ref()).await, 4);
@@ -1317,8 +1316,29 @@ async fn edits_of_the_journal_or_its_index_are_found(
         .await
         .unwrap();
     assert_eq!(store.audit_head(CHAIN).await.unwrap(), 6);
-    let edit = r#"UPDATE audit SET body = replace(body, '"d"', '"D"') WHERE seq = 5"#;
+    // A query sees every record durable when it started: the index holds 5 and 6 after it.
+    let (found, _) = store
+        .query_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 6);
+    let edit = "UPDATE audit_index SET time = time + 1 WHERE seq = 5";
     f.behind_its_back(edit, edit).await;
+    // ...and by any query that returns its record.
+    let err = store
+        .query_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("record 5: the index row differs"),
+        "{err}"
+    );
     let err = checkpoint().await.unwrap_err();
     assert!(
         err.to_string().contains("record 5: the index row differs"),
@@ -1328,16 +1348,22 @@ async fn edits_of_the_journal_or_its_index_are_found(
     assert_eq!(store.reindex_audit().await.unwrap(), 6);
     assert_eq!(checkpoint().await.unwrap().size, 6);
 
-    // An index row with no record behind it stops every read of the log.
-    let forged = "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES ('main', 7, 0, 'x', 'x', '{}', X'00', X'00')";
+    // An index row with no record behind it stops every query of the log.
+    let forged = "INSERT INTO audit_index (chain, seq, time, kind, outcome, leaf) SELECT chain, 7, time, kind, outcome, leaf FROM audit_index WHERE seq = 6";
     f.behind_its_back(forged, forged).await;
-    let err = store.audit_records(CHAIN, 0, 10).await.unwrap_err();
+    let err = store
+        .query_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap_err();
     assert!(
         err.to_string()
             .contains("index holds record 7, the journal ends at 6"),
         "{err}"
     );
-    let gone = "DELETE FROM audit WHERE seq = 7";
+    let gone = "DELETE FROM audit_index WHERE seq = 7";
     f.behind_its_back(gone, gone).await;
 
     // A byte of a record changed in the journal itself is found by the next checkpoint.
@@ -1903,9 +1929,33 @@ async fn a_data_directory_from_before_the_journal_keeps_its_history() {
         .unwrap();
     assert_eq!(before.size, 12, "11 records and the archiving's own");
 
+    // The data directory as the store left it before journals: the same records in the
+    // `audit` table (the archived ones gone from it), no journal, no index.
+    let kept = f.store.audit_records(CHAIN, 0, 1_000).await.unwrap();
+    assert_eq!(kept.first().unwrap().seq, 5);
+    let db = rusqlite::Connection::open(f.dir.path().join(crate::sqlite::FILE_NAME)).unwrap();
+    for r in &kept {
+        db.execute(
+            "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES (?1, ?2, 0, 'x', 'x', ?3, ?4, ?5)",
+            rusqlite::params![
+                CHAIN,
+                r.seq as i64,
+                r.body,
+                &r.hash[..],
+                &latch_core::merkle::leaf_hash(r.body.as_bytes())[..]
+            ],
+        )
+        .unwrap();
+    }
+    db.execute_batch("DELETE FROM audit_index; DELETE FROM audit_names;")
+        .unwrap();
     let journal = f.dir.path().join("journal");
     std::fs::remove_dir_all(&journal).unwrap();
     let store = f.reopen().await;
+    let left: i64 = db
+        .query_row("SELECT count(*) FROM audit", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(left, 0, "the records left the table for the journal");
     assert!(
         journal
             .join(CHAIN)

@@ -494,3 +494,25 @@ fn a_segment_that_cannot_be_made_fails_the_append_and_the_next_one_tries_again()
     let (_, recovery) = Journal::open(dir.path(), "main", SMALL, None).unwrap();
     assert_eq!(recovery.size, appended + 1);
 }
+
+#[test]
+fn a_locator_finds_any_record_across_segments_and_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path());
+    for i in 0..30 {
+        j.append(&drafts(i * 5 + 1, 5)).unwrap();
+    }
+    let all = bodies(dir.path());
+    let mut locator = Locator::new(dir.path());
+    for seq in [1u64, 150, 37, 38, 2, 149, 76, 75] {
+        assert_eq!(
+            locator.get(seq).unwrap().as_deref(),
+            Some(all[usize::try_from(seq - 1).unwrap()].as_str()),
+            "record {seq}"
+        );
+    }
+    assert_eq!(locator.get(151).unwrap(), None);
+    // Records appended after the locator looked are found too.
+    j.append(&drafts(151, 2)).unwrap();
+    assert!(locator.get(152).unwrap().unwrap().contains("\"seq\":152"));
+}

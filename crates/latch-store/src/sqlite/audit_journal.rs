@@ -15,11 +15,11 @@
 //! records move from the table into a new journal exactly as they were sealed, so their
 //! sequence numbers, hashes and Merkle roots (and every checkpoint signed over them) stay.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use latch_audit::journal::{self, Expected, Journal, Options, Start};
+use latch_audit::journal::{self, Expected, Journal, Locator, Options, Start};
 use latch_audit::JournalError;
 use latch_core::audit::{record_hash, AuditDraft, SealedRecord};
 use latch_core::checkpoint::{Checkpoint, Frontier};
@@ -27,6 +27,7 @@ use latch_core::jws::b64url_decode;
 use latch_core::merkle::leaf_hash;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use super::audit_index::{self, Names};
 use crate::{Result, StoreError};
 
 /// The journals' directory, in the data directory (one directory per chain inside).
@@ -45,6 +46,8 @@ pub(super) struct AuditJournal {
     journal: Mutex<Option<Journal>>,
     /// The frontier as far as the records were last read back from disk and found as written.
     checked: Mutex<Option<Frontier>>,
+    /// Where single records are, per chain, for queries.
+    locators: Mutex<HashMap<String, Arc<Mutex<Locator>>>>,
 }
 
 impl std::fmt::Debug for AuditJournal {
@@ -108,8 +111,24 @@ impl AuditJournal {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(sql)?;
-        if !has_segments(&dir)? {
-            upgrade(&dir, chain, options, &tx)?;
+        // Every chain the table holds (this process's, and any other's) moves into a journal
+        // of its own, and leaves the table.
+        let mut chains: Vec<String> = tx
+            .prepare("SELECT DISTINCT chain FROM audit")
+            .map_err(sql)?
+            .query_map([], |r| r.get(0))
+            .map_err(sql)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sql)?;
+        chains.retain(|c| c != chain);
+        chains.push(chain.to_owned());
+        for moving in &chains {
+            let to = journal_of_name(&root, moving)?;
+            if !has_segments(&to)? {
+                upgrade(&to, moving, options, &tx)?;
+            }
+            tx.execute("DELETE FROM audit WHERE chain = ?1", [moving])
+                .map_err(sql)?;
         }
         tx.commit().map_err(sql)?;
         let this = AuditJournal {
@@ -119,6 +138,7 @@ impl AuditJournal {
             options,
             journal: Mutex::new(None),
             checked: Mutex::new(None),
+            locators: Mutex::new(HashMap::new()),
         };
         if has_segments(&this.dir)? {
             this.opened(data_dir, true)?;
@@ -203,26 +223,9 @@ impl AuditJournal {
                 self.chain
             )));
         }
-        let mut rows = conn
-            .prepare_cached(
-                "SELECT seq, body, hash, leaf FROM audit WHERE chain = ?1 AND seq > ?2 ORDER BY seq",
-            )
-            .map_err(sql)?;
-        let rows = rows
-            .query_map(
-                params![self.chain, reread.size().max(archived) as i64],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, Vec<u8>>(2)?,
-                        r.get::<_, Vec<u8>>(3)?,
-                    ))
-                },
-            )
-            .map_err(sql)?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(sql)?;
+        let mut names = Names::default();
+        let rows =
+            audit_index::rows_after(conn, &mut names, &self.chain, reread.size().max(archived))?;
         // Archived records left the index, not the journal.
         let indexed = bodies.iter().filter(|(seq, _)| *seq > archived).count();
         if rows.len() != indexed {
@@ -235,23 +238,20 @@ impl AuditJournal {
         }
         let mut rows = rows.iter();
         for (seq, body) in &bodies {
-            let leaf = leaf_hash(body.as_bytes());
-            reread.push(leaf);
+            reread.push(leaf_hash(body.as_bytes()));
             if *seq <= archived {
                 continue;
             }
-            let Some((row_seq, row_body, row_hash, row_leaf)) = rows.next() else {
-                break;
-            };
-            if *row_seq as u64 != *seq
-                || row_body != body
-                || row_hash[..] != record_hash(body)[..]
-                || row_leaf[..] != leaf[..]
-            {
-                return Err(StoreError::Corrupt(format!(
-                    "audit chain {}, record {seq}: the index row differs from the journal",
-                    self.chain
-                )));
+            match rows.next() {
+                Some((row_seq, row)) if row_seq == seq => {
+                    audit_index::check(conn, &mut names, &self.chain, row, body)?;
+                }
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "audit chain {}, record {seq}: the index row differs from the journal",
+                        self.chain
+                    )))
+                }
             }
         }
         if reread.root() != frontier.root() {
@@ -287,11 +287,55 @@ impl AuditJournal {
 
     /// Removes, in `tx`, the index rows of every chain with a journal.
     pub(super) fn clear_index(&self, tx: &Transaction<'_>) -> Result<()> {
-        for (chain, _) in self.journals()? {
-            tx.execute("DELETE FROM audit WHERE chain = ?1", [&chain])
-                .map_err(sql)?;
+        tx.execute_batch("DELETE FROM audit_index").map_err(sql)
+    }
+
+    /// The locator of records in the journal of `chain`, if it has one.
+    pub(super) fn locator(&self, chain: &str) -> Result<Option<Arc<Mutex<Locator>>>> {
+        let Some(dir) = journal_of(&self.root, chain)? else {
+            return Ok(None);
+        };
+        let mut locators = self.locators.lock().map_err(|_| lock_poisoned())?;
+        Ok(Some(
+            locators
+                .entry(chain.to_owned())
+                .or_insert_with(|| Arc::new(Mutex::new(Locator::new(&dir))))
+                .clone(),
+        ))
+    }
+
+    /// The ISV that token `jti` was issued for, from its issuance record.
+    pub(super) fn issuer_of(&self, conn: &Connection, jti: &str) -> Result<Option<String>> {
+        for (chain, seq, _) in audit_index::issued_with(conn, jti)? {
+            let Some(locator) = self.locator(&chain)? else {
+                continue;
+            };
+            let body = locator
+                .lock()
+                .map_err(|_| lock_poisoned())?
+                .get(seq)
+                .map_err(journal_error)?;
+            let Some(body) = body else { continue };
+            let record: SealedRecord = serde_json::from_str(&body).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "audit chain {chain}, record {seq}: not a valid audit record"
+                ))
+            })?;
+            let index = record.event.index();
+            if index.jti.as_deref() == Some(jti) {
+                return Ok(index.isv);
+            }
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The chains with a journal.
+    pub(super) fn chains(&self) -> Result<Vec<String>> {
+        Ok(self
+            .journals()?
+            .into_iter()
+            .map(|(chain, _)| chain)
+            .collect())
     }
 
     /// Every chain with a journal in the data directory, and its directory.
@@ -314,6 +358,16 @@ impl AuditJournal {
         }
         Ok(out)
     }
+}
+
+/// The directory of `chain`'s journal in the data directory's journals (`root`).
+fn journal_of_name(root: &Path, chain: &str) -> Result<PathBuf> {
+    if chain.is_empty() || chain.contains(['/', '.', '\\']) {
+        return Err(StoreError::Corrupt(format!(
+            "audit chain '{chain}': not a name a journal can have"
+        )));
+    }
+    Ok(root.join(chain))
 }
 
 /// The journal of `chain` in the data directory's journals (`root`), if it has one.
@@ -363,10 +417,13 @@ pub(super) fn archived_through(conn: &Connection, chain: &str) -> Result<u64> {
     Ok(through.unwrap_or(0).max(0) as u64)
 }
 
-/// Indexes the records of `chain` (journal in `dir`) the table does not hold yet.
+/// Indexes the records of `chain` (journal in `dir`) the index does not hold yet.
 fn index_chain(tx: &Transaction<'_>, chain: &str, dir: &Path) -> Result<u64> {
-    let mut indexed = indexed(tx, chain)?;
+    let mut names = Names::default();
+    let mut indexed =
+        audit_index::last_indexed(tx, &mut names, chain)?.max(archived_through(tx, chain)?);
     let mut added = 0;
+    let mut prev = None;
     loop {
         let mut bodies = Vec::new();
         let end = journal::read(dir, indexed, Some(indexed + INDEX_PAGE), |seq, body| {
@@ -382,101 +439,10 @@ fn index_chain(tx: &Transaction<'_>, chain: &str, dir: &Path) -> Result<u64> {
         if bodies.is_empty() {
             return Ok(added);
         }
-        let prev = row_hash(tx, chain, indexed)?;
-        insert(tx, chain, prev, &bodies)?;
+        prev = audit_index::insert(tx, &mut names, chain, prev, &bodies)?;
         added += bodies.len() as u64;
         indexed = end;
     }
-}
-
-/// How far the table holds the chain: its last sequence number, or where its archive ends.
-fn indexed(tx: &Connection, chain: &str) -> Result<u64> {
-    let last: Option<i64> = tx
-        .query_row(
-            "SELECT max(seq) FROM audit WHERE chain = ?1",
-            [chain],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
-    let archived: Option<i64> = tx
-        .query_row(
-            "SELECT through_seq FROM audit_archives WHERE chain = ?1",
-            [chain],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sql)?;
-    Ok(last.unwrap_or(0).max(archived.unwrap_or(0)).max(0) as u64)
-}
-
-fn row_hash(tx: &Connection, chain: &str, seq: u64) -> Result<Option<[u8; 32]>> {
-    let hash: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT hash FROM audit WHERE chain = ?1 AND seq = ?2",
-            params![chain, seq as i64],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(sql)?;
-    hash.map(|h| {
-        h.try_into()
-            .map_err(|_| StoreError::Corrupt("audit hash is not 32 bytes".into()))
-    })
-    .transpose()
-}
-
-/// Inserts index rows for `bodies` (consecutive records of `chain`, the first linked to
-/// `prev` when it is known).
-fn insert(
-    tx: &Transaction<'_>,
-    chain: &str,
-    mut prev: Option<[u8; 32]>,
-    bodies: &[(u64, String)],
-) -> Result<()> {
-    let mut stmt = tx
-        .prepare_cached(
-            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .map_err(sql)?;
-    for (seq, body) in bodies {
-        let bad = |why: &str| {
-            StoreError::Corrupt(format!(
-                "audit journal of chain {chain}, record {seq}: {why}"
-            ))
-        };
-        let record: SealedRecord =
-            serde_json::from_str(body).map_err(|_| bad("not a valid audit record"))?;
-        if record.chain != chain || record.seq != *seq {
-            return Err(bad("sealed for another place in the log"));
-        }
-        if let Some(prev) = prev {
-            if b64url_decode(&record.prev_hash).ok().as_deref() != Some(&prev[..]) {
-                return Err(bad("its previous-hash link is broken"));
-            }
-        }
-        let hash = record_hash(body);
-        let index = record.event.index();
-        let (features, operation) = record.event.features_and_operation();
-        stmt.execute(params![
-            chain,
-            *seq as i64,
-            record.time.0,
-            index.kind,
-            index.outcome,
-            index.isv,
-            index.target,
-            index.jti,
-            features,
-            operation,
-            body,
-            &hash[..],
-            &leaf_hash(body.as_bytes())[..]
-        ])
-        .map_err(sql)?;
-        prev = Some(hash);
-    }
-    Ok(())
 }
 
 /// Moves the records of `chain` from the `audit` table into a new journal in `dir`, exactly as

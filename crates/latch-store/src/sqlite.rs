@@ -378,18 +378,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        let inner = self.inner.clone();
-        blocking(move || {
-            let i = inner.next_reader.fetch_add(1, Ordering::Relaxed) % inner.readers.len();
-            let conn = inner.readers[i]
-                .lock()
-                .map_err(|_| unavailable("reader lock poisoned"))?;
-            f(&conn)
-        })
-        .await
+        self.read_audit(move |_, conn| f(conn)).await
     }
 
-    /// A read that needs the audit journals as well as the database.
+    /// A read on one of the reader connections, with the store's insides at hand (the audit
+    /// journals, for reads that need them as well as the database).
     async fn read_audit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Inner, &Connection) -> Result<T> + Send + 'static,

@@ -1284,7 +1284,19 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     assert!(err.to_string().contains("altered"), "{err}");
 }
 
-/// The embedded store keeps its chain in a journal, with the `audit` table as its index: what
+/// The first page of every record, as a query gives it.
+async fn first_page(
+    store: &dyn Store,
+) -> Result<(Vec<crate::StoredAuditRecord>, Option<i64>), StoreError> {
+    store
+        .query_audit(&AuditQuery {
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+}
+
+/// The embedded store keeps its chain in a journal, with an index beside it: what
 /// someone with the files can do to either, and where it is found.
 async fn edits_of_the_journal_or_its_index_are_found(
     f: &Fixture,
@@ -1317,24 +1329,12 @@ async fn edits_of_the_journal_or_its_index_are_found(
         .unwrap();
     assert_eq!(store.audit_head(CHAIN).await.unwrap(), 6);
     // A query sees every record durable when it started: the index holds 5 and 6 after it.
-    let (found, _) = store
-        .query_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap();
+    let (found, _) = first_page(store.as_ref()).await.unwrap();
     assert_eq!(found.len(), 6);
     let edit = "UPDATE audit_index SET time = time + 1 WHERE seq = 5";
     f.behind_its_back(edit, edit).await;
     // ...and by any query that returns its record.
-    let err = store
-        .query_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap_err();
+    let err = first_page(store.as_ref()).await.unwrap_err();
     assert!(
         err.to_string().contains("record 5: the index row differs"),
         "{err}"
@@ -1351,13 +1351,7 @@ async fn edits_of_the_journal_or_its_index_are_found(
     // An index row with no record behind it stops every query of the log.
     let forged = "INSERT INTO audit_index (chain, seq, time, kind, outcome, leaf) SELECT chain, 7, time, kind, outcome, leaf FROM audit_index WHERE seq = 6";
     f.behind_its_back(forged, forged).await;
-    let err = store
-        .query_audit(&AuditQuery {
-            limit: 10,
-            ..AuditQuery::default()
-        })
-        .await
-        .unwrap_err();
+    let err = first_page(store.as_ref()).await.unwrap_err();
     assert!(
         err.to_string()
             .contains("index holds record 7, the journal ends at 6"),

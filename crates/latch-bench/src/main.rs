@@ -1,4 +1,4 @@
-//! `latch-bench [--duration SECS] [--connections 32,64] [--scenarios a,b] [--out FILE] [--latch PATH]`
+//! `latch-bench [--duration SECS] [--connections 32,64] [--scenarios a,b] [--prefill RECORDS] [--out FILE] [--latch PATH]`
 //!
 //! Starts `latch serve` (the release binary beside this one) as a real process on loopback,
 //! drives it over keep-alive HTTPS connections, and reports per scenario: requests per second,
@@ -22,6 +22,10 @@
 //!
 //! `hostile`: issuance on a third server while its STS is attacked with idle and slow
 //! connections, and an anonymous flood's audit records (see [`hostile`]).
+//!
+//! `sustained` (only when named; it fills a log of `--prefill` records, 10 M by default, for
+//! minutes): issuance against the full log beside an empty one, and what the full log costs
+//! start-up, a query, a checkpoint, the disk, export and verify (see [`sustained`]).
 
 #![allow(clippy::print_stdout)]
 
@@ -30,6 +34,7 @@ mod engine;
 mod hostile;
 mod load;
 mod server;
+mod sustained;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -50,13 +55,15 @@ struct Args {
     connections: Vec<usize>,
     out: PathBuf,
     latch: PathBuf,
-    /// The scenarios to run besides `http` (which always runs: it is the baseline); all when
-    /// empty.
+    /// The scenarios to run besides `http` (which always runs: it is the baseline); all but
+    /// `sustained` (minutes of filling a log) when empty.
     only: Vec<String>,
+    /// Records in the log `sustained` fills.
+    prefill: u64,
 }
 
 /// The scenarios, by the names `--scenarios` takes.
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "http",
     "issuance",
     "face-key",
@@ -64,6 +71,7 @@ const SCENARIOS: [&str; 7] = [
     "face-cold",
     "engine",
     "hostile",
+    "sustained",
 ];
 
 fn args() -> Result<Args, String> {
@@ -76,6 +84,7 @@ fn args() -> Result<Args, String> {
         out: PathBuf::from("target/bench.json"),
         latch: beside,
         only: Vec::new(),
+        prefill: 10_000_000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,6 +110,9 @@ fn args() -> Result<Args, String> {
                     ));
                 }
             }
+            "--prefill" => {
+                args.prefill = value.parse().map_err(|_| format!("--prefill {value}"))?;
+            }
             "--out" => args.out = PathBuf::from(value),
             "--latch" => args.latch = PathBuf::from(value),
             other => return Err(format!("unknown flag {other}")),
@@ -113,7 +125,7 @@ fn main() -> ExitCode {
     let args = match args() {
         Ok(a) => a,
         Err(e) => {
-            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold,engine,hostile] [--out FILE] [--latch PATH]");
+            eprintln!("latch-bench: {e}\nusage: latch-bench [--duration SECS] [--connections 32,64] [--scenarios http,issuance,face-key,face-warm,face-cold,engine,hostile,sustained] [--prefill RECORDS] [--out FILE] [--latch PATH]");
             return ExitCode::from(2);
         }
     };
@@ -332,6 +344,11 @@ async fn bench(args: Args) -> Result<(), String> {
     } else {
         serde_json::Value::Null
     };
+    let sustained = if args.only.iter().any(|s| s == "sustained") {
+        sustained::bench(&args.latch, args.prefill, &args.connections, args.duration).await?
+    } else {
+        serde_json::Value::Null
+    };
     let (rss, peak) = server.memory();
     println!(
         "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
@@ -356,6 +373,7 @@ async fn bench(args: Args) -> Result<(), String> {
         "scenarios": results,
         "engine": engine,
         "hostile": hostile,
+        "sustained": sustained,
     });
     if let Some(dir) = args.out.parent() {
         let _ = std::fs::create_dir_all(dir);

@@ -45,7 +45,19 @@ impl Server {
     /// With `engine`, the built-in Face engine runs, its weights in that directory; without,
     /// allowed Face calls are answered 501.
     pub(crate) fn start(binary: &Path, engine: Option<&Path>) -> Result<Server, String> {
-        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        Self::start_in(
+            tempfile::tempdir().map_err(|e| e.to_string())?,
+            binary,
+            engine,
+        )
+    }
+
+    /// Like [`Server::start`], in `dir`, whose `data` may hold a store already.
+    pub(crate) fn start_in(
+        dir: tempfile::TempDir,
+        binary: &Path,
+        engine: Option<&Path>,
+    ) -> Result<Server, String> {
         let config = dir.path().join("latch.toml");
         std::fs::write(&config, RATE_LIMITS_LIFTED).map_err(|e| e.to_string())?;
         let stderr = dir.path().join("stderr.log");

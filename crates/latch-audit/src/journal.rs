@@ -931,6 +931,27 @@ pub fn read(
     Ok(seq - 1)
 }
 
+/// Removes the segments of the chain in `dir` that hold only records up to `through` (archived
+/// elsewhere); returns how many. The last segment always stays: the journal goes on from it.
+pub fn remove_through(dir: &Path, through: u64) -> Result<usize, JournalError> {
+    let lock_path = dir.join("LOCK");
+    let lock = File::open(&lock_path).map_err(io("cannot open", &lock_path))?;
+    let _held = Locked::take(&lock, dir, false)?;
+    let found = segments(dir)?;
+    let mut removed = 0;
+    for pair in found.windows(2) {
+        let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+        if *next_first <= through.saturating_add(1) {
+            std::fs::remove_file(path).map_err(io("cannot remove", path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        sync_dir(dir)?;
+    }
+    Ok(removed)
+}
+
 /// The batches of a segment found so far, each (first sequence number, offset, length), and the
 /// offset where looking goes on.
 type Batches = (Vec<(u64, u64, u64)>, u64);

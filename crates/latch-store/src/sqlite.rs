@@ -1155,6 +1155,7 @@ impl Store for SqliteStore {
         audit: &AuditDraft,
     ) -> Result<()> {
         let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
+        let journal = audit_journal::journal_of(self.inner.audit.root(), &chain)?;
         self.change(audit, move |tx| {
             let current: Option<i64> = tx
                 .query_row("SELECT through_seq FROM audit_archives WHERE chain = ?1", [&chain], |r| r.get(0))
@@ -1177,7 +1178,16 @@ impl Store for SqliteStore {
             .map_err(sql)?;
             Ok(())
         })
-        .await
+        .await?;
+        // The archived records leave the journal too, a whole segment at a time.
+        if let Some(dir) = journal {
+            blocking(move || {
+                latch_audit::journal::remove_through(&dir, through)
+                    .map_err(audit_journal::journal_error)
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {

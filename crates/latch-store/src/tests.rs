@@ -2018,3 +2018,73 @@ async fn two_processes_append_to_one_journal() {
     assert_eq!(chain_verifies(f.store.as_ref()).await, 40);
     assert_eq!(chain_verifies(other.as_ref()).await, 40);
 }
+
+/// Archiving removes whole journal segments of archived records; what stays still reads, and
+/// checkpoints go on from the archive's frontier.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archiving_removes_the_journal_segments_it_empties() {
+    use latch_core::FixedClock;
+    let dir = tempfile::tempdir().unwrap();
+    let small = latch_audit::journal::Options {
+        segment_bytes: 16 * 1024,
+    };
+    let store = SqliteStore::open_with(dir.path(), CHAIN, &SystemRandom::new(), small).unwrap();
+    let (rng, clock) = (SystemRandom::new(), FixedClock::at(UnixTime(1_000)));
+    let key = crate::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
+        .await
+        .unwrap();
+    for t in 0..200 {
+        let mut d = draft(AuditEvent::AccessTokenRefused {
+            reason: format!("r{t}"),
+            status: 401,
+        });
+        d.time = UnixTime(2_000 + t);
+        store.append_audit(CHAIN, &[d]).await.unwrap();
+    }
+    let journal = dir.path().join("journal").join(CHAIN);
+    let before = latch_audit::journal::segments(&journal).unwrap().len();
+    let mut archive: Vec<String> = Vec::new();
+    let cp = crate::checkpoints::archive(
+        &store,
+        &key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(2_150),
+            actor: Actor::LocalOperator,
+        },
+        &rng,
+        &clock,
+        &mut archive,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let after = latch_audit::journal::segments(&journal).unwrap();
+    assert!(
+        after.len() < before,
+        "{} segments, then {}",
+        before,
+        after.len()
+    );
+    assert!(
+        after[0].0 <= cp.size + 1,
+        "the first kept record is still there"
+    );
+    let kept = store.audit_records(CHAIN, 0, 1_000).await.unwrap();
+    assert_eq!(kept[0].seq, cp.size + 1);
+    let next = crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.size, 202,
+        "200 records, the key's and the archiving's own"
+    );
+    let mut export: Vec<String> = Vec::new();
+    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut export)
+        .await
+        .unwrap();
+    let all: Vec<String> = archive.iter().chain(&export).cloned().collect();
+    let report =
+        latch_core::checkpoint::verify_export(&all, &[key.key().public_key()], None, |_| {});
+    assert_eq!(report.findings, [], "archive and export verify together");
+}

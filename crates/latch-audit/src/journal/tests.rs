@@ -516,3 +516,33 @@ fn a_locator_finds_any_record_across_segments_and_batches() {
     j.append(&drafts(151, 2)).unwrap();
     assert!(locator.get(152).unwrap().unwrap().contains("\"seq\":152"));
 }
+
+#[test]
+fn archived_segments_are_removed_and_the_rest_still_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut j = open(dir.path());
+    for i in 0..30 {
+        j.append(&drafts(i * 5 + 1, 5)).unwrap();
+    }
+    let before = segments(dir.path()).unwrap();
+    let second = before[1].0;
+    // Through the record just before the second segment: the first one goes, no other.
+    assert_eq!(remove_through(dir.path(), second - 1).unwrap(), 1);
+    let after = segments(dir.path()).unwrap();
+    assert_eq!(after.len(), before.len() - 1);
+    assert_eq!(after[0].0, second);
+    let mut seen = Vec::new();
+    read(dir.path(), second - 1, None, |seq, _| {
+        seen.push(seq);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(seen.first(), Some(&second));
+    assert_eq!(seen.last(), Some(&150));
+    // Never the last segment, and the journal goes on.
+    assert_eq!(remove_through(dir.path(), 10_000).unwrap(), after.len() - 1);
+    assert_eq!(j.append(&drafts(151, 1)).unwrap()[0].seq, 151);
+    drop(j);
+    let (_, recovery) = Journal::open(dir.path(), "main", SMALL, None).unwrap();
+    assert_eq!(recovery.size, 151);
+}

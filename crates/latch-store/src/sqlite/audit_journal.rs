@@ -211,6 +211,22 @@ impl AuditJournal {
             return Ok(frontier);
         };
         let mut reread = checked.clone();
+        if reread.size() < archived {
+            // Those records left the journal with their archive: go on from its frontier (the
+            // comparison with the frontier held in memory, below, still covers it).
+            let bytes: Vec<u8> = conn
+                .query_row(
+                    "SELECT frontier FROM audit_archives WHERE chain = ?1",
+                    [&self.chain],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            reread = Frontier::from_bytes(&bytes)
+                .filter(|f| f.size() == archived)
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("the archived frontier of chain {}", self.chain))
+                })?;
+        }
         let mut bodies = Vec::new();
         let end = journal::read(&self.dir, reread.size(), Some(size), |seq, body| {
             bodies.push((seq, body.to_owned()));

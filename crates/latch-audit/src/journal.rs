@@ -134,6 +134,8 @@ pub struct Journal {
     head: Head,
     stopped: Option<String>,
     lock: File,
+    /// The buffer batches are built in, kept from one to the next.
+    scratch: Vec<u8>,
 }
 
 fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
@@ -482,6 +484,7 @@ impl Journal {
             },
             stopped: None,
             lock: lock.try_clone().map_err(io("cannot open", &lock_path))?,
+            scratch: Vec::new(),
         };
         journal.check_expected(expected)?;
         let torn = journal.scan(expected)?;
@@ -792,8 +795,8 @@ impl Journal {
         out: &mut Vec<Appended>,
     ) -> Result<usize, JournalError> {
         let mut head = self.head.clone();
-        let mut batch = BatchBuilder::new(head.size + 1);
-        let mut appended = Vec::new();
+        let mut batch = BatchBuilder::in_buffer(std::mem::take(&mut self.scratch), head.size + 1);
+        let mut appended = Vec::with_capacity(drafts.len());
         for draft in drafts {
             let seq = head.size + 1;
             let (body, hash) = seal(&self.chain, seq, &head.last_hash, draft);
@@ -812,7 +815,9 @@ impl Journal {
             head.last_hash = hash;
             appended.push(Appended { seq, leaf });
         }
-        self.write_batch(batch.finish())?;
+        let written = self.write_batch(batch.finish());
+        self.scratch = batch.into_buffer();
+        written?;
         self.head = head;
         let taken = appended.len();
         out.extend(appended);

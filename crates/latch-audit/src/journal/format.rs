@@ -271,13 +271,24 @@ pub struct BatchBuilder {
 impl BatchBuilder {
     /// An empty batch whose first record will be `first_seq`.
     pub fn new(first_seq: u64) -> BatchBuilder {
-        let mut bytes = Vec::with_capacity(64 * 1024);
-        bytes.resize(BATCH_HEAD_BYTES, 0);
+        Self::in_buffer(Vec::new(), first_seq)
+    }
+
+    /// An empty batch built in `buffer` (emptied first): a writer reuses one buffer for every
+    /// batch rather than allocating one each time.
+    pub fn in_buffer(mut buffer: Vec<u8>, first_seq: u64) -> BatchBuilder {
+        buffer.clear();
+        buffer.resize(BATCH_HEAD_BYTES, 0);
         BatchBuilder {
-            bytes,
+            bytes: buffer,
             count: 0,
             first_seq,
         }
+    }
+
+    /// The buffer, to build the next batch in.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.bytes
     }
 
     /// Appends a record; false (and nothing added) if it is too large or the batch is full.

@@ -34,7 +34,7 @@ use crate::{Result, StoreError};
 pub(crate) const DIR: &str = "journal";
 
 /// How many records one index transaction takes at most.
-const INDEX_PAGE: u64 = 20_000;
+const INDEX_PAGE: u64 = 2_000;
 
 pub(super) struct AuditJournal {
     /// Where every chain's journal lives (a directory per chain).

@@ -138,10 +138,14 @@ pub struct Journal {
     scratch: Vec<u8>,
 }
 
-fn io(what: impl Into<String>, path: &Path) -> impl FnOnce(std::io::Error) -> JournalError {
-    let what = what.into();
-    let path = path.to_owned();
-    move |source| JournalError::Io { what, path, source }
+/// The error of an I/O call: what was done, to which file. Made only when the call fails (the
+/// names are not copied on every call that succeeds).
+fn io<'a>(what: &'a str, path: &'a Path) -> impl FnOnce(std::io::Error) -> JournalError + 'a {
+    move |source| JournalError::Io {
+        what: what.to_owned(),
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// The file of the segment whose first record is `first_seq`.

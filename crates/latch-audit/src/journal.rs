@@ -211,7 +211,7 @@ fn create_segment(dir: &Path, header: &SegmentHeader, size: u64) -> Result<File,
     file.write_all_at(&bytes, 0)
         .map_err(io("cannot write", &tmp))?;
     // Zeros written, not a sparse hole: a sync then writes data, not the file's block map.
-    let zeros = vec![0u8; 1 << 20];
+    let zeros = vec![0u8; 64 << 10];
     let mut at = HEADER_BYTES as u64;
     while at < size {
         let n = usize::try_from((size - at).min(zeros.len() as u64)).unwrap_or(zeros.len());

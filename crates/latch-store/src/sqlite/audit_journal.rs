@@ -227,23 +227,39 @@ impl AuditJournal {
                     StoreError::Corrupt(format!("the archived frontier of chain {}", self.chain))
                 })?;
         }
-        let mut bodies = Vec::new();
+        // Each record read back is kept as its leaf and the index row it must have, not whole.
+        let mut names = Names::default();
+        let mut seen = Vec::new();
+        let mut failed = None;
         let end = journal::read(&self.dir, reread.size(), Some(size), |seq, body| {
-            bodies.push((seq, body.to_owned()));
+            let row = if seq > archived {
+                match audit_index::derive(conn, &mut names, &self.chain, seq, body, false) {
+                    Ok(row) => row.map(|(row, _)| row),
+                    Err(e) => {
+                        failed = Some(e);
+                        return Err(JournalError::Invalid("stopped".into()));
+                    }
+                }
+            } else {
+                None
+            };
+            seen.push((seq, leaf_hash(body.as_bytes()), row));
             Ok(())
-        })
-        .map_err(journal_error)?;
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        let end = end.map_err(journal_error)?;
         if end < size {
             return Err(StoreError::Corrupt(format!(
                 "audit chain {}: the journal now ends at record {end}, after {size} were written",
                 self.chain
             )));
         }
-        let mut names = Names::default();
         let rows =
             audit_index::rows_after(conn, &mut names, &self.chain, reread.size().max(archived))?;
         // Archived records left the index, not the journal.
-        let indexed = bodies.iter().filter(|(seq, _)| *seq > archived).count();
+        let indexed = seen.iter().filter(|(seq, _, _)| *seq > archived).count();
         if rows.len() != indexed {
             return Err(StoreError::Corrupt(format!(
                 "audit chain {}: the index holds {} records after {}, the journal {indexed}",
@@ -253,15 +269,13 @@ impl AuditJournal {
             )));
         }
         let mut rows = rows.iter();
-        for (seq, body) in &bodies {
-            reread.push(leaf_hash(body.as_bytes()));
+        for (seq, leaf, expected) in &seen {
+            reread.push(*leaf);
             if *seq <= archived {
                 continue;
             }
-            match rows.next() {
-                Some((row_seq, row)) if row_seq == seq => {
-                    audit_index::check(conn, &mut names, &self.chain, row, body)?;
-                }
+            match (rows.next(), expected) {
+                (Some((row_seq, row)), Some(expected)) if row_seq == seq && row == expected => {}
                 _ => {
                     return Err(StoreError::Corrupt(format!(
                         "audit chain {}, record {seq}: the index row differs from the journal",

@@ -98,6 +98,7 @@ pub(super) struct Row {
 
 const COLUMNS: &str =
     "chain, seq, time, kind, outcome, isv, target, jti, operation, features, leaf";
+const INSERT: &str = "INSERT INTO audit_index (chain, seq, time, kind, outcome, isv, target, jti, operation, features, leaf) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     Ok(Row {
@@ -113,6 +114,83 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
         features: r.get(9)?,
         leaf: r.get(10)?,
     })
+}
+
+/// What a record's index row says, before names are numbered.
+#[derive(Clone, Debug)]
+pub(super) struct Fields {
+    time: i64,
+    index: latch_core::audit::AuditIndex,
+    features: Option<String>,
+    operation: Option<String>,
+    leaf: [u8; 32],
+}
+
+impl Fields {
+    /// The fields of a record as it was appended: its draft, and the leaf hash of its body.
+    pub(super) fn of_draft(draft: &latch_core::audit::AuditDraft, leaf: [u8; 32]) -> Fields {
+        let (features, operation) = draft.event.features_and_operation();
+        Fields {
+            time: draft.time.0,
+            index: draft.event.index(),
+            features,
+            operation,
+            leaf,
+        }
+    }
+}
+
+/// The row of record `seq` of `chain` with `fields`. With `create` false, a name never
+/// indexed is `None` (the row cannot match).
+fn row_of(
+    c: &Connection,
+    names: &mut Names,
+    chain: &str,
+    seq: u64,
+    fields: &Fields,
+    create: bool,
+) -> Result<Option<Row>> {
+    let mut id = |name: Option<&str>| -> Result<Option<Option<i64>>> {
+        match name {
+            None => Ok(Some(None)),
+            Some(n) => Ok(names.id(c, n, create)?.map(Some)),
+        }
+    };
+    let (
+        Some(Some(chain_id)),
+        Some(Some(kind)),
+        Some(Some(outcome)),
+        Some(isv),
+        Some(target),
+        Some(operation),
+    ) = (
+        id(Some(chain))?,
+        id(Some(fields.index.kind))?,
+        id(Some(fields.index.outcome))?,
+        id(fields.index.isv.as_deref())?,
+        id(fields.index.target.as_deref())?,
+        id(fields.operation.as_deref())?,
+    )
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Row {
+        chain: chain_id,
+        seq: i64::try_from(seq).map_err(|_| {
+            StoreError::Corrupt(format!(
+                "audit chain {chain}: sequence number {seq} out of range"
+            ))
+        })?,
+        time: fields.time,
+        kind,
+        outcome,
+        isv,
+        target,
+        jti: fields.index.jti.as_deref().map(jti_key),
+        operation,
+        features: fields.features.clone(),
+        leaf: fields.leaf.to_vec(),
+    }))
 }
 
 /// The row record `seq` of `chain` must have, from its body, with the record's link to the one
@@ -135,75 +213,22 @@ pub(super) fn derive(
     if record.chain != chain || record.seq != seq {
         return Err(bad("sealed for another place in the log"));
     }
-    let index = record.event.index();
     let (features, operation) = record.event.features_and_operation();
-    let mut id = |name: Option<&str>| -> Result<Option<Option<i64>>> {
-        match name {
-            None => Ok(Some(None)),
-            Some(n) => Ok(names.id(c, n, create)?.map(Some)),
-        }
-    };
-    let (
-        Some(Some(chain_id)),
-        Some(Some(kind)),
-        Some(Some(outcome)),
-        Some(isv),
-        Some(target),
-        Some(operation),
-    ) = (
-        id(Some(chain))?,
-        id(Some(index.kind))?,
-        id(Some(index.outcome))?,
-        id(index.isv.as_deref())?,
-        id(index.target.as_deref())?,
-        id(operation.as_deref())?,
-    )
-    else {
-        return Ok(None);
-    };
-    let row = Row {
-        chain: chain_id,
-        seq: i64::try_from(seq).map_err(|_| bad("sequence number out of range"))?,
+    let fields = Fields {
         time: record.time.0,
-        kind,
-        outcome,
-        isv,
-        target,
-        jti: index.jti.as_deref().map(jti_key),
-        operation,
+        index: record.event.index(),
         features,
-        leaf: leaf_hash(body.as_bytes()).to_vec(),
+        operation,
+        leaf: leaf_hash(body.as_bytes()),
     };
-    Ok(Some((row, record.prev_hash)))
+    Ok(row_of(c, names, chain, seq, &fields, create)?.map(|row| (row, record.prev_hash)))
 }
 
-/// Inserts the rows of consecutive records of `chain`, checking that each links to the one
-/// before it (to `prev`, the hash of the record before the first, when it is known); returns
-/// the hash of the last.
-pub(super) fn insert(
-    tx: &Transaction<'_>,
-    names: &mut Names,
-    chain: &str,
-    mut prev: Option<[u8; 32]>,
-    bodies: &[(u64, String)],
-) -> Result<Option<[u8; 32]>> {
-    let mut stmt = tx
-        .prepare_cached(&format!(
-            "INSERT INTO audit_index ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-        ))
-        .map_err(sql)?;
-    for (seq, body) in bodies {
-        let Some((r, prev_hash)) = derive(tx, names, chain, *seq, body, true)? else {
-            return Err(StoreError::Unavailable(
-                "audit index: a name was not made".into(),
-            ));
-        };
-        if prev.is_some_and(|p| latch_core::jws::b64url(p) != prev_hash) {
-            return Err(StoreError::Corrupt(format!(
-                "audit journal of chain {chain}, record {seq}: its previous-hash link is broken"
-            )));
-        }
-        stmt.execute(params![
+/// Inserts one row.
+fn write_row(tx: &Transaction<'_>, r: &Row) -> Result<()> {
+    tx.prepare_cached(INSERT)
+        .map_err(sql)?
+        .execute(params![
             r.chain,
             r.seq,
             r.time,
@@ -216,7 +241,48 @@ pub(super) fn insert(
             r.features,
             r.leaf
         ])
-        .map_err(sql)?;
+        .map(|_| ())
+        .map_err(sql)
+}
+
+/// A row made while indexing names every name it needs.
+fn not_made() -> StoreError {
+    StoreError::Unavailable("audit index: a name was not made".into())
+}
+
+/// Inserts the rows of consecutive records of `chain` this process appended, from what it
+/// knew when it appended them (nothing to parse back).
+pub(super) fn insert_appended(
+    tx: &Transaction<'_>,
+    names: &mut Names,
+    chain: &str,
+    appended: &[(u64, Fields)],
+) -> Result<()> {
+    for (seq, fields) in appended {
+        let r = row_of(tx, names, chain, *seq, fields, true)?.ok_or_else(not_made)?;
+        write_row(tx, &r)?;
+    }
+    Ok(())
+}
+
+/// Inserts the rows of consecutive records of `chain`, checking that each links to the one
+/// before it (to `prev`, the hash of the record before the first, when it is known); returns
+/// the hash of the last.
+pub(super) fn insert(
+    tx: &Transaction<'_>,
+    names: &mut Names,
+    chain: &str,
+    mut prev: Option<[u8; 32]>,
+    bodies: &[(u64, String)],
+) -> Result<Option<[u8; 32]>> {
+    for (seq, body) in bodies {
+        let (r, prev_hash) = derive(tx, names, chain, *seq, body, true)?.ok_or_else(not_made)?;
+        if prev.is_some_and(|p| latch_core::jws::b64url(p) != prev_hash) {
+            return Err(StoreError::Corrupt(format!(
+                "audit journal of chain {chain}, record {seq}: its previous-hash link is broken"
+            )));
+        }
+        write_row(tx, &r)?;
         prev = Some(latch_core::audit::record_hash(body));
     }
     Ok(prev)

@@ -15,7 +15,7 @@
 //! records move from the table into a new journal exactly as they were sealed, so their
 //! sequence numbers, hashes and Merkle roots (and every checkpoint signed over them) stay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +27,7 @@ use latch_core::jws::b64url_decode;
 use latch_core::merkle::leaf_hash;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use super::audit_index::{self, Names};
+use super::audit_index::{self, Fields, Names};
 use crate::{Result, StoreError};
 
 /// The journals' directory, in the data directory (one directory per chain inside).
@@ -48,7 +48,14 @@ pub(super) struct AuditJournal {
     checked: Mutex<Option<Frontier>>,
     /// Where single records are, per chain, for queries.
     locators: Mutex<HashMap<String, Arc<Mutex<Locator>>>>,
+    /// The index rows of the records this process appended and the index does not hold yet, in
+    /// order: indexed without reading them back (at most [`PENDING`]; past that, or after a
+    /// record of another process, the index reads the journal).
+    pending: Mutex<VecDeque<(u64, Fields)>>,
 }
+
+/// The most appended records waiting for the index in memory.
+const PENDING: usize = 100_000;
 
 impl std::fmt::Debug for AuditJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +146,7 @@ impl AuditJournal {
             journal: Mutex::new(None),
             checked: Mutex::new(None),
             locators: Mutex::new(HashMap::new()),
+            pending: Mutex::new(VecDeque::new()),
         };
         if has_segments(&this.dir)? {
             this.opened(data_dir, true)?;
@@ -181,6 +189,14 @@ impl AuditJournal {
             .as_mut()
             .ok_or_else(|| StoreError::Unavailable("the audit journal did not open".into()))?;
         let appended = journal.append(drafts).map_err(journal_error)?;
+        let mut pending = self.pending.lock().map_err(|_| lock_poisoned())?;
+        if pending.len() + appended.len() <= PENDING {
+            for (a, draft) in appended.iter().zip(drafts) {
+                pending.push_back((a.seq, Fields::of_draft(draft, a.leaf)));
+            }
+        } else {
+            pending.clear();
+        }
         Ok(appended.into_iter().map(|a| a.seq).collect())
     }
 
@@ -310,13 +326,16 @@ impl AuditJournal {
     pub(super) fn index(&self, tx: &Transaction<'_>) -> Result<u64> {
         let mut added = 0;
         for (chain, dir) in self.journals()? {
-            added += index_chain(tx, &chain, &dir)?;
+            let pending = (chain == self.chain).then_some(&self.pending);
+            added += index_chain(tx, &chain, &dir, pending)?;
         }
         Ok(added)
     }
 
     /// Removes, in `tx`, the index rows of every chain with a journal.
     pub(super) fn clear_index(&self, tx: &Transaction<'_>) -> Result<()> {
+        // Rebuilt from the journal alone, not from what this process remembers appending.
+        self.pending.lock().map_err(|_| lock_poisoned())?.clear();
         tx.execute_batch("DELETE FROM audit_index").map_err(sql)
     }
 
@@ -448,13 +467,31 @@ pub(super) fn archived_through(conn: &Connection, chain: &str) -> Result<u64> {
 }
 
 /// Indexes the records of `chain` (journal in `dir`) the index does not hold yet.
-fn index_chain(tx: &Transaction<'_>, chain: &str, dir: &Path) -> Result<u64> {
+fn index_chain(
+    tx: &Transaction<'_>,
+    chain: &str,
+    dir: &Path,
+    pending: Option<&Mutex<VecDeque<(u64, Fields)>>>,
+) -> Result<u64> {
     let mut names = Names::default();
     let mut indexed =
         audit_index::last_indexed(tx, &mut names, chain)?.max(archived_through(tx, chain)?);
     let mut added = 0;
     let mut prev = None;
     loop {
+        // What this process appended next, if it is next: no need to read it back.
+        let mine = match pending {
+            Some(pending) => take_pending(pending, indexed)?,
+            None => Vec::new(),
+        };
+        if !mine.is_empty() {
+            audit_index::insert_appended(tx, &mut names, chain, &mine)?;
+            added += mine.len() as u64;
+            indexed += mine.len() as u64;
+            // The next record read back is not checked against one not read.
+            prev = None;
+            continue;
+        }
         let mut bodies = Vec::new();
         let end = journal::read(dir, indexed, Some(indexed + INDEX_PAGE), |seq, body| {
             bodies.push((seq, body.to_owned()));
@@ -473,6 +510,28 @@ fn index_chain(tx: &Transaction<'_>, chain: &str, dir: &Path) -> Result<u64> {
         added += bodies.len() as u64;
         indexed = end;
     }
+}
+
+/// Takes from `pending` the records right after `indexed`, in order (up to a page), dropping
+/// those the index already holds.
+fn take_pending(
+    pending: &Mutex<VecDeque<(u64, Fields)>>,
+    indexed: u64,
+) -> Result<Vec<(u64, Fields)>> {
+    let mut pending = pending.lock().map_err(|_| lock_poisoned())?;
+    while pending.front().is_some_and(|(seq, _)| *seq <= indexed) {
+        pending.pop_front();
+    }
+    let mut out = Vec::new();
+    while let Some((seq, _)) = pending.front() {
+        if *seq != indexed + 1 + out.len() as u64 || out.len() as u64 >= INDEX_PAGE {
+            break;
+        }
+        if let Some(entry) = pending.pop_front() {
+            out.push(entry);
+        }
+    }
+    Ok(out)
 }
 
 /// Moves the records of `chain` from the `audit` table into a new journal in `dir`, exactly as

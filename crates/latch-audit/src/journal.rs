@@ -133,7 +133,7 @@ pub struct Journal {
     capacity: u64,
     head: Head,
     stopped: Option<String>,
-    lock: File,
+    lock: std::sync::Arc<File>,
     /// The buffer batches are built in, kept from one to the next.
     scratch: Vec<u8>,
 }
@@ -400,13 +400,15 @@ impl Journal {
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
         builder.create(dir).map_err(io("cannot create", dir))?;
         let lock_path = dir.join("LOCK");
-        let lock = private_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&lock_path)
-            .map_err(io("cannot open", &lock_path))?;
+        let lock = std::sync::Arc::new(
+            private_options()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&lock_path)
+                .map_err(io("cannot open", &lock_path))?,
+        );
         let options = Options {
             segment_bytes: options.segment_bytes.max(2 * HEADER_BYTES as u64),
         };
@@ -487,7 +489,7 @@ impl Journal {
                 frontier: header.frontier,
             },
             stopped: None,
-            lock: lock.try_clone().map_err(io("cannot open", &lock_path))?,
+            lock: lock.clone(),
             scratch: Vec::new(),
         };
         journal.check_expected(expected)?;
@@ -689,17 +691,24 @@ impl Journal {
 
     /// Reads what other processes appended, and returns the durable end of the chain.
     pub fn refresh(&mut self) -> Result<&Head, JournalError> {
+        self.locked(|_| Ok(()))?;
+        Ok(&self.head)
+    }
+
+    /// Runs `f` holding the directory's lock, after reading what other processes appended: the
+    /// way in of every operation that writes or needs the durable end. A stopped journal runs
+    /// nothing; damage found stops it.
+    fn locked<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, JournalError>,
+    ) -> Result<T, JournalError> {
         if let Some(why) = &self.stopped {
             return Err(JournalError::Stopped(why.clone()));
         }
-        let lock = self
-            .lock
-            .try_clone()
-            .map_err(io("cannot lock", &self.dir))?;
+        let lock = std::sync::Arc::clone(&self.lock);
         let _held = Locked::take(&lock, &self.dir, false)?;
-        let caught_up = self.catch_up();
-        self.stop_if_damaged(caught_up)?;
-        Ok(&self.head)
+        let result = self.catch_up().and_then(|()| f(self));
+        self.stop_if_damaged(result)
     }
 
     /// Why the journal stopped, if it did.
@@ -711,19 +720,10 @@ impl Journal {
     /// is durable; on failure none is counted, and a failed read, write or sync stops the
     /// journal.
     pub fn append(&mut self, drafts: &[AuditDraft]) -> Result<Vec<Appended>, JournalError> {
-        if let Some(why) = &self.stopped {
-            return Err(JournalError::Stopped(why.clone()));
-        }
-        if drafts.is_empty() {
+        if drafts.is_empty() && self.stopped.is_none() {
             return Ok(Vec::new());
         }
-        let lock = self
-            .lock
-            .try_clone()
-            .map_err(io("cannot lock", &self.dir))?;
-        let _held = Locked::take(&lock, &self.dir, false)?;
-        let result = self.catch_up().and_then(|()| self.append_locked(drafts));
-        self.stop_if_damaged(result)
+        self.locked(|journal| journal.append_locked(drafts))
     }
 
     /// Damage found stops the journal. (A failed write or sync stops it where it happens; a
@@ -738,16 +738,10 @@ impl Journal {
     /// Appends records sealed elsewhere (moving a chain into the journal), exactly as they
     /// are: each must be the chain's next record, linked to the one before.
     pub fn append_sealed(&mut self, bodies: &[String]) -> Result<(), JournalError> {
-        if let Some(why) = &self.stopped {
-            return Err(JournalError::Stopped(why.clone()));
-        }
-        let lock = self
-            .lock
-            .try_clone()
-            .map_err(io("cannot lock", &self.dir))?;
-        let _held = Locked::take(&lock, &self.dir, false)?;
-        let caught_up = self.catch_up();
-        self.stop_if_damaged(caught_up)?;
+        self.locked(|journal| journal.append_sealed_locked(bodies))
+    }
+
+    fn append_sealed_locked(&mut self, bodies: &[String]) -> Result<(), JournalError> {
         let mut rest = bodies;
         while !rest.is_empty() {
             let mut batch = BatchBuilder::new(self.head.size + 1);

@@ -230,15 +230,7 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
     for t in &tokens {
         s.secret(t);
     }
-    let recorded: BTreeSet<String> = s
-        .audit()
-        .await
-        .into_iter()
-        .filter_map(|r| match r.event {
-            latch_core::audit::AuditEvent::LimitedAccessTokenIssued { jti, .. } => Some(jti),
-            _ => None,
-        })
-        .collect();
+    let recorded = s.issued_jtis().await;
     let lost: Vec<String> = tokens
         .iter()
         .map(|t| jti(t))
@@ -266,20 +258,7 @@ async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
         .status,
         200
     );
-    let work = s.dir.path().to_owned();
-    let key = ok(&s.cli(&["--json", "audit", "key"]));
-    std::fs::write(work.join("k.json"), key.to_string()).unwrap();
-    let export = work.join("after-restart.jsonl");
-    ok(&s.cli(&["audit", "export", "--out", export.to_str().unwrap()]));
-    let report = ok(&s.cli(&[
-        "--json",
-        "audit",
-        "verify",
-        export.to_str().unwrap(),
-        "--key-file",
-        work.join("k.json").to_str().unwrap(),
-    ]));
-    assert_eq!(report["verified"], true, "{report}");
+    export_verifies(&s, "after-restart.jsonl");
     s.finish().await;
 }
 
@@ -320,36 +299,12 @@ async fn a_torn_journal_tail_is_set_aside_and_an_edited_record_refuses_to_start(
         .unwrap();
     let s = Server::resume(dir).await;
     assert!(s.stderr().contains("torn write"), "{}", s.stderr());
-    let recorded: BTreeSet<String> = s
-        .audit()
-        .await
-        .into_iter()
-        .filter_map(|r| match r.event {
-            latch_core::audit::AuditEvent::LimitedAccessTokenIssued { jti, .. } => Some(jti),
-            _ => None,
-        })
-        .collect();
+    let recorded = s.issued_jtis().await;
     for j in &received {
         assert!(recorded.contains(j), "token {j} lost its record");
     }
     assert_eq!(s.issue(Some(&d.isv_key), "", &body).await.status, 200);
-    let work = s.dir.path().to_owned();
-    std::fs::write(
-        work.join("k.json"),
-        ok(&s.cli(&["--json", "audit", "key"])).to_string(),
-    )
-    .unwrap();
-    let export = work.join("export.jsonl");
-    ok(&s.cli(&["audit", "export", "--out", export.to_str().unwrap()]));
-    let report = ok(&s.cli(&[
-        "--json",
-        "audit",
-        "verify",
-        export.to_str().unwrap(),
-        "--key-file",
-        work.join("k.json").to_str().unwrap(),
-    ]));
-    assert_eq!(report["verified"], true, "{report}");
+    export_verifies(&s, "export.jsonl");
     let rebuilt = ok(&s.cli(&["--json", "audit", "reindex"]));
     assert!(rebuilt["indexed"].as_u64().unwrap() > 6, "{rebuilt}");
 
@@ -388,6 +343,25 @@ async fn a_torn_journal_tail_is_set_aside_and_an_edited_record_refuses_to_start(
         String::from_utf8_lossy(&out.stderr).contains("damaged"),
         "{out:?}"
     );
+}
+
+/// Exports the whole log to `name` in the server's folder and verifies it offline with the
+/// audit key, as an auditor would.
+fn export_verifies(s: &Server, name: &str) {
+    let work = s.dir.path().to_owned();
+    let key = ok(&s.cli(&["--json", "audit", "key"]));
+    std::fs::write(work.join("k.json"), key.to_string()).unwrap();
+    let export = work.join(name);
+    ok(&s.cli(&["audit", "export", "--out", export.to_str().unwrap()]));
+    let report = ok(&s.cli(&[
+        "--json",
+        "audit",
+        "verify",
+        export.to_str().unwrap(),
+        "--key-file",
+        work.join("k.json").to_str().unwrap(),
+    ]));
+    assert_eq!(report["verified"], true, "{report}");
 }
 
 /// The only segment of a journal.

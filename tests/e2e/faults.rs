@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use latch_core::audit::AuditEvent;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -64,18 +63,6 @@ fn exited(pid: u32) -> bool {
     }
 }
 
-/// The `jti` of every token the audit log says was issued.
-async fn issuance_records(s: &Server) -> BTreeSet<String> {
-    s.audit()
-        .await
-        .into_iter()
-        .filter_map(|r| match r.event {
-            AuditEvent::LimitedAccessTokenIssued { jti, .. } => Some(jti),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Verifies audit chain `chain` from its first record.
 async fn verify_chain(s: &Server, chain: &str) {
     let records = s
@@ -95,7 +82,7 @@ async fn verify_chain(s: &Server, chain: &str) {
 
 /// Asserts that every token in `tokens` has its issuance record.
 async fn assert_recorded(s: &Server, tokens: &[String]) {
-    let recorded = issuance_records(s).await;
+    let recorded = s.issued_jtis().await;
     let missing: Vec<String> = tokens
         .iter()
         .map(|t| jti(t))
@@ -1228,7 +1215,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_drains_the_audit_wri
     );
 
     // The store, reopened after the exit: the records are exactly the tokens received.
-    let recorded = issuance_records(&s).await;
+    let recorded = s.issued_jtis().await;
     let received_jtis: BTreeSet<String> = received.iter().map(|t| jti(t)).collect();
     let lost: Vec<_> = received_jtis.difference(&recorded).collect();
     assert!(lost.is_empty(), "tokens received with no record: {lost:?}");

@@ -351,20 +351,7 @@ impl Server {
     /// status and standard error (a server that starts instead is stopped, and says so).
     pub fn refused_start(dir: &std::path::Path) -> (Option<std::process::ExitStatus>, String) {
         let log = dir.join("refused-start.log");
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--sts-listen",
-                "127.0.0.1:0",
-                "--face-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .env("LATCH_FACE_ENGINE", "off")
-            .env_remove("LATCH_CONFIG")
+        let mut child = serve(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
@@ -405,25 +392,10 @@ impl Server {
                 + dir.path().read_dir().map(|d| d.count()).unwrap_or(0) as u64
         ));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut child = Command::new(BIN)
-            .args([
-                "serve",
-                "--sts-listen",
-                "127.0.0.1:0",
-                "--face-listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
+        let mut child = serve(dir.path())
             .args(extra)
             .env("LATCH_LOG", "trace")
-            // Most tests see an allowed call as the 501 of a front without a backend; the
-            // engine's own tests turn the engine on.
-            .env("LATCH_FACE_ENGINE", "off")
             .envs(env.iter().copied())
-            .env_remove("LATCH_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr))
@@ -735,6 +707,18 @@ impl Server {
         out
     }
 
+    /// The `jti` of every token the audit log says was issued.
+    pub async fn issued_jtis(&self) -> std::collections::BTreeSet<String> {
+        self.audit()
+            .await
+            .into_iter()
+            .filter_map(|r| match r.event {
+                latch_core::audit::AuditEvent::LimitedAccessTokenIssued { jti, .. } => Some(jti),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The audit records the store holds, parsed.
     pub async fn audit(&self) -> Vec<latch_core::audit::SealedRecord> {
         self.audit_bodies()
@@ -805,6 +789,28 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// `latch serve` on loopback ports chosen by the system, on the data directory in `dir`.
+/// Most tests see an allowed call as the 501 of a front without a backend; the engine's own
+/// tests turn the engine on.
+fn serve(dir: &std::path::Path) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "serve",
+            "--sts-listen",
+            "127.0.0.1:0",
+            "--face-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.join("data"))
+        .env("LATCH_FACE_ENGINE", "off")
+        .env_remove("LATCH_CONFIG");
+    command
 }
 
 fn wait_for(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

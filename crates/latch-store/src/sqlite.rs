@@ -359,19 +359,7 @@ impl SqliteStore {
         f: impl FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
-        blocking(move || {
-            let mut conn = inner
-                .writer
-                .lock()
-                .map_err(|_| unavailable("writer lock poisoned"))?;
-            let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(sql)?;
-            let out = f(&tx)?;
-            tx.commit().map_err(sql)?;
-            Ok(out)
-        })
-        .await
+        blocking(move || immediate(&inner.writer, f)).await
     }
 
     async fn read<T: Send + 'static>(
@@ -396,6 +384,22 @@ impl SqliteStore {
             f(&inner, &conn)
         })
         .await
+    }
+
+    /// Reads the journal of `chain` past what was archived of it: `f` gets the journal's
+    /// directory and the last archived sequence number. Nothing (the default) for a chain with
+    /// no journal.
+    async fn past_archive<T: Default + Send + 'static>(
+        &self,
+        chain: &str,
+        f: impl FnOnce(&Path, u64) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
+            return Ok(T::default());
+        };
+        let chain = chain.to_owned();
+        self.read(move |c| f(&dir, audit_journal::archived_through(c, &chain)?))
+            .await
     }
 
     /// A short indexed read, in place on the calling task when a lookup connection is free and
@@ -535,40 +539,40 @@ fn ensure_pepper(conn: &mut Connection, rng: &dyn SecureRandom) -> Result<()> {
 }
 
 impl Inner {
-    /// Indexes every audit record durable now that the `audit` table does not hold yet.
+    /// Indexes every durable audit record the index does not hold yet.
     fn index(&self) -> Result<()> {
-        let mut conn = self
-            .indexer
-            .lock()
-            .map_err(|_| unavailable("indexer lock poisoned"))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let added = self.audit.index(&tx)?;
-        tx.commit().map_err(sql)?;
+        let added = immediate(&self.indexer, |tx| self.audit.index(tx))?;
         if added > 0 {
             tracing::trace!(target: "latch::audit", chain = self.audit.chain(), records = added, "audit records indexed");
         }
         Ok(())
     }
-}
 
-impl Inner {
     /// Empties the index of every chain with a journal and builds it again, in one transaction.
     fn reindex(&self) -> Result<u64> {
-        let mut conn = self
-            .indexer
-            .lock()
-            .map_err(|_| unavailable("indexer lock poisoned"))?;
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        self.audit.clear_index(&tx)?;
-        let added = self.audit.index(&tx)?;
-        tx.commit().map_err(sql)?;
+        let added = immediate(&self.indexer, |tx| {
+            self.audit.clear_index(tx)?;
+            self.audit.index(tx)
+        })?;
         tracing::info!(target: "latch::audit", records = added, "the audit index was rebuilt from the journals");
         Ok(added)
     }
+}
+
+/// Runs `f` in an immediate (write-locked) transaction on `conn`, and commits what it did.
+fn immediate<T>(
+    conn: &Mutex<Connection>,
+    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut conn = conn
+        .lock()
+        .map_err(|_| unavailable("connection lock poisoned"))?;
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql)?;
+    let out = f(&tx)?;
+    tx.commit().map_err(sql)?;
+    Ok(out)
 }
 
 /// Starts the thread that indexes the audit journal behind the writers: woken after appends,
@@ -1134,16 +1138,11 @@ impl Store for SqliteStore {
         after: u64,
         limit: usize,
     ) -> Result<Vec<StoredAuditRecord>> {
-        // Read from the journal itself, past what was archived.
-        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
-            return Ok(Vec::new());
-        };
-        let owned = chain.to_owned();
-        let archived = self
-            .read(move |c| audit_journal::archived_through(c, &owned))
-            .await?;
-        let chain = chain.to_owned();
-        blocking(move || audit_journal::records(&dir, &chain, after.max(archived), limit)).await
+        let chain_name = chain.to_owned();
+        self.past_archive(chain, move |dir, archived| {
+            audit_journal::records(dir, &chain_name, after.max(archived), limit)
+        })
+        .await
     }
 
     async fn archive_audit(
@@ -1245,16 +1244,9 @@ impl Store for SqliteStore {
     }
 
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
-        let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
-            return Ok(Vec::new());
-        };
-        let owned = chain.to_owned();
-        let archived = self
-            .read(move |c| audit_journal::archived_through(c, &owned))
-            .await?;
-        blocking(move || {
+        self.past_archive(chain, |dir, archived| {
             let mut leaves = Vec::new();
-            latch_audit::journal::read(&dir, archived, None, |_, body| {
+            latch_audit::journal::read(dir, archived, None, |_, body| {
                 leaves.push(latch_core::merkle::leaf_hash(body.as_bytes()));
                 Ok(())
             })

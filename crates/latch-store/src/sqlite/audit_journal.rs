@@ -421,10 +421,10 @@ fn journal_of_name(root: &Path, chain: &str) -> Result<PathBuf> {
 
 /// The journal of `chain` in the data directory's journals (`root`), if it has one.
 pub(super) fn journal_of(root: &Path, chain: &str) -> Result<Option<PathBuf>> {
-    if chain.is_empty() || chain.contains(['/', '.', '\\']) {
+    // A name no journal can have has none.
+    let Ok(dir) = journal_of_name(root, chain) else {
         return Ok(None);
-    }
-    let dir = root.join(chain);
+    };
     Ok(has_segments(&dir)?.then_some(dir))
 }
 

@@ -1083,14 +1083,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
         .await
         .unwrap();
     // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
-    for t in 1..=10 {
-        let mut d = draft(AuditEvent::AccessTokenRefused {
-            reason: format!("r{t}"),
-            status: 401,
-        });
-        d.time = UnixTime(2_000 + t);
-        store.append_audit(CHAIN, &[d]).await.unwrap();
-    }
+    refusals_from_2001(store.as_ref(), 10).await;
     crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
@@ -1101,21 +1094,9 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     };
 
     let mut first: Vec<String> = Vec::new();
-    let cp = crate::checkpoints::archive(
-        store.as_ref(),
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(2_006),
-            actor: Actor::LocalOperator,
-        },
-        &rng,
-        &clock,
-        &mut first,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let cp = archive_before(store.as_ref(), &key, 2_006, &mut first)
+        .await
+        .unwrap();
     assert_eq!(cp.size, 6, "records 1..=6 are older than 2006");
     assert_eq!(verify(&[&first]), [], "an archive verifies on its own");
     assert_eq!(
@@ -1141,21 +1122,9 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
 
     // A second archive continues where the first ended.
     let mut second: Vec<String> = Vec::new();
-    let cp = crate::checkpoints::archive(
-        store.as_ref(),
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(2_009),
-            actor: Actor::LocalOperator,
-        },
-        &rng,
-        &clock,
-        &mut second,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let cp = archive_before(store.as_ref(), &key, 2_009, &mut second)
+        .await
+        .unwrap();
     assert_eq!(cp.size, 9);
     let mut current: Vec<String> = Vec::new();
     crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
@@ -1164,37 +1133,12 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     assert_eq!(verify(&[&first, &second, &current]), []);
     // Nothing old enough: nothing happens; the newest record is never archived.
     let mut none: Vec<String> = Vec::new();
-    assert!(crate::checkpoints::archive(
-        store.as_ref(),
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(2_009),
-            actor: Actor::LocalOperator
-        },
-        &rng,
-        &clock,
-        &mut none
-    )
-    .await
-    .unwrap()
-    .is_none());
+    assert!(archive_before(store.as_ref(), &key, 2_009, &mut none)
+        .await
+        .is_none());
     let mut all: Vec<String> = Vec::new();
     let head = store.audit_head(CHAIN).await.unwrap();
-    crate::checkpoints::archive(
-        store.as_ref(),
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(i64::MAX),
-            actor: Actor::LocalOperator,
-        },
-        &rng,
-        &clock,
-        &mut all,
-    )
-    .await
-    .unwrap();
+    archive_before(store.as_ref(), &key, i64::MAX, &mut all).await;
     assert!(
         store.audit_head(CHAIN).await.unwrap() > head,
         "the last record stays, and the archiving is recorded"
@@ -1282,6 +1226,42 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
         .await
         .unwrap_err();
     assert!(err.to_string().contains("altered"), "{err}");
+}
+
+/// Refusal records at times 2001, 2002, ..., one append each.
+async fn refusals_from_2001(store: &dyn Store, n: i64) {
+    for t in 1..=n {
+        let mut d = draft(AuditEvent::AccessTokenRefused {
+            reason: format!("r{t}"),
+            status: 401,
+        });
+        d.time = UnixTime(2_000 + t);
+        store.append_audit(CHAIN, &[d]).await.unwrap();
+    }
+}
+
+/// Archives the records of the chain older than `before` into `out` (as the operator does);
+/// the archive's checkpoint, if anything was old enough.
+async fn archive_before(
+    store: &dyn Store,
+    key: &crate::checkpoints::AuditSigner,
+    before: i64,
+    out: &mut Vec<String>,
+) -> Option<latch_core::checkpoint::Checkpoint> {
+    crate::checkpoints::archive(
+        store,
+        key,
+        &crate::checkpoints::Archive {
+            chain: CHAIN,
+            before: UnixTime(before),
+            actor: Actor::LocalOperator,
+        },
+        &SystemRandom::new(),
+        &latch_core::FixedClock::at(UnixTime(1_000)),
+        out,
+    )
+    .await
+    .unwrap()
 }
 
 /// The first page of every record, as a query gives it.
@@ -1894,30 +1874,11 @@ async fn a_data_directory_from_before_the_journal_keeps_its_history() {
     let key = crate::checkpoints::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
         .await
         .unwrap();
-    for t in 1..=10 {
-        let mut d = draft(AuditEvent::AccessTokenRefused {
-            reason: format!("r{t}"),
-            status: 401,
-        });
-        d.time = UnixTime(2_000 + t);
-        f.store.append_audit(CHAIN, &[d]).await.unwrap();
-    }
+    refusals_from_2001(f.store.as_ref(), 10).await;
     let mut archive: Vec<String> = Vec::new();
-    crate::checkpoints::archive(
-        f.store.as_ref(),
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(2_004),
-            actor: Actor::LocalOperator,
-        },
-        &rng,
-        &clock,
-        &mut archive,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    archive_before(f.store.as_ref(), &key, 2_004, &mut archive)
+        .await
+        .unwrap();
     let before = crate::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
@@ -2033,32 +1994,13 @@ async fn archiving_removes_the_journal_segments_it_empties() {
     let key = crate::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
-    for t in 0..200 {
-        let mut d = draft(AuditEvent::AccessTokenRefused {
-            reason: format!("r{t}"),
-            status: 401,
-        });
-        d.time = UnixTime(2_000 + t);
-        store.append_audit(CHAIN, &[d]).await.unwrap();
-    }
+    refusals_from_2001(&store, 200).await;
     let journal = dir.path().join("journal").join(CHAIN);
     let before = latch_audit::journal::segments(&journal).unwrap().len();
     let mut archive: Vec<String> = Vec::new();
-    let cp = crate::checkpoints::archive(
-        &store,
-        &key,
-        &crate::checkpoints::Archive {
-            chain: CHAIN,
-            before: UnixTime(2_150),
-            actor: Actor::LocalOperator,
-        },
-        &rng,
-        &clock,
-        &mut archive,
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let cp = archive_before(&store, &key, 2_150, &mut archive)
+        .await
+        .unwrap();
     let after = latch_audit::journal::segments(&journal).unwrap();
     assert!(
         after.len() < before,

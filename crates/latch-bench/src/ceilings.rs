@@ -63,6 +63,34 @@ pub(crate) struct AuditFloor {
     pub(crate) per_commit: f64,
 }
 
+/// A Face usage record as the front writes it: an accepted `identify` by `client`'s Key1 with
+/// a token `isv` issued.
+pub(crate) fn usage(
+    time: UnixTime,
+    request_id: String,
+    client: &ResourceId,
+    isv: &ResourceId,
+    jti: String,
+) -> AuditDraft {
+    AuditDraft {
+        time,
+        request_id: Some(request_id),
+        actor: Actor::Resource {
+            resource: client.clone(),
+            slot: latch_core::audit::KeySlot::Key1,
+        },
+        event: AuditEvent::LimitedAccessTokenUsed {
+            resource: client.clone(),
+            operation: "identify".into(),
+            outcome: "accepted".into(),
+            reason: None,
+            jti: Some(jti),
+            isv: Some(isv.clone()),
+            fingerprint: "qf8Xbq3o3Gx1fS1m2o6M0w".into(),
+        },
+    }
+}
+
 /// The embedded store's thread that indexes the audit journal, by name.
 const INDEXER: &str = "latch-audit-index";
 
@@ -96,23 +124,13 @@ pub(crate) async fn audit_commits(
             tokio::spawn(async move {
                 let mut n = 0u64;
                 while start.elapsed() < duration {
-                    let draft = AuditDraft {
-                        time: UnixTime(1_800_000_000),
-                        request_id: Some("5f0c6a8e-0f5d-4c43-9a52-0b6f0e1d2c3b".into()),
-                        actor: Actor::Resource {
-                            resource: client.clone(),
-                            slot: latch_core::audit::KeySlot::Key1,
-                        },
-                        event: AuditEvent::LimitedAccessTokenUsed {
-                            resource: client.clone(),
-                            operation: "identify".into(),
-                            outcome: "accepted".into(),
-                            reason: None,
-                            jti: Some("9d3b1f0a-7c1e-4f7b-8a55-3c2d1e0f9a8b".into()),
-                            isv: Some(isv.clone()),
-                            fingerprint: "qf8Xbq3o3Gx1fS1m2o6M0w".into(),
-                        },
-                    };
+                    let draft = usage(
+                        UnixTime(1_800_000_000),
+                        "5f0c6a8e-0f5d-4c43-9a52-0b6f0e1d2c3b".into(),
+                        &client,
+                        &isv,
+                        "9d3b1f0a-7c1e-4f7b-8a55-3c2d1e0f9a8b".into(),
+                    );
                     if log.record(draft).await.is_err() {
                         break;
                     }

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use latch_core::audit::{Actor, AuditDraft, AuditEvent};
+use latch_core::audit::AuditDraft;
 use latch_core::{FixedClock, ResourceId, UnixTime};
 use latch_store::sqlite::SqliteStore;
 use latch_store::{AuditQuery, Store};
@@ -56,24 +56,13 @@ async fn fill(data: &Path, records: u64) -> Result<Duration, String> {
         let take = FILL_BATCH.min(records - n);
         let drafts: Vec<AuditDraft> = (n..n + take)
             .map(|i| {
-                let client = &clients[(i % 1_000) as usize];
-                AuditDraft {
-                    time: UnixTime(1_700_000_000 + (i / 100) as i64),
-                    request_id: Some(format!("5f0c6a8e-0f5d-4c43-9a52-{i:012}")),
-                    actor: Actor::Resource {
-                        resource: client.clone(),
-                        slot: latch_core::audit::KeySlot::Key1,
-                    },
-                    event: AuditEvent::LimitedAccessTokenUsed {
-                        resource: client.clone(),
-                        operation: "identify".into(),
-                        outcome: "accepted".into(),
-                        reason: None,
-                        jti: Some(jti(i)),
-                        isv: Some(isvs[(i % 50) as usize].clone()),
-                        fingerprint: "qf8Xbq3o3Gx1fS1m2o6M0w".into(),
-                    },
-                }
+                crate::ceilings::usage(
+                    UnixTime(1_700_000_000 + (i / 100) as i64),
+                    format!("5f0c6a8e-0f5d-4c43-9a52-{i:012}"),
+                    &clients[(i % 1_000) as usize],
+                    &isvs[(i % 50) as usize],
+                    jti(i),
+                )
             })
             .collect();
         store

@@ -176,9 +176,9 @@ impl HeadCheck {
         }
     }
 
-    /// For a journal's frontier: the signed head was matched when the journal opened, and the
-    /// journal only grew since; a frontier that is not at least as large, or of the same size
-    /// with another root, does not extend it.
+    /// For the frontier a writer holds: the log only grew since the signed head; a frontier
+    /// that is not at least as large, or of the same size with another root, does not extend
+    /// it.
     fn extended(&mut self, frontier: &Frontier) {
         if let Some(h) = &self.head {
             self.ok = match frontier.size().cmp(&h.size) {
@@ -224,8 +224,9 @@ pub async fn checkpoint(
 ) -> Result<Checkpoint> {
     let mut check = HeadCheck::new(signer, chain)?;
     let (frontier, archived) = match store.audit_frontier(chain).await? {
-        // A journal: the frontier its writer holds, checked against the signed head when the
-        // journal was opened and extended only by records it checked since.
+        // The frontier the chain's writer holds (checked against the signed head when the
+        // journal was opened, or taken from PostgreSQL's head row), extended only by records
+        // it wrote or read back since.
         Some(frontier) => {
             check.extended(&frontier);
             (frontier, 0)

@@ -16,6 +16,7 @@ use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 
 pub mod admin;
+mod audit_fields;
 pub mod audit_log;
 pub mod check_cache;
 pub mod checkpoints;
@@ -502,25 +503,17 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
     /// The Merkle leaf hashes of `chain`, in sequence order.
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
 
-    /// Rebuilds the index of the chains this store keeps in journals, from the journals;
-    /// returns how many records it holds. A store whose log is its tables has no index to
-    /// rebuild.
-    async fn reindex_audit(&self) -> Result<u64> {
-        Err(StoreError::Refused(
-            "this store keeps its audit log in its tables: there is no index to rebuild".into(),
-        ))
-    }
+    /// Rebuilds the audit index from the records themselves (the journals, or PostgreSQL's
+    /// `audit_log`); returns how many records it holds.
+    async fn reindex_audit(&self) -> Result<u64>;
 
-    /// For a chain this store keeps in a journal: the Merkle frontier of its durable records,
-    /// held in memory, after checking that the records written since the last such call still
-    /// read back from disk (and from the index) as they were written. `None` for a chain kept
-    /// only in tables, whose frontier is rebuilt from [`Store::audit_leaves`].
-    async fn audit_frontier(
-        &self,
-        _chain: &str,
-    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
-        Ok(None)
-    }
+    /// The Merkle frontier of `chain`'s committed records, held in memory by its writer, after
+    /// checking that the records written since the last such call still read back (and match
+    /// their index rows) as they were written. `None` for a chain this store does not hold in
+    /// memory (another chain of an embedded data directory), whose frontier is rebuilt from
+    /// [`Store::audit_leaves`].
+    async fn audit_frontier(&self, chain: &str)
+        -> Result<Option<latch_core::checkpoint::Frontier>>;
 
     /// Records matching `query`, in the order they were written, and the cursor of the next
     /// page if there is one.

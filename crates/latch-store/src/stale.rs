@@ -326,6 +326,10 @@ impl Store for StaleIfError {
         self.inner.audit_frontier(chain).await
     }
 
+    async fn reindex_audit(&self) -> Result<u64> {
+        self.inner.reindex_audit().await
+    }
+
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
         self.inner.audit_leaves(chain).await
     }

@@ -141,7 +141,7 @@ impl Fixture {
                 self.behind_its_back(
                     "",
                     "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-                     CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
+                     CREATE TRIGGER audit_full BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_full();",
                 )
                 .await;
                 "disk full"
@@ -156,7 +156,7 @@ impl Fixture {
         match &self.backend {
             Backend::Sqlite => self.reopen().await,
             Backend::Postgres { .. } => {
-                self.behind_its_back("", "DROP TRIGGER audit_full ON audit")
+                self.behind_its_back("", "DROP TRIGGER audit_full ON audit_log")
                     .await;
                 self.store.clone()
             }
@@ -1176,18 +1176,37 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
-    if matches!(f.backend, Backend::Sqlite) {
-        return edits_of_the_journal_or_its_index_are_found(&f, &signer).await;
-    }
+    edits_of_the_log_or_its_index_are_found(&f, &signer).await;
+}
+
+/// On PostgreSQL, where someone with the database can delete or insert rows of the log: the
+/// newest record removed, or put back with other content, is found by the next checkpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
+    use latch_core::FixedClock;
+    let f = Fixture::postgres().await;
+    let store = f.store.clone();
+    let rng = SystemRandom::new();
+    let clock = FixedClock::at(UnixTime(1_000));
+    let signer = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
+    refusals_from_2001(store.as_ref(), 3).await;
+    crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+        .await
+        .unwrap();
 
     // Someone with the database deletes the newest record and the checkpoint rows.
-    let cut =
-        "DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit); DELETE FROM checkpoints;";
+    let cut = "DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log); DELETE FROM checkpoints;";
     f.behind_its_back(cut, cut).await;
     let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("records were removed"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("the log now ends at record 3, after 4 were written"),
+        "{err}"
+    );
     let mut lines: Vec<String> = Vec::new();
     assert!(
         crate::checkpoints::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
@@ -1203,29 +1222,20 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     forged.seq += 1;
     forged.prev_hash = latch_core::jws::b64url(last.hash);
     let body = serde_json::to_string(&forged).unwrap();
-    let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let (hash, leaf) = (
-        hex(&latch_core::audit::record_hash(&body)),
-        hex(&latch_core::merkle::leaf_hash(b"other")),
+    let insert = format!(
+        "INSERT INTO audit_log (chain, seq, body) VALUES ('{CHAIN}', {}, '{}')",
+        forged.seq,
+        body.replace('\'', "''"),
     );
-    let insert = |bytes: &dyn Fn(&str) -> String| {
-        format!(
-            "INSERT INTO audit (chain, seq, time, kind, outcome, body, hash, leaf) VALUES ('{CHAIN}', {}, 0, 'x', 'x', '{}', {}, {})",
-            forged.seq,
-            body.replace('\'', "''"),
-            bytes(&hash),
-            bytes(&leaf)
-        )
-    };
-    f.behind_its_back(
-        &insert(&|h| format!("X'{h}'")),
-        &insert(&|h| format!("decode('{h}', 'hex')")),
-    )
-    .await;
+    f.behind_its_back(&insert, &insert).await;
     let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
-    assert!(err.to_string().contains("altered"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("record 4 is not the one its head names"),
+        "{err}"
+    );
 }
 
 /// Refusal records at times 2001, 2002, ..., one append each.
@@ -1276,9 +1286,10 @@ async fn first_page(
         .await
 }
 
-/// The embedded store keeps its chain in a journal, with an index beside it: what
-/// someone with the files can do to either, and where it is found.
-async fn edits_of_the_journal_or_its_index_are_found(
+/// Both stores keep the chain apart from its index (the embedded one in a journal, PostgreSQL
+/// in a table with nothing but its key): what someone with the files or the database can do
+/// to either, and where it is found.
+async fn edits_of_the_log_or_its_index_are_found(
     f: &Fixture,
     signer: &crate::checkpoints::AuditSigner,
 ) {
@@ -1331,25 +1342,42 @@ async fn edits_of_the_journal_or_its_index_are_found(
     // An index row with no record behind it stops every query of the log.
     let forged = "INSERT INTO audit_index (chain, seq, time, kind, outcome, leaf) SELECT chain, 7, time, kind, outcome, leaf FROM audit_index WHERE seq = 6";
     f.behind_its_back(forged, forged).await;
-    let err = first_page(store.as_ref()).await.unwrap_err();
+    let err = first_page(store.as_ref()).await.unwrap_err().to_string();
     assert!(
-        err.to_string()
-            .contains("index holds record 7, the journal ends at 6"),
+        err.contains("index holds record 7, the") && err.contains("ends at 6"),
         "{err}"
     );
     let gone = "DELETE FROM audit_index WHERE seq = 7";
     f.behind_its_back(gone, gone).await;
 
-    // A byte of a record changed in the journal itself is found by the next checkpoint.
-    store.append_audit(CHAIN, &[refused("f")]).await.unwrap();
-    let (segment, end) =
-        latch_audit::journal::end(&f.dir.path().join("journal").join(CHAIN)).unwrap();
-    let mut bytes = std::fs::read(&segment).unwrap();
-    bytes[usize::try_from(end).unwrap() - 5] ^= 0x01;
-    std::fs::write(&segment, &bytes).unwrap();
-    let err = checkpoint().await.unwrap_err();
-    assert!(err.to_string().contains("damaged"), "{err}");
-    assert!(err.to_string().contains("record 7"), "{err}");
+    // A record changed in the log itself is found by the next checkpoint: the journal's
+    // checksums name the batch it is in; PostgreSQL's records since the last checkpoint are
+    // hashed again.
+    store
+        .append_audit(CHAIN, &[refused("f"), refused("g")])
+        .await
+        .unwrap();
+    let found = match f.backend {
+        Backend::Sqlite => {
+            let (segment, end) =
+                latch_audit::journal::end(&f.dir.path().join("journal").join(CHAIN)).unwrap();
+            let mut bytes = std::fs::read(&segment).unwrap();
+            bytes[usize::try_from(end).unwrap() - 5] ^= 0x01;
+            std::fs::write(&segment, &bytes).unwrap();
+            ["damaged", "record 7"]
+        }
+        Backend::Postgres { .. } => {
+            // The body stays a valid record, with its link; only its reason changed.
+            f.behind_its_back(
+                "",
+                r#"UPDATE audit_log SET body = replace(body, '"reason":"f"', '"reason":"x"') WHERE seq = 7"#,
+            )
+            .await;
+            ["no longer read back", "records 7 to 8"]
+        }
+    };
+    let err = checkpoint().await.unwrap_err().to_string();
+    assert!(found.iter().all(|w| err.contains(w)), "{err}");
 }
 
 async fn an_archiving_that_lost_a_race_removes_nothing(f: Fixture) {
@@ -1404,9 +1432,9 @@ async fn a_spooled_writer_keeps_records_through_an_outage(f: Fixture) {
     };
     assert_eq!(log.record(used("before")).await.unwrap(), 1);
     f.behind_its_back(
-        "CREATE TRIGGER audit_full BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        "",
         "CREATE FUNCTION audit_full() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$;
-         CREATE TRIGGER audit_full BEFORE INSERT ON audit FOR EACH ROW EXECUTE FUNCTION audit_full();",
+         CREATE TRIGGER audit_full BEFORE INSERT ON audit_log FOR EACH ROW EXECUTE FUNCTION audit_full();",
     )
     .await;
     // The store refuses: the records are kept on disk, and the callers are answered.
@@ -1414,11 +1442,8 @@ async fn a_spooled_writer_keeps_records_through_an_outage(f: Fixture) {
     assert_eq!(log.record(used("during 2")).await.unwrap(), 0);
     assert_eq!(std::fs::read_to_string(&spool).unwrap().lines().count(), 2);
     assert_eq!(chain_verifies(store.as_ref()).await, 1);
-    f.behind_its_back(
-        "DROP TRIGGER audit_full",
-        "DROP TRIGGER audit_full ON audit",
-    )
-    .await;
+    f.behind_its_back("", "DROP TRIGGER audit_full ON audit_log")
+        .await;
     // Back: the spooled records enter the chain first, in order, then the new one.
     assert_eq!(log.record(used("after")).await.unwrap(), 4);
     assert_eq!(std::fs::read_to_string(&spool).unwrap(), "");
@@ -1861,28 +1886,92 @@ async fn answers_are_read_again_after_their_entry_age_whatever_the_version() {
 #[path = "tests_face.rs"]
 mod face;
 
-/// A data directory from before the audit journal: its chain lives in the `audit` table alone
-/// (the table's format did not change, so removing the journal gives exactly that). On first
+/// A history made by this version (11 records, the first 4 archived, a checkpoint signed over
+/// the rest), to be turned back into an older version's tables and upgraded.
+struct History {
+    key: crate::checkpoints::AuditSigner,
+    archive: Vec<String>,
+    before: latch_core::checkpoint::Checkpoint,
+}
+
+impl History {
+    async fn make(f: &Fixture) -> History {
+        let (rng, clock) = (
+            SystemRandom::new(),
+            latch_core::FixedClock::at(UnixTime(1_000)),
+        );
+        let key =
+            crate::checkpoints::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
+                .await
+                .unwrap();
+        refusals_from_2001(f.store.as_ref(), 10).await;
+        let mut archive: Vec<String> = Vec::new();
+        archive_before(f.store.as_ref(), &key, 2_004, &mut archive)
+            .await
+            .unwrap();
+        let before = crate::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
+            .await
+            .unwrap();
+        assert_eq!(before.size, 12, "11 records and the archiving's own");
+        History {
+            key,
+            archive,
+            before,
+        }
+    }
+
+    /// After the upgrade: the chain goes on from where it was, and the checkpoint signed
+    /// before verifies against an export made after, with the archive.
+    async fn goes_on(&self, store: &dyn Store) {
+        use latch_core::checkpoint::verify_export;
+        let (rng, clock) = (
+            SystemRandom::new(),
+            latch_core::FixedClock::at(UnixTime(1_000)),
+        );
+        assert_eq!(store.audit_head(CHAIN).await.unwrap(), 12);
+        store
+            .append_audit(
+                CHAIN,
+                &[draft(AuditEvent::AccessTokenRefused {
+                    reason: "after".into(),
+                    status: 401,
+                })],
+            )
+            .await
+            .unwrap();
+        let after = crate::checkpoints::checkpoint(store, &self.key, CHAIN, &rng, &clock)
+            .await
+            .unwrap();
+        assert_eq!(
+            after.size, 13,
+            "the chain goes on, and extends the head signed before"
+        );
+        let mut export: Vec<String> = Vec::new();
+        crate::checkpoints::export(store, &self.key, None, &rng, &clock, &mut export)
+            .await
+            .unwrap();
+        let all: Vec<String> = self.archive.iter().chain(&export).cloned().collect();
+        let report = verify_export(
+            &all,
+            &[self.key.key().public_key()],
+            Some(&self.before),
+            |_| {},
+        );
+        assert_eq!(
+            report.findings,
+            [],
+            "the checkpoint signed before the upgrade verifies"
+        );
+    }
+}
+
+/// A data directory from before the journal keeps its records in the `audit` table: at first
 /// start the records move into a journal with the same sequence numbers and roots: a checkpoint
 /// signed before still verifies against an export made after, archives included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_data_directory_from_before_the_journal_keeps_its_history() {
-    use latch_core::checkpoint::verify_export;
-    use latch_core::FixedClock;
     let f = Fixture::sqlite();
-    let (rng, clock) = (SystemRandom::new(), FixedClock::at(UnixTime(1_000)));
-    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
-    refusals_from_2001(f.store.as_ref(), 10).await;
-    let mut archive: Vec<String> = Vec::new();
-    archive_before(f.store.as_ref(), &key, 2_004, &mut archive)
-        .await
-        .unwrap();
-    let before = crate::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
-        .await
-        .unwrap();
-    assert_eq!(before.size, 12, "11 records and the archiving's own");
+    let history = History::make(&f).await;
 
     // The data directory as the store left it before journals: the same records in the
     // `audit` table (the archived ones gone from it), no journal, no index.
@@ -1918,36 +2007,37 @@ async fn a_data_directory_from_before_the_journal_keeps_its_history() {
             .exists(),
         "the journal starts after the archived records"
     );
-    assert_eq!(store.audit_head(CHAIN).await.unwrap(), 12);
-    store
-        .append_audit(
-            CHAIN,
-            &[draft(AuditEvent::AccessTokenRefused {
-                reason: "after".into(),
-                status: 401,
-            })],
-        )
-        .await
-        .unwrap();
-    let after = crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
-        .await
-        .unwrap();
-    assert_eq!(
-        after.size, 13,
-        "the chain goes on, and extends the head signed before"
-    );
+    history.goes_on(store.as_ref()).await;
+}
 
-    let mut export: Vec<String> = Vec::new();
-    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut export)
-        .await
-        .unwrap();
-    let all: Vec<String> = archive.iter().chain(&export).cloned().collect();
-    let report = verify_export(&all, &[key.key().public_key()], Some(&before), |_| {});
-    assert_eq!(
-        report.findings,
-        [],
-        "the checkpoint signed before the upgrade verifies"
-    );
+/// A PostgreSQL database from before `audit_log`: one `audit` table of bodies, hashes and
+/// index columns. The migration moves the bodies out with their sequence numbers; a checkpoint
+/// signed before still verifies against an export made after, archives included, and the old
+/// rows stay found by queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_from_before_audit_log_keeps_its_history() {
+    let f = Fixture::postgres().await;
+    let history = History::make(&f).await;
+    assert_eq!(first_page(f.store.as_ref()).await.unwrap().0.len(), 8);
+
+    // The tables as the store left them before: bodies and hashes in `audit`, beside the
+    // index columns; heads without frontiers; the last migration not applied.
+    f.behind_its_back(
+        "",
+        "ALTER TABLE audit_index ADD COLUMN body TEXT, ADD COLUMN hash BYTEA;
+         UPDATE audit_index i SET body = l.body, hash = sha256(convert_to(l.body, 'UTF8'))
+             FROM audit_log l WHERE l.chain = i.chain AND l.seq = i.seq;
+         ALTER TABLE audit_index RENAME TO audit;
+         DROP TABLE audit_log;
+         ALTER TABLE audit_heads DROP COLUMN frontier;
+         DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations);",
+    )
+    .await;
+    let store = f.reopen().await;
+    let (found, _) = first_page(store.as_ref()).await.unwrap();
+    assert_eq!(found.len(), 8, "the old rows are the index now");
+    assert_eq!(found[0].seq, 5);
+    history.goes_on(store.as_ref()).await;
 }
 
 /// Two handles on one data directory, as two processes (the service and an operator's command)

@@ -3,7 +3,8 @@
 //! Same tables and the same rules as the embedded backend: every change commits with its audit
 //! record in one transaction. Each process appends to its own audit chain; the head of every
 //! chain is a row (`audit_heads`) locked for the length of an append, so two writers of one
-//! chain (a server and the admin CLI) take turns instead of forking it.
+//! chain (a server and the admin CLI) take turns instead of forking it. How the chains are
+//! kept, checked and indexed is in `audit_chains.rs`.
 //!
 //! Connections come from a small pool; a connection found closed (the database restarted, the
 //! network dropped) is replaced at its next use, so the store recovers by itself once the
@@ -14,7 +15,7 @@
 //! YugabyteDB accept it except for the advisory locks (CockroachDB has none: apply migrations
 //! from one process, `latch store migrate`, before starting replicas).
 //!
-//! Auditor queries page by an identity id, which is assigned at insert, not at commit: while
+//! Auditor queries page by an identity id, which is assigned as a record is indexed: while
 //! several replicas write, a record committed late with a lower id can fall behind a page
 //! already read. Exports and `audit verify` read each chain by sequence number and see every
 //! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
@@ -25,13 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latch_core::audit::{self, AuditDraft, KeySlot, GENESIS};
+use latch_core::audit::{self, AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Row, Transaction};
 
+mod audit_chains;
 mod tls;
 
 use crate::face::{
@@ -220,6 +222,22 @@ CREATE TABLE face_operations (
 );
 CREATE INDEX face_operations_age ON face_operations (resource, created_at);
 "#,
+    // The audit records leave the indexed table for one with nothing but its primary key
+    // (`audit_chains.rs`): the same sequence numbers and bodies, so the roots signed before
+    // still hold. The table they leave keeps its rows, ids and indexes, without the bodies, as
+    // the index built behind the writers. A head's frontier is made at its chain's first use.
+    r#"
+CREATE TABLE audit_log (
+    chain TEXT NOT NULL,
+    seq   BIGINT NOT NULL,
+    body  TEXT NOT NULL,
+    PRIMARY KEY (chain, seq)
+);
+INSERT INTO audit_log (chain, seq, body) SELECT chain, seq, body FROM audit;
+ALTER TABLE audit DROP COLUMN body, DROP COLUMN hash;
+ALTER TABLE audit RENAME TO audit_index;
+ALTER TABLE audit_heads ADD COLUMN frontier BYTEA;
+"#,
 ];
 
 /// The PostgreSQL store.
@@ -231,6 +249,8 @@ pub struct PgStore {
 struct Inner {
     chain: String,
     pool: Pool,
+    /// The ends of the audit chains, held in memory.
+    audit: audit_chains::Chains,
     /// State changes committed through this handle.
     changes: AtomicU64,
 }
@@ -292,6 +312,7 @@ impl PgStore {
             inner: Arc::new(Inner {
                 chain: chain.to_owned(),
                 pool: Pool::new(config, tls::RustlsConnect::new(ca_file)?),
+                audit: audit_chains::Chains::default(),
                 changes: AtomicU64::new(0),
             }),
         })
@@ -390,10 +411,41 @@ impl PgStore {
         let mut conn = self.inner.pool.get().await?;
         let tx = begin(&mut conn).await?;
         let out = f(&tx).await?;
-        append(&tx, &self.inner.chain, std::slice::from_ref(audit)).await?;
+        let chain = &self.inner.chain;
+        let (_, held) =
+            audit_chains::append(&tx, &self.inner.audit, chain, std::slice::from_ref(audit))
+                .await?;
         tx.commit().await.map_err(pg)?;
         self.inner.changes.fetch_add(1, Ordering::Release);
+        self.committed(chain, held);
         Ok(out)
+    }
+
+    /// After a commit that appended to `chain`: keeps its new end, and has the records indexed
+    /// a moment later.
+    fn committed(&self, chain: &str, held: audit_chains::Held) {
+        self.inner.audit.install(chain, held);
+        if self.inner.audit.index_due() {
+            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                // No runtime to index on: the next query indexes.
+                self.inner.audit.index_started();
+                return;
+            };
+            let store = self.clone();
+            runtime.spawn(async move {
+                tokio::time::sleep(audit_chains::INDEX_DELAY).await;
+                // Cleared first: a commit from here on asks for an indexing of its own.
+                store.inner.audit.index_started();
+                if let Err(e) = store.index_audit().await {
+                    tracing::warn!(target: "latch::audit", error = %e, "audit index not brought up to date; the next query will");
+                }
+            });
+        }
+    }
+
+    async fn index_audit(&self) -> Result<u64> {
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::index(conn.client_mut()?).await
     }
 
     /// Runs `f` in a transaction of its own, with no audit record: for data that is not
@@ -459,6 +511,10 @@ impl Pooled<'_> {
     fn client(&self) -> Result<&Client> {
         self.0.as_ref().ok_or_else(|| unavailable("no connection"))
     }
+
+    fn client_mut(&mut self) -> Result<&mut Client> {
+        self.0.as_mut().ok_or_else(|| unavailable("no connection"))
+    }
 }
 
 impl Pool {
@@ -508,73 +564,6 @@ async fn begin<'a>(conn: &'a mut Pooled<'_>) -> Result<Transaction<'a>> {
         .transaction()
         .await
         .map_err(pg)
-}
-
-/// Appends drafts to `chain` inside `tx`, holding the chain's head row until the commit.
-async fn append(tx: &Transaction<'_>, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
-    tx.execute(
-        "INSERT INTO audit_heads (chain, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (chain) DO NOTHING",
-        &[&chain, &&GENESIS[..]],
-    )
-    .await
-    .map_err(pg)?;
-    let head = tx
-        .query_one(
-            "SELECT seq, hash FROM audit_heads WHERE chain = $1 FOR UPDATE",
-            &[&chain],
-        )
-        .await
-        .map_err(pg)?;
-    let mut seq =
-        u64::try_from(head.get::<_, i64>(0)).map_err(|_| corrupt("negative audit sequence"))?;
-    let mut prev: [u8; 32] = head
-        .get::<_, Vec<u8>>(1)
-        .try_into()
-        .map_err(|_| corrupt("audit hash is not 32 bytes"))?;
-    let insert = tx
-        .prepare(
-            "INSERT INTO audit (chain, seq, time, kind, outcome, isv, target, jti, features, operation, body, hash, leaf)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .await
-        .map_err(pg)?;
-    let mut out = Vec::with_capacity(drafts.len());
-    for draft in drafts {
-        seq += 1;
-        let (body, hash) = audit::seal(chain, seq, &prev, draft);
-        let index = draft.event.index();
-        let (features, operation) = draft.event.features_and_operation();
-        let leaf = latch_core::merkle::leaf_hash(body.as_bytes());
-        tx.execute(
-            &insert,
-            &[
-                &chain,
-                &signed(seq)?,
-                &draft.time.0,
-                &index.kind,
-                &index.outcome,
-                &index.isv,
-                &index.target,
-                &index.jti,
-                &features,
-                &operation,
-                &body,
-                &&hash[..],
-                &&leaf[..],
-            ],
-        )
-        .await
-        .map_err(pg)?;
-        prev = hash;
-        out.push(seq);
-    }
-    tx.execute(
-        "UPDATE audit_heads SET seq = $2, hash = $3 WHERE chain = $1",
-        &[&chain, &signed(seq)?, &&prev[..]],
-    )
-    .await
-    .map_err(pg)?;
-    Ok(out)
 }
 
 const RESOURCE_COLUMNS: &str =
@@ -976,13 +965,8 @@ impl Store for PgStore {
     }
 
     async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
-        Ok(self
-            .query_opt(
-                "SELECT isv FROM audit WHERE jti = $1 AND kind = 'limited_access_token_issued' LIMIT 1",
-                &[&jti],
-            )
-            .await?
-            .and_then(|r| r.get(0)))
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::issuer_of(conn.client_mut()?, jti).await
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
@@ -1089,8 +1073,9 @@ impl Store for PgStore {
     async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
         let mut conn = self.inner.pool.get().await?;
         let tx = begin(&mut conn).await?;
-        let seqs = append(&tx, chain, drafts).await?;
+        let (seqs, held) = audit_chains::append(&tx, &self.inner.audit, chain, drafts).await?;
         tx.commit().await.map_err(pg)?;
+        self.committed(chain, held);
         Ok(seqs)
     }
 
@@ -1102,7 +1087,7 @@ impl Store for PgStore {
     ) -> Result<Vec<StoredAuditRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
-            "SELECT chain, seq, body, hash FROM audit WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            "SELECT chain, seq, body FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&chain, &signed(after)?, &limit],
         )
         .await?
@@ -1115,7 +1100,7 @@ impl Store for PgStore {
         Ok(self
             // Every chain has a head row: no scan of the records.
             .query(
-                "SELECT chain FROM audit_heads h WHERE EXISTS (SELECT 1 FROM audit a WHERE a.chain = h.chain) ORDER BY chain",
+                "SELECT chain FROM audit_heads h WHERE EXISTS (SELECT 1 FROM audit_log a WHERE a.chain = h.chain) ORDER BY chain",
                 &[],
             )
             .await?
@@ -1157,12 +1142,14 @@ impl Store for PgStore {
                         "another archiving of this chain ran meanwhile; nothing was removed",
                     ));
                 }
-                tx.execute(
-                    "DELETE FROM audit WHERE chain = $1 AND seq <= $2",
-                    &[&chain, &through],
-                )
-                .await
-                .map_err(pg)?;
+                for table in ["audit_log", "audit_index"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE chain = $1 AND seq <= $2"),
+                        &[&chain, &through],
+                    )
+                    .await
+                    .map_err(pg)?;
+                }
                 tx.execute(
                     "INSERT INTO audit_archives (chain, through_seq, frontier) VALUES ($1, $2, $3)
                      ON CONFLICT (chain) DO UPDATE SET through_seq = excluded.through_seq, frontier = excluded.frontier",
@@ -1188,53 +1175,41 @@ impl Store for PgStore {
 
     async fn audit_head(&self, chain: &str) -> Result<u64> {
         let row = self
-            .query_opt("SELECT max(seq) FROM audit WHERE chain = $1", &[&chain])
+            .query_opt("SELECT max(seq) FROM audit_log WHERE chain = $1", &[&chain])
             .await?;
         unsigned(row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0))
     }
 
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
-        self.query(
-            "SELECT leaf FROM audit WHERE chain = $1 ORDER BY seq",
-            &[&chain],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            r.get::<_, Vec<u8>>(0)
-                .try_into()
-                .map_err(|_| corrupt("leaf hash is not 32 bytes"))
-        })
-        .collect()
+        Ok(self
+            .query(
+                "SELECT body FROM audit_log WHERE chain = $1 ORDER BY seq",
+                &[&chain],
+            )
+            .await?
+            .iter()
+            .map(|r| latch_core::merkle::leaf_hash(r.get::<_, &str>(0).as_bytes()))
+            .collect())
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
-        let mut sql = String::from("SELECT chain, seq, body, hash, id FROM audit WHERE id > $1");
-        let after = q.after.unwrap_or(0);
-        let (texts, times) = q.conditions();
-        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after];
-        for (clause, value) in &texts {
-            params.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", params.len()));
-        }
-        for (clause, value) in &times {
-            params.push(value);
-            sql.push_str(&format!(" AND {clause} ${}", params.len()));
-        }
-        let limit = q.limit.clamp(1, 1000);
-        sql.push_str(&format!(" ORDER BY id LIMIT {}", limit + 1));
-        let rows = self.query(&sql, &params).await?;
-        let mut out = Vec::new();
-        let mut last = None;
-        for row in &rows {
-            if out.len() == limit {
-                // One more than asked: there is a next page, starting after the last returned.
-                return Ok((out, last));
-            }
-            out.push(record_row(row)?);
-            last = Some(row.get::<_, i64>(4));
-        }
-        Ok((out, None))
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::query(conn.client_mut()?, q).await
+    }
+
+    async fn audit_frontier(
+        &self,
+        chain: &str,
+    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::checked_frontier(conn.client_mut()?, &self.inner.audit, chain)
+            .await
+            .map(Some)
+    }
+
+    async fn reindex_audit(&self) -> Result<u64> {
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::reindex(conn.client_mut()?).await
     }
 
     async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
@@ -1901,15 +1876,12 @@ impl FaceData for PgStore {
 }
 
 fn record_row(row: &Row) -> Result<StoredAuditRecord> {
+    let body: String = row.try_get(2).map_err(pg)?;
     Ok(StoredAuditRecord {
         chain: row.try_get(0).map_err(pg)?,
         seq: unsigned(row.try_get(1).map_err(pg)?)?,
-        body: row.try_get(2).map_err(pg)?,
-        hash: row
-            .try_get::<_, Vec<u8>>(3)
-            .map_err(pg)?
-            .try_into()
-            .map_err(|_| corrupt("audit hash is not 32 bytes"))?,
+        hash: audit::record_hash(&body),
+        body,
     })
 }
 

@@ -11,10 +11,10 @@
 use std::collections::HashMap;
 
 use latch_audit::journal::Locator;
-use latch_core::audit::SealedRecord;
-use latch_core::merkle::leaf_hash;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
+use crate::audit_fields::broken_link;
+pub(super) use crate::audit_fields::Fields;
 use crate::{AuditQuery, Result, StoreError};
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -116,30 +116,6 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Row> {
     })
 }
 
-/// What a record's index row says, before names are numbered.
-#[derive(Clone, Debug)]
-pub(super) struct Fields {
-    time: i64,
-    index: latch_core::audit::AuditIndex,
-    features: Option<String>,
-    operation: Option<String>,
-    leaf: [u8; 32],
-}
-
-impl Fields {
-    /// The fields of a record as it was appended: its draft, and the leaf hash of its body.
-    pub(super) fn of_draft(draft: &latch_core::audit::AuditDraft, leaf: [u8; 32]) -> Fields {
-        let (features, operation) = draft.event.features_and_operation();
-        Fields {
-            time: draft.time.0,
-            index: draft.event.index(),
-            features,
-            operation,
-            leaf,
-        }
-    }
-}
-
 /// The row of record `seq` of `chain` with `fields`. With `create` false, a name never
 /// indexed is `None` (the row cannot match).
 fn row_of(
@@ -203,25 +179,8 @@ pub(super) fn derive(
     body: &str,
     create: bool,
 ) -> Result<Option<(Row, String)>> {
-    let bad = |why: &str| {
-        StoreError::Corrupt(format!(
-            "audit journal of chain {chain}, record {seq}: {why}"
-        ))
-    };
-    let record: SealedRecord =
-        serde_json::from_str(body).map_err(|_| bad("not a valid audit record"))?;
-    if record.chain != chain || record.seq != seq {
-        return Err(bad("sealed for another place in the log"));
-    }
-    let (features, operation) = record.event.features_and_operation();
-    let fields = Fields {
-        time: record.time.0,
-        index: record.event.index(),
-        features,
-        operation,
-        leaf: leaf_hash(body.as_bytes()),
-    };
-    Ok(row_of(c, names, chain, seq, &fields, create)?.map(|row| (row, record.prev_hash)))
+    let (fields, prev_hash) = Fields::of_body(chain, seq, body)?;
+    Ok(row_of(c, names, chain, seq, &fields, create)?.map(|row| (row, prev_hash)))
 }
 
 /// Inserts one row.
@@ -278,9 +237,7 @@ pub(super) fn insert(
     for (seq, body) in bodies {
         let (r, prev_hash) = derive(tx, names, chain, *seq, body, true)?.ok_or_else(not_made)?;
         if prev.is_some_and(|p| latch_core::jws::b64url(p) != prev_hash) {
-            return Err(StoreError::Corrupt(format!(
-                "audit journal of chain {chain}, record {seq}: its previous-hash link is broken"
-            )));
+            return Err(broken_link(chain, *seq));
         }
         write_row(tx, &r)?;
         prev = Some(latch_core::audit::record_hash(body));
@@ -453,11 +410,12 @@ pub(super) fn query(
             })?;
         // A jti filter matched a key: the record must name the very jti.
         if let Some(jti) = &q.jti {
-            let record: SealedRecord = serde_json::from_str(&body).map_err(|_| {
-                StoreError::Corrupt(format!(
-                    "audit chain {chain}, record {seq}: not a valid audit record"
-                ))
-            })?;
+            let record: latch_core::audit::SealedRecord =
+                serde_json::from_str(&body).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "audit chain {chain}, record {seq}: not a valid audit record"
+                    ))
+                })?;
             if record.event.index().jti.as_deref() != Some(jti.as_str()) {
                 check(c, &mut names, &chain, &r, &body)?;
                 continue;

@@ -111,24 +111,49 @@ async fn an_auditor_finds_a_clients_tokens_in_a_time_range_and_proves_the_log_in
     assert_eq!(report["verified"], true);
 
     // Without any export: the log extends the saved checkpoint, by a consistency proof.
-    let prove = |saved: &std::path::Path| {
-        auditor(&[
+    let prove = |saved: &std::path::Path, record: Option<u64>| {
+        let record = record.map(|seq| seq.to_string());
+        let key = work.join("audit-key.json");
+        let mut args = vec![
             "--json",
             "audit",
             "prove",
             "--checkpoint",
             saved.to_str().unwrap(),
             "--key-file",
-            work.join("audit-key.json").to_str().unwrap(),
-        ])
+            key.to_str().unwrap(),
+        ];
+        if let Some(seq) = &record {
+            args.extend(["--record", seq]);
+        }
+        auditor(&args)
     };
-    let proved = ok(&prove(&work.join("saved.json")));
+    let proved = ok(&prove(&work.join("saved.json"), None));
     assert_eq!(proved["consistent"], true, "{proved}");
     assert!(proved["to"].as_u64() > proved["from"].as_u64());
     let mut forged = saved.clone();
     forged["root"] = Value::String(latch_core::jws::b64url([7u8; 32]));
     std::fs::write(work.join("forged.json"), forged.to_string()).unwrap();
-    assert_eq!(prove(&work.join("forged.json")).status.code(), Some(6));
+    assert_eq!(
+        prove(&work.join("forged.json"), None).status.code(),
+        Some(6)
+    );
+
+    // ...and a record, as the log shows it now, is the one the saved checkpoint holds, by an
+    // inclusion proof.
+    let size = saved["size"].as_u64().unwrap();
+    for seq in [1, size] {
+        let included = ok(&prove(&work.join("saved.json"), Some(seq)));
+        assert_eq!(included["included"], true, "{included}");
+        assert_eq!(included["record"]["seq"], seq);
+    }
+    assert_eq!(
+        prove(&work.join("forged.json"), Some(1)).status.code(),
+        Some(6)
+    );
+    assert!(!prove(&work.join("saved.json"), Some(size + 1))
+        .status
+        .success());
 
     // Each start of the service is a record of its settings.
     let configured = ok(&auditor(&[

@@ -83,6 +83,14 @@ pub enum AdminError {
     Unavailable,
 }
 
+/// A proof asked for sizes the log cannot answer is the caller's mistake (400).
+fn proof_refused(e: StoreError) -> AdminError {
+    match e {
+        StoreError::Refused(why) => AdminError::BadRequest(why),
+        other => other.into(),
+    }
+}
+
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -319,28 +327,49 @@ pub async fn execute(
         }
         AdminRequest::ConsistencyProof { chain, first, second } => {
             let chain = chain.unwrap_or_else(|| "main".into());
-            if let Some((through, _)) = ctx.store.audit_archive(&chain).await? {
-                return Err(AdminError::BadRequest(format!(
-                    "records 1 to {through} of chain {chain} are archived: verify the archives and an export instead"
-                )));
-            }
-            let leaves = ctx.store.audit_leaves(&chain).await?;
-            let second = second.unwrap_or(leaves.len() as u64);
-            if first == 0 || first > second || second > leaves.len() as u64 {
-                return Err(AdminError::BadRequest(format!(
-                    "need 0 < first <= second <= {} (the chain's size)",
-                    leaves.len()
-                )));
-            }
-            let (m, n) = (first as usize, second as usize);
+            let second = match second {
+                Some(n) => n,
+                None => ctx.store.audit_head(&chain).await?,
+            };
+            let p = latch_store::proofs::consistency(ctx.store.as_ref(), &chain, first, second)
+                .await
+                .map_err(proof_refused)?;
             let b64 = latch_core::jws::b64url;
             json!({
                 "chain": chain,
                 "first": first,
                 "second": second,
-                "firstRoot": b64(latch_core::merkle::root(&leaves[..m])),
-                "secondRoot": b64(latch_core::merkle::root(&leaves[..n])),
-                "proof": latch_core::merkle::consistency_proof(m, &leaves[..n]).into_iter().map(b64).collect::<Vec<_>>(),
+                "firstRoot": b64(p.first_root),
+                "secondRoot": b64(p.second_root),
+                "proof": p.proof.into_iter().map(b64).collect::<Vec<_>>(),
+            })
+        }
+        AdminRequest::InclusionProof { chain, seq, size } => {
+            let chain = chain.unwrap_or_else(|| "main".into());
+            let size = match size {
+                Some(n) => n,
+                None => ctx.store.audit_head(&chain).await?,
+            };
+            let p = latch_store::proofs::inclusion(ctx.store.as_ref(), &chain, seq, size)
+                .await
+                .map_err(proof_refused)?;
+            // The record as stored, byte for byte: its leaf hash is the first step of the proof.
+            let record = ctx
+                .store
+                .audit_records(&chain, seq - 1, 1)
+                .await?
+                .into_iter()
+                .find(|r| r.seq == seq)
+                .ok_or_else(|| AdminError::NotFound(format!("record {seq} of chain {chain}")))?;
+            let b64 = latch_core::jws::b64url;
+            json!({
+                "chain": chain,
+                "seq": seq,
+                "size": size,
+                "record": record.body,
+                "leaf": b64(p.leaf),
+                "root": b64(p.root),
+                "proof": p.proof.into_iter().map(b64).collect::<Vec<_>>(),
             })
         }
         AdminRequest::ReadAudit { chain, after, limit } => {

@@ -164,6 +164,18 @@ pub enum AdminRequest {
         #[serde(default)]
         second: Option<u64>,
     },
+    /// The RFC 9162 inclusion proof that record `seq` is in the tree of `size` records
+    /// (default: all), with the record as stored.
+    InclusionProof {
+        /// The chain (default `main`).
+        #[serde(default)]
+        chain: Option<String>,
+        /// The record's sequence number.
+        seq: u64,
+        /// The tree's size (a checkpoint the auditor kept; default: every record now).
+        #[serde(default)]
+        size: Option<u64>,
+    },
     /// Audit records of one chain after a sequence number, oldest first.
     ReadAudit {
         /// The chain (default `main`).
@@ -220,6 +232,7 @@ impl AdminRequest {
                 | AdminRequest::AuditKey
                 | AdminRequest::Checkpoint { .. }
                 | AdminRequest::ConsistencyProof { .. }
+                | AdminRequest::InclusionProof { .. }
         )
     }
 }

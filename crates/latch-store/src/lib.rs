@@ -22,6 +22,7 @@ pub mod check_cache;
 pub mod checkpoints;
 pub mod face;
 pub mod postgres;
+pub mod proofs;
 pub mod signing;
 pub mod sqlite;
 pub mod stale;
@@ -502,6 +503,26 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
 
     /// The Merkle leaf hashes of `chain`, in sequence order.
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
+
+    /// Roots of complete Merkle subtrees of `chain` at `height` whose index is in
+    /// `[from, to)`, as (index, root), those stored only: at height 0 the leaf hashes of the
+    /// indexed records (record `seq` is leaf `seq - 1`), at greater heights the roots kept by
+    /// [`Store::put_audit_subtrees`]. Proofs are made from them (`proofs.rs`).
+    async fn audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, [u8; 32])>>;
+
+    /// Keeps roots of complete subtrees of `chain` at `height` (> 0), as (index, root).
+    async fn put_audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        roots: &[(u64, [u8; 32])],
+    ) -> Result<()>;
 
     /// Rebuilds the audit index from the records themselves (the journals, or PostgreSQL's
     /// `audit_log`); returns how many records it holds.

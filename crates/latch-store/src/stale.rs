@@ -330,6 +330,25 @@ impl Store for StaleIfError {
         self.inner.reindex_audit().await
     }
 
+    async fn audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, [u8; 32])>> {
+        self.inner.audit_subtrees(chain, height, from, to).await
+    }
+
+    async fn put_audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        roots: &[(u64, [u8; 32])],
+    ) -> Result<()> {
+        self.inner.put_audit_subtrees(chain, height, roots).await
+    }
+
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
         self.inner.audit_leaves(chain).await
     }

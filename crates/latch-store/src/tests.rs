@@ -1238,6 +1238,79 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
     );
 }
 
+/// Proofs are made from the leaves in the index and subtrees kept every eighth height: the
+/// same proofs as from every leaf, and nothing stored is trusted by whoever checks them.
+async fn proofs_come_from_stored_subtrees_and_match_the_leaves(f: Fixture) {
+    use latch_core::merkle;
+    let store = f.store.as_ref();
+    for batch in 0..6 {
+        let drafts: Vec<AuditDraft> = (0..100)
+            .map(|i| {
+                draft(AuditEvent::AccessTokenRefused {
+                    reason: format!("r{batch}-{i}"),
+                    status: 401,
+                })
+            })
+            .collect();
+        store.append_audit(CHAIN, &drafts).await.unwrap();
+    }
+    let leaves = store.audit_leaves(CHAIN).await.unwrap();
+    let n = leaves.len() as u64;
+    assert_eq!(n, 600);
+    for m in [1, 2, 255, 256, 257, 300, 511, 512, 513, 599, 600] {
+        let p = crate::proofs::consistency(store, CHAIN, m, n)
+            .await
+            .unwrap();
+        assert_eq!(p.first_root, merkle::root(&leaves[..m as usize]), "m={m}");
+        assert_eq!(p.second_root, merkle::root(&leaves), "m={m}");
+        assert_eq!(
+            p.proof,
+            merkle::consistency_proof(m as usize, &leaves),
+            "m={m}"
+        );
+    }
+    for seq in [1, 256, 257, 400, 600] {
+        let p = crate::proofs::inclusion(store, CHAIN, seq, n)
+            .await
+            .unwrap();
+        assert_eq!(p.leaf, leaves[seq as usize - 1]);
+        assert!(merkle::verify_inclusion(
+            seq - 1,
+            n,
+            &p.leaf,
+            &merkle::root(&leaves),
+            &p.proof
+        ));
+    }
+    // The two complete subtrees of height 8 are kept; nothing beyond the records.
+    let kept = store.audit_subtrees(CHAIN, 8, 0, 10).await.unwrap();
+    assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
+    assert_eq!(kept[0].1, merkle::root(&leaves[..256]));
+    let refused = crate::proofs::consistency(store, CHAIN, 1, n + 1).await;
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+
+    // A kept subtree altered in the database gives proofs that do not verify.
+    let edit = "UPDATE audit_tree SET hash = zeroblob(32) WHERE height = 8 AND idx = 0";
+    f.behind_its_back(
+        edit,
+        "UPDATE audit_tree SET hash = decode(repeat('00', 32), 'hex') WHERE height = 8 AND idx = 0",
+    )
+    .await;
+    let p = crate::proofs::consistency(store, CHAIN, 300, n)
+        .await
+        .unwrap();
+    assert!(!merkle::verify_consistency(
+        300,
+        n,
+        &merkle::root(&leaves[..300]),
+        &merkle::root(&leaves),
+        &p.proof
+    ));
+}
+
 /// Refusal records at times 2001, 2002, ..., one append each.
 async fn refusals_from_2001(store: &dyn Store, n: i64) {
     for t in 1..=n {
@@ -1801,6 +1874,7 @@ on_every_backend!(
     checkpoints_come_every_n_records_or_t_seconds_even_when_idle,
     archived_records_leave_the_store_and_everything_still_verifies,
     a_log_cut_or_altered_under_its_signed_head_is_not_signed_again,
+    proofs_come_from_stored_subtrees_and_match_the_leaves,
     an_archiving_that_lost_a_race_removes_nothing,
     the_state_version_moves_with_every_checked_change_and_with_nothing_else,
     the_check_cache_sees_changes_made_here_at_once_and_elsewhere_at_its_next_reading,

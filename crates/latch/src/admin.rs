@@ -238,6 +238,7 @@ pub(crate) async fn run(
     if let Command::Audit(AuditCommand::Prove {
         checkpoint,
         key_file,
+        record,
     }) = &command
     {
         let (saved, key) = crate::audit::read_saved(checkpoint, key_file)?;
@@ -248,6 +249,15 @@ pub(crate) async fn run(
                 None => Ok(execute(&local(&config).await?, &Caller::LocalOperator, request).await?),
             }
         };
+        if let Some(seq) = *record {
+            let proof = run(AdminRequest::InclusionProof {
+                chain: Some(saved.chain.clone()),
+                seq,
+                size: Some(saved.size),
+            })
+            .await?;
+            return crate::audit::prove_included(&saved, seq, &proof, &key, format);
+        }
         let fresh = run(AdminRequest::Checkpoint {
             chain: Some(saved.chain.clone()),
         })
@@ -527,7 +537,8 @@ fn text(request: &AdminRequest, v: &Value) -> String {
         AdminRequest::ReadAudit { .. }
         | AdminRequest::AuditKey
         | AdminRequest::Checkpoint { .. }
-        | AdminRequest::ConsistencyProof { .. } => {
+        | AdminRequest::ConsistencyProof { .. }
+        | AdminRequest::InclusionProof { .. } => {
             serde_json::to_string_pretty(v).unwrap_or_default()
         }
         AdminRequest::QueryAudit { .. } => {

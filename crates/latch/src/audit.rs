@@ -294,6 +294,45 @@ pub(crate) fn read_saved(
     Ok((saved, key))
 }
 
+/// A hash as the service serves it (base64url).
+fn hash(v: &Value) -> Option<latch_core::merkle::Hash> {
+    latch_core::jws::b64url_decode(v.as_str()?)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+/// The hashes of a served proof, if every one is a hash.
+fn proof_hashes(answer: &Value) -> Option<Vec<latch_core::merkle::Hash>> {
+    answer["proof"]
+        .as_array()
+        .and_then(|a| a.iter().map(hash).collect())
+}
+
+/// Prints a proof's verdict (`value`, or for people `held` / `failed` and the problems) and
+/// fails with exit 6 and `what` when there are problems.
+fn verdict(
+    format: Format,
+    value: &Value,
+    problems: &[&str],
+    held: String,
+    failed: String,
+    what: &str,
+) -> Result<(), CliError> {
+    output::print(format, value, || {
+        if problems.is_empty() {
+            held
+        } else {
+            format!("{failed}:\n  - {}", problems.join("\n  - "))
+        }
+    });
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::new("VerificationFailed", what, VERIFY_FAILED))
+    }
+}
+
 /// Checks that `fresh` extends `saved` by the served consistency proof; both checkpoints must
 /// be signed by the pinned key.
 pub(crate) fn prove(
@@ -303,15 +342,7 @@ pub(crate) fn prove(
     key: &PublicKey,
     format: Format,
 ) -> Result<(), CliError> {
-    let hash = |v: &Value| -> Option<latch_core::merkle::Hash> {
-        latch_core::jws::b64url_decode(v.as_str()?)
-            .ok()?
-            .try_into()
-            .ok()
-    };
-    let proof: Option<Vec<latch_core::merkle::Hash>> = answer["proof"]
-        .as_array()
-        .map(|a| a.iter().filter_map(hash).collect());
+    let proof = proof_hashes(answer);
     let problems: Vec<&str> = [
         (
             !saved.verify(key),
@@ -349,28 +380,84 @@ pub(crate) fn prove(
     .filter_map(|(bad, why)| bad.then_some(why))
     .collect();
     let value = json!({ "consistent": problems.is_empty(), "from": saved.size, "to": fresh.size, "problems": problems });
-    output::print(format, &value, || {
-        if problems.is_empty() {
-            format!(
-                "the log extends your checkpoint: {} records then, {} now, every earlier record unchanged (RFC 9162 consistency proof)",
-                saved.size, fresh.size
-            )
-        } else {
-            format!(
-                "the log does NOT extend your checkpoint:\n  - {}",
-                problems.join("\n  - ")
-            )
-        }
+    verdict(
+        format,
+        &value,
+        &problems,
+        format!(
+            "the log extends your checkpoint: {} records then, {} now, every earlier record unchanged (RFC 9162 consistency proof)",
+            saved.size, fresh.size
+        ),
+        "the log does NOT extend your checkpoint".into(),
+        "not consistent",
+    )
+}
+
+/// Checks that the record served as `seq` is in the tree `saved` signed, by the served
+/// inclusion proof; the checkpoint must be signed by the pinned key.
+pub(crate) fn prove_included(
+    saved: &Checkpoint,
+    seq: u64,
+    answer: &Value,
+    key: &PublicKey,
+    format: Format,
+) -> Result<(), CliError> {
+    let record = answer["record"].as_str().unwrap_or_default();
+    let leaf = latch_core::merkle::leaf_hash(record.as_bytes());
+    let proof = proof_hashes(answer);
+    let sealed: Option<latch_core::audit::SealedRecord> = serde_json::from_str(record).ok();
+    let problems: Vec<&str> = [
+        (
+            !saved.verify(key),
+            "your saved checkpoint is not signed by the audit key",
+        ),
+        (
+            seq == 0 || seq > saved.size,
+            "your checkpoint does not cover that record",
+        ),
+        (
+            !sealed
+                .as_ref()
+                .is_some_and(|r| r.seq == seq && r.chain == saved.chain),
+            "the record served is not that record of your checkpoint's chain",
+        ),
+        (
+            hash(&answer["root"]) != saved.root_hash(),
+            "the log's root at your checkpoint's size differs from yours: rewritten",
+        ),
+        (
+            !proof
+                .as_ref()
+                .is_some_and(|p| match (saved.root_hash(), seq.checked_sub(1)) {
+                    (Some(root), Some(index)) => {
+                        latch_core::merkle::verify_inclusion(index, saved.size, &leaf, &root, p)
+                    }
+                    _ => false,
+                }),
+            "the inclusion proof does not verify: the record is not as your checkpoint holds it",
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(bad, why)| bad.then_some(why))
+    .collect();
+    let value = json!({
+        "included": problems.is_empty(),
+        "seq": seq,
+        "size": saved.size,
+        "record": sealed,
+        "problems": problems,
     });
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::new(
-            "VerificationFailed",
-            "not consistent",
-            VERIFY_FAILED,
-        ))
-    }
+    verdict(
+        format,
+        &value,
+        &problems,
+        format!(
+            "record {seq} is in your checkpoint of {} records, exactly as shown (RFC 9162 inclusion proof):\n{record}",
+            saved.size
+        ),
+        format!("record {seq} is NOT shown as your checkpoint holds it"),
+        "not included",
+    )
 }
 
 /// One record as a line for people.

@@ -286,8 +286,9 @@ pub(crate) enum AuditCommand {
     /// Rebuild the audit index (what queries search) from the audit journal, which holds the
     /// records themselves. Embedded store only.
     Reindex,
-    /// Check that the log now extends a checkpoint you saved, by an RFC 9162 consistency proof
-    /// (no export needed).
+    /// Check that the log now extends a checkpoint you saved, by an RFC 9162 consistency proof;
+    /// or, with `--record`, that a record as the log shows it now is one your checkpoint
+    /// covers, by an inclusion proof (no export needed).
     Prove {
         /// The checkpoint you saved (`latch audit checkpoint`).
         #[arg(long)]
@@ -295,6 +296,9 @@ pub(crate) enum AuditCommand {
         /// The audit public key you saved (`latch audit key`).
         #[arg(long)]
         key_file: PathBuf,
+        /// The sequence number of a record to prove included in your checkpoint.
+        #[arg(long)]
+        record: Option<u64>,
     },
     /// The audit public key (a JWK): save it, and verify exports with it.
     Key,

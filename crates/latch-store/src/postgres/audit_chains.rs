@@ -556,8 +556,9 @@ async fn insert_rows(tx: &Transaction<'_>, chain: &str, rows: &[Row]) -> Result<
 
 /// Empties the index and builds it again from the log; returns how many rows it holds.
 pub(super) async fn reindex(client: &mut Client) -> Result<u64> {
+    // The stored subtrees were made from the index's leaves: made again from the new ones.
     client
-        .execute("DELETE FROM audit_index", &[])
+        .batch_execute("DELETE FROM audit_index; DELETE FROM audit_tree;")
         .await
         .map_err(pg)?;
     let mut total = 0;
@@ -650,4 +651,61 @@ pub(super) async fn issuer_of(client: &mut Client, jti: &str) -> Result<Option<S
     };
     let (fields, _) = Fields::of_body(&r.chain, r.seq, &r.body)?;
     Ok(fields.index.isv)
+}
+
+/// The stored subtree roots of `chain` at `height` with index in `[from, to)` (height 0: the
+/// leaves of the indexed records, once every committed record is indexed).
+pub(super) async fn subtrees(
+    client: &mut Client,
+    chain: &str,
+    height: u32,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, [u8; 32])>> {
+    let (from, to) = (signed(from)?, signed(to)?);
+    let rows = if height == 0 {
+        index(client).await?;
+        client
+            .query(
+                "SELECT seq - 1, leaf FROM audit_index WHERE chain = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                &[&chain, &from, &to],
+            )
+            .await
+    } else {
+        let height = i32::try_from(height).map_err(|_| corrupt("subtree height out of range"))?;
+        client
+            .query(
+                "SELECT idx, hash FROM audit_tree WHERE chain = $1 AND height = $2 AND idx >= $3 AND idx < $4 ORDER BY idx",
+                &[&chain, &height, &from, &to],
+            )
+            .await
+    }
+    .map_err(pg)?;
+    rows.iter()
+        .map(|r| Ok((unsigned(r.get(0))?, hash_of(r.get(1))?)))
+        .collect()
+}
+
+/// Keeps subtree roots of `chain` at `height`.
+pub(super) async fn put_subtrees(
+    client: &Client,
+    chain: &str,
+    height: u32,
+    roots: &[(u64, [u8; 32])],
+) -> Result<()> {
+    let height = i32::try_from(height).map_err(|_| corrupt("subtree height out of range"))?;
+    let idx = roots
+        .iter()
+        .map(|(i, _)| signed(*i))
+        .collect::<Result<Vec<i64>>>()?;
+    let hashes: Vec<&[u8]> = roots.iter().map(|(_, h)| &h[..]).collect();
+    client
+        .execute(
+            "INSERT INTO audit_tree (chain, height, idx, hash) SELECT $1, $2, i, h FROM unnest($3::bigint[], $4::bytea[]) AS t(i, h)
+             ON CONFLICT (chain, height, idx) DO NOTHING",
+            &[&chain, &height, &idx, &hashes],
+        )
+        .await
+        .map_err(pg)?;
+    Ok(())
 }

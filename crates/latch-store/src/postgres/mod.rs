@@ -226,6 +226,8 @@ CREATE INDEX face_operations_age ON face_operations (resource, created_at);
     // (`audit_chains.rs`): the same sequence numbers and bodies, so the roots signed before
     // still hold. The table they leave keeps its rows, ids and indexes, without the bodies, as
     // the index built behind the writers. A head's frontier is made at its chain's first use.
+    // `audit_tree` keeps roots of complete subtrees, every eighth height, made as proofs need
+    // them (`proofs.rs`).
     r#"
 CREATE TABLE audit_log (
     chain TEXT NOT NULL,
@@ -237,6 +239,13 @@ INSERT INTO audit_log (chain, seq, body) SELECT chain, seq, body FROM audit;
 ALTER TABLE audit DROP COLUMN body, DROP COLUMN hash;
 ALTER TABLE audit RENAME TO audit_index;
 ALTER TABLE audit_heads ADD COLUMN frontier BYTEA;
+CREATE TABLE audit_tree (
+    chain  TEXT NOT NULL,
+    height INTEGER NOT NULL,
+    idx    BIGINT NOT NULL,
+    hash   BYTEA NOT NULL,
+    PRIMARY KEY (chain, height, idx)
+);
 "#,
 ];
 
@@ -1210,6 +1219,27 @@ impl Store for PgStore {
     async fn reindex_audit(&self) -> Result<u64> {
         let mut conn = self.inner.pool.get().await?;
         audit_chains::reindex(conn.client_mut()?).await
+    }
+
+    async fn audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(u64, [u8; 32])>> {
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::subtrees(conn.client_mut()?, chain, height, from, to).await
+    }
+
+    async fn put_audit_subtrees(
+        &self,
+        chain: &str,
+        height: u32,
+        roots: &[(u64, [u8; 32])],
+    ) -> Result<()> {
+        let conn = self.inner.pool.get().await?;
+        audit_chains::put_subtrees(conn.client()?, chain, height, roots).await
     }
 
     async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {

@@ -453,3 +453,65 @@ pub(super) fn issued_with(c: &Connection, jti: &str) -> Result<Vec<(String, u64,
         .map(|r| Ok((names.name(c, r.chain)?, r.seq.max(0) as u64, r)))
         .collect()
 }
+
+fn hash_of(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored audit hash is not 32 bytes".into()))
+}
+
+/// The stored subtree roots of `chain` at `height` with index in `[from, to)` (height 0: the
+/// leaves of the indexed records).
+pub(super) fn subtrees(
+    c: &Connection,
+    chain: &str,
+    height: u32,
+    from: u64,
+    to: u64,
+) -> Result<Vec<(u64, [u8; 32])>> {
+    let Some(id) = Names::default().id(c, chain, false)? else {
+        return Ok(Vec::new());
+    };
+    let (from, to) = (
+        i64::try_from(from).unwrap_or(i64::MAX),
+        i64::try_from(to).unwrap_or(i64::MAX),
+    );
+    let read = |r: &rusqlite::Row<'_>| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?));
+    let rows: Vec<(i64, Vec<u8>)> = if height == 0 {
+        c.prepare_cached(
+            "SELECT seq - 1, leaf FROM audit_index WHERE chain = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq",
+        )
+        .and_then(|mut s| s.query_map(params![id, from, to], read)?.collect())
+    } else {
+        c.prepare_cached(
+            "SELECT idx, hash FROM audit_tree WHERE chain = ?1 AND height = ?2 AND idx >= ?3 AND idx < ?4 ORDER BY idx",
+        )
+        .and_then(|mut s| s.query_map(params![id, height, from, to], read)?.collect())
+    }
+    .map_err(sql)?;
+    rows.into_iter()
+        .map(|(i, h): (i64, Vec<u8>)| Ok((i.max(0) as u64, hash_of(h)?)))
+        .collect()
+}
+
+/// Keeps subtree roots of `chain` at `height`.
+pub(super) fn put_subtrees(
+    tx: &Transaction<'_>,
+    chain: &str,
+    height: u32,
+    roots: &[(u64, [u8; 32])],
+) -> Result<()> {
+    let id = Names::default().id(tx, chain, true)?.ok_or_else(not_made)?;
+    let mut stmt = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO audit_tree (chain, height, idx, hash) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sql)?;
+    for (idx, hash) in roots {
+        let idx = i64::try_from(*idx)
+            .map_err(|_| StoreError::Corrupt("subtree index out of range".into()))?;
+        stmt.execute(params![id, height, idx, &hash[..]])
+            .map_err(sql)?;
+    }
+    Ok(())
+}

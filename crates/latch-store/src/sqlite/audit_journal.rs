@@ -336,7 +336,9 @@ impl AuditJournal {
     pub(super) fn clear_index(&self, tx: &Transaction<'_>) -> Result<()> {
         // Rebuilt from the journal alone, not from what this process remembers appending.
         self.pending.lock().map_err(|_| lock_poisoned())?.clear();
-        tx.execute_batch("DELETE FROM audit_index").map_err(sql)
+        // The stored subtrees were made from the index's leaves: made again from the new ones.
+        tx.execute_batch("DELETE FROM audit_index; DELETE FROM audit_tree;")
+            .map_err(sql)
     }
 
     /// The locator of records in the journal of `chain`, if it has one.

@@ -472,6 +472,13 @@ fn prefixed(prefix: &str) -> String {
 /// added. Several processes may index at once: a row made twice is made once.
 pub(super) async fn index(client: &mut Client) -> Result<u64> {
     let tx = client.transaction().await.map_err(pg)?;
+    let added = index_in(&tx).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(added)
+}
+
+/// [`index`], in `tx`.
+async fn index_in(tx: &Transaction<'_>) -> Result<u64> {
     let behind = tx
         .query(
             "SELECT h.chain, h.seq, coalesce((SELECT max(seq) FROM audit_index i WHERE i.chain = h.chain), 0),
@@ -497,11 +504,10 @@ pub(super) async fn index(client: &mut Client) -> Result<u64> {
             let Some(last) = rows.last().map(|r| r.get::<_, i64>(0)) else {
                 break;
             };
-            added += insert_rows(&tx, &chain, &rows).await?;
+            added += insert_rows(tx, &chain, &rows).await?;
             from = last;
         }
     }
-    tx.commit().await.map_err(pg)?;
     Ok(added)
 }
 
@@ -554,20 +560,17 @@ async fn insert_rows(tx: &Transaction<'_>, chain: &str, rows: &[Row]) -> Result<
     Ok(added)
 }
 
-/// Empties the index and builds it again from the log; returns how many rows it holds.
+/// Empties the index and builds it again from the log, in one transaction (a log that does
+/// not read back leaves the index as it was); returns how many rows it holds.
 pub(super) async fn reindex(client: &mut Client) -> Result<u64> {
+    let tx = client.transaction().await.map_err(pg)?;
     // The stored subtrees were made from the index's leaves: made again from the new ones.
-    client
-        .batch_execute("DELETE FROM audit_index; DELETE FROM audit_tree;")
+    tx.batch_execute("DELETE FROM audit_index; DELETE FROM audit_tree;")
         .await
         .map_err(pg)?;
-    let mut total = 0;
-    loop {
-        match index(client).await? {
-            0 => return Ok(total),
-            n => total += n,
-        }
-    }
+    let rows = index_in(&tx).await?;
+    tx.commit().await.map_err(pg)?;
+    Ok(rows)
 }
 
 /// The records the index finds for `q`, each read from the log and compared with its row; and

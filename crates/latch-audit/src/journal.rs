@@ -29,8 +29,7 @@ use latch_core::checkpoint::Frontier;
 use latch_core::merkle::{leaf_hash, Hash};
 
 use crate::journal::format::{
-    records, BatchBuilder, FormatError, Mark, SegmentHeader, BATCH_HEAD_BYTES, HEADER_BYTES,
-    MAX_BATCH_BYTES,
+    BatchBuilder, FormatError, Mark, SegmentHeader, BATCH_HEAD_BYTES, HEADER_BYTES, MAX_BATCH_BYTES,
 };
 use crate::JournalError;
 
@@ -323,11 +322,13 @@ fn read_mark(
     if let Err(e) = batch.check(&head, &body) {
         return Ok(Err(e));
     }
-    Ok(records(&body, batch.count).map(|payloads| Found::Batch {
-        first_seq: batch.first_seq,
-        payloads: payloads.into_iter().map(<[u8]>::to_vec).collect(),
-        len: (BATCH_HEAD_BYTES + batch.body_len) as u64,
-    }))
+    Ok(
+        format::payloads(&batch, &body).map(|payloads| Found::Batch {
+            first_seq: batch.first_seq,
+            payloads,
+            len: (BATCH_HEAD_BYTES + batch.body_len) as u64,
+        }),
+    )
 }
 
 /// Checks a batch's records against the chain so far (`head`), and extends `head` by them.
@@ -1078,9 +1079,8 @@ pub fn end(dir: &Path) -> Result<(PathBuf, u64), JournalError> {
 
 /// True if a batch that checks starts anywhere in `bytes`.
 fn whole_batch_in(bytes: &[u8]) -> bool {
-    let magic = format::BATCH_MAGIC;
     (0..bytes.len().saturating_sub(BATCH_HEAD_BYTES)).any(|i| {
-        bytes[i..i + 4] == magic[..]
+        (bytes[i..i + 4] == format::BATCH_MAGIC[..] || bytes[i..i + 4] == format::PACKED_MAGIC[..])
             && match format::BatchHead::decode(&bytes[i..]) {
                 Ok(Some(head)) => bytes
                     .get(i + BATCH_HEAD_BYTES..i + BATCH_HEAD_BYTES + head.body_len)

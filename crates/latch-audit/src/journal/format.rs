@@ -4,13 +4,18 @@
 //! segment   = header (HEADER_BYTES, zero-padded) batch* end? zero*
 //! header    = "LATCHJNL" version:u32 first_seq:u64 prev_hash:[32] chain_len:u16 chain
 //!             frontier_len:u32 frontier crc32c:u32
-//! batch     = "LBAT" count:u32 first_seq:u64 body_len:u32 crc32c(head[..20] ++ body):u32 body
+//! batch     = ("LBAT" | "LBZ4") count:u32 first_seq:u64 body_len:u32
+//!             crc32c(head[..20] ++ body):u32 body
 //! end       = "LEND" 0:u32 next_seq:u64 0:u32 crc32c(end[..20]):u32
-//! body      = record{count}
+//! body      = record{count}                       ("LBAT")
+//!           | records_len:u32 lz4_block(record{count})  ("LBZ4": packed)
 //! record    = len:u32 crc32c(payload):u32 payload
 //! ```
 //!
-//! Integers are little-endian. A payload is a sealed record's body exactly as hashed. A segment
+//! Integers are little-endian. A payload is a sealed record's body exactly as hashed. A batch
+//! whose records compress by an eighth or more is written packed (an LZ4 block): records of one
+//! batch repeat the same names, resource ids and keys, so a batch under load takes a fraction
+//! of its plain size; a lone record stays plain. The CRC covers the bytes as written. A segment
 //! is preallocated with zeros, so the first all-zero batch head is the end of its data. A batch
 //! is written and synced as one piece: a crash can leave only the last one torn, which the CRC
 //! over the whole batch finds.
@@ -19,7 +24,9 @@ use latch_core::checkpoint::Frontier;
 
 /// The first bytes of every segment.
 pub const SEGMENT_MAGIC: &[u8; 8] = b"LATCHJNL";
-/// The first bytes of every batch.
+/// The first bytes of every packed batch.
+pub const PACKED_MAGIC: &[u8; 4] = b"LBZ4";
+/// The first bytes of every plain batch.
 pub const BATCH_MAGIC: &[u8; 4] = b"LBAT";
 /// The first bytes of the mark that ends a segment: the chain goes on in the next one.
 pub const END_MAGIC: &[u8; 4] = b"LEND";
@@ -221,6 +228,8 @@ pub struct BatchHead {
     pub body_len: usize,
     /// CRC-32C of the head's first 20 bytes and the body.
     pub crc: u32,
+    /// The body is packed (LZ4).
+    pub packed: bool,
 }
 
 impl BatchHead {
@@ -230,9 +239,11 @@ impl BatchHead {
         if head.iter().all(|&x| x == 0) {
             return Ok(None);
         }
-        if &head[..4] != BATCH_MAGIC {
-            return Err(FormatError::Magic("batch"));
-        }
+        let packed = match &head[..4] {
+            m if m == BATCH_MAGIC => false,
+            m if m == PACKED_MAGIC => true,
+            _ => return Err(FormatError::Magic("batch")),
+        };
         let count = u32_at(head, 4)?;
         let first_seq = u64_at(head, 8)?;
         let body_len = usize_of(u32_at(head, 16)?);
@@ -245,6 +256,7 @@ impl BatchHead {
             first_seq,
             body_len,
             crc,
+            packed,
         }))
     }
 
@@ -260,10 +272,42 @@ impl BatchHead {
     }
 }
 
+/// The payloads of a batch whose CRC was checked (unpacked first if packed): each record's own
+/// CRC is checked too.
+pub fn payloads(head: &BatchHead, body: &[u8]) -> Result<Vec<Vec<u8>>, FormatError> {
+    let unpacked;
+    let body = if head.packed {
+        unpacked = unpack(body)?;
+        &unpacked[..]
+    } else {
+        body
+    };
+    Ok(records(body, head.count)?
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// The records of a packed body.
+fn unpack(body: &[u8]) -> Result<Vec<u8>, FormatError> {
+    let len = usize_of(u32_at(body, 0)?);
+    if len > MAX_BATCH_BYTES {
+        return Err(FormatError::Length("packed batch", len));
+    }
+    let records = lz4_flex::block::decompress(&body[4..], len)
+        .map_err(|_| FormatError::Malformed("packed batch"))?;
+    if records.len() != len {
+        return Err(FormatError::Malformed("packed batch"));
+    }
+    Ok(records)
+}
+
 /// Builds one batch in memory.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
     bytes: Vec<u8>,
+    /// The batch packed, when that is smaller.
+    packed: Vec<u8>,
     count: u32,
     first_seq: u64,
 }
@@ -281,6 +325,7 @@ impl BatchBuilder {
         buffer.resize(BATCH_HEAD_BYTES, 0);
         BatchBuilder {
             bytes: buffer,
+            packed: Vec::new(),
             count: 0,
             first_seq,
         }
@@ -323,23 +368,43 @@ impl BatchBuilder {
         self.bytes.len()
     }
 
-    /// The batch's bytes, head and body.
+    /// The batch's bytes, head and body: packed if that saves an eighth or more.
     pub fn finish(&mut self) -> &[u8] {
-        let body_len = u32::try_from(self.bytes.len() - BATCH_HEAD_BYTES).unwrap_or(u32::MAX);
-        self.bytes[..4].copy_from_slice(BATCH_MAGIC);
-        self.bytes[4..8].copy_from_slice(&self.count.to_le_bytes());
-        self.bytes[8..16].copy_from_slice(&self.first_seq.to_le_bytes());
-        self.bytes[16..20].copy_from_slice(&body_len.to_le_bytes());
-        let crc = crc32c::crc32c_append(
-            crc32c::crc32c(&self.bytes[..20]),
-            &self.bytes[BATCH_HEAD_BYTES..],
-        );
-        self.bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+        let records = &self.bytes[BATCH_HEAD_BYTES..];
+        let packed = lz4_flex::block::compress(records);
+        let packed_len = 4 + packed.len();
+        if packed_len + records.len() / 8 <= records.len() {
+            let mut out = std::mem::take(&mut self.packed);
+            out.clear();
+            out.resize(BATCH_HEAD_BYTES, 0);
+            out.extend_from_slice(
+                &u32::try_from(records.len())
+                    .unwrap_or(u32::MAX)
+                    .to_le_bytes(),
+            );
+            out.extend_from_slice(&packed);
+            seal_batch(&mut out, PACKED_MAGIC, self.count, self.first_seq);
+            self.packed = out;
+            return &self.packed;
+        }
+        seal_batch(&mut self.bytes, BATCH_MAGIC, self.count, self.first_seq);
         &self.bytes
     }
 }
 
-/// The payloads of a batch body whose CRC was checked: each record's own CRC is checked too.
+/// Writes the head of the batch whose body follows it in `bytes`.
+fn seal_batch(bytes: &mut [u8], magic: &[u8; 4], count: u32, first_seq: u64) {
+    let body_len = u32::try_from(bytes.len() - BATCH_HEAD_BYTES).unwrap_or(u32::MAX);
+    bytes[..4].copy_from_slice(magic);
+    bytes[4..8].copy_from_slice(&count.to_le_bytes());
+    bytes[8..16].copy_from_slice(&first_seq.to_le_bytes());
+    bytes[16..20].copy_from_slice(&body_len.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&bytes[..20]), &bytes[BATCH_HEAD_BYTES..]);
+    bytes[20..24].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The payloads of a plain batch body whose CRC was checked: each record's own CRC is checked
+/// too.
 pub fn records(body: &[u8], count: u32) -> Result<Vec<&[u8]>, FormatError> {
     // Each record takes at least its frame head: a count beyond that is not believed.
     let mut out = Vec::with_capacity(usize_of(count).min(body.len() / RECORD_HEAD_BYTES));
@@ -425,8 +490,38 @@ mod tests {
         assert_eq!((head.count, head.first_seq), (3, 10));
         let body = &bytes[BATCH_HEAD_BYTES..];
         head.check(&bytes, body).unwrap();
-        let r = records(body, head.count).unwrap();
-        assert_eq!(r, vec![&b"one"[..], &b""[..], &[9u8; 300][..]]);
+        let r = payloads(&head, body).unwrap();
+        assert_eq!(r, vec![b"one".to_vec(), Vec::new(), vec![9u8; 300]]);
+    }
+
+    /// Records of one batch that repeat themselves, as usage records of one client do.
+    fn alike(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| format!("{{\"seq\":{i},\"resource\":\"/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/rg/providers/Microsoft.CognitiveServices/accounts/client\"}}").into_bytes())
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_of_alike_records_is_packed_and_reads_back_as_written() {
+        let mut b = BatchBuilder::new(7);
+        let written = alike(40);
+        for p in &written {
+            assert!(b.push(p));
+        }
+        let plain = b.encoded_len();
+        let bytes = b.finish().to_vec();
+        assert_eq!(&bytes[..4], PACKED_MAGIC);
+        assert!(bytes.len() * 4 < plain, "{} of {plain} bytes", bytes.len());
+        let head = BatchHead::decode(&bytes).unwrap().unwrap();
+        assert!(head.packed);
+        let body = &bytes[BATCH_HEAD_BYTES..];
+        head.check(&bytes, body).unwrap();
+        assert_eq!(payloads(&head, body).unwrap(), written);
+
+        // A lone short record stays plain: packing would not save an eighth.
+        let mut b = BatchBuilder::new(1);
+        assert!(b.push(b"{\"seq\":1}"));
+        assert_eq!(&b.finish()[..4], BATCH_MAGIC);
     }
 
     #[test]
@@ -500,12 +595,43 @@ mod tests {
             prop_assert!(found);
         }
 
+        /// The same of a packed batch: a flipped bit is found by the CRC, the unpacking or the
+        /// records' own CRCs.
+        #[test]
+        fn every_flipped_bit_of_a_packed_batch_is_found(
+            n in 2usize..30,
+            at in any::<prop::sample::Index>(),
+            bit in 0u8..8,
+        ) {
+            let mut b = BatchBuilder::new(5);
+            let written = alike(n);
+            for p in &written {
+                prop_assert!(b.push(p));
+            }
+            let mut bytes = b.finish().to_vec();
+            prop_assert_eq!(&bytes[..4], PACKED_MAGIC);
+            let i = at.index(bytes.len());
+            bytes[i] ^= 1 << bit;
+            let found = match BatchHead::decode(&bytes) {
+                Err(_) | Ok(None) => true,
+                Ok(Some(head)) => match bytes.get(BATCH_HEAD_BYTES..BATCH_HEAD_BYTES + head.body_len) {
+                    None => true,
+                    Some(body) => head.check(&bytes, body).is_err()
+                        || payloads(&head, body).map_or(true, |p| p != written)
+                        || head.first_seq != 5,
+                },
+            };
+            prop_assert!(found);
+        }
+
         /// Arbitrary bytes never panic the parsers.
         #[test]
         fn arbitrary_bytes_are_refused_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), count in any::<u32>()) {
             let _ = SegmentHeader::decode(&bytes);
             let _ = BatchHead::decode(&bytes);
             let _ = records(&bytes, count);
+            let packed = BatchHead { count, first_seq: 1, body_len: bytes.len(), crc: 0, packed: true };
+            let _ = payloads(&packed, &bytes);
         }
     }
 }

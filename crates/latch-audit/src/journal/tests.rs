@@ -102,7 +102,8 @@ fn records_are_sealed_in_order_and_the_head_survives_reopening() {
 fn segments_roll_over_and_each_carries_what_came_before() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = open(dir.path());
-    for i in 0..40 {
+    // Batches of 5 alike records are packed: 200 of them fill several 16 KiB segments.
+    for i in 0..200 {
         j.append(&drafts(i * 5 + 1, 5)).unwrap();
     }
     let root_before = j.head().root();
@@ -113,9 +114,9 @@ fn segments_roll_over_and_each_carries_what_came_before() {
         let bytes = std::fs::read(path).unwrap();
         assert_eq!(SegmentHeader::decode(&bytes).unwrap().first_seq, *first);
     }
-    assert_eq!(bodies(dir.path()).len(), 200);
+    assert_eq!(bodies(dir.path()).len(), 1000);
     let (j, recovery) = Journal::open(dir.path(), "main", SMALL, None).unwrap();
-    assert_eq!((recovery.size, j.head().root()), (200, root_before));
+    assert_eq!((recovery.size, j.head().root()), (1000, root_before));
 }
 
 #[test]

@@ -283,8 +283,8 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Rebuild the audit index (what queries search) from the audit journal, which holds the
-    /// records themselves. Embedded store only.
+    /// Rebuild the audit index (what queries search) from the records themselves: the
+    /// journal of the embedded store, or PostgreSQL's `audit_log`.
     Reindex,
     /// Check that the log now extends a checkpoint you saved, by an RFC 9162 consistency proof;
     /// or, with `--record`, that a record as the log shows it now is one your checkpoint

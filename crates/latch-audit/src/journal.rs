@@ -899,6 +899,13 @@ pub fn read(
         let file = File::open(path).map_err(io("cannot open", path))?;
         let mut offset = HEADER_BYTES as u64;
         loop {
+            // A batch wholly before the records asked for is passed over by its head alone:
+            // a page read from the middle of a segment does not unpack what it skips.
+            if let Some(batch) = batch_before(&file, path, offset, seq, after)? {
+                seq += u64::from(batch.count);
+                offset += (BATCH_HEAD_BYTES + batch.body_len) as u64;
+                continue;
+            }
             match read_mark(&file, path, offset)? {
                 Err(e) => return Err(corrupt(path, offset, Some(seq), format!("batch: {e}"))),
                 Ok(Found::Empty | Found::End(_)) => break,
@@ -933,6 +940,32 @@ pub fn read(
         }
     }
     Ok(seq - 1)
+}
+
+/// The head of the batch at `offset` if it is one that starts at `seq` and ends at or before
+/// `after`; `None` for anything else (read whole, and checked, by the caller).
+fn batch_before(
+    file: &File,
+    path: &Path,
+    offset: u64,
+    seq: u64,
+    after: u64,
+) -> Result<Option<format::BatchHead>, JournalError> {
+    if seq > after {
+        return Ok(None);
+    }
+    let head = read_at(file, path, offset, BATCH_HEAD_BYTES)?;
+    Ok(match format::mark(&head) {
+        Ok(Mark::Batch(batch))
+            if batch.first_seq == seq
+                && seq
+                    .checked_add(u64::from(batch.count) - 1)
+                    .is_some_and(|last| last <= after) =>
+        {
+            Some(batch)
+        }
+        _ => None,
+    })
 }
 
 /// Removes the segments of the chain in `dir` that hold only records up to `through` (archived

@@ -3,6 +3,7 @@
 use ring::rand::SystemRandom;
 
 use super::*;
+use crate::audit::SealedRecord;
 use crate::audit::{seal, Actor, AuditDraft, AuditEvent};
 
 struct Log {

@@ -59,3 +59,11 @@ pub(crate) fn broken_link(chain: &str, seq: u64) -> StoreError {
         "audit log of chain {chain}, record {seq}: its previous-hash link is broken"
     ))
 }
+
+/// A hash read back from the database (a leaf, a subtree root, a record's hash): 32 bytes, or
+/// the database was written by something else.
+pub(crate) fn stored_hash(bytes: Vec<u8>) -> Result<[u8; 32]> {
+    bytes
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("a stored audit hash is not 32 bytes".into()))
+}

@@ -30,7 +30,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::{corrupt, pg, signed, unsigned};
-use crate::audit_fields::{broken_link, Fields};
+use crate::audit_fields::{broken_link, stored_hash, Fields};
 use crate::{AuditQuery, Result, StoreError, StoredAuditRecord};
 
 /// How long after a commit the index is brought up to date: commits in that time are indexed
@@ -61,12 +61,6 @@ fn poisoned() -> StoreError {
     StoreError::Unavailable("audit chain state lock poisoned".into())
 }
 
-fn hash_of(bytes: Vec<u8>) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| corrupt("audit hash is not 32 bytes"))
-}
-
 impl Chains {
     /// Keeps `held` as the end of `chain`, unless a later end is already known.
     pub(super) fn install(&self, chain: &str, held: Held) {
@@ -94,7 +88,7 @@ impl Chains {
     /// appended since this one last looked read and checked.
     async fn caught_up(&self, tx: &Transaction<'_>, chain: &str, head: &Row) -> Result<Held> {
         let seq = unsigned(head.try_get(0).map_err(pg)?)?;
-        let hash = hash_of(head.try_get(1).map_err(pg)?)?;
+        let hash = stored_hash(head.try_get(1).map_err(pg)?)?;
         let known = self
             .held
             .lock()
@@ -685,7 +679,7 @@ pub(super) async fn subtrees(
     }
     .map_err(pg)?;
     rows.iter()
-        .map(|r| Ok((unsigned(r.get(0))?, hash_of(r.get(1))?)))
+        .map(|r| Ok((unsigned(r.get(0))?, stored_hash(r.get(1))?)))
         .collect()
 }
 

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use latch_audit::journal::Locator;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
-use crate::audit_fields::broken_link;
 pub(super) use crate::audit_fields::Fields;
+use crate::audit_fields::{broken_link, stored_hash};
 use crate::{AuditQuery, Result, StoreError};
 
 fn sql(e: rusqlite::Error) -> StoreError {
@@ -454,12 +454,6 @@ pub(super) fn issued_with(c: &Connection, jti: &str) -> Result<Vec<(String, u64,
         .collect()
 }
 
-fn hash_of(bytes: Vec<u8>) -> Result<[u8; 32]> {
-    bytes
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("a stored audit hash is not 32 bytes".into()))
-}
-
 /// The stored subtree roots of `chain` at `height` with index in `[from, to)` (height 0: the
 /// leaves of the indexed records).
 pub(super) fn subtrees(
@@ -490,7 +484,7 @@ pub(super) fn subtrees(
     }
     .map_err(sql)?;
     rows.into_iter()
-        .map(|(i, h): (i64, Vec<u8>)| Ok((i.max(0) as u64, hash_of(h)?)))
+        .map(|(i, h): (i64, Vec<u8>)| Ok((i.max(0) as u64, stored_hash(h)?)))
         .collect()
 }
 

@@ -1113,7 +1113,7 @@ pub fn end(dir: &Path) -> Result<(PathBuf, u64), JournalError> {
 /// True if a batch that checks starts anywhere in `bytes`.
 fn whole_batch_in(bytes: &[u8]) -> bool {
     (0..bytes.len().saturating_sub(BATCH_HEAD_BYTES)).any(|i| {
-        (bytes[i..i + 4] == format::BATCH_MAGIC[..] || bytes[i..i + 4] == format::PACKED_MAGIC[..])
+        format::packed_magic(&bytes[i..]).is_some()
             && match format::BatchHead::decode(&bytes[i..]) {
                 Ok(Some(head)) => bytes
                     .get(i + BATCH_HEAD_BYTES..i + BATCH_HEAD_BYTES + head.body_len)

@@ -217,6 +217,16 @@ pub fn mark(b: &[u8]) -> Result<Mark, FormatError> {
     })
 }
 
+/// Whether `b` starts with a batch's magic: `Some(true)` for a packed batch, `Some(false)` for
+/// a plain one, `None` for anything else.
+pub fn packed_magic(b: &[u8]) -> Option<bool> {
+    match b.get(..4)? {
+        m if m == BATCH_MAGIC => Some(false),
+        m if m == PACKED_MAGIC => Some(true),
+        _ => None,
+    }
+}
+
 /// A batch head, parsed but not yet checked against its body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchHead {
@@ -239,11 +249,7 @@ impl BatchHead {
         if head.iter().all(|&x| x == 0) {
             return Ok(None);
         }
-        let packed = match &head[..4] {
-            m if m == BATCH_MAGIC => false,
-            m if m == PACKED_MAGIC => true,
-            _ => return Err(FormatError::Magic("batch")),
-        };
+        let packed = packed_magic(head).ok_or(FormatError::Magic("batch"))?;
         let count = u32_at(head, 4)?;
         let first_seq = u64_at(head, 8)?;
         let body_len = usize_of(u32_at(head, 16)?);

@@ -504,10 +504,14 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
     /// The Merkle leaf hashes of `chain`, in sequence order.
     async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
 
+    /// Brings the audit index up to every record durable now.
+    async fn index_audit(&self) -> Result<()>;
+
     /// Roots of complete Merkle subtrees of `chain` at `height` whose index is in
     /// `[from, to)`, as (index, root), those stored only: at height 0 the leaf hashes of the
-    /// indexed records (record `seq` is leaf `seq - 1`), at greater heights the roots kept by
-    /// [`Store::put_audit_subtrees`]. Proofs are made from them (`proofs.rs`).
+    /// indexed records (record `seq` is leaf `seq - 1`; [`Store::index_audit`] first), at
+    /// greater heights the roots kept by [`Store::put_audit_subtrees`]. Proofs are made from
+    /// them (`proofs.rs`).
     async fn audit_subtrees(
         &self,
         chain: &str,

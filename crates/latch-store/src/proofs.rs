@@ -134,7 +134,8 @@ impl Tree<'_> {
     }
 }
 
-/// Sizes an auditor may ask about: within the records written, none of them archived.
+/// Sizes an auditor may ask about: within the records written, none of them archived; the
+/// index is brought up to them.
 async fn within(store: &dyn Store, chain: &str, sizes: &str, low: u64, high: u64) -> Result<()> {
     if let Some((through, _)) = store.audit_archive(chain).await? {
         return Err(StoreError::Refused(format!(
@@ -147,7 +148,8 @@ async fn within(store: &dyn Store, chain: &str, sizes: &str, low: u64, high: u64
             "need {sizes} <= {head} (the chain's size)"
         )));
     }
-    Ok(())
+    // Once per proof: every leaf up to `head` is then in the index.
+    store.index_audit().await
 }
 
 /// The consistency proof between the first `first` and the first `second` records of `chain`

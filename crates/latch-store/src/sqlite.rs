@@ -1235,6 +1235,10 @@ impl Store for SqliteStore {
         blocking(move || inner.reindex()).await
     }
 
+    async fn index_audit(&self) -> Result<()> {
+        self.indexed().await
+    }
+
     async fn audit_subtrees(
         &self,
         chain: &str,
@@ -1242,9 +1246,6 @@ impl Store for SqliteStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<(u64, [u8; 32])>> {
-        if height == 0 {
-            self.indexed().await?;
-        }
         let chain = chain.to_owned();
         self.read(move |c| audit_index::subtrees(c, &chain, height, from, to))
             .await

@@ -330,6 +330,10 @@ impl Store for StaleIfError {
         self.inner.reindex_audit().await
     }
 
+    async fn index_audit(&self) -> Result<()> {
+        self.inner.index_audit().await
+    }
+
     async fn audit_subtrees(
         &self,
         chain: &str,

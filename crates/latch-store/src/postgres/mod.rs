@@ -452,11 +452,6 @@ impl PgStore {
         }
     }
 
-    async fn index_audit(&self) -> Result<u64> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::index(conn.client_mut()?).await
-    }
-
     /// Runs `f` in a transaction of its own, with no audit record: for data that is not
     /// security state (face data).
     async fn write<T>(
@@ -1221,6 +1216,11 @@ impl Store for PgStore {
         audit_chains::reindex(conn.client_mut()?).await
     }
 
+    async fn index_audit(&self) -> Result<()> {
+        let mut conn = self.inner.pool.get().await?;
+        audit_chains::index(conn.client_mut()?).await.map(|_| ())
+    }
+
     async fn audit_subtrees(
         &self,
         chain: &str,
@@ -1228,8 +1228,8 @@ impl Store for PgStore {
         from: u64,
         to: u64,
     ) -> Result<Vec<(u64, [u8; 32])>> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::subtrees(conn.client_mut()?, chain, height, from, to).await
+        let conn = self.inner.pool.get().await?;
+        audit_chains::subtrees(conn.client()?, chain, height, from, to).await
     }
 
     async fn put_audit_subtrees(

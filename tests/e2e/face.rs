@@ -316,6 +316,7 @@ async fn the_official_python_sdk_identifies_and_verifies() {
 /// served on a real socket.
 #[tokio::test]
 async fn token_checks_over_a_real_socket_with_an_injected_clock() {
+    use latch_audit::writer::AuditLog;
     use latch_core::audit::Actor;
     use latch_core::claims::{
         new_jti, AccessClaims, LimitedAccessClaims, LimitedAccessGrant, TokenKind,
@@ -325,7 +326,6 @@ async fn token_checks_over_a_real_socket_with_an_injected_clock() {
     use latch_face::keys::Verifiers;
     use latch_face::{FaceConfig, FaceState};
     use latch_store::admin::Admin;
-    use latch_store::audit_log::AuditLog;
     use latch_store::signing::KeyRing;
     use latch_store::sqlite::SqliteStore;
     use latch_store::Store;

@@ -20,6 +20,7 @@
 
 use std::sync::Arc;
 
+use latch_audit::AuditError;
 use latch_core::audit::{Actor, KeySlot};
 use latch_core::{Clock, ResourceId};
 use latch_store::admin::Admin;
@@ -84,10 +85,17 @@ pub enum AdminError {
 }
 
 /// A proof asked for sizes the log cannot answer is the caller's mistake (400).
-fn proof_refused(e: StoreError) -> AdminError {
+fn proof_refused(e: AuditError) -> AdminError {
     match e {
-        StoreError::Refused(why) => AdminError::BadRequest(why),
+        AuditError::Refused(why) => AdminError::BadRequest(why),
         other => other.into(),
+    }
+}
+
+/// The audit log fails as the store does (it is kept there), and is answered alike.
+impl From<AuditError> for AdminError {
+    fn from(e: AuditError) -> Self {
+        StoreError::from(e).into()
     }
 }
 
@@ -167,7 +175,7 @@ pub struct Context {
     /// Randomness for keys.
     pub rng: Arc<dyn SecureRandom + Send + Sync>,
     /// The audit key and signed heads (outside the store).
-    pub audit: Arc<latch_store::checkpoints::AuditSigner>,
+    pub audit: Arc<latch_audit::checkpoints::AuditSigner>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
 }
@@ -294,7 +302,7 @@ pub async fn execute(
             after,
             limit,
         } => {
-            let query = latch_store::AuditQuery {
+            let query = latch_audit::AuditQuery {
                 chain,
                 isv: isv_resource_id,
                 target: target_resource_id,
@@ -322,7 +330,7 @@ pub async fn execute(
             if !ctx.store.audit_chains().await?.contains(&chain) {
                 return Err(AdminError::NotFound(format!("no audit chain named {chain}")));
             }
-            let cp = latch_store::checkpoints::checkpoint(ctx.store.as_ref(), &ctx.audit, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
+            let cp = latch_audit::checkpoints::checkpoint(ctx.store.as_ref(), &ctx.audit, &chain, ctx.rng.as_ref(), ctx.clock.as_ref()).await?;
             serde_json::to_value(cp).unwrap_or(Value::Null)
         }
         AdminRequest::ConsistencyProof { chain, first, second } => {
@@ -331,7 +339,7 @@ pub async fn execute(
                 Some(n) => n,
                 None => ctx.store.audit_head(&chain).await?,
             };
-            let p = latch_store::proofs::consistency(ctx.store.as_ref(), &chain, first, second)
+            let p = latch_audit::proofs::consistency(ctx.store.as_ref(), &chain, first, second)
                 .await
                 .map_err(proof_refused)?;
             let b64 = latch_core::jws::b64url;
@@ -350,7 +358,7 @@ pub async fn execute(
                 Some(n) => n,
                 None => ctx.store.audit_head(&chain).await?,
             };
-            let p = latch_store::proofs::inclusion(ctx.store.as_ref(), &chain, seq, size)
+            let p = latch_audit::proofs::inclusion(ctx.store.as_ref(), &chain, seq, size)
                 .await
                 .map_err(proof_refused)?;
             // The record as stored, byte for byte: its leaf hash is the first step of the proof.

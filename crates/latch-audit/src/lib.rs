@@ -1,14 +1,45 @@
-//! The audit log of latch, as an append-only journal.
+//! The audit log of latch: its writer, its journal, checkpoints, proofs and exports.
 //!
 //! Every issued token and every call that presents one waits for its audit record to be
-//! durable. [`journal::Journal`] makes a group of records durable with one write and one sync at
-//! the end of a preallocated segment file, and holds the end of the hash chain and the Merkle
-//! frontier in memory, so that neither appending nor signing a checkpoint reads the log back.
+//! durable. Services hand a typed [`latch_core::audit::AuditDraft`] to the [`writer::AuditLog`]
+//! and await it: one writer task makes every waiting record durable in one batch. Where the
+//! records live is an [`AuditStore`]: on the embedded backend a [`journal::Journal`] per chain
+//! (one write and one sync per batch at the end of a preallocated segment file, the end of the
+//! hash chain and the Merkle frontier held in memory, so that neither appending nor signing a
+//! checkpoint reads the log back), on PostgreSQL a table with only its primary key.
+//! [`checkpoints`] signs the chains' roots with a key of its own and exports them for offline
+//! verification; [`proofs`] answers consistency and inclusion proofs from stored subtrees.
 //! `docs/audit-journal.md` describes the format and what recovery does with each kind of damage.
 
 use std::path::PathBuf;
 
+pub mod checkpoints;
 pub mod journal;
+pub mod proofs;
+mod store;
+pub mod writer;
+
+pub use store::{AuditQuery, AuditStore, StoredAuditRecord};
+
+/// Why an audit operation failed. The messages are those of the store's errors, which these
+/// convert to and from.
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The backend failed (I/O, a full disk, a closed connection) or the writer stopped:
+    /// nothing was recorded, and whoever waited for the record must not act.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// What is stored is not what was written, or does not parse.
+    #[error("store corrupt: {0}")]
+    Corrupt(String),
+    /// The request cannot be answered as asked (a proof beyond the log's end, an archiving
+    /// another process did first); the message says why.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// Result of audit calls.
+pub type Result<T, E = AuditError> = std::result::Result<T, E>;
 
 /// Why the journal cannot do what was asked.
 #[derive(Debug, thiserror::Error)]

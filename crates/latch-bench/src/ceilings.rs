@@ -112,7 +112,7 @@ pub(crate) async fn audit_commits(
     };
     let client = resource("22222222-2222-4222-8222-222222222222", "bench-client")?;
     let isv = resource("11111111-1111-4111-8111-111111111111", "bench-isv")?;
-    let (log, writer) = latch_store::audit_log::AuditLog::spawn(store.clone(), "bench");
+    let (log, writer) = latch_audit::writer::AuditLog::spawn(store.clone(), "bench");
     let stats = log.shared_stats();
     let ticks = crate::server::clock_ticks();
     let cpu_before = crate::server::process_cpu("self", ticks);

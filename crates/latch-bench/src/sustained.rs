@@ -16,10 +16,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use latch_audit::{AuditQuery, AuditStore};
 use latch_core::audit::AuditDraft;
 use latch_core::{FixedClock, ResourceId, UnixTime};
 use latch_store::sqlite::SqliteStore;
-use latch_store::{AuditQuery, Store};
+use latch_store::Store;
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
@@ -140,7 +141,7 @@ async fn measure(
     if found != 1 {
         return Err(format!("the query by jti found {found} records, not 1"));
     }
-    let signer = latch_store::checkpoints::AuditSigner::open(
+    let signer = latch_audit::checkpoints::AuditSigner::open(
         &server.data_dir(),
         &store,
         &SystemRandom::new(),
@@ -151,7 +152,7 @@ async fn measure(
     let owner = SqliteStore::open(&server.data_dir(), "main", &SystemRandom::new())
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    latch_store::checkpoints::checkpoint(
+    latch_audit::checkpoints::checkpoint(
         &owner,
         &signer,
         "main",

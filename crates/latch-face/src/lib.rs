@@ -25,9 +25,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
+use latch_audit::writer::AuditLog;
 use latch_core::Clock;
 use latch_http::keys::KeyAuth;
-use latch_store::audit_log::AuditLog;
 use latch_store::check_cache::CheckCache;
 use tower::ServiceBuilder;
 

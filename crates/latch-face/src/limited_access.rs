@@ -20,12 +20,12 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::http::{Extensions, HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
+use latch_audit::writer::AuditLog;
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::verify::fingerprint;
 use latch_core::{Clock, FeatureSet, VerifiedLimitedAccess};
 use latch_http::context::RequestId;
 use latch_http::LIMITED_ACCESS_TOKEN_HEADER;
-use latch_store::audit_log::AuditLog;
 use latch_store::check_cache::CheckCache;
 
 use crate::auth::{store_failed, Credential, VerifiedCaller};

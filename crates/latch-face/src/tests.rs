@@ -8,13 +8,14 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
+use latch_audit::writer::AuditLog;
+use latch_audit::AuditStore;
 use latch_core::audit::{Actor, AuditEvent, SealedRecord};
 use latch_core::claims::{
     new_jti, AccessClaims, LimitedAccessClaims, LimitedAccessGrant, TokenKind,
 };
 use latch_core::{FeatureSet, FixedClock, Lifetime, ResourceId, UnixTime, Verifier};
 use latch_store::admin::Admin;
-use latch_store::audit_log::AuditLog;
 use latch_store::signing::KeyRing;
 use latch_store::sqlite::SqliteStore;
 use latch_store::{AuthMode, Revocation, Store};

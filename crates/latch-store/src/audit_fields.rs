@@ -4,6 +4,8 @@
 use latch_core::audit::{AuditDraft, AuditIndex, SealedRecord};
 use latch_core::merkle::leaf_hash;
 
+use latch_audit::AuditQuery;
+
 use crate::{Result, StoreError};
 
 /// What a record's index row says (names as text; a backend may number them).
@@ -66,4 +68,40 @@ pub(crate) fn stored_hash(bytes: Vec<u8>) -> Result<[u8; 32]> {
     bytes
         .try_into()
         .map_err(|_| StoreError::Corrupt("a stored audit hash is not 32 bytes".into()))
+}
+
+/// SQL conditions with their values: text ones, then times.
+pub(crate) type Conditions = (Vec<(&'static str, String)>, Vec<(&'static str, i64)>);
+
+/// The filters given, as SQL conditions each waiting for one value: text values, then
+/// times. Both backends build their `WHERE` from this.
+pub(crate) fn conditions(query: &AuditQuery) -> Conditions {
+    let mut texts = Vec::new();
+    let mut add = |clause, value: Option<String>| {
+        if let Some(v) = value {
+            texts.push((clause, v));
+        }
+    };
+    add("chain =", query.chain.clone());
+    add(
+        "isv =",
+        query.isv.as_ref().map(|v| v.canonical().to_owned()),
+    );
+    add(
+        "target =",
+        query.target.as_ref().map(|v| v.canonical().to_owned()),
+    );
+    add("jti =", query.jti.clone());
+    add("kind =", query.kind.clone());
+    add("outcome =", query.outcome.clone());
+    add("operation =", query.operation.clone());
+    add(
+        "(',' || features || ',') LIKE",
+        query.feature.map(|f| format!("%,{},%", f.as_str())),
+    );
+    let times = [("time >=", query.from), ("time <", query.to)]
+        .into_iter()
+        .filter_map(|(clause, t)| t.map(|t| (clause, t.0)))
+        .collect();
+    (texts, times)
 }

@@ -1,28 +1,28 @@
 //! The state of latch, behind one interface.
 //!
 //! [`Store`] is what the services need: resources with their two key digests, ISV issuance and
-//! grants, direct approvals, client blocks, signing keys and the audit log. [`sqlite::SqliteStore`]
-//! is the embedded backend (a file in the data directory); a PostgreSQL backend implements the
-//! same trait for many replicas.
+//! grants, direct approvals, client blocks and signing keys. [`sqlite::SqliteStore`] is the
+//! embedded backend (a file in the data directory); [`postgres::PgStore`] implements the same
+//! trait for many replicas. Both also keep the audit log's records, behind the
+//! [`latch_audit::AuditStore`] trait that `latch-audit` defines: its writer, checkpoints, proofs
+//! and exports use nothing else.
 //!
 //! Every method that changes state takes the [`AuditDraft`] that describes the change and
 //! commits both in one transaction: a change without its record, or a record of a change that
 //! did not happen, cannot exist. Token issuance, which changes no state, appends its records
-//! through [`audit_log::AuditLog`], which groups concurrent records into one commit.
+//! through [`latch_audit::writer::AuditLog`], which groups concurrent records into one commit.
 
 use async_trait::async_trait;
+use latch_audit::AuditStore;
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 
 pub mod admin;
 mod audit_fields;
-pub mod audit_log;
 pub mod check_cache;
-pub mod checkpoints;
 pub mod face;
 pub mod postgres;
-pub mod proofs;
 pub mod signing;
 pub mod sqlite;
 pub mod stale;
@@ -49,6 +49,33 @@ pub enum StoreError {
     /// The change is not this actor's to make (the message says why).
     #[error("{0}")]
     Refused(String),
+}
+
+impl From<latch_audit::AuditError> for StoreError {
+    fn from(e: latch_audit::AuditError) -> Self {
+        use latch_audit::AuditError as A;
+        match e {
+            A::Unavailable(m) => StoreError::Unavailable(m),
+            A::Corrupt(m) => StoreError::Corrupt(m),
+            A::Refused(m) => StoreError::Refused(m),
+        }
+    }
+}
+
+/// The backends' audit methods share their helpers with the rest of the store; a row that is
+/// missing or already there is, to the audit log, a request it refuses (with the same words).
+impl From<StoreError> for latch_audit::AuditError {
+    fn from(e: StoreError) -> Self {
+        use latch_audit::AuditError as A;
+        match e {
+            StoreError::Unavailable(m) => A::Unavailable(m),
+            StoreError::Corrupt(m) => A::Corrupt(m),
+            StoreError::Refused(m) => A::Refused(m),
+            other @ (StoreError::NotFound(_) | StoreError::AlreadyExists(_)) => {
+                A::Refused(other.to_string())
+            }
+        }
+    }
 }
 
 /// Result of store calls.
@@ -239,36 +266,6 @@ pub(crate) fn revocation_row(
     }
 }
 
-/// What an auditor asks of the log. Every filter is optional; `after` is the cursor of the
-/// previous page.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AuditQuery {
-    /// One chain.
-    pub chain: Option<String>,
-    /// The ISV involved.
-    pub isv: Option<ResourceId>,
-    /// The target (client) resource.
-    pub target: Option<ResourceId>,
-    /// One token.
-    pub jti: Option<String>,
-    /// The event type (`limited_access_token_issued`, ...).
-    pub kind: Option<String>,
-    /// `success` or `failure`.
-    pub outcome: Option<String>,
-    /// A Face operation (usage records).
-    pub operation: Option<String>,
-    /// A feature flag (issuance records).
-    pub feature: Option<latch_core::Feature>,
-    /// From this time (inclusive).
-    pub from: Option<UnixTime>,
-    /// Until this time (exclusive).
-    pub to: Option<UnixTime>,
-    /// The cursor of the previous page.
-    pub after: Option<i64>,
-    /// At most this many (1..=1000).
-    pub limit: usize,
-}
-
 /// Who owns a block set by `actor`: a block set by the operator is the operator's, and an ISV
 /// cannot lift it.
 pub(crate) fn block_owner(actor: &latch_core::audit::Actor) -> &'static str {
@@ -278,57 +275,9 @@ pub(crate) fn block_owner(actor: &latch_core::audit::Actor) -> &'static str {
     }
 }
 
-/// SQL conditions with their values: text ones, then times.
-pub(crate) type Conditions = (Vec<(&'static str, String)>, Vec<(&'static str, i64)>);
-
-impl AuditQuery {
-    /// The filters given, as SQL conditions each waiting for one value: text values, then
-    /// times. Both backends build their `WHERE` from this.
-    pub(crate) fn conditions(&self) -> Conditions {
-        let mut texts = Vec::new();
-        let mut add = |clause, value: Option<String>| {
-            if let Some(v) = value {
-                texts.push((clause, v));
-            }
-        };
-        add("chain =", self.chain.clone());
-        add("isv =", self.isv.as_ref().map(|v| v.canonical().to_owned()));
-        add(
-            "target =",
-            self.target.as_ref().map(|v| v.canonical().to_owned()),
-        );
-        add("jti =", self.jti.clone());
-        add("kind =", self.kind.clone());
-        add("outcome =", self.outcome.clone());
-        add("operation =", self.operation.clone());
-        add(
-            "(',' || features || ',') LIKE",
-            self.feature.map(|f| format!("%,{},%", f.as_str())),
-        );
-        let times = [("time >=", self.from), ("time <", self.to)]
-            .into_iter()
-            .filter_map(|(clause, t)| t.map(|t| (clause, t.0)))
-            .collect();
-        (texts, times)
-    }
-}
-
-/// One stored audit record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredAuditRecord {
-    /// The writer's chain.
-    pub chain: String,
-    /// Its sequence number in the chain.
-    pub seq: u64,
-    /// The sealed body, exactly as hashed.
-    pub body: String,
-    /// `SHA-256(body)`.
-    pub hash: [u8; 32],
-}
-
 /// The state of latch.
 #[async_trait]
-pub trait Store: face::FaceData + Send + Sync + 'static {
+pub trait Store: face::FaceData + AuditStore + Send + Sync + 'static {
     /// The pepper under which key digests are computed.
     async fn key_pepper(&self) -> Result<Vec<u8>>;
 
@@ -441,9 +390,6 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
     /// many were dropped.
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64>;
 
-    /// The ISV (canonical id) whose issuance record holds `jti`, if any.
-    async fn issuer_of(&self, jti: &str) -> Result<Option<String>>;
-
     /// The digest of an admin credential.
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>>;
 
@@ -468,94 +414,6 @@ pub trait Store: face::FaceData + Send + Sync + 'static {
 
     /// Adds a signing key.
     async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()>;
-
-    /// Appends records to `chain` in one transaction, in order; returns their sequence numbers.
-    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>>;
-
-    /// Records of `chain` with `seq > after`, oldest first, at most `limit`.
-    async fn audit_records(
-        &self,
-        chain: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<StoredAuditRecord>>;
-
-    /// The names of all chains.
-    async fn audit_chains(&self) -> Result<Vec<String>>;
-
-    /// Removes records `..=through` of `chain`, keeping the Merkle frontier of everything up to
-    /// them, with the record of the archiving, in one transaction; fails if the chain is no
-    /// longer archived through `previous` (another archiving got there first).
-    async fn archive_audit(
-        &self,
-        chain: &str,
-        previous: u64,
-        through: u64,
-        frontier: &[u8],
-        audit: &AuditDraft,
-    ) -> Result<()>;
-
-    /// How far `chain` has been archived, and the frontier at that point.
-    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>>;
-
-    /// The highest sequence number of `chain` (0 when empty).
-    async fn audit_head(&self, chain: &str) -> Result<u64>;
-
-    /// The Merkle leaf hashes of `chain`, in sequence order.
-    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>>;
-
-    /// Brings the audit index up to every record durable now.
-    async fn index_audit(&self) -> Result<()>;
-
-    /// Roots of complete Merkle subtrees of `chain` at `height` whose index is in
-    /// `[from, to)`, as (index, root), those stored only: at height 0 the leaf hashes of the
-    /// indexed records (record `seq` is leaf `seq - 1`; [`Store::index_audit`] first), at
-    /// greater heights the roots kept by [`Store::put_audit_subtrees`]. Proofs are made from
-    /// them (`proofs.rs`).
-    async fn audit_subtrees(
-        &self,
-        chain: &str,
-        height: u32,
-        from: u64,
-        to: u64,
-    ) -> Result<Vec<(u64, [u8; 32])>>;
-
-    /// Keeps roots of complete subtrees of `chain` at `height` (> 0), as (index, root).
-    async fn put_audit_subtrees(
-        &self,
-        chain: &str,
-        height: u32,
-        roots: &[(u64, [u8; 32])],
-    ) -> Result<()>;
-
-    /// Rebuilds the audit index from the records themselves (the journals, or PostgreSQL's
-    /// `audit_log`); returns how many records it holds.
-    async fn reindex_audit(&self) -> Result<u64>;
-
-    /// The Merkle frontier of `chain`'s committed records, held in memory by its writer, after
-    /// checking that the records written since the last such call still read back (and match
-    /// their index rows) as they were written. `None` for a chain this store does not hold in
-    /// memory (another chain of an embedded data directory), whose frontier is rebuilt from
-    /// [`Store::audit_leaves`].
-    async fn audit_frontier(&self, chain: &str)
-        -> Result<Option<latch_core::checkpoint::Frontier>>;
-
-    /// Records matching `query`, in the order they were written, and the cursor of the next
-    /// page if there is one.
-    async fn query_audit(
-        &self,
-        query: &AuditQuery,
-    ) -> Result<(Vec<StoredAuditRecord>, Option<i64>)>;
-
-    /// Stores a signed checkpoint.
-    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()>;
-
-    /// The checkpoints of `chain`, oldest first.
-    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>>;
-
-    /// Appends one record to this handle's own chain (a change made outside the store, such as
-    /// the audit key's creation).
-    async fn record(&self, audit: &AuditDraft) -> Result<u64>;
 
     /// `Ok` when the store answers and its schema is this program's: what a readiness probe
     /// asks.

@@ -25,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
@@ -36,8 +37,8 @@ use crate::face::{
     Training,
 };
 use crate::{
-    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
-    StoreError, StoredAuditRecord, StoredSigningKey,
+    AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store, StoreError,
+    StoredSigningKey,
 };
 
 /// The database file's name within the data directory.
@@ -1032,13 +1033,6 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
-        self.indexed().await?;
-        let jti = jti.to_owned();
-        self.read_audit(move |inner, c| inner.audit.issuer_of(c, &jti))
-            .await
-    }
-
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
         self.read(move |c| {
             let digest: Option<Vec<u8>> = c
@@ -1133,14 +1127,36 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+    async fn ready(&self) -> Result<()> {
+        // Migrations ran when the store was opened; the file must still answer.
+        self.read(|c| {
+            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(sql)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> AuditResult<Vec<u64>> {
         if chain != self.inner.chain {
             return Err(unavailable(&format!(
                 "this store writes audit chain {}, not {chain}",
                 self.inner.chain
-            )));
+            ))
+            .into());
         }
-        self.journal(drafts.to_vec()).await
+        Ok(self.journal(drafts.to_vec()).await?)
+    }
+
+    async fn record(&self, audit: &AuditDraft) -> AuditResult<u64> {
+        let seqs = self.journal(vec![audit.clone()]).await?;
+        Ok(seqs
+            .first()
+            .copied()
+            .ok_or_else(|| unavailable("no record appended"))?)
     }
 
     async fn audit_records(
@@ -1148,12 +1164,18 @@ impl Store for SqliteStore {
         chain: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredAuditRecord>> {
+    ) -> AuditResult<Vec<StoredAuditRecord>> {
         let chain_name = chain.to_owned();
-        self.past_archive(chain, move |dir, archived| {
-            audit_journal::records(dir, &chain_name, after.max(archived), limit)
-        })
-        .await
+        Ok(self
+            .past_archive(chain, move |dir, archived| {
+                audit_journal::records(dir, &chain_name, after.max(archived), limit)
+            })
+            .await?)
+    }
+
+    async fn audit_chains(&self) -> AuditResult<Vec<String>> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || inner.audit.chains()).await?)
     }
 
     async fn archive_audit(
@@ -1163,7 +1185,7 @@ impl Store for SqliteStore {
         through: u64,
         frontier: &[u8],
         audit: &AuditDraft,
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
         let journal = audit_journal::journal_of(self.inner.audit.root(), &chain)?;
         self.change(audit, move |tx| {
@@ -1200,43 +1222,55 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    async fn audit_archive(&self, chain: &str) -> AuditResult<Option<(u64, Vec<u8>)>> {
         self.indexed().await?;
         let chain = chain.to_owned();
-        self.read(move |c| {
-            c.prepare_cached("SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1")
+        Ok(self
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
+                )
                 .map_err(sql)?
                 .query_row([chain], |r| {
                     Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?))
                 })
                 .optional()
                 .map_err(sql)
-        })
-        .await
+            })
+            .await?)
     }
 
-    async fn audit_head(&self, chain: &str) -> Result<u64> {
+    async fn audit_head(&self, chain: &str) -> AuditResult<u64> {
         if chain == self.inner.chain {
             let inner = self.inner.clone();
-            return blocking(move || inner.audit.durable().map(|(size, _)| size)).await;
+            return Ok(blocking(move || inner.audit.durable().map(|(size, _)| size)).await?);
         }
         let Some(dir) = audit_journal::journal_of(self.inner.audit.root(), chain)? else {
             return Ok(0);
         };
-        blocking(move || {
+        Ok(blocking(move || {
             latch_audit::journal::read(&dir, u64::MAX / 2, None, |_, _| Ok(()))
                 .map_err(audit_journal::journal_error)
         })
-        .await
+        .await?)
     }
 
-    async fn reindex_audit(&self) -> Result<u64> {
-        let inner = self.inner.clone();
-        blocking(move || inner.reindex()).await
+    async fn audit_leaves(&self, chain: &str) -> AuditResult<Vec<[u8; 32]>> {
+        Ok(self
+            .past_archive(chain, |dir, archived| {
+                let mut leaves = Vec::new();
+                latch_audit::journal::read(dir, archived, None, |_, body| {
+                    leaves.push(latch_core::merkle::leaf_hash(body.as_bytes()));
+                    Ok(())
+                })
+                .map_err(audit_journal::journal_error)?;
+                Ok(leaves)
+            })
+            .await?)
     }
 
-    async fn index_audit(&self) -> Result<()> {
-        self.indexed().await
+    async fn index_audit(&self) -> AuditResult<()> {
+        Ok(self.indexed().await?)
     }
 
     async fn audit_subtrees(
@@ -1245,10 +1279,11 @@ impl Store for SqliteStore {
         height: u32,
         from: u64,
         to: u64,
-    ) -> Result<Vec<(u64, [u8; 32])>> {
+    ) -> AuditResult<Vec<(u64, [u8; 32])>> {
         let chain = chain.to_owned();
-        self.read(move |c| audit_index::subtrees(c, &chain, height, from, to))
-            .await
+        Ok(self
+            .read(move |c| audit_index::subtrees(c, &chain, height, from, to))
+            .await?)
     }
 
     async fn put_audit_subtrees(
@@ -1256,104 +1291,95 @@ impl Store for SqliteStore {
         chain: &str,
         height: u32,
         roots: &[(u64, [u8; 32])],
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         let (chain, roots) = (chain.to_owned(), roots.to_vec());
-        self.write(move |tx| audit_index::put_subtrees(tx, &chain, height, &roots))
-            .await
+        Ok(self
+            .write(move |tx| audit_index::put_subtrees(tx, &chain, height, &roots))
+            .await?)
+    }
+
+    async fn reindex_audit(&self) -> AuditResult<u64> {
+        let inner = self.inner.clone();
+        Ok(blocking(move || inner.reindex()).await?)
     }
 
     async fn audit_frontier(
         &self,
         chain: &str,
-    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
+    ) -> AuditResult<Option<latch_core::checkpoint::Frontier>> {
         if chain != self.inner.chain {
             return Ok(None);
         }
         self.indexed().await?;
         let inner = self.inner.clone();
-        blocking(move || {
+        Ok(blocking(move || {
             let conn = inner
                 .writer
                 .lock()
                 .map_err(|_| unavailable("writer lock poisoned"))?;
             inner.audit.checked_frontier(&conn).map(Some)
         })
-        .await
+        .await?)
     }
 
-    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
-        self.past_archive(chain, |dir, archived| {
-            let mut leaves = Vec::new();
-            latch_audit::journal::read(dir, archived, None, |_, body| {
-                leaves.push(latch_core::merkle::leaf_hash(body.as_bytes()));
-                Ok(())
-            })
-            .map_err(audit_journal::journal_error)?;
-            Ok(leaves)
-        })
-        .await
-    }
-
-    async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+    async fn query_audit(
+        &self,
+        q: &AuditQuery,
+    ) -> AuditResult<(Vec<StoredAuditRecord>, Option<i64>)> {
         self.indexed().await?;
         let q = q.clone();
-        self.read_audit(move |inner, c| {
-            audit_index::query(c, &q, &mut |chain| inner.audit.locator(chain))
-        })
-        .await
+        Ok(self
+            .read_audit(move |inner, c| {
+                audit_index::query(c, &q, &mut |chain| inner.audit.locator(chain))
+            })
+            .await?)
     }
 
-    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
+    async fn issuer_of(&self, jti: &str) -> AuditResult<Option<String>> {
+        self.indexed().await?;
+        let jti = jti.to_owned();
+        Ok(self
+            .read_audit(move |inner, c| inner.audit.issuer_of(c, &jti))
+            .await?)
+    }
+
+    async fn add_checkpoint(
+        &self,
+        checkpoint: &latch_core::checkpoint::Checkpoint,
+    ) -> AuditResult<()> {
         let (chain, size, time) = (checkpoint.chain.clone(), checkpoint.size, checkpoint.time);
         let body = serde_json::to_string(checkpoint).map_err(|e| corrupt(&e.to_string()))?;
-        self.write(move |tx| {
-            tx.execute(
-                "INSERT INTO checkpoints (chain, size, body, time) VALUES (?1, ?2, ?3, ?4)",
-                params![chain, size as i64, body, time.0],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
-    }
-
-    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>> {
-        let chain = chain.to_owned();
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached("SELECT body FROM checkpoints WHERE chain = ?1 ORDER BY id")
+        Ok(self
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT INTO checkpoints (chain, size, body, time) VALUES (?1, ?2, ?3, ?4)",
+                    params![chain, size as i64, body, time.0],
+                )
                 .map_err(sql)?;
-            let rows = stmt
-                .query_map([chain], |r| r.get::<_, String>(0))
-                .map_err(sql)?;
-            rows.map(|r| {
-                serde_json::from_str(&r.map_err(sql)?).map_err(|e| corrupt(&e.to_string()))
+                Ok(())
             })
-            .collect()
-        })
-        .await
+            .await?)
     }
 
-    async fn record(&self, audit: &AuditDraft) -> Result<u64> {
-        let seqs = self.journal(vec![audit.clone()]).await?;
-        seqs.first()
-            .copied()
-            .ok_or_else(|| unavailable("no record appended"))
-    }
-
-    async fn ready(&self) -> Result<()> {
-        // Migrations ran when the store was opened; the file must still answer.
-        self.read(|c| {
-            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())
-                .map_err(sql)
-        })
-        .await
-    }
-
-    async fn audit_chains(&self) -> Result<Vec<String>> {
-        let inner = self.inner.clone();
-        blocking(move || inner.audit.chains()).await
+    async fn checkpoints(
+        &self,
+        chain: &str,
+    ) -> AuditResult<Vec<latch_core::checkpoint::Checkpoint>> {
+        let chain = chain.to_owned();
+        Ok(self
+            .read(move |c| {
+                let mut stmt = c
+                    .prepare_cached("SELECT body FROM checkpoints WHERE chain = ?1 ORDER BY id")
+                    .map_err(sql)?;
+                let rows = stmt
+                    .query_map([chain], |r| r.get::<_, String>(0))
+                    .map_err(sql)?;
+                rows.map(|r| {
+                    serde_json::from_str(&r.map_err(sql)?).map_err(|e| corrupt(&e.to_string()))
+                })
+                .collect()
+            })
+            .await?)
     }
 }
 

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{Clock, FeatureSet, ResourceId, UnixTime};
@@ -30,8 +31,7 @@ use crate::face::{
     DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace, Training,
 };
 use crate::{
-    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError,
-    StoredAuditRecord, StoredSigningKey,
+    AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, Store, StoreError, StoredSigningKey,
 };
 
 /// Remembered answers per kind: beyond this many, the oldest half is forgotten.
@@ -259,9 +259,6 @@ impl Store for StaleIfError {
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
         self.inner.prune_revocations(now).await
     }
-    async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
-        self.inner.issuer_of(jti).await
-    }
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
         self.inner.admin_credential(role).await
     }
@@ -287,20 +284,34 @@ impl Store for StaleIfError {
     async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
         self.inner.add_signing_key(key, audit).await
     }
-    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+    async fn ready(&self) -> Result<()> {
+        self.inner.ready().await
+    }
+}
+
+#[async_trait]
+impl AuditStore for StaleIfError {
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> AuditResult<Vec<u64>> {
         self.inner.append_audit(chain, drafts).await
     }
+
+    async fn record(&self, audit: &AuditDraft) -> AuditResult<u64> {
+        self.inner.record(audit).await
+    }
+
     async fn audit_records(
         &self,
         chain: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredAuditRecord>> {
+    ) -> AuditResult<Vec<StoredAuditRecord>> {
         self.inner.audit_records(chain, after, limit).await
     }
-    async fn audit_chains(&self) -> Result<Vec<String>> {
+
+    async fn audit_chains(&self) -> AuditResult<Vec<String>> {
         self.inner.audit_chains().await
     }
+
     async fn archive_audit(
         &self,
         chain: &str,
@@ -308,29 +319,25 @@ impl Store for StaleIfError {
         through: u64,
         frontier: &[u8],
         audit: &AuditDraft,
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         self.inner
             .archive_audit(chain, previous, through, frontier, audit)
             .await
     }
-    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+
+    async fn audit_archive(&self, chain: &str) -> AuditResult<Option<(u64, Vec<u8>)>> {
         self.inner.audit_archive(chain).await
     }
-    async fn audit_head(&self, chain: &str) -> Result<u64> {
+
+    async fn audit_head(&self, chain: &str) -> AuditResult<u64> {
         self.inner.audit_head(chain).await
     }
-    async fn audit_frontier(
-        &self,
-        chain: &str,
-    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
-        self.inner.audit_frontier(chain).await
+
+    async fn audit_leaves(&self, chain: &str) -> AuditResult<Vec<[u8; 32]>> {
+        self.inner.audit_leaves(chain).await
     }
 
-    async fn reindex_audit(&self) -> Result<u64> {
-        self.inner.reindex_audit().await
-    }
-
-    async fn index_audit(&self) -> Result<()> {
+    async fn index_audit(&self) -> AuditResult<()> {
         self.inner.index_audit().await
     }
 
@@ -340,7 +347,7 @@ impl Store for StaleIfError {
         height: u32,
         from: u64,
         to: u64,
-    ) -> Result<Vec<(u64, [u8; 32])>> {
+    ) -> AuditResult<Vec<(u64, [u8; 32])>> {
         self.inner.audit_subtrees(chain, height, from, to).await
     }
 
@@ -349,30 +356,44 @@ impl Store for StaleIfError {
         chain: &str,
         height: u32,
         roots: &[(u64, [u8; 32])],
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         self.inner.put_audit_subtrees(chain, height, roots).await
     }
 
-    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
-        self.inner.audit_leaves(chain).await
+    async fn reindex_audit(&self) -> AuditResult<u64> {
+        self.inner.reindex_audit().await
     }
+
+    async fn audit_frontier(
+        &self,
+        chain: &str,
+    ) -> AuditResult<Option<latch_core::checkpoint::Frontier>> {
+        self.inner.audit_frontier(chain).await
+    }
+
     async fn query_audit(
         &self,
         query: &AuditQuery,
-    ) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+    ) -> AuditResult<(Vec<StoredAuditRecord>, Option<i64>)> {
         self.inner.query_audit(query).await
     }
-    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
+
+    async fn issuer_of(&self, jti: &str) -> AuditResult<Option<String>> {
+        self.inner.issuer_of(jti).await
+    }
+
+    async fn add_checkpoint(
+        &self,
+        checkpoint: &latch_core::checkpoint::Checkpoint,
+    ) -> AuditResult<()> {
         self.inner.add_checkpoint(checkpoint).await
     }
-    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>> {
+
+    async fn checkpoints(
+        &self,
+        chain: &str,
+    ) -> AuditResult<Vec<latch_core::checkpoint::Checkpoint>> {
         self.inner.checkpoints(chain).await
-    }
-    async fn record(&self, audit: &AuditDraft) -> Result<u64> {
-        self.inner.record(audit).await
-    }
-    async fn ready(&self) -> Result<()> {
-        self.inner.ready().await
     }
 }
 

@@ -5,15 +5,16 @@
 
 use std::sync::Arc;
 
+use latch_audit::writer::AuditLog;
+use latch_audit::AuditStore;
 use latch_core::audit::{verify_chain, Actor, AuditDraft, AuditEvent, KeySlot, GENESIS};
 use latch_core::secret::{KeyDigest, Pepper};
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SystemRandom;
 
-use crate::audit_log::AuditLog;
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
-use crate::{AuditQuery, AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
+use crate::{AuthMode, Resource, Revocation, Store, StoreError, StoredSigningKey};
 
 const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv/providers/Microsoft.CognitiveServices/accounts/isv-face";
 const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
@@ -880,12 +881,14 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(5_000));
-    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
-    let again = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
+    let key =
+        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
+    let again =
+        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
     assert_eq!(key.key().kid(), again.key().kid(), "made once");
     let issued = |jti: &str, target: &str, flags: &str, t: i64| AuditDraft {
         time: UnixTime(t),
@@ -915,7 +918,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
         )
         .await
         .unwrap();
-    crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
+    latch_audit::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     store
@@ -924,7 +927,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
         .unwrap();
 
     let mut lines: Vec<String> = Vec::new();
-    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut lines)
+    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut lines)
         .await
         .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
@@ -932,15 +935,15 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
     assert_eq!(report.findings, [], "{lines:?}");
     assert_eq!(report.checkpoints, 2);
 
-    let q = |f: &dyn Fn(&mut crate::AuditQuery)| {
-        let mut q = crate::AuditQuery {
+    let q = |f: &dyn Fn(&mut latch_audit::AuditQuery)| {
+        let mut q = latch_audit::AuditQuery {
             limit: 100,
             ..Default::default()
         };
         f(&mut q);
         q
     };
-    let jtis = |records: &[crate::StoredAuditRecord]| -> Vec<String> {
+    let jtis = |records: &[latch_audit::StoredAuditRecord]| -> Vec<String> {
         records
             .iter()
             .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
@@ -1011,10 +1014,11 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle(f: Fixture
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(0));
-    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
-    let mut policy = crate::checkpoints::CheckpointPolicy::new(3, 60);
+    let key =
+        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
+    let mut policy = latch_audit::checkpoints::CheckpointPolicy::new(3, 60);
     assert!(
         policy
             .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
@@ -1079,12 +1083,13 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let key = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
+    let key =
+        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
     // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
     refusals_from_2001(store.as_ref(), 10).await;
-    crate::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
+    latch_audit::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     let pk = key.key().public_key();
@@ -1106,7 +1111,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     );
 
     let mut current: Vec<String> = Vec::new();
-    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
+    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(
@@ -1127,7 +1132,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
         .unwrap();
     assert_eq!(cp.size, 9);
     let mut current: Vec<String> = Vec::new();
-    crate::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
+    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(verify(&[&first, &second, &current]), []);
@@ -1151,9 +1156,10 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     let dir = &f.dir;
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let signer = crate::checkpoints::AuditSigner::open(dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
+    let signer =
+        latch_audit::checkpoints::AuditSigner::open(dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
     if matches!(f.backend, Backend::Sqlite) {
         assert!(
             !std::fs::read(dir.path().join(crate::sqlite::FILE_NAME))
@@ -1173,7 +1179,7 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
         .append_audit(CHAIN, &[refused("a"), refused("b"), refused("c")])
         .await
         .unwrap();
-    crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
     edits_of_the_log_or_its_index_are_found(&f, &signer).await;
@@ -1188,18 +1194,19 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let signer = crate::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-        .await
-        .unwrap();
+    let signer =
+        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+            .await
+            .unwrap();
     refusals_from_2001(store.as_ref(), 3).await;
-    crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
 
     // Someone with the database deletes the newest record and the checkpoint rows.
     let cut = "DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log); DELETE FROM checkpoints;";
     f.behind_its_back(cut, cut).await;
-    let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    let err = latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(
@@ -1209,7 +1216,7 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
     );
     let mut lines: Vec<String> = Vec::new();
     assert!(
-        crate::checkpoints::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
+        latch_audit::checkpoints::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
             .await
             .is_err(),
         "no export signs the cut log"
@@ -1228,7 +1235,7 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
         body.replace('\'', "''"),
     );
     f.behind_its_back(&insert, &insert).await;
-    let err = crate::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    let err = latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(
@@ -1258,7 +1265,7 @@ async fn proofs_come_from_stored_subtrees_and_match_the_leaves(f: Fixture) {
     let n = leaves.len() as u64;
     assert_eq!(n, 600);
     for m in [1, 2, 255, 256, 257, 300, 511, 512, 513, 599, 600] {
-        let p = crate::proofs::consistency(store, CHAIN, m, n)
+        let p = latch_audit::proofs::consistency(store, CHAIN, m, n)
             .await
             .unwrap();
         assert_eq!(p.first_root, merkle::root(&leaves[..m as usize]), "m={m}");
@@ -1270,7 +1277,7 @@ async fn proofs_come_from_stored_subtrees_and_match_the_leaves(f: Fixture) {
         );
     }
     for seq in [1, 256, 257, 400, 600] {
-        let p = crate::proofs::inclusion(store, CHAIN, seq, n)
+        let p = latch_audit::proofs::inclusion(store, CHAIN, seq, n)
             .await
             .unwrap();
         assert_eq!(p.leaf, leaves[seq as usize - 1]);
@@ -1286,9 +1293,9 @@ async fn proofs_come_from_stored_subtrees_and_match_the_leaves(f: Fixture) {
     let kept = store.audit_subtrees(CHAIN, 8, 0, 10).await.unwrap();
     assert_eq!(kept.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [0, 1]);
     assert_eq!(kept[0].1, merkle::root(&leaves[..256]));
-    let refused = crate::proofs::consistency(store, CHAIN, 1, n + 1).await;
+    let refused = latch_audit::proofs::consistency(store, CHAIN, 1, n + 1).await;
     assert!(
-        matches!(refused, Err(StoreError::Refused(_))),
+        matches!(refused, Err(latch_audit::AuditError::Refused(_))),
         "{refused:?}"
     );
 
@@ -1299,7 +1306,7 @@ async fn proofs_come_from_stored_subtrees_and_match_the_leaves(f: Fixture) {
         "UPDATE audit_tree SET hash = decode(repeat('00', 32), 'hex') WHERE height = 8 AND idx = 0",
     )
     .await;
-    let p = crate::proofs::consistency(store, CHAIN, 300, n)
+    let p = latch_audit::proofs::consistency(store, CHAIN, 300, n)
         .await
         .unwrap();
     assert!(!merkle::verify_consistency(
@@ -1327,14 +1334,14 @@ async fn refusals_from_2001(store: &dyn Store, n: i64) {
 /// the archive's checkpoint, if anything was old enough.
 async fn archive_before(
     store: &dyn Store,
-    key: &crate::checkpoints::AuditSigner,
+    key: &latch_audit::checkpoints::AuditSigner,
     before: i64,
     out: &mut Vec<String>,
 ) -> Option<latch_core::checkpoint::Checkpoint> {
-    crate::checkpoints::archive(
+    latch_audit::checkpoints::archive(
         store,
         key,
-        &crate::checkpoints::Archive {
+        &latch_audit::checkpoints::Archive {
             chain: CHAIN,
             before: UnixTime(before),
             actor: Actor::LocalOperator,
@@ -1350,11 +1357,11 @@ async fn archive_before(
 /// The first page of every record, as a query gives it.
 async fn first_page(
     store: &dyn Store,
-) -> Result<(Vec<crate::StoredAuditRecord>, Option<i64>), StoreError> {
+) -> latch_audit::Result<(Vec<latch_audit::StoredAuditRecord>, Option<i64>)> {
     store
-        .query_audit(&AuditQuery {
+        .query_audit(&latch_audit::AuditQuery {
             limit: 10,
-            ..AuditQuery::default()
+            ..latch_audit::AuditQuery::default()
         })
         .await
 }
@@ -1364,7 +1371,7 @@ async fn first_page(
 /// to either, and where it is found.
 async fn edits_of_the_log_or_its_index_are_found(
     f: &Fixture,
-    signer: &crate::checkpoints::AuditSigner,
+    signer: &latch_audit::checkpoints::AuditSigner,
 ) {
     use latch_core::FixedClock;
     let (store, rng, clock) = (
@@ -1372,7 +1379,8 @@ async fn edits_of_the_log_or_its_index_are_found(
         SystemRandom::new(),
         FixedClock::at(UnixTime(2_000)),
     );
-    let checkpoint = || crate::checkpoints::checkpoint(store.as_ref(), signer, CHAIN, &rng, &clock);
+    let checkpoint =
+        || latch_audit::checkpoints::checkpoint(store.as_ref(), signer, CHAIN, &rng, &clock);
     let refused = |r: &str| {
         draft(AuditEvent::AccessTokenRefused {
             reason: r.into(),
@@ -1508,7 +1516,7 @@ async fn a_spooled_writer_keeps_records_through_an_outage(f: Fixture) {
     let (log, writer) = AuditLog::spawn_spooled(
         store.clone(),
         CHAIN,
-        crate::audit_log::Spool::at(spool.clone()),
+        latch_audit::writer::Spool::at(spool.clone()),
     );
     let used = |r: &str| {
         draft(AuditEvent::AccessTokenRefused {
@@ -1976,7 +1984,7 @@ mod face;
 /// A history made by this version (11 records, the first 4 archived, a checkpoint signed over
 /// the rest), to be turned back into an older version's tables and upgraded.
 struct History {
-    key: crate::checkpoints::AuditSigner,
+    key: latch_audit::checkpoints::AuditSigner,
     archive: Vec<String>,
     before: latch_core::checkpoint::Checkpoint,
 }
@@ -1987,18 +1995,23 @@ impl History {
             SystemRandom::new(),
             latch_core::FixedClock::at(UnixTime(1_000)),
         );
-        let key =
-            crate::checkpoints::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
-                .await
-                .unwrap();
+        let key = latch_audit::checkpoints::AuditSigner::open(
+            f.dir.path(),
+            f.store.as_ref(),
+            &rng,
+            &clock,
+        )
+        .await
+        .unwrap();
         refusals_from_2001(f.store.as_ref(), 10).await;
         let mut archive: Vec<String> = Vec::new();
         archive_before(f.store.as_ref(), &key, 2_004, &mut archive)
             .await
             .unwrap();
-        let before = crate::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
-            .await
-            .unwrap();
+        let before =
+            latch_audit::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
+                .await
+                .unwrap();
         assert_eq!(before.size, 12, "11 records and the archiving's own");
         History {
             key,
@@ -2026,7 +2039,7 @@ impl History {
             )
             .await
             .unwrap();
-        let after = crate::checkpoints::checkpoint(store, &self.key, CHAIN, &rng, &clock)
+        let after = latch_audit::checkpoints::checkpoint(store, &self.key, CHAIN, &rng, &clock)
             .await
             .unwrap();
         assert_eq!(
@@ -2034,7 +2047,7 @@ impl History {
             "the chain goes on, and extends the head signed before"
         );
         let mut export: Vec<String> = Vec::new();
-        crate::checkpoints::export(store, &self.key, None, &rng, &clock, &mut export)
+        latch_audit::checkpoints::export(store, &self.key, None, &rng, &clock, &mut export)
             .await
             .unwrap();
         let all: Vec<String> = self.archive.iter().chain(&export).cloned().collect();
@@ -2168,7 +2181,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
     };
     let store = SqliteStore::open_with(dir.path(), CHAIN, &SystemRandom::new(), small).unwrap();
     let (rng, clock) = (SystemRandom::new(), FixedClock::at(UnixTime(1_000)));
-    let key = crate::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
+    let key = latch_audit::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
     refusals_from_2001(&store, 200).await;
@@ -2191,7 +2204,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
     );
     let kept = store.audit_records(CHAIN, 0, 1_000).await.unwrap();
     assert_eq!(kept[0].seq, cp.size + 1);
-    let next = crate::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+    let next = latch_audit::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     assert_eq!(
@@ -2199,7 +2212,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
         "200 records, the key's and the archiving's own"
     );
     let mut export: Vec<String> = Vec::new();
-    crate::checkpoints::export(&store, &key, None, &rng, &clock, &mut export)
+    latch_audit::checkpoints::export(&store, &key, None, &rng, &clock, &mut export)
         .await
         .unwrap();
     let all: Vec<String> = archive.iter().chain(&export).cloned().collect();

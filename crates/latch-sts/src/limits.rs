@@ -25,12 +25,12 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
+use latch_audit::writer::AuditLog;
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::{Clock, UnixTime};
 use latch_http::client_address::ClientAddresses;
 use latch_http::rate_limit::{too_many_requests, Limiter, RateLimit};
 use latch_http::server::address_key;
-use latch_store::audit_log::AuditLog;
 
 use crate::AppState;
 

@@ -55,6 +55,12 @@ impl From<StoreError> for CliError {
     }
 }
 
+impl From<latch_audit::AuditError> for CliError {
+    fn from(e: latch_audit::AuditError) -> Self {
+        StoreError::from(e).into()
+    }
+}
+
 /// Prints a result: its JSON form, or its text form.
 pub(crate) fn print(format: Format, value: &Value, text: impl FnOnce() -> String) {
     match format {

@@ -14,6 +14,8 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
+use latch_audit::checkpoints::write_private;
+use latch_audit::writer::AuditLog;
 use latch_core::audit::Actor;
 use latch_core::Verifier;
 use latch_core::{Clock, FeatureSet, ResourceId, SystemClock};
@@ -21,9 +23,7 @@ use latch_face::backend::{Backend, Upstream};
 use latch_face::keys::Verifiers;
 use latch_face::FaceState;
 use latch_store::admin::{Admin, NewKeys};
-use latch_store::audit_log::AuditLog;
 use latch_store::check_cache::CheckCache;
-use latch_store::checkpoints::write_private;
 use latch_store::signing::{KeyRing, SharedKeyRing};
 use latch_store::Store;
 use latch_sts::{AppState, StsConfig};
@@ -66,7 +66,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         .is_none();
     // The audit key and signed heads live beside the store, never in it.
     let audit_signer = Arc::new(
-        latch_store::checkpoints::AuditSigner::open(
+        latch_audit::checkpoints::AuditSigner::open(
             &config.data_dir,
             store.as_ref(),
             rng.as_ref(),
@@ -269,7 +269,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 let (log, face_writer) = AuditLog::spawn_spooled(
                     store.clone(),
                     config.audit_chain.clone(),
-                    latch_store::audit_log::Spool::at(spool),
+                    latch_audit::writer::Spool::at(spool),
                 );
                 writers.push(face_writer);
                 tracing::warn!(target: "latch::serve", bound_secs = bound, "face.store_outage = cached: while the store fails, the Face front accepts what it read up to {bound} s before");
@@ -369,7 +369,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         Maintenance {
             audit: audit_signer.clone(),
             chain: config.audit_chain.clone(),
-            checkpoints: latch_store::checkpoints::CheckpointPolicy::new(
+            checkpoints: latch_audit::checkpoints::CheckpointPolicy::new(
                 config.checkpoint_every_records,
                 config.checkpoint_every_secs,
             ),
@@ -479,9 +479,9 @@ async fn record_configuration(
 
 /// What the maintenance task keeps up to date.
 struct Maintenance {
-    audit: Arc<latch_store::checkpoints::AuditSigner>,
+    audit: Arc<latch_audit::checkpoints::AuditSigner>,
     chain: String,
-    checkpoints: latch_store::checkpoints::CheckpointPolicy,
+    checkpoints: latch_audit::checkpoints::CheckpointPolicy,
     store: Arc<dyn Store>,
     rng: Arc<SystemRandom>,
     clock: Arc<dyn Clock>,

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use latch_audit::checkpoints::write_private;
+use latch_audit::writer::AuditLog;
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::{Clock, UnixTime};
-use latch_store::audit_log::AuditLog;
-use latch_store::checkpoints::write_private;
 use latch_tls::{CertificateSwitch, Cname, FileWatch, TlsError, VerifiedCertificate};
 
 use crate::cli::TlsCommand;

@@ -30,8 +30,10 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
 
 use super::{corrupt, pg, signed, unsigned};
+use latch_audit::{AuditQuery, StoredAuditRecord};
+
 use crate::audit_fields::{broken_link, stored_hash, Fields};
-use crate::{AuditQuery, Result, StoreError, StoredAuditRecord};
+use crate::{Result, StoreError};
 
 /// How long after a commit the index is brought up to date: commits in that time are indexed
 /// together.
@@ -579,7 +581,7 @@ pub(super) async fn query(
         prefixed("i.")
     );
     let after = q.after.unwrap_or(0);
-    let (texts, times) = q.conditions();
+    let (texts, times) = crate::audit_fields::conditions(q);
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&after];
     for (clause, value) in &texts {
         params.push(value);

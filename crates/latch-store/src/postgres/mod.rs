@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
 use latch_core::audit::{self, AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
@@ -41,8 +42,8 @@ use crate::face::{
     Training,
 };
 use crate::{
-    AdminRole, AuditQuery, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store,
-    StoreError, StoredAuditRecord, StoredSigningKey,
+    AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store, StoreError,
+    StoredSigningKey,
 };
 
 /// Connections per process.
@@ -968,11 +969,6 @@ impl Store for PgStore {
             .map_err(pg)
     }
 
-    async fn issuer_of(&self, jti: &str) -> Result<Option<String>> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::issuer_of(conn.client_mut()?, jti).await
-    }
-
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
         self.query_opt(
             "SELECT digest FROM admin_credentials WHERE role = $1",
@@ -1074,7 +1070,19 @@ impl Store for PgStore {
         .await
     }
 
-    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> Result<Vec<u64>> {
+    async fn ready(&self) -> Result<()> {
+        match self.pending_migrations().await? {
+            0 => Ok(()),
+            n => Err(unavailable(&format!(
+                "{n} migration(s) pending: run `latch store migrate`"
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn append_audit(&self, chain: &str, drafts: &[AuditDraft]) -> AuditResult<Vec<u64>> {
         let mut conn = self.inner.pool.get().await?;
         let tx = begin(&mut conn).await?;
         let (seqs, held) = audit_chains::append(&tx, &self.inner.audit, chain, drafts).await?;
@@ -1083,12 +1091,23 @@ impl Store for PgStore {
         Ok(seqs)
     }
 
+    async fn record(&self, audit: &AuditDraft) -> AuditResult<u64> {
+        let chain = self.inner.chain.clone();
+        let seqs = self
+            .append_audit(&chain, std::slice::from_ref(audit))
+            .await?;
+        Ok(seqs
+            .first()
+            .copied()
+            .ok_or_else(|| unavailable("no record appended"))?)
+    }
+
     async fn audit_records(
         &self,
         chain: &str,
         after: u64,
         limit: usize,
-    ) -> Result<Vec<StoredAuditRecord>> {
+    ) -> AuditResult<Vec<StoredAuditRecord>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.query(
             "SELECT chain, seq, body FROM audit_log WHERE chain = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -1096,11 +1115,11 @@ impl Store for PgStore {
         )
         .await?
         .iter()
-        .map(record_row)
+        .map(|r| Ok(record_row(r)?))
         .collect()
     }
 
-    async fn audit_chains(&self) -> Result<Vec<String>> {
+    async fn audit_chains(&self) -> AuditResult<Vec<String>> {
         Ok(self
             // Every chain has a head row: no scan of the records.
             .query(
@@ -1120,10 +1139,10 @@ impl Store for PgStore {
         through: u64,
         frontier: &[u8],
         audit: &AuditDraft,
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         let (chain, frontier) = (chain.to_owned(), frontier.to_vec());
         let (previous, through) = (signed(previous)?, signed(through)?);
-        self.change(audit, move |tx| {
+        Ok(self.change(audit, move |tx| {
             Box::pin(async move {
                 // Archivings of one chain take turns, without holding up its writer (which
                 // locks the head row) while the old records are deleted.
@@ -1164,10 +1183,10 @@ impl Store for PgStore {
                 Ok(())
             })
         })
-        .await
+        .await?)
     }
 
-    async fn audit_archive(&self, chain: &str) -> Result<Option<(u64, Vec<u8>)>> {
+    async fn audit_archive(&self, chain: &str) -> AuditResult<Option<(u64, Vec<u8>)>> {
         self.query_opt(
             "SELECT through_seq, frontier FROM audit_archives WHERE chain = $1",
             &[&chain],
@@ -1177,14 +1196,16 @@ impl Store for PgStore {
         .transpose()
     }
 
-    async fn audit_head(&self, chain: &str) -> Result<u64> {
+    async fn audit_head(&self, chain: &str) -> AuditResult<u64> {
         let row = self
             .query_opt("SELECT max(seq) FROM audit_log WHERE chain = $1", &[&chain])
             .await?;
-        unsigned(row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0))
+        Ok(unsigned(
+            row.and_then(|r| r.get::<_, Option<i64>>(0)).unwrap_or(0),
+        )?)
     }
 
-    async fn audit_leaves(&self, chain: &str) -> Result<Vec<[u8; 32]>> {
+    async fn audit_leaves(&self, chain: &str) -> AuditResult<Vec<[u8; 32]>> {
         Ok(self
             .query(
                 "SELECT body FROM audit_log WHERE chain = $1 ORDER BY seq",
@@ -1196,29 +1217,9 @@ impl Store for PgStore {
             .collect())
     }
 
-    async fn query_audit(&self, q: &AuditQuery) -> Result<(Vec<StoredAuditRecord>, Option<i64>)> {
+    async fn index_audit(&self) -> AuditResult<()> {
         let mut conn = self.inner.pool.get().await?;
-        audit_chains::query(conn.client_mut()?, q).await
-    }
-
-    async fn audit_frontier(
-        &self,
-        chain: &str,
-    ) -> Result<Option<latch_core::checkpoint::Frontier>> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::checked_frontier(conn.client_mut()?, &self.inner.audit, chain)
-            .await
-            .map(Some)
-    }
-
-    async fn reindex_audit(&self) -> Result<u64> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::reindex(conn.client_mut()?).await
-    }
-
-    async fn index_audit(&self) -> Result<()> {
-        let mut conn = self.inner.pool.get().await?;
-        audit_chains::index(conn.client_mut()?).await.map(|_| ())
+        Ok(audit_chains::index(conn.client_mut()?).await.map(|_| ())?)
     }
 
     async fn audit_subtrees(
@@ -1227,9 +1228,9 @@ impl Store for PgStore {
         height: u32,
         from: u64,
         to: u64,
-    ) -> Result<Vec<(u64, [u8; 32])>> {
+    ) -> AuditResult<Vec<(u64, [u8; 32])>> {
         let conn = self.inner.pool.get().await?;
-        audit_chains::subtrees(conn.client()?, chain, height, from, to).await
+        Ok(audit_chains::subtrees(conn.client()?, chain, height, from, to).await?)
     }
 
     async fn put_audit_subtrees(
@@ -1237,12 +1238,45 @@ impl Store for PgStore {
         chain: &str,
         height: u32,
         roots: &[(u64, [u8; 32])],
-    ) -> Result<()> {
+    ) -> AuditResult<()> {
         let conn = self.inner.pool.get().await?;
-        audit_chains::put_subtrees(conn.client()?, chain, height, roots).await
+        Ok(audit_chains::put_subtrees(conn.client()?, chain, height, roots).await?)
     }
 
-    async fn add_checkpoint(&self, checkpoint: &latch_core::checkpoint::Checkpoint) -> Result<()> {
+    async fn reindex_audit(&self) -> AuditResult<u64> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(audit_chains::reindex(conn.client_mut()?).await?)
+    }
+
+    async fn audit_frontier(
+        &self,
+        chain: &str,
+    ) -> AuditResult<Option<latch_core::checkpoint::Frontier>> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(
+            audit_chains::checked_frontier(conn.client_mut()?, &self.inner.audit, chain)
+                .await
+                .map(Some)?,
+        )
+    }
+
+    async fn query_audit(
+        &self,
+        q: &AuditQuery,
+    ) -> AuditResult<(Vec<StoredAuditRecord>, Option<i64>)> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(audit_chains::query(conn.client_mut()?, q).await?)
+    }
+
+    async fn issuer_of(&self, jti: &str) -> AuditResult<Option<String>> {
+        let mut conn = self.inner.pool.get().await?;
+        Ok(audit_chains::issuer_of(conn.client_mut()?, jti).await?)
+    }
+
+    async fn add_checkpoint(
+        &self,
+        checkpoint: &latch_core::checkpoint::Checkpoint,
+    ) -> AuditResult<()> {
         let body = serde_json::to_string(checkpoint).map_err(|e| corrupt(&e.to_string()))?;
         let conn = self.inner.pool.get().await?;
         conn.client()?
@@ -1260,34 +1294,21 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn checkpoints(&self, chain: &str) -> Result<Vec<latch_core::checkpoint::Checkpoint>> {
+    async fn checkpoints(
+        &self,
+        chain: &str,
+    ) -> AuditResult<Vec<latch_core::checkpoint::Checkpoint>> {
         self.query(
             "SELECT body FROM checkpoints WHERE chain = $1 ORDER BY id",
             &[&chain],
         )
         .await?
         .iter()
-        .map(|r| serde_json::from_str(r.get(0)).map_err(|e| corrupt(&e.to_string())))
+        .map(|r| {
+            serde_json::from_str(r.get(0))
+                .map_err(|e| latch_audit::AuditError::Corrupt(e.to_string()))
+        })
         .collect()
-    }
-
-    async fn ready(&self) -> Result<()> {
-        match self.pending_migrations().await? {
-            0 => Ok(()),
-            n => Err(unavailable(&format!(
-                "{n} migration(s) pending: run `latch store migrate`"
-            ))),
-        }
-    }
-
-    async fn record(&self, audit: &AuditDraft) -> Result<u64> {
-        let chain = self.inner.chain.clone();
-        let seqs = self
-            .append_audit(&chain, std::slice::from_ref(audit))
-            .await?;
-        seqs.first()
-            .copied()
-            .ok_or_else(|| unavailable("no record appended"))
     }
 }
 

@@ -15,7 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 pub(super) use crate::audit_fields::Fields;
 use crate::audit_fields::{broken_link, stored_hash};
-use crate::{AuditQuery, Result, StoreError};
+use crate::{Result, StoreError};
 
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Unavailable(e.to_string())
@@ -327,9 +327,9 @@ fn cursor(chain: i64, seq: i64) -> i64 {
 /// checked against its row; the cursor of the next page, if there is one.
 pub(super) fn query(
     c: &Connection,
-    q: &AuditQuery,
+    q: &latch_audit::AuditQuery,
     locator: &mut dyn FnMut(&str) -> Result<Option<SharedLocator>>,
-) -> Result<(Vec<crate::StoredAuditRecord>, Option<i64>)> {
+) -> Result<(Vec<latch_audit::StoredAuditRecord>, Option<i64>)> {
     let mut names = Names::default();
     let mut text = format!("SELECT {COLUMNS} FROM audit_index WHERE (chain, seq) > (?1, ?2)");
     let after = q.after.unwrap_or(0).max(0);
@@ -423,7 +423,7 @@ pub(super) fn query(
         }
         check(c, &mut names, &chain, &r, &body)?;
         last = Some(cursor(r.chain, r.seq));
-        out.push(crate::StoredAuditRecord {
+        out.push(latch_audit::StoredAuditRecord {
             chain,
             seq,
             hash: latch_core::audit::record_hash(&body),

@@ -5,7 +5,7 @@
 //! the transaction that makes the change, before the commit: a failed append rolls the change
 //! back, and only a commit failing after a good append can leave a record of a change that was
 //! not made, never a change without its record. Token issuance and use append in groups through
-//! [`crate::audit_log::AuditLog`]; nothing on that path touches the database.
+//! [`latch_audit::writer::AuditLog`]; nothing on that path touches the database.
 //!
 //! The `audit` table is filled behind the journal, by a background thread and by every read
 //! that needs it to be current (each read first indexes what was durable when it started). It
@@ -82,7 +82,7 @@ fn lock_poisoned() -> StoreError {
 
 /// The last checkpoint the audit key signed for `chain` (kept beside the store, never in it).
 fn signed_head(data_dir: &Path, chain: &str) -> Result<Option<Expected>> {
-    let path = data_dir.join(crate::checkpoints::HEAD_FILE);
+    let path = data_dir.join(latch_audit::checkpoints::HEAD_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -437,13 +437,13 @@ pub(super) fn records(
     chain: &str,
     after: u64,
     limit: usize,
-) -> Result<Vec<crate::StoredAuditRecord>> {
+) -> Result<Vec<latch_audit::StoredAuditRecord>> {
     let mut out = Vec::new();
     if limit == 0 {
         return Ok(out);
     }
     journal::read(dir, after, Some(after + limit as u64), |seq, body| {
-        out.push(crate::StoredAuditRecord {
+        out.push(latch_audit::StoredAuditRecord {
             chain: chain.to_owned(),
             seq,
             body: body.to_owned(),

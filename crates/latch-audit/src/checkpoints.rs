@@ -15,7 +15,7 @@ use latch_core::signing::SigningKey;
 use latch_core::Clock;
 use ring::rand::SecureRandom;
 
-use crate::{Result, Store, StoreError};
+use crate::{AuditError, AuditStore, Result};
 
 /// The audit key's file, in the audit directory.
 pub const KEY_FILE: &str = "audit-key.p8";
@@ -63,20 +63,20 @@ impl AuditSigner {
     /// Opens the audit key in `dir`, making it on first use (with its audit record).
     pub async fn open(
         dir: &Path,
-        store: &dyn Store,
+        store: &dyn AuditStore,
         rng: &(dyn SecureRandom + Sync),
         clock: &dyn Clock,
     ) -> Result<Self> {
         let path = dir.join(KEY_FILE);
         let io = |e: std::io::Error| {
-            StoreError::Unavailable(format!("audit key {}: {e}", path.display()))
+            AuditError::Unavailable(format!("audit key {}: {e}", path.display()))
         };
         let key = match std::fs::read(&path) {
             Ok(bytes) => SigningKey::from_pkcs8(&bytes, rng)
-                .map_err(|e| StoreError::Corrupt(format!("audit key: {e}")))?,
+                .map_err(|e| AuditError::Corrupt(format!("audit key: {e}")))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = SigningKey::generate(rng)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    .map_err(|e| AuditError::Unavailable(e.to_string()))?;
                 write_private(&path, key.pkcs8(), true).map_err(io)?;
                 let draft = AuditDraft {
                     time: clock.now(),
@@ -105,9 +105,9 @@ impl AuditSigner {
     fn heads(&self) -> Result<BTreeMap<String, Checkpoint>> {
         match std::fs::read_to_string(self.dir.join(HEAD_FILE)) {
             Ok(text) => serde_json::from_str(&text)
-                .map_err(|e| StoreError::Corrupt(format!("{HEAD_FILE}: {e}"))),
+                .map_err(|e| AuditError::Corrupt(format!("{HEAD_FILE}: {e}"))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
-            Err(e) => Err(StoreError::Unavailable(format!("{HEAD_FILE}: {e}"))),
+            Err(e) => Err(AuditError::Unavailable(format!("{HEAD_FILE}: {e}"))),
         }
     }
 
@@ -122,11 +122,11 @@ impl AuditSigner {
         }
         heads.insert(cp.chain.clone(), cp.clone());
         let text =
-            serde_json::to_string_pretty(&heads).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            serde_json::to_string_pretty(&heads).map_err(|e| AuditError::Corrupt(e.to_string()))?;
         let tmp = self.dir.join(format!("{HEAD_FILE}.tmp"));
         write_private(&tmp, text.as_bytes(), false)
             .and_then(|()| std::fs::rename(&tmp, self.dir.join(HEAD_FILE)))
-            .map_err(|e| StoreError::Unavailable(format!("{HEAD_FILE}: {e}")))
+            .map_err(|e| AuditError::Unavailable(format!("{HEAD_FILE}: {e}")))
     }
 
     /// Signs a checkpoint of `frontier` for `chain`, if the tree `check` watched still
@@ -149,7 +149,7 @@ impl AuditSigner {
             clock.now(),
             rng,
         )
-        .map_err(|e| StoreError::Unavailable(e.to_string()))
+        .map_err(|e| AuditError::Unavailable(e.to_string()))
     }
 }
 
@@ -194,7 +194,7 @@ impl HeadCheck {
         let Some(h) = &self.head else { return Ok(()) };
         let tampered = |what: &str| {
             tracing::error!(target: "latch::audit", chain, signed = h.size, now = size, "{what}");
-            Err(StoreError::Corrupt(format!(
+            Err(AuditError::Corrupt(format!(
                 "chain {chain}: {what} (the last signed checkpoint covers {} records); refusing to sign",
                 h.size
             )))
@@ -216,7 +216,7 @@ impl HeadCheck {
 /// Signs and stores a checkpoint of `chain` as it stands now, if it still extends the last
 /// signed one.
 pub async fn checkpoint(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     signer: &AuditSigner,
     chain: &str,
     rng: &(dyn SecureRandom + Sync),
@@ -269,12 +269,12 @@ impl LineSink for Vec<String> {
 }
 
 /// The Merkle frontier of a chain's archived records (empty if none were archived).
-async fn archived_frontier(store: &dyn Store, chain: &str) -> Result<Frontier> {
+async fn archived_frontier(store: &dyn AuditStore, chain: &str) -> Result<Frontier> {
     match store.audit_archive(chain).await? {
         None => Ok(Frontier::default()),
         Some((through, bytes)) => Frontier::from_bytes(&bytes)
             .filter(|f| f.size() == through)
-            .ok_or_else(|| StoreError::Corrupt(format!("the archived frontier of chain {chain}"))),
+            .ok_or_else(|| AuditError::Corrupt(format!("the archived frontier of chain {chain}"))),
     }
 }
 
@@ -295,7 +295,7 @@ pub struct Archive<'a> {
 /// verifies when checked together with the archives. Returns the archive's checkpoint, if
 /// anything was old enough.
 pub async fn archive(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     signer: &AuditSigner,
     what: &Archive<'_>,
     rng: &(dyn SecureRandom + Sync),
@@ -308,7 +308,7 @@ pub async fn archive(
         actor,
     } = what;
     let (chain, before) = (*chain, *before);
-    let io = |e: std::io::Error| StoreError::Unavailable(format!("writing the archive: {e}"));
+    let io = |e: std::io::Error| AuditError::Unavailable(format!("writing the archive: {e}"));
     let head = store.audit_head(chain).await?;
     let mut check = HeadCheck::new(signer, chain)?;
     let mut frontier = archived_frontier(store, chain).await?;
@@ -323,7 +323,7 @@ pub async fn archive(
         }
         for r in page {
             let time = serde_json::from_str::<latch_core::audit::SealedRecord>(&r.body)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?
+                .map_err(|e| AuditError::Corrupt(e.to_string()))?
                 .time;
             if time >= before || r.seq >= head {
                 break 'pages;
@@ -352,7 +352,7 @@ pub async fn archive(
             clock.now(),
             rng,
         )
-        .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        .map_err(|e| AuditError::Unavailable(e.to_string()))?
     } else {
         signer.sign(chain, &frontier, &check, archived, rng, clock)?
     };
@@ -383,14 +383,14 @@ pub async fn archive(
 /// checkpoints, and a fresh checkpoint covering everything. Pages through the store, so memory
 /// stays flat.
 pub async fn export(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     signer: &AuditSigner,
     only: Option<&str>,
     rng: &(dyn SecureRandom + Sync),
     clock: &dyn Clock,
     out: &mut dyn LineSink,
 ) -> Result<()> {
-    let io = |e: std::io::Error| StoreError::Unavailable(format!("writing the export: {e}"));
+    let io = |e: std::io::Error| AuditError::Unavailable(format!("writing the export: {e}"));
     let chains: Vec<String> = match only {
         Some(c) => vec![c.to_owned()],
         None => store.audit_chains().await?,
@@ -440,7 +440,7 @@ impl CheckpointPolicy {
     /// Makes a checkpoint of `chain` if one is due; returns it.
     pub async fn tick(
         &mut self,
-        store: &dyn Store,
+        store: &dyn AuditStore,
         signer: &AuditSigner,
         chain: &str,
         rng: &(dyn SecureRandom + Sync),

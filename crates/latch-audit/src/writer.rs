@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use latch_core::audit::AuditDraft;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{Store, StoreError};
+use crate::{AuditError, AuditStore};
 
 /// The most records committed in one transaction.
 pub const MAX_BATCH: usize = 512;
@@ -82,7 +82,7 @@ impl AuditLog {
     /// Starts the writer for `chain` on the current Tokio runtime. It stops once every handle is
     /// dropped and the queue is empty.
     pub fn spawn(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
         chain: impl Into<String>,
     ) -> (AuditLog, tokio::task::JoinHandle<()>) {
         Self::start(store, chain.into(), None)
@@ -91,7 +91,7 @@ impl AuditLog {
     /// Like [`AuditLog::spawn`], but a batch the store refuses is kept in `spool` and moved into
     /// the chain once the store is back.
     pub fn spawn_spooled(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
         chain: impl Into<String>,
         spool: Spool,
     ) -> (AuditLog, tokio::task::JoinHandle<()>) {
@@ -99,7 +99,7 @@ impl AuditLog {
     }
 
     fn start(
-        store: Arc<dyn Store>,
+        store: Arc<dyn AuditStore>,
         chain: String,
         spool: Option<Spool>,
     ) -> (AuditLog, tokio::task::JoinHandle<()>) {
@@ -110,10 +110,10 @@ impl AuditLog {
     }
 
     /// Appends a record and waits until it is committed; returns its sequence number.
-    pub async fn record(&self, draft: AuditDraft) -> Result<u64, StoreError> {
+    pub async fn record(&self, draft: AuditDraft) -> Result<u64, AuditError> {
         let (done, wait) = oneshot::channel();
         if self.queue.send(Job { draft, done }).await.is_err() {
-            return Err(StoreError::Unavailable(
+            return Err(AuditError::Unavailable(
                 "the audit writer has stopped".into(),
             ));
         }
@@ -122,8 +122,8 @@ impl AuditLog {
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match wait.await {
             Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(msg)) => Err(StoreError::Unavailable(msg)),
-            Err(_) => Err(StoreError::Unavailable(
+            Ok(Err(msg)) => Err(AuditError::Unavailable(msg)),
+            Err(_) => Err(AuditError::Unavailable(
                 "the audit writer has stopped".into(),
             )),
         }
@@ -235,7 +235,7 @@ impl Spool {
 }
 
 /// Moves spooled records into the chain; true when the spool is empty afterwards.
-async fn drain(store: &dyn Store, chain: &str, spool: &Spool, stats: &AuditStats) -> bool {
+async fn drain(store: &dyn AuditStore, chain: &str, spool: &Spool, stats: &AuditStats) -> bool {
     if spool.is_empty() {
         return true;
     }
@@ -272,7 +272,7 @@ fn count(stats: &AuditStats, drafts: &[AuditDraft], committed: usize) {
 }
 
 async fn writer(
-    store: Arc<dyn Store>,
+    store: Arc<dyn AuditStore>,
     chain: String,
     mut rx: mpsc::Receiver<Job>,
     stats: Arc<AuditStats>,
@@ -294,7 +294,7 @@ async fn writer(
         let appended = if drained {
             store.append_audit(&chain, &drafts).await
         } else {
-            Err(StoreError::Unavailable(
+            Err(AuditError::Unavailable(
                 "the store has not taken the spooled records yet".into(),
             ))
         };

@@ -13,7 +13,7 @@
 
 use latch_core::merkle::{self, Hash, Range};
 
-use crate::{Result, Store, StoreError};
+use crate::{AuditError, AuditStore, Result};
 
 /// Stored subtrees are this many heights apart.
 pub const STRIDE: u32 = 8;
@@ -46,7 +46,7 @@ type Boxed<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>
 
 /// The tree of one chain, as the store holds it.
 struct Tree<'a> {
-    store: &'a dyn Store,
+    store: &'a dyn AuditStore,
     chain: &'a str,
 }
 
@@ -67,7 +67,7 @@ impl Tree<'_> {
             }
             if height == 0 {
                 return roots.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
-                    StoreError::Refused(format!(
+                    AuditError::Refused(format!(
                         "records {} to {to} of chain {} are not all in the audit index (archived, or not written yet)",
                         from + 1,
                         self.chain
@@ -103,7 +103,7 @@ impl Tree<'_> {
             roots
                 .into_iter()
                 .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| StoreError::Unavailable("a subtree was not made".into()))
+                .ok_or_else(|| AuditError::Unavailable("a subtree was not made".into()))
         })
     }
 
@@ -136,15 +136,21 @@ impl Tree<'_> {
 
 /// Sizes an auditor may ask about: within the records written, none of them archived; the
 /// index is brought up to them.
-async fn within(store: &dyn Store, chain: &str, sizes: &str, low: u64, high: u64) -> Result<()> {
+async fn within(
+    store: &dyn AuditStore,
+    chain: &str,
+    sizes: &str,
+    low: u64,
+    high: u64,
+) -> Result<()> {
     if let Some((through, _)) = store.audit_archive(chain).await? {
-        return Err(StoreError::Refused(format!(
+        return Err(AuditError::Refused(format!(
             "records 1 to {through} of chain {chain} are archived: verify the archives and an export instead"
         )));
     }
     let head = store.audit_head(chain).await?;
     if low == 0 || low > high || high > head {
-        return Err(StoreError::Refused(format!(
+        return Err(AuditError::Refused(format!(
             "need {sizes} <= {head} (the chain's size)"
         )));
     }
@@ -155,7 +161,7 @@ async fn within(store: &dyn Store, chain: &str, sizes: &str, low: u64, high: u64
 /// The consistency proof between the first `first` and the first `second` records of `chain`
 /// (`0 < first <= second <=` its size).
 pub async fn consistency(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     chain: &str,
     first: u64,
     second: u64,
@@ -174,7 +180,7 @@ pub async fn consistency(
 /// The inclusion proof of record `seq` of `chain` in the tree of its first `size` records
 /// (`0 < seq <= size <=` its size).
 pub async fn inclusion(
-    store: &dyn Store,
+    store: &dyn AuditStore,
     chain: &str,
     seq: u64,
     size: u64,

@@ -392,6 +392,10 @@ impl Server {
                 + dir.path().read_dir().map(|d| d.count()).unwrap_or(0) as u64
         ));
         let stderr = std::fs::File::create(&stderr_path).unwrap();
+        let database_url = match env.iter().find(|(k, _)| *k == "LATCH_DATABASE_URL") {
+            Some((_, url)) => Some((*url).to_owned()),
+            None => crate::database::for_folder(dir.path()).await,
+        };
         let mut child = serve(dir.path())
             .args(extra)
             .env("LATCH_LOG", "trace")
@@ -459,10 +463,7 @@ impl Server {
             http: Http::trusting(&url, cacert.as_deref()),
             demo: demo.clone(),
             cacert,
-            database_url: env
-                .iter()
-                .find(|(k, _)| *k == "LATCH_DATABASE_URL")
-                .map(|(_, v)| (*v).to_owned()),
+            database_url,
             _running: running,
         };
         // The development certificate's private key, line by line, is a secret too.
@@ -659,7 +660,8 @@ impl Server {
             .await
     }
 
-    /// Runs a `latch` admin command against this server's data directory.
+    /// Runs a `latch` admin command against this server's data directory (and its database,
+    /// when it runs on PostgreSQL).
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         let out = Command::new(BIN)
             .arg("--data-dir")
@@ -668,9 +670,16 @@ impl Server {
             .env_remove("LATCH_CONFIG")
             .env_remove("LATCH_LOG")
             .envs(self.cacert.iter().map(|c| ("LATCH_CACERT", c)))
+            .envs(self.database_url.iter().map(|u| ("LATCH_DATABASE_URL", u)))
             .stdin(Stdio::null())
             .output()
             .unwrap();
+        // A change made by another process reaches a server on PostgreSQL once its checks read
+        // the state version again: within `store.recheck_ms` (100 ms by default; the embedded
+        // store's 1 ms is below what a test can see).
+        if self.database_url.is_some() {
+            std::thread::sleep(Duration::from_millis(150));
+        }
         // Whatever it logged (standard error) is a log too.
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         self.stdout
@@ -759,7 +768,7 @@ impl Server {
                 "the key header was seen and its value not logged"
             );
         }
-        let secrets = self.secrets.lock().unwrap();
+        let secrets = self.secrets.lock().unwrap().clone();
         assert!(!secrets.is_empty());
         for secret in secrets.iter() {
             // A token's signature alone would be as bad as the token: search for both.
@@ -779,6 +788,7 @@ impl Server {
                 );
             }
         }
+        crate::database::forget_folder(self.dir.path()).await;
     }
 }
 
@@ -810,6 +820,9 @@ fn serve(dir: &std::path::Path) -> Command {
         .arg(dir.join("data"))
         .env("LATCH_FACE_ENGINE", "off")
         .env_remove("LATCH_CONFIG");
+    if let Some(url) = crate::database::folder_url(dir) {
+        command.env("LATCH_DATABASE_URL", url);
+    }
     command
 }
 

@@ -6,6 +6,7 @@
 //! [`harness::Server::finish`], which stops it and searches everything it logged for every key
 //! and token the test handled.
 
+mod database;
 mod harness;
 
 mod tcp_proxy;

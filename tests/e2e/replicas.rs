@@ -4,86 +4,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::database::Database;
 use crate::harness::{jti, lat_body, within, Server};
-
-/// A schema of its own on the machine's PostgreSQL, dropped at the end: the database URL the
-/// replicas share.
-pub(crate) struct Database {
-    base: String,
-    schema: String,
-}
-
-impl Database {
-    pub(crate) async fn new() -> Database {
-        let base = std::env::var("LATCH_TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "host=127.0.0.1 port=5432 user=postgres dbname=test".into());
-        // One per test: tests of one binary run at once.
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let schema = format!("latch_e2e_{}_{n}", std::process::id());
-        let client = connect(&base).await;
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
-            ))
-            .await
-            .unwrap();
-        Database { base, schema }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("{} options='-c search_path={}'", self.base, self.schema)
-    }
-
-    /// The database server's address.
-    pub(crate) fn address(&self) -> std::net::SocketAddr {
-        use std::net::ToSocketAddrs;
-        let value = |key: &str| {
-            self.base
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix(key))
-        };
-        let host = value("host=").unwrap_or("127.0.0.1");
-        let port = value("port=").unwrap_or("5432");
-        (host, port.parse::<u16>().unwrap())
-            .to_socket_addrs()
-            .unwrap()
-            .next()
-            .unwrap()
-    }
-
-    /// The URL of this schema, reached through `proxy` instead of the server's own address.
-    pub(crate) fn url_through(&self, proxy: std::net::SocketAddr) -> String {
-        let rest: Vec<&str> = self
-            .base
-            .split_whitespace()
-            .filter(|kv| !kv.starts_with("host=") && !kv.starts_with("port="))
-            .collect();
-        format!(
-            "{} host={} port={} options='-c search_path={}'",
-            rest.join(" "),
-            proxy.ip(),
-            proxy.port(),
-            self.schema
-        )
-    }
-
-    pub(crate) async fn drop(self) {
-        connect(&self.base)
-            .await
-            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
-            .await
-            .unwrap();
-    }
-}
-
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at '{url}' (LATCH_TEST_DATABASE_URL): {e}"));
-    tokio::spawn(connection);
-    client
-}
 
 /// A replica on the database at `url`, writing audit chain `chain`.
 async fn replica(url: &str, chain: &str) -> Server {

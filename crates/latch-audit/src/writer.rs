@@ -285,7 +285,8 @@ async fn writer(
             i64::try_from(jobs.len()).unwrap_or(i64::MAX),
             Ordering::Relaxed,
         );
-        let drafts: Vec<AuditDraft> = jobs.iter().map(|j| j.draft.clone()).collect();
+        let (drafts, waiting): (Vec<AuditDraft>, Vec<_>) =
+            jobs.drain(..).map(|j| (j.draft, j.done)).unzip();
         // Spooled records go first, so the chain keeps the order things happened in.
         let drained = match &spool {
             Some(spool) => drain(store.as_ref(), &chain, spool, &stats).await,
@@ -301,8 +302,8 @@ async fn writer(
         match appended {
             Ok(seqs) => {
                 count(&stats, &drafts, seqs.len());
-                for (job, seq) in jobs.drain(..).zip(seqs) {
-                    let _ = job.done.send(Ok(seq));
+                for (done, seq) in waiting.into_iter().zip(seqs) {
+                    let _ = done.send(Ok(seq));
                 }
             }
             Err(e) => {
@@ -310,8 +311,8 @@ async fn writer(
                     match spool.keep(&drafts) {
                         Ok(()) => {
                             tracing::warn!(target: "latch::audit", error = %e, records = drafts.len(), "audit records spooled until the store is back");
-                            for job in jobs.drain(..) {
-                                let _ = job.done.send(Ok(0));
+                            for done in waiting {
+                                let _ = done.send(Ok(0));
                             }
                             continue;
                         }
@@ -321,10 +322,10 @@ async fn writer(
                     }
                 }
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(target: "latch::audit", error = %e, records = jobs.len(), "audit commit failed; the requests waiting on it are refused");
+                tracing::error!(target: "latch::audit", error = %e, records = drafts.len(), "audit commit failed; the requests waiting on it are refused");
                 let msg = e.to_string();
-                for job in jobs.drain(..) {
-                    let _ = job.done.send(Err(msg.clone()));
+                for done in waiting {
+                    let _ = done.send(Err(msg.clone()));
                 }
             }
         }

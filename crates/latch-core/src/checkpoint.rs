@@ -275,10 +275,114 @@ struct RecordPlace<'a> {
     event: serde::de::IgnoredAny,
 }
 
+/// A record as verification keeps it: (record hash, `prev_hash`, leaf hash).
+type Kept = (Hash, Hash, Hash);
+
+/// The records of one chain read so far, by sequence number.
+///
+/// An export lists each chain's records in order, each linked to the one before. Such a run is
+/// kept as the first record's number and link, then each record's hash and leaf hash (64 bytes
+/// a record, in fixed-size chunks so that memory grows by the record, not by doubling): the
+/// link of every later record is the hash before it, which was checked when it came. The first
+/// record that does not continue the run (a gap, a repeat, an earlier number, a broken link)
+/// moves everything into a map, where a later record with a number already read replaces the
+/// earlier one, and the links are checked at the end.
+enum Records {
+    Run {
+        first: u64,
+        first_prev: Hash,
+        chunks: Vec<Vec<(Hash, Hash)>>,
+        len: u64,
+    },
+    Map(BTreeMap<u64, Kept>),
+}
+
+/// Records in one chunk of a run.
+const CHUNK: usize = 1 << 16;
+
+impl Default for Records {
+    fn default() -> Self {
+        Records::Run {
+            first: 0,
+            first_prev: GENESIS,
+            chunks: Vec::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Records {
+    fn insert(&mut self, seq: u64, (hash, prev, leaf): Kept) {
+        if let Records::Run {
+            first,
+            first_prev,
+            chunks,
+            len,
+        } = self
+        {
+            let continues = match chunks.last().and_then(|c| c.last()) {
+                None => true,
+                Some(&(last_hash, _)) => seq == *first + *len && prev == last_hash,
+            };
+            if continues {
+                if *len == 0 {
+                    (*first, *first_prev) = (seq, prev);
+                }
+                if chunks.last().is_none_or(|c| c.len() == CHUNK) {
+                    chunks.push(Vec::with_capacity(CHUNK));
+                }
+                if let Some(chunk) = chunks.last_mut() {
+                    chunk.push((hash, leaf));
+                }
+                *len += 1;
+                return;
+            }
+            *self = Records::Map(self.iter().collect());
+        }
+        if let Records::Map(map) = self {
+            map.insert(seq, (hash, prev, leaf));
+        }
+    }
+
+    /// Every record kept, in sequence order.
+    fn iter(&self) -> Box<dyn Iterator<Item = (u64, Kept)> + '_> {
+        match self {
+            Records::Run {
+                first,
+                first_prev,
+                chunks,
+                ..
+            } => {
+                let mut prev = *first_prev;
+                Box::new(
+                    chunks
+                        .iter()
+                        .flatten()
+                        .zip(*first..)
+                        .map(move |(&(hash, leaf), seq)| {
+                            let kept = (hash, prev, leaf);
+                            prev = hash;
+                            (seq, kept)
+                        }),
+                )
+            }
+            Records::Map(map) => Box::new(map.iter().map(|(&seq, &kept)| (seq, kept))),
+        }
+    }
+
+    /// The highest sequence number kept.
+    fn last(&self) -> Option<u64> {
+        match self {
+            Records::Run { len: 0, .. } => None,
+            Records::Run { first, len, .. } => Some(first + len - 1),
+            Records::Map(map) => map.keys().next_back().copied(),
+        }
+    }
+}
+
 #[derive(Default)]
 struct ChainState {
-    // seq -> (record hash, prev_hash, leaf hash)
-    records: BTreeMap<u64, (Hash, Hash, Hash)>,
+    records: Records,
     expected: u64,
     /// Gaps in the sequence numbers seen so far, as inclusive ranges `from -> to`: a hostile
     /// file with a huge sequence number costs one entry, not one per skipped number.
@@ -429,7 +533,7 @@ fn check_chain(
     }
     // Links, in sequence order.
     let mut previous: Option<(u64, Hash)> = None;
-    for (&seq, &(hash, prev, _)) in &state.records {
+    for (seq, (hash, prev, _)) in state.records.iter() {
         let expected_prev = match previous {
             Some((p, h)) if p + 1 == seq => Some(h),
             None if seq == 1 => Some(GENESIS),
@@ -456,13 +560,13 @@ fn check_chain(
     if sizes.contains(&0) {
         roots.insert(0, frontier.root());
     }
-    for (_, &(_, _, leaf)) in state.records.iter() {
+    for (_, (_, _, leaf)) in state.records.iter() {
         frontier.push(leaf);
         if sizes.contains(&frontier.size()) {
             roots.insert(frontier.size(), frontier.root());
         }
     }
-    let records = state.records.keys().next_back().copied().unwrap_or(0);
+    let records = state.records.last().unwrap_or(0);
 
     // Every genuine checkpoint must match the records it covers. The newest is the one
     // covering the most records (the latest, among equals): an archive's checkpoint is

@@ -351,3 +351,74 @@ fn gaps_split_when_a_late_record_arrives() {
     assert!(take_from_gaps(&mut gaps, 3));
     assert!(gaps.is_empty());
 }
+
+mod records {
+    //! The records a verification keeps are those a map by sequence number would keep (a later
+    //! record with a number already read replacing the earlier one), whatever order they come in.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::super::{Kept, Records};
+
+    fn h(n: u8) -> [u8; 32] {
+        [n; 32]
+    }
+
+    proptest! {
+        #[test]
+        fn a_run_keeps_what_a_map_would(
+            start in 1u64..4,
+            linked in 0usize..40,
+            then in proptest::collection::vec((1u64..50, 0u8..6, 0u8..6), 0..12),
+        ) {
+            let mut records = Records::default();
+            let mut model: BTreeMap<u64, Kept> = BTreeMap::new();
+            let mut insert = |seq: u64, kept: Kept| {
+                records.insert(seq, kept);
+                model.insert(seq, kept);
+            };
+            // A well-linked run first (hash i+10 links to hash i+9), then anything.
+            let mut prev = h(0);
+            for i in 0..linked {
+                let hash = h(i as u8 + 10);
+                insert(start + i as u64, (hash, prev, h(i as u8 + 100)));
+                prev = hash;
+            }
+            for (seq, hash, prev) in then {
+                insert(seq, (h(hash), h(prev), h(hash ^ 0x80)));
+            }
+            let kept: Vec<(u64, Kept)> = records.iter().collect();
+            let expected: Vec<(u64, Kept)> = model.iter().map(|(&s, &k)| (s, k)).collect();
+            prop_assert_eq!(kept, expected);
+            prop_assert_eq!(records.last(), model.keys().next_back().copied());
+        }
+    }
+
+    #[test]
+    fn a_long_run_spans_chunks_and_stays_a_run() {
+        let mut records = Records::default();
+        let mut prev = h(0);
+        let n = super::super::CHUNK as u64 * 2 + 3;
+        for seq in 1..=n {
+            let hash = [(seq % 251) as u8, (seq >> 8) as u8, (seq >> 16) as u8, 1]
+                .iter()
+                .chain([0u8; 28].iter())
+                .copied()
+                .collect::<Vec<u8>>()
+                .try_into()
+                .unwrap();
+            records.insert(seq, (hash, prev, h(7)));
+            prev = hash;
+        }
+        assert!(matches!(records, Records::Run { .. }));
+        assert_eq!(records.last(), Some(n));
+        let mut expected_prev = h(0);
+        for (i, (seq, (hash, prev, _))) in records.iter().enumerate() {
+            assert_eq!(seq, i as u64 + 1);
+            assert_eq!(prev, expected_prev);
+            expected_prev = hash;
+        }
+    }
+}

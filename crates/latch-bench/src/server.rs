@@ -208,18 +208,10 @@ impl Server {
 
     /// Resident memory now and at its peak, in bytes.
     pub(crate) fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        let kb = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
-        (kb("VmRSS:"), kb("VmHWM:"))
+        (
+            status_bytes(self.child.id(), "VmRSS:"),
+            status_bytes(self.child.id(), "VmHWM:"),
+        )
     }
 }
 
@@ -319,6 +311,23 @@ pub(crate) fn clock_ticks() -> f64 {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// A process's peak resident size so far, in bytes (0 once it is gone).
+pub(crate) fn peak_resident(pid: u32) -> u64 {
+    status_bytes(pid, "VmHWM:")
+}
+
+/// A size in `/proc/<pid>/status` (`VmRSS:`, ...), in bytes.
+fn status_bytes(pid: u32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
 }
 
 #[cfg(test)]

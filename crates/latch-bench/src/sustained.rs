@@ -10,7 +10,8 @@
 //!   command opens it, beside the same on the small log;
 //! - a checkpoint, on both;
 //! - the data directory's size per record, journal and index together;
-//! - `latch audit export` and `latch audit verify` over the whole log, in records per second.
+//! - `latch audit export` and `latch audit verify` over the whole log, in records per second, and
+//!   the peak resident size of each.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -171,23 +172,43 @@ async fn measure(
 }
 
 /// Runs `latch` with `args` on the data directory of `server`; its duration.
-fn latch(binary: &Path, server: &Server, args: &[&str]) -> Result<Duration, String> {
+fn latch(binary: &Path, server: &Server, args: &[&str]) -> Result<(Duration, u64), String> {
     let started = Instant::now();
-    let out = std::process::Command::new(binary)
+    let mut child = std::process::Command::new(binary)
         .arg("--data-dir")
         .arg(server.data_dir())
         .args(args)
         .env_remove("LATCH_CONFIG")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .map_err(|e| e.to_string())?;
-    if !out.status.success() {
+    let mut stderr = child.stderr.take();
+    let said = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(e) = stderr.as_mut() {
+            let _ = std::io::Read::read_to_string(e, &mut text);
+        }
+        text
+    });
+    // Its peak resident size, as last seen before it ended.
+    let mut peak = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        peak = peak.max(crate::server::peak_resident(child.id()));
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let elapsed = started.elapsed();
+    if !status.success() {
         return Err(format!(
             "latch {}: {}",
             args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
+            said.join().unwrap_or_default()
         ));
     }
-    Ok(started.elapsed())
+    Ok((elapsed, peak))
 }
 
 /// The scenario; its report.
@@ -227,12 +248,12 @@ pub(crate) async fn bench(
         .map_err(|e| e.to_string())?;
     std::fs::write(&key_file, &key.stdout).map_err(|e| e.to_string())?;
     let export = full.dir.path().join("export.jsonl");
-    let export_s = latch(
+    let (export_s, export_peak) = latch(
         binary,
         &full,
         &["audit", "export", "--out", &export.display().to_string()],
     )?;
-    let verify_s = latch(
+    let (verify_s, verify_peak) = latch(
         binary,
         &full,
         &[
@@ -289,11 +310,13 @@ pub(crate) async fn bench(
         per_record
     );
     println!(
-        "  export: {:.1} s ({:.0} records/s); verify: {:.1} s ({:.0} records/s)",
+        "  export: {:.1} s ({:.0} records/s, {:.0} MB peak resident); verify: {:.1} s ({:.0} records/s, {:.0} MB peak resident)",
         export_s.as_secs_f64(),
         records as f64 / export_s.as_secs_f64(),
+        export_peak as f64 / 1e6,
         verify_s.as_secs_f64(),
-        records as f64 / verify_s.as_secs_f64()
+        records as f64 / verify_s.as_secs_f64(),
+        verify_peak as f64 / 1e6,
     );
     Ok(json!({
         "records": records,
@@ -305,6 +328,8 @@ pub(crate) async fn bench(
         "bytesPerRecord": per_record,
         "exportRecordsPerSecond": records as f64 / export_s.as_secs_f64(),
         "verifyRecordsPerSecond": records as f64 / verify_s.as_secs_f64(),
+        "exportPeakBytes": export_peak,
+        "verifyPeakBytes": verify_peak,
     }))
 }
 

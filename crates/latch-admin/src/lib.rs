@@ -102,9 +102,11 @@ impl From<AuditError> for AdminError {
 impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(what) => AdminError::NotFound(format!("{what} not found")),
-            StoreError::AlreadyExists(what) => {
-                AdminError::Conflict(format!("{what} already exists"))
+            StoreError::NotFound(_) | StoreError::FaceNotFound(_) => {
+                AdminError::NotFound(e.to_string())
+            }
+            StoreError::AlreadyExists(_) | StoreError::FaceExists(_) => {
+                AdminError::Conflict(e.to_string())
             }
             StoreError::Refused(why) => AdminError::Forbidden(why),
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => {

@@ -16,20 +16,35 @@
 //! Operations (trainings) are remembered in the store, so a caller polling another replica
 //! than the one that trained still finds its operation.
 //!
-//! Missing rows are [`crate::StoreError::NotFound`] with one of [`GROUP`], [`PERSON`] or
-//! [`PERSISTED_FACE`], so the engine can answer each in Azure's words.
+//! A missing row is [`crate::StoreError::FaceNotFound`] and a duplicate one
+//! [`crate::StoreError::FaceExists`], each naming the [`FaceItem`], so the engine can answer
+//! each in Azure's words.
 
 use async_trait::async_trait;
 use latch_core::{ResourceId, UnixTime};
 
 use crate::Result;
 
-/// What [`crate::StoreError::NotFound`] names when a large person group is missing.
-pub const GROUP: &str = "large person group";
-/// What [`crate::StoreError::NotFound`] names when a person is missing.
-pub const PERSON: &str = "person";
-/// What [`crate::StoreError::NotFound`] names when a persisted face is missing.
-pub const PERSISTED_FACE: &str = "persisted face";
+/// What a Face data error names: the kind of row that is missing, or already there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaceItem {
+    /// A large person group.
+    Group,
+    /// A person of a group.
+    Person,
+    /// A persisted face of a person.
+    PersistedFace,
+}
+
+impl std::fmt::Display for FaceItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FaceItem::Group => "large person group",
+            FaceItem::Person => "person",
+            FaceItem::PersistedFace => "persisted face",
+        })
+    }
+}
 
 /// A large person group.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -190,7 +205,7 @@ pub trait FaceData: Send + Sync {
     ) -> Result<Option<FacePerson>>;
 
     /// A group's persons in id order, those after `after` (exclusive), at most `top`.
-    /// [`crate::StoreError::NotFound`] ([`GROUP`]) if the group does not exist.
+    /// [`crate::StoreError::FaceNotFound`] ([`FaceItem::Group`]) if the group does not exist.
     async fn face_persons(
         &self,
         resource: &ResourceId,

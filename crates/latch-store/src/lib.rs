@@ -40,6 +40,12 @@ pub enum StoreError {
     /// The resource (or other row) already exists.
     #[error("{0} already exists")]
     AlreadyExists(String),
+    /// A Face data row (a group, a person, a persisted face) does not exist.
+    #[error("{0} not found")]
+    FaceNotFound(face::FaceItem),
+    /// A Face data row already exists.
+    #[error("{0} already exists")]
+    FaceExists(face::FaceItem),
     /// The backend failed: I/O, a constraint, a full disk, a closed connection.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -71,9 +77,10 @@ impl From<StoreError> for latch_audit::AuditError {
             StoreError::Unavailable(m) => A::Unavailable(m),
             StoreError::Corrupt(m) => A::Corrupt(m),
             StoreError::Refused(m) => A::Refused(m),
-            other @ (StoreError::NotFound(_) | StoreError::AlreadyExists(_)) => {
-                A::Refused(other.to_string())
-            }
+            other @ (StoreError::NotFound(_)
+            | StoreError::AlreadyExists(_)
+            | StoreError::FaceNotFound(_)
+            | StoreError::FaceExists(_)) => A::Refused(other.to_string()),
         }
     }
 }

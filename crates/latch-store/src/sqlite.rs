@@ -1448,10 +1448,6 @@ fn face_person_exists(
     .map_err(sql)
 }
 
-fn not_found(what: &str) -> StoreError {
-    StoreError::NotFound(what.to_owned())
-}
-
 fn limit(top: usize) -> i64 {
     i64::try_from(top).unwrap_or(i64::MAX)
 }
@@ -1471,7 +1467,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(face::GROUP.to_owned()));
+                return Err(StoreError::FaceExists(face::FaceItem::Group));
             }
             Ok(())
         })
@@ -1532,7 +1528,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if deleted == 0 {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             Ok(())
         })
@@ -1549,7 +1545,7 @@ impl FaceData for SqliteStore {
         let p = person.clone();
         self.write(move |tx| {
             if !face_group_exists(tx, &resource, &group_id)? {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             let inserted = tx
                 .execute(
@@ -1559,7 +1555,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(face::PERSON.to_owned()));
+                return Err(StoreError::FaceExists(face::FaceItem::Person));
             }
             Ok(())
         })
@@ -1613,7 +1609,7 @@ impl FaceData for SqliteStore {
             // One read transaction: the group and its persons as of one moment.
             let tx = c.unchecked_transaction().map_err(sql)?;
             if !face_group_exists(&tx, &resource, &group_id)? {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             let mut stmt = tx
                 .prepare_cached(
@@ -1651,7 +1647,7 @@ impl FaceData for SqliteStore {
         );
         self.write(move |tx| {
             if !face_group_exists(tx, &resource, &group_id)? {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             tx.execute(
                 "DELETE FROM face_faces WHERE resource = ?1 AND group_id = ?2 AND person_id = ?3",
@@ -1665,7 +1661,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if deleted == 0 {
-                return Err(not_found(face::PERSON));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Person));
             }
             Ok(())
         })
@@ -1695,10 +1691,10 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if counted == 0 {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             if !face_person_exists(tx, &resource, &group_id, &person_id)? {
-                return Err(not_found(face::PERSON));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Person));
             }
             let (in_group, of_person): (i64, i64) = tx
                 .query_row(
@@ -1725,7 +1721,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if inserted == 0 {
-                return Err(StoreError::AlreadyExists(face::PERSISTED_FACE.to_owned()));
+                return Err(StoreError::FaceExists(face::FaceItem::PersistedFace));
             }
             Ok(())
         })
@@ -1788,11 +1784,11 @@ impl FaceData for SqliteStore {
                 return Ok(());
             }
             Err(if !face_group_exists(tx, &resource, &group_id)? {
-                not_found(face::GROUP)
+                StoreError::FaceNotFound(face::FaceItem::Group)
             } else if !face_person_exists(tx, &resource, &group_id, &person_id)? {
-                not_found(face::PERSON)
+                StoreError::FaceNotFound(face::FaceItem::Person)
             } else {
-                not_found(face::PERSISTED_FACE)
+                StoreError::FaceNotFound(face::FaceItem::PersistedFace)
             })
         })
         .await
@@ -1814,7 +1810,7 @@ impl FaceData for SqliteStore {
                 )
                 .map_err(sql)?;
             if updated == 0 {
-                return Err(not_found(face::GROUP));
+                return Err(StoreError::FaceNotFound(face::FaceItem::Group));
             }
             let faces_added: i64 = tx
                 .query_row(

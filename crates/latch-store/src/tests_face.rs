@@ -70,10 +70,10 @@ fn faces_of(faces: &[GroupFace]) -> Vec<(&str, Vec<u8>)> {
 }
 
 #[track_caller]
-fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>, what: &str) {
+fn assert_not_found<T: std::fmt::Debug>(result: crate::Result<T>, what: face::FaceItem) {
     match result {
-        Err(StoreError::NotFound(name)) => assert_eq!(name, what),
-        other => panic!("expected NotFound({what}), got {other:?}"),
+        Err(StoreError::FaceNotFound(item)) => assert_eq!(item, what),
+        other => panic!("expected FaceNotFound({what}), got {other:?}"),
     }
 }
 
@@ -140,7 +140,10 @@ async fn groups_are_created_read_listed_in_pages_and_deleted(f: Fixture) {
     assert_eq!(store.face_group(&isv, "x1").await.unwrap(), None);
     let left = store.face_groups(&isv, None, 10).await.unwrap();
     assert_eq!(ids(&left), ["x-2", "x_3", "y"]);
-    assert_not_found(store.delete_face_group(&isv, "x1").await, face::GROUP);
+    assert_not_found(
+        store.delete_face_group(&isv, "x1").await,
+        face::FaceItem::Group,
+    );
 }
 
 async fn a_duplicate_group_is_refused_and_each_resource_sees_only_its_own(f: Fixture) {
@@ -151,7 +154,7 @@ async fn a_duplicate_group_is_refused_and_each_resource_sees_only_its_own(f: Fix
     other.name = "another".into();
     assert!(matches!(
         store.create_face_group(&isv, &other).await,
-        Err(StoreError::AlreadyExists(_))
+        Err(StoreError::FaceExists(_))
     ));
     assert_eq!(
         store.face_group(&isv, "g").await.unwrap().unwrap().name,
@@ -167,7 +170,7 @@ async fn a_duplicate_group_is_refused_and_each_resource_sees_only_its_own(f: Fix
         .is_empty());
     assert_not_found(
         store.face_persons(&client, "g", None, 10).await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_eq!(store.face_person(&client, "g", "p1").await.unwrap(), None);
     assert_eq!(
@@ -180,27 +183,30 @@ async fn a_duplicate_group_is_refused_and_each_resource_sees_only_its_own(f: Fix
     assert_eq!(store.trained_faces(&client, "g").await.unwrap(), None);
     assert_not_found(
         store.create_face_person(&client, "g", &person("p9")).await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store
             .add_persisted_face(&client, "g", "p1", &persisted("f9"), MAX)
             .await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store.delete_persisted_face(&client, "g", "p1", "f1").await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store.delete_face_person(&client, "g", "p1").await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store.train_face_group(&client, "g", UnixTime(6_000)).await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
-    assert_not_found(store.delete_face_group(&client, "g").await, face::GROUP);
+    assert_not_found(
+        store.delete_face_group(&client, "g").await,
+        face::FaceItem::Group,
+    );
 
     // The same id is free for it, and its group is a separate one.
     store.create_face_group(&client, &other).await.unwrap();
@@ -253,7 +259,7 @@ async fn persons_are_created_read_listed_and_deleted_with_their_faces(f: Fixture
     assert_eq!(p3.user_data.as_deref(), Some("three"));
     assert!(matches!(
         store.create_face_person(&isv, "g", &person("p1")).await,
-        Err(StoreError::AlreadyExists(_))
+        Err(StoreError::FaceExists(_))
     ));
 
     // Pages in id order, each person with its faces in the order they were added.
@@ -335,27 +341,36 @@ async fn missing_groups_persons_and_faces_are_named(f: Fixture) {
     let store = f.store.as_ref();
     let isv = id(ISV);
     // No group.
-    assert_not_found(store.face_persons(&isv, "g", None, 10).await, face::GROUP);
+    assert_not_found(
+        store.face_persons(&isv, "g", None, 10).await,
+        face::FaceItem::Group,
+    );
     assert_not_found(
         store.create_face_person(&isv, "g", &person("p1")).await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
-    assert_not_found(store.delete_face_person(&isv, "g", "p1").await, face::GROUP);
+    assert_not_found(
+        store.delete_face_person(&isv, "g", "p1").await,
+        face::FaceItem::Group,
+    );
     assert_not_found(
         store
             .add_persisted_face(&isv, "g", "p1", &persisted("f1"), MAX)
             .await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store.delete_persisted_face(&isv, "g", "p1", "f1").await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
     assert_not_found(
         store.train_face_group(&isv, "g", UnixTime(6_000)).await,
-        face::GROUP,
+        face::FaceItem::Group,
     );
-    assert_not_found(store.delete_face_group(&isv, "g").await, face::GROUP);
+    assert_not_found(
+        store.delete_face_group(&isv, "g").await,
+        face::FaceItem::Group,
+    );
     assert_eq!(store.trained_faces(&isv, "g").await.unwrap(), None);
     assert_eq!(store.face_person(&isv, "g", "p1").await.unwrap(), None);
     assert_eq!(
@@ -367,28 +382,28 @@ async fn missing_groups_persons_and_faces_are_named(f: Fixture) {
     populated(store, &isv, "g").await;
     assert_not_found(
         store.delete_face_person(&isv, "g", "p9").await,
-        face::PERSON,
+        face::FaceItem::Person,
     );
     assert_not_found(
         store
             .add_persisted_face(&isv, "g", "p9", &persisted("f9"), MAX)
             .await,
-        face::PERSON,
+        face::FaceItem::Person,
     );
     assert_not_found(
         store.delete_persisted_face(&isv, "g", "p9", "f1").await,
-        face::PERSON,
+        face::FaceItem::Person,
     );
     assert_eq!(store.face_person(&isv, "g", "p9").await.unwrap(), None);
 
     // A person, no face.
     assert_not_found(
         store.delete_persisted_face(&isv, "g", "p1", "f9").await,
-        face::PERSISTED_FACE,
+        face::FaceItem::PersistedFace,
     );
     assert_not_found(
         store.delete_persisted_face(&isv, "g", "p1", "f3").await,
-        face::PERSISTED_FACE,
+        face::FaceItem::PersistedFace,
     );
     assert_eq!(
         store.persisted_face(&isv, "g", "p1", "f9").await.unwrap(),
@@ -399,7 +414,7 @@ async fn missing_groups_persons_and_faces_are_named(f: Fixture) {
         store
             .add_persisted_face(&isv, "g", "p1", &persisted("f1"), MAX)
             .await,
-        Err(StoreError::AlreadyExists(_))
+        Err(StoreError::FaceExists(_))
     ));
     // Nothing failed half-way.
     let p1 = store.face_person(&isv, "g", "p1").await.unwrap().unwrap();
@@ -847,7 +862,7 @@ async fn face_data_survives_reopening_and_passes_through_the_outage_wrapper(f: F
     assert_eq!(page[0].persisted_face_ids, ["f4"]);
     assert_not_found(
         store.delete_face_person(&isv, "g", "p9").await,
-        face::PERSON,
+        face::FaceItem::Person,
     );
     assert_eq!(wrapped.stale_answers(), 0);
     // Seen through the first handle too.

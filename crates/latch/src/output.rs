@@ -46,8 +46,10 @@ impl fmt::Display for CliError {
 impl From<StoreError> for CliError {
     fn from(e: StoreError) -> Self {
         let (code, exit) = match &e {
-            StoreError::NotFound(_) => ("NotFound", exit::NOT_FOUND),
-            StoreError::AlreadyExists(_) => ("AlreadyExists", exit::ALREADY_EXISTS),
+            StoreError::NotFound(_) | StoreError::FaceNotFound(_) => ("NotFound", exit::NOT_FOUND),
+            StoreError::AlreadyExists(_) | StoreError::FaceExists(_) => {
+                ("AlreadyExists", exit::ALREADY_EXISTS)
+            }
             StoreError::Refused(_) => ("Denied", exit::DENIED),
             StoreError::Unavailable(_) | StoreError::Corrupt(_) => ("StoreError", exit::FAILURE),
         };

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use axum::http::StatusCode;
 use axum::response::Response;
-use latch_store::face::{DetectedFace, FaceGroup, PERSON};
+use latch_store::face::{DetectedFace, FaceGroup, FaceItem};
 use latch_store::StoreError;
 use latch_vision::Embedding;
 use serde_json::{json, Map, Value};
@@ -205,7 +205,7 @@ pub(crate) async fn verify(
             .face_person(&ctx.resource, group_id, &person_id)
             .await
             .map_err(store_error)?
-            .ok_or_else(|| store_error(StoreError::NotFound(PERSON.into())))?;
+            .ok_or_else(|| store_error(StoreError::FaceNotFound(FaceItem::Person)))?;
         let mut best: Option<f32> = None;
         for face_id in &person.persisted_face_ids {
             if let Some(face) = engine

@@ -9,7 +9,8 @@ use axum::body::Body;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::ResourceId;
-use latch_store::face::{FaceGroup, FaceLimits, FacePerson, PersistedFace};
+use latch_store::face::{FaceGroup, FaceItem, FaceLimits, FacePerson, PersistedFace};
+use latch_store::StoreError;
 use latch_vision::{Embedding, FaceRect};
 use serde_json::{json, Map, Value};
 
@@ -170,32 +171,31 @@ pub(crate) async fn get_person(engine: &Engine, ctx: &Ctx) -> Result<Response, F
         .map_err(store_error)?;
     match person {
         Some(person) => Ok(json(person_json(&person))),
-        None => Err(missing(engine, ctx, latch_store::face::PERSON).await),
+        None => Err(missing(engine, ctx, FaceItem::Person).await),
     }
 }
 
 /// Why a lookup under `largepersongroups/{id}/persons/{personId}` found nothing, in the order
 /// Azure names it: the group, then the person, then `what` itself.
-async fn missing(engine: &Engine, ctx: &Ctx, what: &'static str) -> FaceError {
-    use latch_store::face::{PERSISTED_FACE, PERSON};
+async fn missing(engine: &Engine, ctx: &Ctx, what: FaceItem) -> FaceError {
     let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));
     match engine.store.face_group(&ctx.resource, group_id).await {
         Err(e) => return store_error(e),
         Ok(None) => return group_not_found(),
         Ok(Some(_)) => {}
     }
-    if what == PERSISTED_FACE {
+    if what == FaceItem::PersistedFace {
         match engine
             .store
             .face_person(&ctx.resource, group_id, person_id)
             .await
         {
             Err(e) => return store_error(e),
-            Ok(None) => return store_error(latch_store::StoreError::NotFound(PERSON.into())),
+            Ok(None) => return store_error(StoreError::FaceNotFound(FaceItem::Person)),
             Ok(Some(_)) => {}
         }
     }
-    store_error(latch_store::StoreError::NotFound(what.into()))
+    store_error(StoreError::FaceNotFound(what))
 }
 
 /// `GET largepersongroups/{id}/persons`.
@@ -267,7 +267,7 @@ pub(crate) async fn add_face(
         .map_err(store_error)?
         .is_none()
     {
-        return Err(missing(engine, ctx, latch_store::face::PERSON).await);
+        return Err(missing(engine, ctx, FaceItem::Person).await);
     }
     let image = engine.images.read(ctx, body).await?;
     let embedding = engine.model.one_face(image, target).await?;
@@ -320,7 +320,7 @@ pub(crate) async fn get_face(engine: &Engine, ctx: &Ctx) -> Result<Response, Fac
         Some(face) => Ok(json(
             json!({ "persistedFaceId": face.face_id, "userData": face.user_data }),
         )),
-        None => Err(missing(engine, ctx, latch_store::face::PERSISTED_FACE).await),
+        None => Err(missing(engine, ctx, FaceItem::PersistedFace).await),
     }
 }
 

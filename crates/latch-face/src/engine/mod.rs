@@ -106,7 +106,7 @@ impl Engine {
             training: None,
         };
         match self.store.create_face_group(resource, &group).await {
-            Ok(()) | Err(StoreError::AlreadyExists(_)) => {}
+            Ok(()) | Err(StoreError::FaceExists(_)) => {}
             Err(e) => return Err(store_error(e)),
         }
         // The face first: an image without one leaves no person behind.
@@ -350,20 +350,20 @@ pub(crate) fn empty() -> Response {
 
 /// A store failure in Azure's words.
 pub(crate) fn store_error(e: StoreError) -> FaceError {
-    use latch_store::face::{GROUP, PERSISTED_FACE, PERSON};
+    use latch_store::face::FaceItem;
     match e {
-        StoreError::NotFound(what) if what == GROUP => group_not_found(),
-        StoreError::NotFound(what) if what == PERSON => FaceError::refused(
+        StoreError::FaceNotFound(FaceItem::Group) => group_not_found(),
+        StoreError::FaceNotFound(FaceItem::Person) => FaceError::refused(
             StatusCode::NOT_FOUND,
             "PersonNotFound",
             "Person is not found.",
         ),
-        StoreError::NotFound(what) if what == PERSISTED_FACE => FaceError::refused(
+        StoreError::FaceNotFound(FaceItem::PersistedFace) => FaceError::refused(
             StatusCode::NOT_FOUND,
             "PersistedFaceNotFound",
             "Persisted face is not found.",
         ),
-        StoreError::AlreadyExists(_) => FaceError::refused(
+        StoreError::FaceExists(_) | StoreError::AlreadyExists(_) => FaceError::refused(
             StatusCode::CONFLICT,
             "LargePersonGroupExists",
             "Large person group already exists.",

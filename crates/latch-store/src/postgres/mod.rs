@@ -1393,10 +1393,6 @@ async fn face_person_exists(
         .get(0))
 }
 
-fn not_found(what: &str) -> StoreError {
-    StoreError::NotFound(what.to_owned())
-}
-
 fn limit(top: usize) -> i64 {
     i64::try_from(top).unwrap_or(i64::MAX)
 }
@@ -1418,7 +1414,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if inserted == 0 {
-                    return Err(StoreError::AlreadyExists(face::GROUP.to_owned()));
+                    return Err(StoreError::FaceExists(face::FaceItem::Group));
                 }
                 Ok(())
             })
@@ -1479,7 +1475,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if deleted == 0 {
-                    return Err(not_found(face::GROUP));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Group));
                 }
                 Ok(())
             })
@@ -1506,7 +1502,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if group.is_none() {
-                    return Err(not_found(face::GROUP));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Group));
                 }
                 let inserted = tx
                     .execute(
@@ -1517,7 +1513,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if inserted == 0 {
-                    return Err(StoreError::AlreadyExists(face::PERSON.to_owned()));
+                    return Err(StoreError::FaceExists(face::FaceItem::Person));
                 }
                 Ok(())
             })
@@ -1570,7 +1566,7 @@ impl FaceData for PgStore {
             )
             .await?;
         let Some(first) = rows.first() else {
-            return Err(not_found(face::GROUP));
+            return Err(StoreError::FaceNotFound(face::FaceItem::Group));
         };
         if first.try_get::<_, Option<String>>(0).map_err(pg)?.is_none() {
             return Ok(Vec::new());
@@ -1592,7 +1588,7 @@ impl FaceData for PgStore {
         self.write(move |tx| {
             Box::pin(async move {
                 if !face_group_exists(tx, &resource, &group_id).await? {
-                    return Err(not_found(face::GROUP));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Group));
                 }
                 tx.execute(
                     "DELETE FROM face_faces WHERE resource = $1 AND group_id = $2 AND person_id = $3",
@@ -1608,7 +1604,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if deleted == 0 {
-                    return Err(not_found(face::PERSON));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Person));
                 }
                 Ok(())
             })
@@ -1643,11 +1639,11 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?
                 else {
-                    return Err(not_found(face::GROUP));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Group));
                 };
                 let seq: i64 = counted.try_get(0).map_err(pg)?;
                 if !face_person_exists(tx, &resource, &group_id, &person_id).await? {
-                    return Err(not_found(face::PERSON));
+                    return Err(StoreError::FaceNotFound(face::FaceItem::Person));
                 }
                 let counts = tx
                     .query_one(
@@ -1668,7 +1664,7 @@ impl FaceData for PgStore {
                     .await
                     .map_err(pg)?;
                 if inserted == 0 {
-                    return Err(StoreError::AlreadyExists(face::PERSISTED_FACE.to_owned()));
+                    return Err(StoreError::FaceExists(face::FaceItem::PersistedFace));
                 }
                 Ok(())
             })
@@ -1725,11 +1721,11 @@ impl FaceData for PgStore {
                     return Ok(());
                 }
                 Err(if !face_group_exists(tx, &resource, &group_id).await? {
-                    not_found(face::GROUP)
+                    StoreError::FaceNotFound(face::FaceItem::Group)
                 } else if !face_person_exists(tx, &resource, &group_id, &person_id).await? {
-                    not_found(face::PERSON)
+                    StoreError::FaceNotFound(face::FaceItem::Person)
                 } else {
-                    not_found(face::PERSISTED_FACE)
+                    StoreError::FaceNotFound(face::FaceItem::PersistedFace)
                 })
             })
         })
@@ -1752,7 +1748,7 @@ impl FaceData for PgStore {
             )
             .await
             .map_err(pg)?
-            .ok_or_else(|| not_found(face::GROUP))?;
+            .ok_or(StoreError::FaceNotFound(face::FaceItem::Group))?;
         Ok(Training {
             trained_at: at,
             faces_added: row.try_get(0).map_err(pg)?,

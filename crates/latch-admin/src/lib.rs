@@ -109,7 +109,7 @@ impl From<StoreError> for AdminError {
                 AdminError::Conflict(e.to_string())
             }
             StoreError::Refused(why) => AdminError::Forbidden(why),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => {
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Internal(_) => {
                 tracing::error!(target: "latch::admin", error = %e, "store call failed");
                 AdminError::Unavailable
             }

@@ -65,7 +65,7 @@ impl Admin {
 
     fn new_key(&self) -> Result<SubscriptionKey> {
         SubscriptionKey::generate(self.rng.as_ref())
-            .map_err(|_| StoreError::Unavailable("random number generator failed".into()))
+            .map_err(|_| StoreError::Internal("random number generator failed".into()))
     }
 
     async fn pepper(&self) -> Result<Pepper> {

@@ -52,6 +52,10 @@ pub enum StoreError {
     /// Stored data does not parse.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// This process failed, not the store: a store task that panicked or was cancelled, the
+    /// random number generator. Answered as the store being unavailable, logged as what it is.
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The change is not this actor's to make (the message says why).
     #[error("{0}")]
     Refused(String),
@@ -75,6 +79,7 @@ impl From<StoreError> for latch_audit::AuditError {
         use latch_audit::AuditError as A;
         match e {
             StoreError::Unavailable(m) => A::Unavailable(m),
+            e @ StoreError::Internal(_) => A::Unavailable(e.to_string()),
             StoreError::Corrupt(m) => A::Corrupt(m),
             StoreError::Refused(m) => A::Refused(m),
             other @ (StoreError::NotFound(_)

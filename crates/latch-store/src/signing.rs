@@ -35,8 +35,7 @@ impl KeyRing {
     ) -> Result<Self> {
         let mut stored = store.signing_keys().await?;
         if stored.iter().all(|k| k.retired_at.is_some()) {
-            let key =
-                SigningKey::generate(rng).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            let key = SigningKey::generate(rng).map_err(|e| StoreError::Internal(e.to_string()))?;
             let row = StoredSigningKey {
                 kid: key.kid().to_owned(),
                 pkcs8: zeroize::Zeroizing::new(key.pkcs8().to_vec()),

@@ -457,7 +457,7 @@ impl SqliteStore {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| unavailable(&format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
 }
 
 fn create_private_dir(dir: &Path) -> Result<()> {

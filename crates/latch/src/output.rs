@@ -51,7 +51,9 @@ impl From<StoreError> for CliError {
                 ("AlreadyExists", exit::ALREADY_EXISTS)
             }
             StoreError::Refused(_) => ("Denied", exit::DENIED),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) => ("StoreError", exit::FAILURE),
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Internal(_) => {
+                ("StoreError", exit::FAILURE)
+            }
         };
         CliError::new(code, e.to_string(), exit)
     }

@@ -18,6 +18,7 @@
 //! * [`signing`]: ES256 signing keys, `kid`s and the JWKS.
 //! * [`verify`]: the verifier, which hands out `Verified…` proof types.
 //! * [`secret`]: subscription keys and their digests; never printed, compared in constant time.
+//! * [`swappable`]: a value readers share and a writer replaces while the service runs.
 //! * [`fuzz`]: the entry points of the fuzz targets, shared by the tests and `latch-fuzz`.
 
 pub mod audit;
@@ -33,6 +34,7 @@ pub mod merkle;
 pub mod resource_id;
 pub mod secret;
 pub mod signing;
+pub mod swappable;
 pub mod verify;
 
 pub use claims::{AccessClaims, LimitedAccessClaims, TokenKind};
@@ -41,4 +43,5 @@ pub use feature::{Feature, FeatureSet};
 pub use lifetime::Lifetime;
 pub use resource_id::ResourceId;
 pub use signing::{Jwks, SigningKey};
+pub use swappable::Swappable;
 pub use verify::{VerifiedAccessToken, VerifiedLimitedAccess, Verifier};

@@ -25,7 +25,7 @@ use latch_store::{AuthMode, Resource};
 
 use crate::check::Check;
 use crate::error::FaceError;
-use crate::keys::Verifiers;
+use crate::Verifiers;
 
 /// How the caller proved who it is.
 #[derive(Clone, Debug)]

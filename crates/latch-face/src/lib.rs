@@ -36,7 +36,6 @@ pub mod backend;
 pub mod check;
 pub mod engine;
 pub mod error;
-pub mod keys;
 pub mod limited_access;
 pub mod operation;
 pub mod rate_limit;
@@ -46,9 +45,12 @@ pub mod validate;
 use backend::Backend;
 use check::CheckLayer;
 use error::{ErrorCode, FaceError};
-use keys::Verifiers;
 use operation::FeaturePolicy;
 use rate_limit::{Limiter, RateLimit};
+
+/// The verifier the front checks tokens with: shared by the checks, replaced when the signing
+/// keys change.
+pub type Verifiers = latch_core::Swappable<latch_core::Verifier>;
 
 /// The front's settings.
 #[derive(Clone, Debug)]

@@ -31,8 +31,8 @@ use latch_store::check_cache::CheckCache;
 use crate::auth::{store_failed, Credential, VerifiedCaller};
 use crate::check::Check;
 use crate::error::FaceError;
-use crate::keys::Verifiers;
 use crate::operation::{FeaturePolicy, Operation};
+use crate::Verifiers;
 
 /// Why the call may proceed.
 #[derive(Clone, Debug)]

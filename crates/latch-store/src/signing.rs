@@ -6,8 +6,6 @@
 //! key set) for [`RETENTION_SECS`] after its retirement, the longest any token it signed can
 //! still be valid, and then leaves both, so whatever it signed is refused.
 
-use std::sync::{Arc, RwLock};
-
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::signing::{PublicKey, SigningKey};
 use latch_core::verify::MAX_LEEWAY_SECS;
@@ -117,32 +115,7 @@ impl KeyRing {
 }
 
 /// The key ring in force, replaceable while the service runs; cheap to clone.
-#[derive(Clone, Debug)]
-pub struct SharedKeyRing(Arc<RwLock<Arc<KeyRing>>>);
-
-impl SharedKeyRing {
-    /// Starts with `ring`.
-    pub fn new(ring: KeyRing) -> Self {
-        SharedKeyRing(Arc::new(RwLock::new(Arc::new(ring))))
-    }
-
-    /// The ring in force now.
-    pub fn current(&self) -> Arc<KeyRing> {
-        match self.0.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
-    /// Puts `ring` in force.
-    pub fn replace(&self, ring: KeyRing) {
-        let mut slot = match self.0.write() {
-            Ok(r) => r,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        *slot = Arc::new(ring);
-    }
-}
+pub type SharedKeyRing = latch_core::Swappable<KeyRing>;
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::crypto::ring::{cipher_suite, kx_group};
@@ -50,7 +50,7 @@ impl Default for HandshakeLimits {
 /// already open; every handshake after it presents the new one.
 #[derive(Clone)]
 pub struct CertificateSwitch {
-    current: Arc<RwLock<Arc<VerifiedCertificate>>>,
+    current: latch_core::Swappable<VerifiedCertificate>,
 }
 
 impl std::fmt::Debug for CertificateSwitch {
@@ -64,24 +64,17 @@ impl std::fmt::Debug for CertificateSwitch {
 impl CertificateSwitch {
     pub fn new(first: VerifiedCertificate) -> CertificateSwitch {
         CertificateSwitch {
-            current: Arc::new(RwLock::new(Arc::new(first))),
+            current: latch_core::Swappable::new(first),
         }
     }
 
     /// Puts a checked certificate in service for every handshake from now on.
     pub fn install(&self, next: VerifiedCertificate) {
-        let next = Arc::new(next);
-        match self.current.write() {
-            Ok(mut current) => *current = next,
-            Err(poisoned) => *poisoned.into_inner() = next,
-        }
+        self.current.replace(next);
     }
 
     fn current(&self) -> Arc<VerifiedCertificate> {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.current.current()
     }
 
     /// What is in service now.

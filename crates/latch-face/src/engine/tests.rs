@@ -35,8 +35,8 @@ use tower::ServiceExt;
 use super::image::MAX_IMAGE_BYTES;
 use super::{Engine, FaceModel, ImageUrlPolicy};
 use crate::backend::Backend;
-use crate::keys::Verifiers;
 use crate::rate_limit::RateLimit;
+use crate::Verifiers;
 use crate::{router, FaceConfig, FaceState};
 
 const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";

@@ -409,22 +409,8 @@ fn addr(url: &str) -> Result<SocketAddr, String> {
 
 /// A TLS client trusting only the server's development certificate.
 fn trust(cacert: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls_pki_types::CertificateDer::pem_file_iter(cacert).map_err(|e| e.to_string())?
-    {
-        roots
-            .add(cert.map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth())
+    let roots = latch_tls::roots::roots_from_pem_file(cacert).map_err(|e| e.to_string())?;
+    latch_tls::roots::client_config_with(roots).map_err(|e| e.to_string())
 }
 
 /// `n` distinct limited access tokens for the demo client, signed with the server's own

@@ -26,25 +26,9 @@ use crate::output::{self, CliError};
 
 /// A TLS client configuration that trusts only the certificates in `path`.
 fn client_config(path: &std::path::Path) -> Result<rustls::ClientConfig, CliError> {
-    use rustls_pki_types::pem::PemObject;
-    let bad = |message: String| CliError::usage(format!("--cacert {}: {message}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?
-    {
-        roots
-            .add(cert.map_err(|e| bad(e.to_string()))?)
-            .map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("holds no CERTIFICATE".into()));
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    let bad = |e: latch_tls::TlsError| CliError::usage(format!("--cacert {}: {e}", path.display()));
+    latch_tls::roots::client_config_with(latch_tls::roots::roots_from_pem_file(path).map_err(bad)?)
+        .map_err(bad)
 }
 
 /// The admin API to send requests to, and the credential to send.

@@ -50,31 +50,21 @@ pub(crate) struct RustlsConnect(Arc<rustls::ClientConfig>);
 impl RustlsConnect {
     /// Trusts the web PKI roots, or only the certificates in `ca_file`.
     pub(crate) fn new(ca_file: Option<&Path>) -> Result<RustlsConnect> {
-        use rustls_pki_types::pem::PemObject;
-        let bad = |m: String| StoreError::Unavailable(format!("database CA file: {m}"));
-        let mut roots = rustls::RootCertStore::empty();
-        match ca_file {
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-            Some(path) => {
-                for cert in rustls_pki_types::CertificateDer::pem_file_iter(path)
-                    .map_err(|e| bad(format!("{}: {e}", path.display())))?
-                {
-                    roots
-                        .add(cert.map_err(|e| bad(e.to_string()))?)
-                        .map_err(|e| bad(e.to_string()))?;
-                }
-                if roots.is_empty() {
-                    return Err(bad(format!("{} holds no CERTIFICATE", path.display())));
-                }
+        let bad = |e: latch_tls::TlsError| {
+            let file = ca_file
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default();
+            StoreError::Unavailable(format!("database CA file{file}: {e}"))
+        };
+        let roots = match ca_file {
+            None => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                roots
             }
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+            Some(path) => latch_tls::roots::roots_from_pem_file(path).map_err(bad)?,
+        };
+        let config = latch_tls::roots::client_config_with(roots).map_err(bad)?;
         Ok(RustlsConnect(Arc::new(config)))
     }
 }

@@ -36,11 +36,6 @@ pub use limits::{RefusalSummaries, StsLimits};
 /// The largest request body accepted, in bytes.
 pub const MAX_BODY: usize = 16 * 1024;
 
-/// The header that carries a subscription key.
-pub const SUBSCRIPTION_KEY_HEADER: HeaderName =
-    HeaderName::from_static("ocp-apim-subscription-key");
-/// The header that carries a limited access token to the Face front.
-pub const LIMITED_ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("limitedaccesstoken");
 /// The response header that tells an `issueToken` caller when to fetch a new token.
 pub const REFRESH_BY_HEADER: HeaderName = HeaderName::from_static("latch-refresh-by");
 

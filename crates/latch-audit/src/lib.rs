@@ -23,7 +23,7 @@ pub use store::{AuditQuery, AuditStore, StoredAuditRecord};
 
 /// Why an audit operation failed. The messages are those of the store's errors, which these
 /// convert to and from.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AuditError {
     /// The backend failed (I/O, a full disk, a closed connection) or the writer stopped:
     /// nothing was recorded, and whoever waited for the record must not act.

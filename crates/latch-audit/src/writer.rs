@@ -34,7 +34,7 @@ pub const QUEUE: usize = 8192;
 
 struct Job {
     draft: AuditDraft,
-    done: oneshot::Sender<Result<u64, String>>,
+    done: oneshot::Sender<Result<u64, AuditError>>,
 }
 
 /// Counters of the writer, for metrics and benchmarks.
@@ -121,8 +121,7 @@ impl AuditLog {
         // dips below zero for a moment, and is read as zero).
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         match wait.await {
-            Ok(Ok(seq)) => Ok(seq),
-            Ok(Err(msg)) => Err(AuditError::Unavailable(msg)),
+            Ok(answer) => answer,
             Err(_) => Err(AuditError::Unavailable(
                 "the audit writer has stopped".into(),
             )),
@@ -323,9 +322,8 @@ async fn writer(
                 }
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(target: "latch::audit", error = %e, records = drafts.len(), "audit commit failed; the requests waiting on it are refused");
-                let msg = e.to_string();
                 for done in waiting {
-                    let _ = done.send(Err(msg.clone()));
+                    let _ = done.send(Err(e.clone()));
                 }
             }
         }

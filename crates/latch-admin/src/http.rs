@@ -70,7 +70,7 @@ async fn handle(
     }
     let request = match AdminRequest::from_http(&op, &body) {
         Ok(r) => r,
-        Err(e) => return AdminError::BadRequest(e).into_response(),
+        Err(e) => return AdminError::BadRequest(e.to_string()).into_response(),
     };
     match execute(&state.ctx, &caller, request).await {
         Ok(value) => (StatusCode::OK, axum::Json(value)).into_response(),

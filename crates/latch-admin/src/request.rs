@@ -190,6 +190,17 @@ pub enum AdminRequest {
     },
 }
 
+/// Why an admin API request does not parse; the message is the 400's.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The body is not one JSON object (or repeats a member).
+    #[error("the body is {0}")]
+    Body(latch_core::json::JsonError),
+    /// The operation is unknown, or its fields are missing, unknown or of the wrong type.
+    #[error("{0}")]
+    Fields(serde_json::Error),
+}
+
 impl AdminRequest {
     /// The operation's name (`regenerate_key`, ...), as in the path `/admin/v1/{op}`.
     pub fn op(&self) -> String {
@@ -209,14 +220,14 @@ impl AdminRequest {
     }
 
     /// Parses `POST /admin/v1/{op}` with `body`.
-    pub fn from_http(op: &str, body: &[u8]) -> Result<Self, String> {
+    pub fn from_http(op: &str, body: &[u8]) -> Result<Self, RequestError> {
         let mut fields = if body.iter().all(u8::is_ascii_whitespace) {
             serde_json::Map::new()
         } else {
-            latch_core::json::parse_object(body).map_err(|e| format!("the body is {e}"))?
+            latch_core::json::parse_object(body).map_err(RequestError::Body)?
         };
         fields.insert("op".into(), serde_json::Value::String(op.to_owned()));
-        serde_json::from_value(serde_json::Value::Object(fields)).map_err(|e| e.to_string())
+        serde_json::from_value(serde_json::Value::Object(fields)).map_err(RequestError::Fields)
     }
 
     /// Whether the request changes nothing.
@@ -266,14 +277,17 @@ mod tests {
     fn bad_requests_say_why() {
         assert!(AdminRequest::from_http("nope", b"{}")
             .unwrap_err()
+            .to_string()
             .contains("unknown variant"));
         assert!(AdminRequest::from_http("show_resource", b"{}")
             .unwrap_err()
+            .to_string()
             .contains("resourceId"));
         assert!(AdminRequest::from_http("show_resource", br#"{"resourceId":"/x"}"#).is_err());
         assert!(
             AdminRequest::from_http("show_resource", br#"{"resourceId":1,"resourceId":2}"#)
                 .unwrap_err()
+                .to_string()
                 .contains("duplicate")
         );
         assert!(AdminRequest::from_http("show_resource", b"[1]").is_err());
@@ -282,7 +296,8 @@ mod tests {
             "unblock_client",
             format!(r#"{{"isvResourceID":"{ID}","clientResourceId":"{ID}"}}"#).as_bytes(),
         )
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("unknown field"), "{err}");
     }
 }

@@ -722,7 +722,7 @@ async fn start_engine(
     let model = tokio::task::spawn_blocking(move || latch_face::engine::FaceModel::load(&dir))
         .await
         .map_err(|e| failed(e.to_string()))?
-        .map_err(failed)?;
+        .map_err(|e| failed(e.to_string()))?;
     tracing::info!(target: "latch::serve", models = %models_dir.display(), "built-in Face engine ready");
     Ok(Arc::new(
         latch_face::engine::Engine::new(model, store, clock, settings.image_urls.clone())

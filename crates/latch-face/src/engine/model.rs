@@ -41,10 +41,8 @@ pub struct FoundFace {
 
 impl FaceModel {
     /// The networks whose weight files are under `dir` (as `latch-models` lays them out).
-    pub fn load(dir: &Path) -> Result<FaceModel, String> {
-        latch_models::load_face_api(dir)
-            .map(FaceModel::new)
-            .map_err(|e| e.to_string())
+    pub fn load(dir: &Path) -> Result<FaceModel, latch_models::FetchError> {
+        latch_models::load_face_api(dir).map(FaceModel::new)
     }
 
     /// These networks, run on as many images at once as there are cores.

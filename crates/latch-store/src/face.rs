@@ -158,6 +158,26 @@ pub struct FaceLimits {
 }
 
 impl FaceLimits {
+    /// Whether one more face fits a group holding `in_group` faces, `of_person` of them the
+    /// person's; what a full person or group answers. Both backends ask it inside the
+    /// transaction that adds the face.
+    pub(crate) fn allow_another(&self, in_group: i64, of_person: i64) -> Result<()> {
+        let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
+        if count(of_person) >= self.per_person {
+            return Err(crate::StoreError::Refused(format!(
+                "the person already has {} faces, the most a person may have",
+                self.per_person
+            )));
+        }
+        if count(in_group) >= self.per_group {
+            return Err(crate::StoreError::Refused(format!(
+                "the large person group already has {} faces, the most a group may have",
+                self.per_group
+            )));
+        }
+        Ok(())
+    }
+
     /// `per_person` faces a person, no bound on the group.
     pub const fn per_person(per_person: usize) -> FaceLimits {
         FaceLimits {

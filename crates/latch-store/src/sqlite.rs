@@ -1704,7 +1704,7 @@ impl FaceData for SqliteStore {
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .map_err(sql)?;
-            within_face_limits(in_group, of_person, limits)?;
+            limits.allow_another(in_group, of_person)?;
             let seq: i64 = tx
                 .query_row(
                     "SELECT faces_added FROM face_groups WHERE resource = ?1 AND group_id = ?2",
@@ -2013,25 +2013,6 @@ pub(crate) fn within_live_face_ids(live: i64, adding: usize, max_live: usize) ->
     if live.saturating_add(adding) > max_live {
         return Err(StoreError::Refused(format!(
             "the resource already holds {live} face ids that have not expired, and may hold {max_live}; shorten faceIdTimeToLive or wait"
-        )));
-    }
-    Ok(())
-}
-
-/// Whether one more face fits a group holding `in_group` faces, `of_person` of them the
-/// person's; what a full person or group answers.
-pub(crate) fn within_face_limits(in_group: i64, of_person: i64, limits: FaceLimits) -> Result<()> {
-    let count = |n: i64| usize::try_from(n).unwrap_or(usize::MAX);
-    if count(of_person) >= limits.per_person {
-        return Err(StoreError::Refused(format!(
-            "the person already has {} faces, the most a person may have",
-            limits.per_person
-        )));
-    }
-    if count(in_group) >= limits.per_group {
-        return Err(StoreError::Refused(format!(
-            "the large person group already has {} faces, the most a group may have",
-            limits.per_group
         )));
     }
     Ok(())

@@ -1653,7 +1653,7 @@ impl FaceData for PgStore {
                     )
                     .await
                     .map_err(pg)?;
-                crate::sqlite::within_face_limits(counts.get(0), counts.get(1), limits)?;
+                limits.allow_another(counts.get(0), counts.get(1))?;
                 let inserted = tx
                     .execute(
                         "INSERT INTO face_faces (resource, group_id, person_id, face_id, user_data, embedding, seq)

@@ -187,6 +187,18 @@ impl FaceLimits {
     }
 }
 
+/// Whether `adding` more face ids fit a resource holding `live`; what a full one answers.
+/// Both backends ask it inside the transaction that adds the faces.
+pub(crate) fn within_live_face_ids(live: i64, adding: usize, max_live: usize) -> Result<()> {
+    let live = usize::try_from(live).unwrap_or(usize::MAX);
+    if live.saturating_add(adding) > max_live {
+        return Err(crate::StoreError::Refused(format!(
+            "the resource already holds {live} face ids that have not expired, and may hold {max_live}; shorten faceIdTimeToLive or wait"
+        )));
+    }
+    Ok(())
+}
+
 /// The engine's data, per resource. Implemented by both backends.
 #[async_trait]
 pub trait FaceData: Send + Sync {

@@ -323,7 +323,7 @@ async fn a_retired_key_leaves_the_jwks_when_its_tokens_have_expired() {
     use latch_core::audit::Actor;
     use latch_core::claims::{new_jti, LimitedAccessClaims, LimitedAccessGrant, TokenKind};
     use latch_core::{FeatureSet, FixedClock, Lifetime, ResourceId, UnixTime, Verifier};
-    use latch_store::admin::Admin;
+    use latch_store::operations::Admin;
     use latch_store::signing::{KeyRing, RETENTION_SECS};
     use latch_store::sqlite::SqliteStore;
     use latch_store::Store;

@@ -325,7 +325,7 @@ async fn token_checks_over_a_real_socket_with_an_injected_clock() {
     use latch_face::backend::Backend;
     use latch_face::Verifiers;
     use latch_face::{FaceConfig, FaceState};
-    use latch_store::admin::Admin;
+    use latch_store::operations::Admin;
     use latch_store::signing::KeyRing;
     use latch_store::sqlite::SqliteStore;
     use latch_store::Store;

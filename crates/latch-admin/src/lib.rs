@@ -23,7 +23,7 @@ use std::sync::Arc;
 use latch_audit::AuditError;
 use latch_core::audit::{Actor, KeySlot};
 use latch_core::{Clock, ResourceId};
-use latch_store::admin::Admin;
+use latch_store::operations::Admin;
 use latch_store::{AuthMode, Resource, Revocation, Store, StoreError};
 use ring::rand::SecureRandom;
 use serde_json::{json, Value};

@@ -8,7 +8,7 @@ use axum::Router;
 use http_body_util::BodyExt;
 use latch_core::audit::Actor;
 use latch_core::{FeatureSet, FixedClock, ResourceId, UnixTime};
-use latch_store::admin::Admin;
+use latch_store::operations::Admin;
 use latch_store::sqlite::SqliteStore;
 use latch_store::{AdminRole, Store};
 use ring::rand::SystemRandom;

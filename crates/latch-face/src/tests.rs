@@ -15,7 +15,7 @@ use latch_core::claims::{
     new_jti, AccessClaims, LimitedAccessClaims, LimitedAccessGrant, TokenKind,
 };
 use latch_core::{FeatureSet, FixedClock, Lifetime, ResourceId, UnixTime, Verifier};
-use latch_store::admin::Admin;
+use latch_store::operations::Admin;
 use latch_store::signing::KeyRing;
 use latch_store::sqlite::SqliteStore;
 use latch_store::{AuthMode, Revocation, Store};

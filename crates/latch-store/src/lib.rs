@@ -18,10 +18,10 @@ use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 
-pub mod admin;
 mod audit_fields;
 pub mod check_cache;
 pub mod face;
+pub mod operations;
 pub mod postgres;
 pub mod signing;
 pub mod sqlite;

@@ -10,7 +10,7 @@ use latch_audit::writer::AuditLog;
 use latch_audit::AuditStore;
 use latch_core::audit::{Actor, AuditEvent, SealedRecord};
 use latch_core::{FeatureSet, FixedClock, ResourceId, UnixTime, Verifier};
-use latch_store::admin::Admin;
+use latch_store::operations::Admin;
 use latch_store::signing::KeyRing;
 use latch_store::sqlite::SqliteStore;
 use latch_store::Store;

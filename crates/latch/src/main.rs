@@ -7,9 +7,9 @@
 
 use std::process::ExitCode;
 
-mod admin;
 mod audit;
 mod cli;
+mod commands;
 mod config;
 mod face_models;
 mod logging;
@@ -74,14 +74,14 @@ fn main() -> ExitCode {
         }
     };
     let format = cli.global.output();
-    let remote = admin::Remote::from_flags(&cli.global);
+    let remote = commands::Remote::from_flags(&cli.global);
     let result = runtime.block_on(async move {
         match cli.command {
             cli::Command::Serve(args) => serve::run(config, args).await,
             cli::Command::Tls(command) => tls::run(&config, command, &latch_core::SystemClock),
             cli::Command::Store(command) => store::run(&config, command).await,
             cli::Command::FaceModels(command) => face_models::run(&config, command, format).await,
-            other => admin::run(config, other, format, remote).await,
+            other => commands::run(config, other, format, remote).await,
         }
     });
     match result {

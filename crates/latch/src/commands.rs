@@ -11,7 +11,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use latch_admin::{execute, AdminError, AdminRequest, Caller, Context};
 use latch_core::{FeatureSet, ResourceId, SystemClock};
-use latch_store::admin::Admin;
+use latch_store::operations::Admin;
 use latch_store::AdminRole;
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};

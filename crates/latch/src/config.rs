@@ -416,16 +416,8 @@ impl Config {
         let invalid = |setting, message: String| ConfigError::Invalid { setting, message };
         let server = resolve_server(&file.server)?;
         let sts_limits = resolve_sts_limits(&file.sts, &server)?;
-        let listen_text = o
-            .sts_listen
-            .or(file.sts.listen)
-            .unwrap_or_else(|| "127.0.0.1:8700".into());
-        let sts_listen: SocketAddr = listen_text.parse().map_err(|_| {
-            invalid(
-                "sts.listen",
-                format!("'{listen_text}' is not an address:port"),
-            )
-        })?;
+        let sts_listen = listen_address("sts.listen", o.sts_listen.or(file.sts.listen))?
+            .unwrap_or(([127, 0, 0, 1], 8700).into());
         let public_url = o
             .sts_public_url
             .or(file.sts.public_url)
@@ -471,16 +463,9 @@ impl Config {
             }
         };
         let face = resolve_face(&file.face)?;
-        let face_listen_text = o
-            .face_listen
-            .or(file.face.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8701".into());
-        let face_listen: SocketAddr = face_listen_text.parse().map_err(|_| {
-            invalid(
-                "face.listen",
-                format!("'{face_listen_text}' is not an address:port"),
-            )
-        })?;
+        let face_listen =
+            listen_address("face.listen", o.face_listen.or(file.face.listen.clone()))?
+                .unwrap_or(([127, 0, 0, 1], 8701).into());
         let face_upstream = match o.face_upstream_url.or(file.face.upstream_url.clone()) {
             None => None,
             Some(url) => Some(latch_face::backend::UpstreamConfig {
@@ -505,16 +490,9 @@ impl Config {
         if !(0..=latch_core::verify::MAX_LEEWAY_SECS).contains(&leeway_secs) {
             return Err(invalid("face.leeway_secs", "must be 0 to 60".into()));
         }
-        let admin_listen_text = o
-            .admin_listen
-            .or(file.admin.listen.clone())
-            .unwrap_or_else(|| "127.0.0.1:8702".into());
-        let admin_listen: SocketAddr = admin_listen_text.parse().map_err(|_| {
-            invalid(
-                "admin.listen",
-                format!("'{admin_listen_text}' is not an address:port"),
-            )
-        })?;
+        let admin_listen =
+            listen_address("admin.listen", o.admin_listen.or(file.admin.listen.clone()))?
+                .unwrap_or(([127, 0, 0, 1], 8702).into());
         let checkpoint_every_records = file.audit.checkpoint_every_records.unwrap_or(1000);
         let checkpoint_every_secs = file.audit.checkpoint_every_secs.unwrap_or(60);
         if checkpoint_every_records == 0 || !(1..=86_400).contains(&checkpoint_every_secs) {
@@ -570,12 +548,8 @@ impl Config {
             None if database_url.is_some() => 100,
             None => 1,
         };
-        let metrics_listen = match o.metrics_listen.or(file.metrics.listen) {
-            None => None,
-            Some(text) => Some(text.parse().map_err(|_| {
-                invalid("metrics.listen", format!("'{text}' is not an address:port"))
-            })?),
-        };
+        let metrics_listen =
+            listen_address("metrics.listen", o.metrics_listen.or(file.metrics.listen))?;
         let face_outage_secs = match file.face.store_outage.as_deref() {
             None | Some("closed") => {
                 if file.face.store_outage_secs.is_some() {
@@ -800,6 +774,20 @@ fn seconds(
             message: format!("must be {} to {}", range.start(), range.end()),
         }),
     }
+}
+
+/// A listen address as given for `setting` (by flag, environment or file), if one was.
+fn listen_address(
+    setting: &'static str,
+    text: Option<String>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    text.map(|text| {
+        text.parse().map_err(|_| ConfigError::Invalid {
+            setting,
+            message: format!("'{text}' is not an address:port"),
+        })
+    })
+    .transpose()
 }
 
 /// `[server]`: the connection discipline of every listener.

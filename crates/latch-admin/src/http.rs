@@ -16,9 +16,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use latch_core::secret::Pepper;
-use latch_http::keys::KeyAuth;
 use latch_http::{error_body, error_response, SUBSCRIPTION_KEY_HEADER};
 use latch_store::check_cache::CheckCache;
+use latch_store::key_auth::KeyAuth;
 use latch_store::{AdminRole, Resource};
 use tower::ServiceBuilder;
 

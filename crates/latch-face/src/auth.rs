@@ -18,9 +18,9 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use latch_core::audit::KeySlot;
 use latch_core::{Clock, ResourceId, VerifiedAccessToken};
-use latch_http::keys::KeyAuth;
 use latch_http::{SUBSCRIPTION_KEY_HEADER, SUBSCRIPTION_KEY_PARAM};
 use latch_store::check_cache::CheckCache;
+use latch_store::key_auth::KeyAuth;
 use latch_store::{AuthMode, Resource};
 
 use crate::check::Check;

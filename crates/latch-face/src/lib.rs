@@ -27,8 +27,8 @@ use axum::routing::{get, post, put};
 use axum::Router;
 use latch_audit::writer::AuditLog;
 use latch_core::Clock;
-use latch_http::keys::KeyAuth;
 use latch_store::check_cache::CheckCache;
+use latch_store::key_auth::KeyAuth;
 use tower::ServiceBuilder;
 
 pub mod auth;

@@ -3,7 +3,6 @@
 //! * [`context`]: the request id (`apim-request-id`) and the access log;
 //! * [`sensitive_headers`]: the layer that marks secret headers so nothing can print them;
 //! * [`error_response`]: Azure's error body, `{"error":{"code":...,"message":...}}`;
-//! * [`keys::KeyAuth`]: a subscription key to its resource, by digest, confirmed in constant time;
 //! * [`openapi`]: the OpenAPI document of both services, served at `/openapi.json`;
 //! * [`health`]: liveness and readiness probes;
 //! * [`metrics`]: Prometheus metrics;
@@ -19,7 +18,6 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 pub mod client_address;
 pub mod context;
 pub mod health;
-pub mod keys;
 pub mod metrics;
 pub mod rate_limit;
 pub mod server;

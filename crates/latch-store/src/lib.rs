@@ -21,6 +21,7 @@ use latch_core::{FeatureSet, ResourceId, UnixTime};
 mod audit_fields;
 pub mod check_cache;
 pub mod face;
+pub mod key_auth;
 pub mod operations;
 pub mod postgres;
 pub mod signing;

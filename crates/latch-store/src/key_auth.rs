@@ -1,4 +1,5 @@
-//! Subscription keys to resources.
+//! Subscription keys to resources, looked up through the [`CheckCache`] every service checks
+//! requests with.
 //!
 //! The presented key is digested with the store's pepper, looked up by digest, and the match
 //! is confirmed with `ring::hmac::verify`, which compares in constant time. The key itself is
@@ -6,10 +7,10 @@
 
 use std::sync::Arc;
 
+use crate::check_cache::CheckCache;
+use crate::{Resource, StoreError};
 use latch_core::audit::KeySlot;
 use latch_core::secret::Pepper;
-use latch_store::check_cache::CheckCache;
-use latch_store::{Resource, StoreError};
 
 /// Finds the resource a key belongs to.
 #[derive(Clone)]

@@ -475,19 +475,31 @@ pub(super) async fn index(client: &mut Client) -> Result<u64> {
 
 /// [`index`], in `tx`.
 async fn index_in(tx: &Transaction<'_>) -> Result<u64> {
-    let behind = tx
-        .query(
-            "SELECT h.chain, h.seq, coalesce((SELECT max(seq) FROM audit_index i WHERE i.chain = h.chain), 0),
-                    coalesce((SELECT through_seq FROM audit_archives a WHERE a.chain = h.chain), 0)
-             FROM audit_heads h ORDER BY h.chain",
-            &[],
-        )
+    let heads = tx
+        .query("SELECT chain, seq FROM audit_heads ORDER BY chain", &[])
         .await
         .map_err(pg)?;
     let mut added = 0;
-    for row in behind {
-        let (chain, head, indexed, archived): (String, i64, i64, i64) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+    for row in heads {
+        let (chain, head): (String, i64) = (row.get(0), row.get(1));
+        // An archiving of this chain and this indexing take turns (the archive's lock): rows
+        // indexed from records an archiving is removing would outlive them in the index.
+        // What is indexed and archived is read once the turn is ours.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('latch archive ' || $1))",
+            &[&chain],
+        )
+        .await
+        .map_err(pg)?;
+        let done = tx
+            .query_one(
+                "SELECT coalesce((SELECT max(seq) FROM audit_index WHERE chain = $1), 0),
+                        coalesce((SELECT through_seq FROM audit_archives WHERE chain = $1), 0)",
+                &[&chain],
+            )
+            .await
+            .map_err(pg)?;
+        let (indexed, archived): (i64, i64) = (done.get(0), done.get(1));
         let mut from = indexed.max(archived);
         while from < head {
             let rows = tx

@@ -40,27 +40,24 @@ pub async fn for_folder(dir: &Path) -> Option<String> {
 
 /// The database URL of folder `dir`, once [`for_folder`] has made its schema.
 pub fn folder_url(dir: &Path) -> Option<String> {
-    let schema = std::fs::read_to_string(dir.join(FOLDER_FILE)).ok()?;
-    Some(
-        Database {
-            base: base(),
-            schema,
-        }
-        .url(),
-    )
+    of_folder(dir).map(|database| database.url())
 }
 
 /// Drops the schema of folder `dir`, if it has one.
 pub async fn forget_folder(dir: &Path) {
-    if let Ok(schema) = std::fs::read_to_string(dir.join(FOLDER_FILE)) {
-        Database {
-            base: base(),
-            schema,
-        }
-        .drop()
-        .await;
+    if let Some(database) = of_folder(dir) {
+        database.drop().await;
         let _ = std::fs::remove_file(dir.join(FOLDER_FILE));
     }
+}
+
+/// The schema folder `dir` keeps, if [`for_folder`] made one.
+fn of_folder(dir: &Path) -> Option<Database> {
+    let schema = std::fs::read_to_string(dir.join(FOLDER_FILE)).ok()?;
+    Some(Database {
+        base: base(),
+        schema,
+    })
 }
 
 fn base() -> String {

@@ -16,6 +16,31 @@ pub(crate) struct Cli {
     pub(crate) command: Command,
 }
 
+impl Cli {
+    /// The environment's settings, then the flags' (which win over both the environment and
+    /// the file).
+    pub(crate) fn overrides(&self) -> Overrides {
+        fn flag<T: Clone>(given: &Option<T>, setting: &mut Option<T>) {
+            if given.is_some() {
+                setting.clone_from(given);
+            }
+        }
+        let mut o = Overrides::from_environment();
+        flag(&self.global.data_dir, &mut o.data_dir);
+        if let Command::Serve(args) = &self.command {
+            flag(&args.sts_listen, &mut o.sts_listen);
+            flag(&args.face_listen, &mut o.face_listen);
+            flag(&args.admin_listen, &mut o.admin_listen);
+            flag(&args.metrics_listen, &mut o.metrics_listen);
+            flag(&args.tls, &mut o.tls_mode);
+            flag(&args.tls_cert, &mut o.tls_cert);
+            flag(&args.tls_key, &mut o.tls_key);
+            flag(&args.tls_cname, &mut o.tls_cname);
+        }
+        o
+    }
+}
+
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub(crate) struct Global {
@@ -54,33 +79,6 @@ impl Global {
             Format::Json
         } else {
             self.output
-        }
-    }
-
-    pub(crate) fn overrides(&self) -> Overrides {
-        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        Overrides {
-            data_dir: self.data_dir.clone(),
-            sts_listen: env("LATCH_STS_LISTEN"),
-            sts_public_url: env("LATCH_STS_PUBLIC_URL"),
-            issuer: env("LATCH_ISSUER"),
-            region: env("LATCH_REGION"),
-            audit_chain: env("LATCH_AUDIT_CHAIN"),
-            face_listen: env("LATCH_FACE_LISTEN"),
-            admin_listen: env("LATCH_ADMIN_LISTEN"),
-            face_upstream_url: env("LATCH_FACE_UPSTREAM_URL"),
-            face_upstream_key: env("LATCH_FACE_UPSTREAM_KEY"),
-            face_engine: env("LATCH_FACE_ENGINE"),
-            face_models_dir: env("LATCH_FACE_MODELS_DIR").map(PathBuf::from),
-            log_format: env("LATCH_LOG_FORMAT"),
-            log_level: env("LATCH_LOG"),
-            tls_mode: env("LATCH_TLS"),
-            tls_cert: env("LATCH_TLS_CERT").map(PathBuf::from),
-            tls_key: env("LATCH_TLS_KEY").map(PathBuf::from),
-            tls_cname: env("LATCH_TLS_CNAME"),
-            database_url: env("LATCH_DATABASE_URL"),
-            database_ca: env("LATCH_DATABASE_CA").map(PathBuf::from),
-            metrics_listen: env("LATCH_METRICS_LISTEN"),
         }
     }
 }

@@ -266,7 +266,7 @@ pub(crate) async fn run(
             return Err(CliError::usage("archiving removes records from the store: run it on the store, not through --server"));
         }
         let days = older_than_days
-            .or(config.archive_after_days)
+            .or(config.audit.archive_after_days)
             .ok_or_else(|| {
                 CliError::usage("give --older-than-days, or set audit.archive_after_days")
             })?;
@@ -308,7 +308,7 @@ pub(crate) async fn run(
 }
 
 pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
-    if config.database_url.is_none()
+    if config.store.database_url.is_none()
         && !config
             .data_dir
             .join(latch_store::sqlite::FILE_NAME)

@@ -17,7 +17,7 @@ pub(crate) async fn run(
     format: Format,
 ) -> Result<(), CliError> {
     let FaceModelsCommand::Fetch { dir } = command;
-    let dir: PathBuf = dir.unwrap_or_else(|| config.face_models_dir.clone());
+    let dir: PathBuf = dir.unwrap_or_else(|| config.face.models_dir.clone());
     let artifact = latch_models::FACE_API;
     latch_models::ensure(&dir, &[artifact])
         .await

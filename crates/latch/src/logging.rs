@@ -7,17 +7,21 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogFormat};
+use crate::config::{Config, ConfigError, LogFormat};
 
 /// Installs the global subscriber. Admin commands log warnings only, unless `LATCH_LOG` says
 /// otherwise.
-pub(crate) fn init(config: &Config, serving: bool) -> Result<(), String> {
-    let level = if serving || std::env::var_os("LATCH_LOG").is_some() {
-        config.log_level.as_str()
+pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
+    let level = if serving || config.log.from_environment {
+        config.log.level.as_str()
     } else {
         "warn"
     };
-    let mut filter = EnvFilter::try_new(level).map_err(|e| format!("log.level '{level}': {e}"))?;
+    let invalid = |message: String| ConfigError::Invalid {
+        setting: "log.level",
+        message,
+    };
+    let mut filter = EnvFilter::try_new(level).map_err(|e| invalid(format!("'{level}': {e}")))?;
     // Libraries that log what they carry: the database driver logs query parameters (key
     // digests, signing keys) at debug level. Whatever the filter says, they log warnings only.
     for quiet in [
@@ -25,15 +29,15 @@ pub(crate) fn init(config: &Config, serving: bool) -> Result<(), String> {
         "postgres_protocol=warn",
         "rustls=warn",
     ] {
-        filter = filter.add_directive(quiet.parse().map_err(|e| format!("{quiet}: {e}"))?);
+        filter = filter.add_directive(quiet.parse().map_err(|e| invalid(format!("{quiet}: {e}")))?);
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
-    let result = match config.log_format {
+    let result = match config.log.format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| e.to_string())
+    result.map_err(|e| invalid(format!("cannot install the log: {e}")))
 }

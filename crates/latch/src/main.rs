@@ -32,25 +32,7 @@ pub(crate) mod exit {
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let mut overrides = cli.global.overrides();
-    if let cli::Command::Serve(args) = &cli.command {
-        if args.sts_listen.is_some() {
-            overrides.sts_listen = args.sts_listen.clone();
-        }
-        if args.face_listen.is_some() {
-            overrides.face_listen = args.face_listen.clone();
-        }
-        if args.admin_listen.is_some() {
-            overrides.admin_listen = args.admin_listen.clone();
-        }
-        if args.metrics_listen.is_some() {
-            overrides.metrics_listen = args.metrics_listen.clone();
-        }
-        overrides.tls_mode = args.tls.clone().or(overrides.tls_mode);
-        overrides.tls_cert = args.tls_cert.clone().or(overrides.tls_cert);
-        overrides.tls_key = args.tls_key.clone().or(overrides.tls_key);
-        overrides.tls_cname = args.tls_cname.clone().or(overrides.tls_cname);
-    }
+    let overrides = cli.overrides();
     let config = match config::Config::load(cli.global.config.as_deref(), overrides) {
         Ok(c) => c,
         Err(e) => {

@@ -78,9 +78,9 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?,
     );
     let verifiers = Verifiers::new(Verifier::new(
-        config.issuer.clone(),
+        config.sts.issuer.clone(),
         ring.current().public_keys().to_vec(),
-        config.leeway_secs,
+        config.face.leeway_secs,
     ));
     let (run_sts, run_face, run_admin) = match args.role {
         Role::All => (true, true, true),
@@ -89,13 +89,13 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         Role::Admin => (false, false, true),
     };
     // Everything is checked and bound before anything is served.
-    let engine = match &config.face_engine {
+    let engine = match &config.face.engine {
         Some(settings) if run_face => {
-            let plain = matches!(config.tls, crate::config::TlsSetting::Off);
+            let plain = !config.tls.is_on();
             Some(
                 start_engine(
                     settings,
-                    &config.face_models_dir,
+                    &config.face.models_dir,
                     store.clone(),
                     clock.clone(),
                     plain,
@@ -105,7 +105,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         }
         _ => None,
     };
-    let backend = match (&config.face_upstream, &engine) {
+    let backend = match (&config.face.upstream, &engine) {
         (Some(upstream), _) => {
             Backend::Upstream(Box::new(Upstream::new(upstream).map_err(|e| {
                 CliError::new("ConfigurationError", e.to_string(), crate::exit::CONFIG)
@@ -115,7 +115,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         (None, None) => Backend::Unconfigured,
     };
     // Enough descriptors for every connection the configuration allows, or no start.
-    let tls_on = !matches!(config.tls, crate::config::TlsSetting::Off);
+    let tls_on = config.tls.is_on();
     let limits = &config.server;
     let listening: Vec<_> = [
         (run_sts, limits.limits, tls_on),
@@ -140,7 +140,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             .map_err(|e| fail(&format!("cannot listen on {addr}"), &e))
     };
     let sts_listener = if run_sts {
-        Some(bind(config.sts_listen).await?)
+        Some(bind(config.sts.listen).await?)
     } else {
         None
     };
@@ -150,7 +150,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         None
     };
     let face_listener = if run_face {
-        Some(bind(config.face_listen).await?)
+        Some(bind(config.face.listen).await?)
     } else {
         None
     };
@@ -174,8 +174,8 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             None => format!("http://{addr}"),
         })
     };
-    let sts_url = url_of(&sts_listener, config.sts_listen)?;
-    let sts_public_url = config.sts_public_url.clone().unwrap_or(sts_url);
+    let sts_url = url_of(&sts_listener, config.sts.listen)?;
+    let sts_public_url = config.sts.public_url.clone().unwrap_or(sts_url);
 
     // Clients of a development certificate must be told to trust it.
     let cacert = crate::tls::Files::of(&config)
@@ -192,12 +192,12 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         let admin = Admin::new(store.clone(), rng.clone(), clock.clone(), Actor::System);
         bootstrap_demo(&admin, &config.data_dir, &sts_public_url, cacert.as_deref()).await?;
         if let Some(engine) = &engine {
-            let face_url = url_of(&face_listener, config.face_listen)?;
-            enroll_demo(engine, &config.face_models_dir, &config.data_dir, &face_url).await?;
+            let face_url = url_of(&face_listener, config.face.listen)?;
+            enroll_demo(engine, &config.face.models_dir, &config.data_dir, &face_url).await?;
         }
     }
 
-    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit_chain.clone());
+    let (audit, writer) = AuditLog::spawn(store.clone(), config.audit.chain.clone());
     record_configuration(&audit, &config, args.role, clock.as_ref()).await?;
     if let Some(tls) = &tls {
         crate::tls::record_startup(tls, &audit, clock.as_ref()).await?;
@@ -213,13 +213,13 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     let mut servers = tokio::task::JoinSet::new();
     if let Some(listener) = sts_listener {
         let sts_config = StsConfig {
-            issuer: config.issuer.clone(),
-            region: config.region.clone(),
+            issuer: config.sts.issuer.clone(),
+            region: config.sts.region.clone(),
             public_url: sts_public_url.clone(),
-            limits: config.sts_limits.clone(),
+            limits: config.sts.limits.clone(),
         };
         let state = AppState::new(
-            CheckCache::new(store.clone(), config.recheck),
+            CheckCache::new(store.clone(), config.store.recheck),
             audit.clone(),
             ring.clone(),
             clock.clone(),
@@ -257,7 +257,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         // Closed (the default): the Face front shares the store and the audit writer. Cached:
         // its checks read through a memory of recent answers, and its usage records go to a
         // writer of their own that spools them while the store fails.
-        let (face_store, face_audit): (Arc<dyn Store>, _) = match config.face_outage_secs {
+        let (face_store, face_audit): (Arc<dyn Store>, _) = match config.face.outage_secs {
             None => (store.clone(), audit.clone()),
             Some(bound) => {
                 let cached =
@@ -265,10 +265,10 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 metrics.watch_cache(cached.stats());
                 let spool = config
                     .data_dir
-                    .join(format!("audit-spool-{}.jsonl", config.audit_chain));
+                    .join(format!("audit-spool-{}.jsonl", config.audit.chain));
                 let (log, face_writer) = AuditLog::spawn_spooled(
                     store.clone(),
-                    config.audit_chain.clone(),
+                    config.audit.chain.clone(),
                     latch_audit::writer::Spool::at(spool),
                 );
                 writers.push(face_writer);
@@ -280,11 +280,11 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
         // outage bound, so the memory holds them, at most half the bound old, when an outage
         // starts; and each token's revocation is asked for, since the memory can answer only
         // what it was asked.
-        let checks = match config.face_outage_secs {
-            None => CheckCache::new(face_store, config.recheck),
+        let checks = match config.face.outage_secs {
+            None => CheckCache::new(face_store, config.store.recheck),
             Some(bound) => CheckCache::with_limits(
                 face_store,
-                config.recheck,
+                config.store.recheck,
                 std::time::Duration::from_millis(bound.unsigned_abs() * 500),
                 0,
             ),
@@ -294,11 +294,11 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
             face_audit,
             verifiers.clone(),
             clock.clone(),
-            config.face.clone(),
+            config.face.checks.clone(),
             backend,
         )
         .await?;
-        if let Some(upstream) = &config.face_upstream {
+        if let Some(upstream) = &config.face.upstream {
             if crate::tls::plain_http_to_another_host(&upstream.url) {
                 let message = format!(
                     "latch: WARNING: face.upstream_url {} is plain HTTP to another host: the upstream's key crosses the network in the clear",
@@ -308,7 +308,7 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
                 output::line(&message);
             }
         }
-        if config.face_upstream.is_none() && engine.is_none() {
+        if config.face.upstream.is_none() && engine.is_none() {
             tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
         }
         announce("Face front", &listener, tls.as_deref())?;
@@ -368,18 +368,18 @@ pub(crate) async fn run(config: Config, args: ServeArgs) -> Result<(), CliError>
     servers.spawn(maintain(
         Maintenance {
             audit: audit_signer.clone(),
-            chain: config.audit_chain.clone(),
+            chain: config.audit.chain.clone(),
             checkpoints: latch_audit::checkpoints::CheckpointPolicy::new(
-                config.checkpoint_every_records,
-                config.checkpoint_every_secs,
+                config.audit.checkpoint_every_records,
+                config.audit.checkpoint_every_secs,
             ),
             store: store.clone(),
             rng: rng.clone(),
             clock: clock.clone(),
             ring: ring.clone(),
             verifiers,
-            issuer: config.issuer.clone(),
-            leeway_secs: config.leeway_secs,
+            issuer: config.sts.issuer.clone(),
+            leeway_secs: config.face.leeway_secs,
         },
         stopped.clone(),
     ));
@@ -414,18 +414,18 @@ async fn record_configuration(
         "role": format!("{role:?}").to_lowercase(),
         "dataDir": config.data_dir.display().to_string(),
         "store": crate::store::describe(config),
-        "auditChain": config.audit_chain,
-        "checkpointEveryRecords": config.checkpoint_every_records,
-        "checkpointEverySecs": config.checkpoint_every_secs,
-        "stsListen": config.sts_listen.to_string(),
-        "faceListen": config.face_listen.to_string(),
+        "auditChain": config.audit.chain,
+        "checkpointEveryRecords": config.audit.checkpoint_every_records,
+        "checkpointEverySecs": config.audit.checkpoint_every_secs,
+        "stsListen": config.sts.listen.to_string(),
+        "faceListen": config.face.listen.to_string(),
         "adminListen": config.admin_listen.to_string(),
-        "issuer": config.issuer,
-        "region": config.region,
-        "leewaySecs": config.leeway_secs,
-        "faceUpstream": config.face_upstream.as_ref().map(|u| u.url.clone()),
-        "faceUpstreamKey": config.face_upstream.as_ref().is_some_and(|u| u.key.is_some()),
-        "rateLimit": [config.face.rate_limit.per_second, config.face.rate_limit.burst],
+        "issuer": config.sts.issuer,
+        "region": config.sts.region,
+        "leewaySecs": config.face.leeway_secs,
+        "faceUpstream": config.face.upstream.as_ref().map(|u| u.url.clone()),
+        "faceUpstreamKey": config.face.upstream.as_ref().is_some_and(|u| u.key.is_some()),
+        "rateLimit": [config.face.checks.rate_limit.per_second, config.face.checks.rate_limit.burst],
         "server": {
             "headerReadTimeoutSecs": config.server.limits.header_read_timeout.as_secs(),
             "idleTimeoutSecs": config.server.limits.idle_timeout.as_secs(),
@@ -436,11 +436,11 @@ async fn record_configuration(
             "clientAddressHeader": config.server.client_addresses.header().map(|h| h.as_str()),
             "trustedProxies": config.server.client_addresses.proxies().iter().map(ToString::to_string).collect::<Vec<_>>(),
         },
-        "stsRateLimit": [config.sts_limits.per_key.per_second, config.sts_limits.per_key.burst],
-        "stsAddressRateLimit": [config.sts_limits.per_address.per_second, config.sts_limits.per_address.burst],
-        "refusalSummarySecs": config.sts_limits.refusal_summary.as_secs(),
-        "maxBodyBytes": config.face.max_body,
-        "features": format!("{:?}", config.face.policy),
+        "stsRateLimit": [config.sts.limits.per_key.per_second, config.sts.limits.per_key.burst],
+        "stsAddressRateLimit": [config.sts.limits.per_address.per_second, config.sts.limits.per_address.burst],
+        "refusalSummarySecs": config.sts.limits.refusal_summary.as_secs(),
+        "maxBodyBytes": config.face.checks.max_body,
+        "features": format!("{:?}", config.face.checks.policy),
         "tls": match &config.tls {
             crate::config::TlsSetting::Off => serde_json::json!({ "mode": "off" }),
             crate::config::TlsSetting::Files { cert, key, cname } => serde_json::json!({

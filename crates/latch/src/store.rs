@@ -27,12 +27,12 @@ pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn 
             exit::FAILURE,
         )
     })?;
-    Ok(match &config.database_url {
+    Ok(match &config.store.database_url {
         Some(url) => Arc::new(
             PgStore::connect_with_ca(
                 url.expose(),
-                config.database_ca.as_deref(),
-                &config.audit_chain,
+                config.store.database_ca.as_deref(),
+                &config.audit.chain,
                 rng,
             )
             .await
@@ -40,17 +40,17 @@ pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn 
         ),
         None => Arc::new(SqliteStore::open_with(
             &config.data_dir,
-            &config.audit_chain,
+            &config.audit.chain,
             rng,
-            config.journal,
+            config.audit.journal,
         )?),
     })
 }
 
 /// Where the store is, for logs and the configuration record (never a password).
 pub(crate) fn describe(config: &Config) -> String {
-    match &config.database_url {
-        Some(url) => match PgStore::connect_only(url.expose(), &config.audit_chain) {
+    match &config.store.database_url {
+        Some(url) => match PgStore::connect_only(url.expose(), &config.audit.chain) {
             Ok(store) => format!("postgres {}", store.location()),
             Err(_) => "postgres".into(),
         },
@@ -68,15 +68,15 @@ fn unreachable(e: latch_store::StoreError) -> CliError {
 
 /// `latch store ...`.
 pub(crate) async fn run(config: &Config, command: StoreCommand) -> Result<(), CliError> {
-    let Some(url) = &config.database_url else {
+    let Some(url) = &config.store.database_url else {
         return Err(CliError::usage(
             "no shared store configured (store.url or LATCH_DATABASE_URL); the embedded store migrates itself when opened",
         ));
     };
     let store = PgStore::handle(
         url.expose(),
-        config.database_ca.as_deref(),
-        &config.audit_chain,
+        config.store.database_ca.as_deref(),
+        &config.audit.chain,
     )
     .map_err(unreachable)?;
     match command {

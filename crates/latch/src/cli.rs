@@ -36,6 +36,9 @@ impl Cli {
             flag(&args.tls_cert, &mut o.tls_cert);
             flag(&args.tls_key, &mut o.tls_key);
             flag(&args.tls_cname, &mut o.tls_cname);
+            if args.no_demo {
+                o.demo = Some(false);
+            }
         }
         o
     }
@@ -85,7 +88,7 @@ impl Global {
 
 /// The services `serve` runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Role {
+pub enum Role {
     /// The STS, the Face front and the admin API, on three listeners.
     All,
     /// The admin API only.

@@ -29,7 +29,11 @@ pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
         "postgres_protocol=warn",
         "rustls=warn",
     ] {
-        filter = filter.add_directive(quiet.parse().map_err(|e| invalid(format!("{quiet}: {e}")))?);
+        filter = filter.add_directive(
+            quiet
+                .parse()
+                .map_err(|e| invalid(format!("{quiet}: {e}")))?,
+        );
     }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -13,7 +13,7 @@ use crate::exit;
 
 /// A command's failure, with its exit code.
 #[derive(Debug)]
-pub(crate) struct CliError {
+pub struct CliError {
     code: &'static str,
     message: String,
     exit: u8,

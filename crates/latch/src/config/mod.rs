@@ -48,6 +48,7 @@
 //! | metrics listen address (plain HTTP, `GET /metrics`) | `metrics.listen` | `LATCH_METRICS_LISTEN` | `--metrics-listen` | none (off) |
 //! | log format | `log.format` | `LATCH_LOG_FORMAT` | | `text` |
 //! | log filter | `log.level` | `LATCH_LOG` | | `info` |
+//! | a demo ISV and client in a new store | | | `--no-demo` (off) | on |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -66,7 +67,7 @@ mod values;
 pub(crate) use audit::AuditSettings;
 pub(crate) use face::{FaceEngineConfig, FaceSettings};
 pub(crate) use log::{LogFormat, LogSettings};
-pub(crate) use overrides::Overrides;
+pub use overrides::Overrides;
 pub(crate) use server::ServerConfig;
 pub(crate) use store::StoreSettings;
 pub(crate) use sts::StsSettings;
@@ -77,7 +78,7 @@ use values::listen_address;
 
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
-pub(crate) enum ConfigError {
+pub enum ConfigError {
     /// The file cannot be read.
     #[error("cannot read {path}: {source}")]
     Read {
@@ -106,7 +107,7 @@ pub(crate) enum ConfigError {
 
 /// The checked configuration, a section for each table of the file.
 #[derive(Clone, Debug)]
-pub(crate) struct Config {
+pub struct Config {
     /// Where the embedded store, the audit key and the development certificate live.
     pub(crate) data_dir: PathBuf,
     /// The store: embedded or shared.
@@ -127,11 +128,13 @@ pub(crate) struct Config {
     pub(crate) server: ServerConfig,
     /// How logs are written.
     pub(crate) log: LogSettings,
+    /// Whether a new store gets the demo ISV and client.
+    pub(crate) demo: bool,
 }
 
 impl Config {
     /// Loads `file` (if given) and applies `overrides`.
-    pub(crate) fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
         let parsed = match file {
             None => File::default(),
             Some(path) => {
@@ -178,6 +181,7 @@ impl Config {
             store: StoreSettings::resolve(file.store, &o)?,
             server,
             data_dir,
+            demo: o.demo.unwrap_or(true),
         })
     }
 }

@@ -5,49 +5,51 @@ use std::path::PathBuf;
 
 /// Values from the environment and the command line; they win over the file.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Overrides {
+pub struct Overrides {
     /// `--data-dir` / `LATCH_DATA_DIR`.
-    pub(crate) data_dir: Option<PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// `--sts-listen` / `LATCH_STS_LISTEN`.
-    pub(crate) sts_listen: Option<String>,
+    pub sts_listen: Option<String>,
     /// `LATCH_STS_PUBLIC_URL`.
-    pub(crate) sts_public_url: Option<String>,
+    pub sts_public_url: Option<String>,
     /// `LATCH_ISSUER`.
-    pub(crate) issuer: Option<String>,
+    pub issuer: Option<String>,
     /// `LATCH_REGION`.
-    pub(crate) region: Option<String>,
+    pub region: Option<String>,
     /// `LATCH_AUDIT_CHAIN`.
-    pub(crate) audit_chain: Option<String>,
+    pub audit_chain: Option<String>,
     /// `--face-listen` / `LATCH_FACE_LISTEN`.
-    pub(crate) face_listen: Option<String>,
+    pub face_listen: Option<String>,
     /// `--admin-listen` / `LATCH_ADMIN_LISTEN`.
-    pub(crate) admin_listen: Option<String>,
+    pub admin_listen: Option<String>,
     /// `LATCH_FACE_UPSTREAM_URL`.
-    pub(crate) face_upstream_url: Option<String>,
+    pub face_upstream_url: Option<String>,
     /// `LATCH_FACE_UPSTREAM_KEY`.
-    pub(crate) face_upstream_key: Option<String>,
+    pub face_upstream_key: Option<String>,
     /// `LATCH_FACE_ENGINE`: `on` or `off`.
-    pub(crate) face_engine: Option<String>,
+    pub face_engine: Option<String>,
     /// `LATCH_FACE_MODELS_DIR`.
-    pub(crate) face_models_dir: Option<PathBuf>,
+    pub face_models_dir: Option<PathBuf>,
     /// `LATCH_LOG_FORMAT`.
-    pub(crate) log_format: Option<String>,
+    pub log_format: Option<String>,
     /// `LATCH_LOG`.
-    pub(crate) log_level: Option<String>,
+    pub log_level: Option<String>,
     /// `--tls` / `LATCH_TLS`: `on` or `off`.
-    pub(crate) tls_mode: Option<String>,
+    pub tls_mode: Option<String>,
     /// `--tls-cert` / `LATCH_TLS_CERT`.
-    pub(crate) tls_cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
     /// `--tls-key` / `LATCH_TLS_KEY`.
-    pub(crate) tls_key: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// `--tls-cname` / `LATCH_TLS_CNAME`.
-    pub(crate) tls_cname: Option<String>,
+    pub tls_cname: Option<String>,
     /// `LATCH_DATABASE_URL`.
-    pub(crate) database_url: Option<String>,
+    pub database_url: Option<String>,
     /// `LATCH_DATABASE_CA`.
-    pub(crate) database_ca: Option<PathBuf>,
+    pub database_ca: Option<PathBuf>,
     /// `--metrics-listen` / `LATCH_METRICS_LISTEN`.
-    pub(crate) metrics_listen: Option<String>,
+    pub metrics_listen: Option<String>,
+    /// `--no-demo`: `Some(false)`.
+    pub demo: Option<bool>,
 }
 
 impl Overrides {
@@ -76,6 +78,7 @@ impl Overrides {
             database_url: env("LATCH_DATABASE_URL"),
             database_ca: env("LATCH_DATABASE_CA").map(PathBuf::from),
             metrics_listen: env("LATCH_METRICS_LISTEN"),
+            demo: None,
         }
     }
 }

@@ -288,13 +288,18 @@ fn create_private_dir(dir: &Path) -> Result<()> {
 /// `-shm` files the database file's mode, so they are owner-only too. An existing file is
 /// narrowed to owner-only.
 fn create_private_file(path: &Path) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map_err(|e| unavailable(&format!("cannot create {}: {e}", path.display())))?;
+    // An existing file is not opened here: closing a descriptor of a database that this process
+    // also holds through SQLite would drop SQLite's locks on it (POSIX record locks belong to
+    // the process, and go with any descriptor of the file that is closed).
+    if !path.exists() {
+        let mut options = std::fs::OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options
+            .open(path)
+            .map_err(|e| unavailable(&format!("cannot create {}: {e}", path.display())))?;
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;

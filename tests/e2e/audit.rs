@@ -201,7 +201,7 @@ async fn an_auditor_finds_a_clients_tokens_in_a_time_range_and_proves_the_log_in
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_record_of_a_token_a_client_received() {
-    let s = Server::start().await;
+    let s = Server::process().await;
     let d = s.demo.clone();
     let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -303,7 +303,7 @@ async fn a_torn_journal_tail_is_set_aside_and_an_edited_record_refuses_to_start(
     };
     use std::os::unix::fs::FileExt;
 
-    let s = Server::start().await;
+    let s = Server::process().await;
     let d = s.demo.clone();
     let body = lat_body(&d.client_id, &["Face.Identification"]);
     let mut received = Vec::new();

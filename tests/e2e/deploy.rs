@@ -34,16 +34,23 @@ fn yaml(path: &Path) -> Vec<Value> {
 
 /// The environment variables the `latch` binary reads, from its source.
 fn known_variables() -> BTreeSet<String> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
     let mut names = BTreeSet::new();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
-        for (i, _) in text.match_indices("\"LATCH_") {
-            let name: String = text[i + 1..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
-                .collect();
-            names.insert(name);
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(path).unwrap();
+            for (i, _) in text.match_indices("\"LATCH_") {
+                let name: String = text[i + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                names.insert(name);
+            }
         }
     }
     assert!(names.contains("LATCH_DATABASE_URL"), "{names:?}");

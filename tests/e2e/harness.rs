@@ -17,6 +17,8 @@ use latch_store::sqlite::SqliteStore;
 use latch_store::Store;
 use serde_json::Value;
 
+use crate::in_process::InProcess;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_latch");
 /// The demo resources `serve` creates.
 pub const DEMO_ISV: &str = "/subscriptions/00000000-0000-4000-8000-000000000001/resourceGroups/demo-isv-rg/providers/Microsoft.CognitiveServices/accounts/demo-isv-face";
@@ -89,9 +91,12 @@ impl Drop for Alone {
     }
 }
 
-/// A running `latch serve`.
+/// A running server: the services in this test process ([`Server::start`]), or a `latch serve`
+/// process ([`Server::process`] and the others), which a test needs to send it signals, kill it
+/// or restart it.
 pub struct Server {
     child: Option<Child>,
+    in_process: Option<InProcess>,
     pub dir: tempfile::TempDir,
     pub url: String,
     /// The Face front's base URL, when it runs.
@@ -302,8 +307,21 @@ impl Answer {
 }
 
 impl Server {
-    /// Starts a server with the demo bootstrap, logging at `trace`.
+    /// Starts the services in this process with the demo bootstrap, logging at `trace`.
     pub async fn start() -> Server {
+        let running = Running::count(None);
+        let dir = tempfile::tempdir().unwrap();
+        let database_url = crate::database::for_folder(dir.path()).await;
+        let in_process = InProcess::start(&dir.path().join("data"), database_url.clone()).await;
+        let [sts, face, admin] = in_process.addrs.map(|a| format!("https://{a}"));
+        let mut server = Self::ready(dir, running, database_url, [sts, face, admin]);
+        server.in_process = Some(in_process);
+        server.stderr_path = PathBuf::new();
+        server
+    }
+
+    /// Starts a `latch serve` process with the demo bootstrap, logging at `trace`.
+    pub async fn process() -> Server {
         Self::start_with(&[]).await
     }
 
@@ -319,7 +337,7 @@ impl Server {
     /// Kills the server with SIGKILL (no shutdown, no flush) and starts a new one on the same
     /// data directory.
     pub async fn kill_and_restart(mut self) -> Server {
-        let mut child = self.child.take().unwrap();
+        let mut child = self.take_child();
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg(child.id().to_string())
@@ -333,7 +351,7 @@ impl Server {
     /// Kills the server with SIGKILL and returns its folder (the data directory is `data`
     /// inside), to be looked at, changed, and started again with [`Server::resume`].
     pub fn kill_9(mut self) -> tempfile::TempDir {
-        let mut child = self.child.take().unwrap();
+        let mut child = self.take_child();
         let _ = Command::new("kill")
             .arg("-KILL")
             .arg(child.id().to_string())
@@ -363,7 +381,7 @@ impl Server {
 
     /// Stops the server (SIGTERM) and starts a new one on the same data directory with `extra`.
     pub async fn restart_with(mut self, extra: &[&str]) -> Server {
-        let mut child = self.child.take().unwrap();
+        let mut child = self.take_child();
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(child.id().to_string())
@@ -444,20 +462,36 @@ impl Server {
                 }
             }
         }
+        let mut server = Self::ready(dir, running, database_url, [url, face_url, admin_url]);
+        server.child = Some(child);
+        server.stdout = stdout;
+        server.stderr_path = stderr_path;
+        server
+    }
+
+    /// A server that has started, with the credentials it wrote, and every secret among them
+    /// remembered.
+    fn ready(
+        dir: tempfile::TempDir,
+        running: Running,
+        database_url: Option<String>,
+        [url, face_url, admin_url]: [String; 3],
+    ) -> Server {
         let demo = read_demo(&dir.path().join("data").join("demo.env"));
         let dir_path = dir.path().to_owned();
         let cacert = Some(dir_path.join("data").join("tls").join("dev-cert.pem"))
             .filter(|p| url.starts_with("https://") && p.exists());
         let server = Server {
-            child: Some(child),
+            child: None,
+            in_process: None,
             dir,
             url: url.clone(),
             face_url,
             admin_url,
             operator_token: env_value(&dir_path.join("data").join("admin.env"), "OPERATOR_TOKEN"),
             auditor_token: env_value(&dir_path.join("data").join("admin.env"), "AUDITOR_TOKEN"),
-            stdout,
-            stderr_path,
+            stdout: Arc::default(),
+            stderr_path: PathBuf::new(),
             secrets: Mutex::new(Vec::new()),
             requests: std::sync::atomic::AtomicUsize::new(0),
             http: Http::trusting(&url, cacert.as_deref()),
@@ -488,14 +522,27 @@ impl Server {
         server
     }
 
+    /// The `latch serve` process; a test that needs one starts it with [`Server::process`].
+    fn child(&self) -> &Child {
+        self.child
+            .as_ref()
+            .expect("this test needs a server process: start it with Server::process()")
+    }
+
+    fn take_child(&mut self) -> Child {
+        self.child
+            .take()
+            .expect("this test needs a server process: start it with Server::process()")
+    }
+
     /// The server's process id.
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().unwrap().id()
+        self.child().id()
     }
 
     /// Sends a signal (`-HUP`, ...) to the server.
     pub fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().unwrap().id();
+        let pid = self.child().id();
         let status = Command::new("kill")
             .arg(signal)
             .arg(pid.to_string())
@@ -509,9 +556,12 @@ impl Server {
         self.stdout.lock().unwrap().clone()
     }
 
-    /// What the server logged so far.
+    /// What the server logged so far (in this process: what every in-process server logged).
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+        match &self.in_process {
+            Some(_) => crate::in_process::log(),
+            None => std::fs::read_to_string(&self.stderr_path).unwrap_or_default(),
+        }
     }
 
     /// A client for one of this server's URLs, trusting its certificate.
@@ -741,22 +791,35 @@ impl Server {
     /// its audit records.
     pub async fn finish(mut self) {
         let audit = self.audit_bodies().await.join("\n");
-        let mut child = self.child.take().unwrap();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        let status = wait_for(&mut child, Duration::from_secs(20));
-        let stderr = std::fs::read_to_string(&self.stderr_path).unwrap();
+        let stderr = match self.in_process.take() {
+            // Once its thread has ended, its writers have committed every record.
+            Some(mut server) => {
+                let stopped = tokio::task::spawn_blocking(move || server.stop())
+                    .await
+                    .unwrap();
+                assert!(stopped, "the in-process server did not stop cleanly");
+                crate::in_process::log()
+            }
+            None => {
+                let mut child = self.take_child();
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(child.id().to_string())
+                    .status();
+                let status = wait_for(&mut child, Duration::from_secs(20));
+                let stderr = std::fs::read_to_string(&self.stderr_path).unwrap();
+                assert!(
+                    status.is_some_and(|s| s.success()),
+                    "server did not stop cleanly: {status:?}\n{stderr}"
+                );
+                assert!(
+                    stderr.contains("every audit record is committed"),
+                    "{stderr}"
+                );
+                stderr
+            }
+        };
         let stdout = self.stdout.lock().unwrap().clone();
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "server did not stop cleanly: {status:?}\n{stderr}"
-        );
-        assert!(
-            stderr.contains("every audit record is committed"),
-            "{stderr}"
-        );
         if self.requests.load(std::sync::atomic::Ordering::Relaxed) > 0 {
             // Request headers are logged at trace level, with the secret ones marked sensitive.
             assert!(

@@ -1,4 +1,6 @@
-//! The end-to-end tests: the real `latch` binary, on a real socket, with real clients.
+//! The end-to-end tests: the real `latch` services, on a real socket, with real clients; in
+//! this process where a test is about what they answer, as `latch serve` processes where it is
+//! about signals, TLS files, the command line or `kill -9`.
 //!
 #![allow(unreachable_pub)]
 
@@ -8,6 +10,7 @@
 
 mod database;
 mod harness;
+mod in_process;
 
 mod tcp_proxy;
 mod upstream;

@@ -603,7 +603,7 @@ async fn plain_http_is_served_only_when_asked_for_and_with_a_warning() {
 #[tokio::test]
 async fn the_development_certificate_says_what_it_is_on_every_start() {
     // `serve` without a certificate makes one in the data directory, once.
-    let s = Server::start().await;
+    let s = Server::process().await;
     let cacert = s.cacert.clone().expect("a development certificate");
     assert!(
         s.stdout().contains("for development only"),

@@ -146,6 +146,18 @@ impl AuditSigner {
         clock: &dyn Clock,
     ) -> Result<Checkpoint> {
         check.verdict(chain, frontier.size(), archived)?;
+        self.sign_unchecked(chain, frontier, rng, clock)
+    }
+
+    /// Signs a checkpoint of `frontier` for `chain` without checking it against the signed
+    /// head: for an archive's records, a prefix of what the head covers.
+    fn sign_unchecked(
+        &self,
+        chain: &str,
+        frontier: &Frontier,
+        rng: &(dyn SecureRandom + Sync),
+        clock: &dyn Clock,
+    ) -> Result<Checkpoint> {
         Checkpoint::sign(
             &self.key,
             chain,
@@ -319,26 +331,7 @@ pub async fn archive(
     let mut frontier = archived_frontier(store, chain).await?;
     let archived = frontier.size();
     check.see(&frontier);
-    let mut after = frontier.size();
-    let mut lines = Vec::new();
-    'pages: while after + 1 < head {
-        let page = store.audit_records(chain, after, PAGE).await?;
-        if page.is_empty() {
-            break;
-        }
-        for r in page {
-            let time = serde_json::from_str::<latch_core::audit::SealedRecord>(&r.body)
-                .map_err(|e| AuditError::Corrupt(e.to_string()))?
-                .time;
-            if time >= before || r.seq >= head {
-                break 'pages;
-            }
-            frontier.push(latch_core::merkle::leaf_hash(r.body.as_bytes()));
-            check.see(&frontier);
-            after = r.seq;
-            lines.push(r.body);
-        }
-    }
+    let lines = records_before(store, chain, before, head, &mut frontier, &mut check).await?;
     if lines.is_empty() {
         return Ok(None);
     }
@@ -349,15 +342,7 @@ pub async fn archive(
         .as_ref()
         .is_some_and(|h| h.size > frontier.size())
     {
-        Checkpoint::sign(
-            signer.key(),
-            chain,
-            frontier.size(),
-            &frontier.root(),
-            clock.now(),
-            rng,
-        )
-        .map_err(|e| AuditError::Unavailable(e.to_string()))?
+        signer.sign_unchecked(chain, &frontier, rng, clock)?
     } else {
         signer.sign(chain, &frontier, &check, archived, rng, clock)?
     };
@@ -382,6 +367,40 @@ pub async fn archive(
         .archive_audit(chain, archived, cp.size, &frontier.to_bytes(), &draft)
         .await?;
     Ok(Some(cp))
+}
+
+/// The records of `chain` after those `frontier` holds that are older than `before` (the
+/// longest such prefix, never the record at `head`), each pushed onto `frontier` and seen by
+/// `check`.
+async fn records_before(
+    store: &dyn AuditStore,
+    chain: &str,
+    before: latch_core::UnixTime,
+    head: u64,
+    frontier: &mut Frontier,
+    check: &mut HeadCheck,
+) -> Result<Vec<String>> {
+    let mut after = frontier.size();
+    let mut lines = Vec::new();
+    'pages: while after + 1 < head {
+        let page = store.audit_records(chain, after, PAGE).await?;
+        if page.is_empty() {
+            break;
+        }
+        for r in page {
+            let time = serde_json::from_str::<latch_core::audit::SealedRecord>(&r.body)
+                .map_err(|e| AuditError::Corrupt(e.to_string()))?
+                .time;
+            if time >= before || r.seq >= head {
+                break 'pages;
+            }
+            frontier.push(latch_core::merkle::leaf_hash(r.body.as_bytes()));
+            check.see(frontier);
+            after = r.seq;
+            lines.push(r.body);
+        }
+    }
+    Ok(lines)
 }
 
 /// Writes every chain (or one) as export lines to `out`: records in order, the chain's

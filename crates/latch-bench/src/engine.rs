@@ -124,12 +124,7 @@ pub(crate) async fn bench(
 ) -> Result<Vec<Value>, String> {
     let models_dir = latch_models::test_dir().map_err(|e| e.to_string())?;
     let photos = models_dir.join("photos");
-    let photo = |name: &str| {
-        std::fs::read(photos.join(name))
-            .map(Bytes::from)
-            .map_err(|e| format!("{name}: {e}"))
-    };
-    let probe = photo("obama3.jpg")?;
+    let probe = photo(&photos, "obama3.jpg")?;
     let per_core = inference_per_core(&models_dir, &probe, cores, Duration::from_secs(2))?;
     let inference_ceiling = cores as f64 / per_core;
     println!(
@@ -137,142 +132,251 @@ pub(crate) async fn bench(
         per_core * 1e3
     );
 
-    let server = Server::start(latch, Some(&models_dir))?;
-    let tls = Arc::new(crate::trust(
-        &server.data_dir().join("tls").join("dev-cert.pem"),
-    )?);
-    let face = crate::addr(&server.face)?;
-    let key = server.demo("CLIENT_KEY")?;
-    let token = crate::mint(
-        &server,
-        &server.demo("ISV_RESOURCE_ID")?,
-        &server.demo("CLIENT_RESOURCE_ID")?,
-        1,
-    )
-    .await?
-    .remove(0);
-    let lat = format!("Bearer {token}");
-
-    // Enrol: the group, its persons, one face each, two at a time (the server's cores), train.
-    let enrolled = Instant::now();
-    let mut conn = Conn::open(face, tls.clone()).await?;
-    let json_headers = [
-        ("Ocp-Apim-Subscription-Key", key.as_str()),
-        ("content-type", "application/json"),
-    ];
-    conn.call(
-        "PUT",
-        &format!("/face/v1.0/largepersongroups/{GROUP}"),
-        &json_headers,
-        Bytes::from_static(br#"{"name": "Benchmark staff"}"#),
-        200,
-    )
-    .await?;
-    let mut persons = Vec::with_capacity(PERSONS);
-    for i in 0..PERSONS {
-        let made = conn
-            .call(
+    let engine = Engine::start(latch, &models_dir).await?;
+    let mut conn = engine.enrol(&photos, cores).await?;
+    let identify = engine.identify_probe(&mut conn, &probe).await?;
+    let tokens = Arc::new(vec![engine.token.clone()]);
+    let mut results = Vec::new();
+    for &connections in connections {
+        println!("\n{connections} connections, built-in engine:");
+        println!(
+            "  {:<16} {:>9} {:>9} {:>9} {:>12} {:>7}  vs ceiling",
+            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors"
+        );
+        let scenarios = [
+            engine.scenario(
+                &tokens,
+                "engine get group",
+                "GET",
+                "/face/v1.0/largepersongroups/bench-staff",
+                Bytes::new(),
+            ),
+            engine.scenario(
+                &tokens,
+                "engine identify",
                 "POST",
-                &format!("/face/v1.0/largepersongroups/{GROUP}/persons"),
-                &json_headers,
-                Bytes::from(json!({ "name": format!("person {i}") }).to_string()),
-                200,
-            )
-            .await?;
-        persons.push(made["personId"].as_str().unwrap_or_default().to_owned());
+                "/face/v1.0/identify",
+                identify.clone(),
+            ),
+            engine.scenario(
+                &tokens,
+                "engine detect",
+                "POST",
+                "/face/v1.0/detect?returnFaceId=true",
+                probe.clone(),
+            ),
+        ];
+        let mut get_group: Option<f64> = None;
+        for s in scenarios {
+            let row = engine
+                .run(s, connections, duration, inference_ceiling, &mut get_group)
+                .await?;
+            results.push(row);
+        }
     }
-    let images: Vec<Bytes> = PHOTOS.iter().map(|p| photo(p)).collect::<Result<_, _>>()?;
-    let workers = cores.max(1);
-    let mut tasks = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let mine: Vec<(String, Bytes)> = persons
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % workers == w)
-            .map(|(i, p)| (p.clone(), images[i % images.len()].clone()))
-            .collect();
-        let (tls, key) = (tls.clone(), key.clone());
-        tasks.spawn(async move {
-            let mut conn = Conn::open(face, tls).await?;
-            for (person, image) in mine {
-                conn.call(
+    let (rss, peak) = engine.server.memory();
+    println!(
+        "engine server memory: {:.1} MB resident now, {:.1} MB at peak",
+        rss as f64 / 1e6,
+        peak as f64 / 1e6
+    );
+    Ok(results)
+}
+
+/// The test photo `name`.
+fn photo(photos: &Path, name: &str) -> Result<Bytes, String> {
+    std::fs::read(photos.join(name))
+        .map(Bytes::from)
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+/// The server with the engine on, and what a client needs to call its Face front.
+struct Engine {
+    server: Server,
+    tls: Arc<rustls::ClientConfig>,
+    face: SocketAddr,
+    key: String,
+    /// A limited access token of the demo client.
+    token: String,
+}
+
+impl Engine {
+    /// Starts the server with the models in `models_dir`, and mints a token.
+    async fn start(latch: &Path, models_dir: &Path) -> Result<Engine, String> {
+        let server = Server::start(latch, Some(models_dir))?;
+        let tls = Arc::new(crate::trust(
+            &server.data_dir().join("tls").join("dev-cert.pem"),
+        )?);
+        let face = crate::addr(&server.face)?;
+        let key = server.demo("CLIENT_KEY")?;
+        let token = crate::mint(
+            &server,
+            &server.demo("ISV_RESOURCE_ID")?,
+            &server.demo("CLIENT_RESOURCE_ID")?,
+            1,
+        )
+        .await?
+        .remove(0);
+        Ok(Engine {
+            server,
+            tls,
+            face,
+            key,
+            token,
+        })
+    }
+
+    /// Enrols the group: its persons, one face each (the photos in `photos` in turn), two at
+    /// a time (the server's cores), then trains it; the connection it was made on.
+    async fn enrol(&self, photos: &Path, cores: usize) -> Result<Conn, String> {
+        let enrolled = Instant::now();
+        let mut conn = Conn::open(self.face, self.tls.clone()).await?;
+        let json_headers = [
+            ("Ocp-Apim-Subscription-Key", self.key.as_str()),
+            ("content-type", "application/json"),
+        ];
+        conn.call(
+            "PUT",
+            &format!("/face/v1.0/largepersongroups/{GROUP}"),
+            &json_headers,
+            Bytes::from_static(br#"{"name": "Benchmark staff"}"#),
+            200,
+        )
+        .await?;
+        let mut persons = Vec::with_capacity(PERSONS);
+        for i in 0..PERSONS {
+            let made = conn
+                .call(
                     "POST",
-                    &format!(
-                        "/face/v1.0/largepersongroups/{GROUP}/persons/{person}/persistedfaces"
-                    ),
-                    &[
-                        ("Ocp-Apim-Subscription-Key", key.as_str()),
-                        ("content-type", "application/octet-stream"),
-                    ],
-                    image,
+                    &format!("/face/v1.0/largepersongroups/{GROUP}/persons"),
+                    &json_headers,
+                    Bytes::from(json!({ "name": format!("person {i}") }).to_string()),
                     200,
                 )
                 .await?;
-            }
-            Ok::<(), String>(())
-        });
-    }
-    while let Some(done) = tasks.join_next().await {
-        done.map_err(|e| e.to_string())??;
-    }
-    conn.call(
-        "POST",
-        &format!("/face/v1.0/largepersongroups/{GROUP}/train"),
-        &json_headers,
-        Bytes::new(),
-        202,
-    )
-    .await?;
-    println!(
-        "engine: enrolled {PERSONS} persons (one face each) and trained in {:.1} s",
-        enrolled.elapsed().as_secs_f64()
-    );
-    let detected = conn
-        .call(
+            persons.push(made["personId"].as_str().unwrap_or_default().to_owned());
+        }
+        let images: Vec<Bytes> = PHOTOS
+            .iter()
+            .map(|p| photo(photos, p))
+            .collect::<Result<_, _>>()?;
+        self.add_faces(&persons, &images, cores.max(1)).await?;
+        conn.call(
             "POST",
-            "/face/v1.0/detect?returnFaceId=true",
-            &[
-                ("Ocp-Apim-Subscription-Key", key.as_str()),
-                ("LimitedAccessToken", lat.as_str()),
-                ("content-type", "application/octet-stream"),
-            ],
-            probe.clone(),
-            200,
+            &format!("/face/v1.0/largepersongroups/{GROUP}/train"),
+            &json_headers,
+            Bytes::new(),
+            202,
         )
         .await?;
-    let face_id = detected[0]["faceId"]
-        .as_str()
-        .ok_or("detect returned no faceId")?
-        .to_owned();
-    let identify = Bytes::from(
-        json!({"largePersonGroupId": GROUP, "faceIds": [face_id], "maxNumOfCandidatesReturned": 1})
-            .to_string(),
-    );
-    let check = conn
-        .call(
-            "POST",
-            "/face/v1.0/identify",
-            &[
-                ("Ocp-Apim-Subscription-Key", key.as_str()),
-                ("LimitedAccessToken", lat.as_str()),
-                ("content-type", "application/json"),
-            ],
-            identify.clone(),
-            200,
-        )
-        .await?;
-    if check[0]["candidates"].as_array().is_none_or(Vec::is_empty) {
-        return Err(format!("identify found nobody: {check}"));
+        println!(
+            "engine: enrolled {PERSONS} persons (one face each) and trained in {:.1} s",
+            enrolled.elapsed().as_secs_f64()
+        );
+        Ok(conn)
     }
 
-    let tokens = Arc::new(vec![token]);
-    let scenario =
-        |name: &'static str, method: &'static str, path: &'static str, body: Bytes| Scenario {
+    /// Adds one face to each person (the images in turn), over `workers` connections at once.
+    async fn add_faces(
+        &self,
+        persons: &[String],
+        images: &[Bytes],
+        workers: usize,
+    ) -> Result<(), String> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..workers {
+            let mine: Vec<(String, Bytes)> = persons
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| i % workers == w)
+                .map(|(i, p)| (p.clone(), images[i % images.len()].clone()))
+                .collect();
+            let (face, tls, key) = (self.face, self.tls.clone(), self.key.clone());
+            tasks.spawn(async move {
+                let mut conn = Conn::open(face, tls).await?;
+                for (person, image) in mine {
+                    conn.call(
+                        "POST",
+                        &format!(
+                            "/face/v1.0/largepersongroups/{GROUP}/persons/{person}/persistedfaces"
+                        ),
+                        &[
+                            ("Ocp-Apim-Subscription-Key", key.as_str()),
+                            ("content-type", "application/octet-stream"),
+                        ],
+                        image,
+                        200,
+                    )
+                    .await?;
+                }
+                Ok::<(), String>(())
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            done.map_err(|e| e.to_string())??;
+        }
+        Ok(())
+    }
+
+    /// Detects the face in `probe` and checks that identifying it finds someone; the body of
+    /// that identify request.
+    async fn identify_probe(&self, conn: &mut Conn, probe: &Bytes) -> Result<Bytes, String> {
+        let lat = format!("Bearer {}", self.token);
+        let detected = conn
+            .call(
+                "POST",
+                "/face/v1.0/detect?returnFaceId=true",
+                &[
+                    ("Ocp-Apim-Subscription-Key", self.key.as_str()),
+                    ("LimitedAccessToken", lat.as_str()),
+                    ("content-type", "application/octet-stream"),
+                ],
+                probe.clone(),
+                200,
+            )
+            .await?;
+        let face_id = detected[0]["faceId"]
+            .as_str()
+            .ok_or("detect returned no faceId")?
+            .to_owned();
+        let identify = Bytes::from(
+            json!({"largePersonGroupId": GROUP, "faceIds": [face_id], "maxNumOfCandidatesReturned": 1})
+                .to_string(),
+        );
+        let check = conn
+            .call(
+                "POST",
+                "/face/v1.0/identify",
+                &[
+                    ("Ocp-Apim-Subscription-Key", self.key.as_str()),
+                    ("LimitedAccessToken", lat.as_str()),
+                    ("content-type", "application/json"),
+                ],
+                identify.clone(),
+                200,
+            )
+            .await?;
+        if check[0]["candidates"].as_array().is_none_or(Vec::is_empty) {
+            return Err(format!("identify found nobody: {check}"));
+        }
+        Ok(identify)
+    }
+
+    /// A scenario of the Face front with the client's key and `tokens`.
+    fn scenario(
+        &self,
+        tokens: &Arc<Vec<String>>,
+        name: &'static str,
+        method: &'static str,
+        path: &'static str,
+        body: Bytes,
+    ) -> Scenario {
+        Scenario {
             name,
             method,
             path,
             headers: vec![
-                ("Ocp-Apim-Subscription-Key", key.clone()),
+                ("Ocp-Apim-Subscription-Key", self.key.clone()),
                 (
                     "content-type",
                     if method == "GET" || path.ends_with("identify") {
@@ -285,70 +389,52 @@ pub(crate) async fn bench(
             body,
             tokens: tokens.clone(),
             expect: 200,
-        };
-    let mut results = Vec::new();
-    for &connections in connections {
-        println!("\n{connections} connections, built-in engine:");
-        println!(
-            "  {:<16} {:>9} {:>9} {:>9} {:>12} {:>7}  vs ceiling",
-            "scenario", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors"
-        );
-        let mut get_group: Option<f64> = None;
-        for s in [
-            scenario(
-                "engine get group",
-                "GET",
-                "/face/v1.0/largepersongroups/bench-staff",
-                Bytes::new(),
-            ),
-            scenario(
-                "engine identify",
-                "POST",
-                "/face/v1.0/identify",
-                identify.clone(),
-            ),
-            scenario(
-                "engine detect",
-                "POST",
-                "/face/v1.0/detect?returnFaceId=true",
-                probe.clone(),
-            ),
-        ] {
-            let name = s.name;
-            let before = server.cpu();
-            let outcome: Outcome =
-                load::run(face, tls.clone(), Arc::new(s), connections, duration).await?;
-            let cpu = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
-            let rps = outcome.per_second();
-            let (ceiling, ceiling_name) = match (name, get_group) {
-                ("engine get group", _) => {
-                    get_group = Some(rps);
-                    (rps, "itself".to_owned())
-                }
-                ("engine identify", Some(g)) => (g, "engine get group".to_owned()),
-                ("engine detect", _) => (inference_ceiling, "the networks in-process".to_owned()),
-                _ => (rps, "none".to_owned()),
-            };
-            println!(
-                "  {:<16} {:>9.1} {:>9.2} {:>9.2} {:>12.1} {:>7}  {:>5.1} % of {ceiling_name} ({ceiling:.1} req/s)",
-                name,
-                rps,
-                outcome.quantile_ms(0.5),
-                outcome.quantile_ms(0.99),
-                cpu * 1e6,
-                outcome.errors,
-                rps / ceiling * 100.0
-            );
-            let mut row = outcome.row(connections, name, cpu, &ceiling_name, ceiling);
-            row["groupPersons"] = json!(PERSONS);
-            results.push(row);
         }
     }
-    let (rss, peak) = server.memory();
-    println!(
-        "engine server memory: {:.1} MB resident now, {:.1} MB at peak",
-        rss as f64 / 1e6,
-        peak as f64 / 1e6
-    );
-    Ok(results)
+
+    /// Runs `s` over `connections` and prints it against its ceiling (`get group`'s rate,
+    /// kept in `get_group` when it runs, for `identify`); its row.
+    async fn run(
+        &self,
+        s: Scenario,
+        connections: usize,
+        duration: Duration,
+        inference_ceiling: f64,
+        get_group: &mut Option<f64>,
+    ) -> Result<Value, String> {
+        let name = s.name;
+        let before = self.server.cpu();
+        let outcome: Outcome = load::run(
+            self.face,
+            self.tls.clone(),
+            Arc::new(s),
+            connections,
+            duration,
+        )
+        .await?;
+        let cpu = (self.server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
+        let rps = outcome.per_second();
+        let (ceiling, ceiling_name) = match (name, *get_group) {
+            ("engine get group", _) => {
+                *get_group = Some(rps);
+                (rps, "itself".to_owned())
+            }
+            ("engine identify", Some(g)) => (g, "engine get group".to_owned()),
+            ("engine detect", _) => (inference_ceiling, "the networks in-process".to_owned()),
+            _ => (rps, "none".to_owned()),
+        };
+        println!(
+            "  {:<16} {:>9.1} {:>9.2} {:>9.2} {:>12.1} {:>7}  {:>5.1} % of {ceiling_name} ({ceiling:.1} req/s)",
+            name,
+            rps,
+            outcome.quantile_ms(0.5),
+            outcome.quantile_ms(0.99),
+            cpu * 1e6,
+            outcome.errors,
+            rps / ceiling * 100.0
+        );
+        let mut row = outcome.row(connections, name, cpu, &ceiling_name, ceiling);
+        row["groupPersons"] = json!(PERSONS);
+        Ok(row)
+    }
 }

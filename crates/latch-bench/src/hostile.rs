@@ -28,24 +28,25 @@
 //! as a pass/fail line.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use latch_audit::AuditStore;
 use serde_json::{json, Value};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{watch, Semaphore};
 
-use crate::load::{self, Outcome, Scenario};
+use crate::load::Scenario;
 use crate::server::Server;
+
+mod attack;
+mod flood;
+mod rounds;
+
+use attack::{attack_source, ip_after, Attack};
+use flood::{audit_added, audit_heads, flood, Flood};
+use rounds::{print_round, round, round_json, Round};
 
 /// Silent TCP connections: connected, nothing sent.
 const IDLE_PLAIN: usize = 2_500;
@@ -74,542 +75,6 @@ const MIN_RATIO: f64 = 0.80;
 const MAX_P99_MS: f64 = 50.0;
 const MAX_RSS_BYTES: u64 = 200_000_000;
 const MAX_FLOOD_RECORDS: u64 = 1_000;
-
-/// The kinds of attack connection, in the order of [`Attack::tally`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Plain,
-    Tls,
-    Slow,
-}
-
-const KINDS: [(Kind, &str); 3] = [
-    (Kind::Plain, "silent TCP"),
-    (Kind::Tls, "silent TLS"),
-    (Kind::Slow, "slowloris"),
-];
-
-/// What the attack connections of one kind went through.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Connections made (TCP connected, and for TLS kinds the handshake done).
-    opened: AtomicU64,
-    /// Open now, as far as this side knows.
-    open: AtomicU64,
-    /// Closed by the server.
-    closed: AtomicU64,
-    /// Attempts that failed: refused, reset, timed out, or the handshake failed.
-    failed: AtomicU64,
-}
-
-/// The source address of attack slot `i`.
-fn attack_source(i: usize) -> IpAddr {
-    ip_after(Ipv4Addr::new(127, 0, 0, 2), i / PER_ADDRESS)
-}
-
-/// `base` plus `n` as a 32-bit number.
-fn ip_after(base: Ipv4Addr, n: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::from(
-        u32::from(base).wrapping_add(u32::try_from(n).unwrap_or(u32::MAX)),
-    ))
-}
-
-/// The kind of attack slot `i`: silent TCP and silent TLS alternate (so every address has
-/// both), the slow ones come last.
-fn attack_kind(i: usize) -> Kind {
-    if i >= IDLE_PLAIN + IDLE_TLS {
-        Kind::Slow
-    } else if (i % 2 == 0 && i / 2 < IDLE_PLAIN) || i / 2 >= IDLE_TLS {
-        Kind::Plain
-    } else {
-        Kind::Tls
-    }
-}
-
-/// Byte `i` of a request head that never ends: a request line, then header lines forever.
-fn slow_byte(i: usize) -> u8 {
-    const START: &[u8] = b"POST /sts/v1.0/issueLimitedAccessToken HTTP/1.1\r\nHost: localhost\r\n";
-    const MORE: &[u8] = b"X-Slow: a\r\n";
-    match START.get(i) {
-        Some(b) => *b,
-        None => MORE[(i - START.len()) % MORE.len()],
-    }
-}
-
-/// A TCP connection to `target` from `source`.
-async fn tcp_from(source: IpAddr, target: SocketAddr) -> Result<TcpStream, String> {
-    let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
-    // A port in TIME_WAIT from an earlier connection may be reused.
-    socket
-        .set_reuseaddr(true)
-        .map_err(|e| format!("socket: {e}"))?;
-    socket
-        .bind(SocketAddr::new(source, 0))
-        .map_err(|e| format!("bind {source}: {e}"))?;
-    let tcp = tokio::time::timeout(CONNECT_PATIENCE, socket.connect(target))
-        .await
-        .map_err(|_| "connect timed out".to_owned())?
-        .map_err(|e| format!("connect: {e}"))?;
-    let _ = tcp.set_nodelay(true);
-    Ok(tcp)
-}
-
-/// A TLS connection to `target` from `source`, handshake done.
-async fn tls_from(
-    source: IpAddr,
-    target: SocketAddr,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
-    let tcp = tcp_from(source, target).await?;
-    let name = rustls_pki_types::ServerName::IpAddress(target.ip().into());
-    tokio::time::timeout(
-        CONNECT_PATIENCE,
-        tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp),
-    )
-    .await
-    .map_err(|_| "TLS handshake timed out".to_owned())?
-    .map_err(|e| format!("TLS: {e}"))
-}
-
-/// Reads and drops whatever comes until the server closes the connection.
-async fn until_closed<S: AsyncRead + Unpin>(stream: &mut S) {
-    let mut buf = [0u8; 1024];
-    while let Ok(n) = stream.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-    }
-}
-
-/// Sends a request head one byte a second, never ending it, until the server closes the
-/// connection.
-async fn trickle<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
-    let mut buf = [0u8; 1024];
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut sent = 0;
-    loop {
-        tokio::select! {
-            read = stream.read(&mut buf) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
-            _ = tick.tick() => {
-                let byte = [slow_byte(sent)];
-                if stream.write_all(&byte).await.is_err() || stream.flush().await.is_err() {
-                    return;
-                }
-                sent += 1;
-            }
-        }
-    }
-}
-
-/// Resolves once `stop` says true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
-/// One attack slot: opens its connection, holds it until the server closes it, and again,
-/// until stopped.
-struct Slot {
-    kind: Kind,
-    source: IpAddr,
-    target: SocketAddr,
-    tls: Arc<rustls::ClientConfig>,
-    tally: Arc<[Tally; 3]>,
-    /// Slots that have made their first attempt.
-    tried: Arc<AtomicUsize>,
-    opening: Arc<Semaphore>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Slot {
-    async fn run(self) {
-        let Slot {
-            kind,
-            source,
-            target,
-            tls,
-            tally,
-            tried,
-            opening,
-            mut stop,
-        } = self;
-        let tally = &tally[kind as usize];
-        let mut first = true;
-        loop {
-            let attempt = async {
-                let _permit = opening.acquire().await;
-                match kind {
-                    Kind::Plain => tcp_from(source, target).await.map(Held::Plain),
-                    Kind::Tls | Kind::Slow => tls_from(source, target, &tls)
-                        .await
-                        .map(|s| Held::Tls(Box::new(s))),
-                }
-            };
-            let held = tokio::select! {
-                held = attempt => held,
-                () = stopped(&mut stop) => return,
-            };
-            if first {
-                tried.fetch_add(1, Ordering::Relaxed);
-                first = false;
-            }
-            match held {
-                Ok(mut held) => {
-                    tally.opened.fetch_add(1, Ordering::Relaxed);
-                    tally.open.fetch_add(1, Ordering::Relaxed);
-                    let hold = async {
-                        match &mut held {
-                            Held::Tls(s) if kind == Kind::Slow => trickle(s.as_mut()).await,
-                            Held::Tls(s) => until_closed(s.as_mut()).await,
-                            Held::Plain(s) => until_closed(s).await,
-                        }
-                    };
-                    let closed = tokio::select! {
-                        () = hold => true,
-                        () = stopped(&mut stop) => false,
-                    };
-                    tally.open.fetch_sub(1, Ordering::Relaxed);
-                    if !closed {
-                        return;
-                    }
-                    tally.closed.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(_) => {
-                    tally.failed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            tokio::select! {
-                () = tokio::time::sleep(REOPEN_AFTER) => {}
-                () = stopped(&mut stop) => return,
-            }
-        }
-    }
-}
-
-enum Held {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
-/// The attack, running.
-struct Attack {
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    tally: Arc<[Tally; 3]>,
-    tried: Arc<AtomicUsize>,
-    started: Instant,
-}
-
-impl Attack {
-    const SLOTS: usize = IDLE_PLAIN + IDLE_TLS + SLOWLORIS;
-
-    fn start(target: SocketAddr, tls: Arc<rustls::ClientConfig>) -> Attack {
-        let (stop, stop_rx) = watch::channel(false);
-        let tally: Arc<[Tally; 3]> = Arc::new(Default::default());
-        let tried = Arc::new(AtomicUsize::new(0));
-        let opening = Arc::new(Semaphore::new(OPENING));
-        let tasks = (0..Self::SLOTS)
-            .map(|i| {
-                let slot = Slot {
-                    kind: attack_kind(i),
-                    source: attack_source(i),
-                    target,
-                    tls: tls.clone(),
-                    tally: tally.clone(),
-                    tried: tried.clone(),
-                    opening: opening.clone(),
-                    stop: stop_rx.clone(),
-                };
-                tokio::spawn(slot.run())
-            })
-            .collect();
-        Attack {
-            stop,
-            tasks,
-            tally,
-            tried,
-            started: Instant::now(),
-        }
-    }
-
-    /// Waits until every slot has made its first attempt, at most `patience`; whether they all
-    /// did.
-    async fn tried_all(&self, patience: Duration) -> bool {
-        let deadline = Instant::now() + patience;
-        while self.tried.load(Ordering::Relaxed) < Self::SLOTS {
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        true
-    }
-
-    fn count(&self, field: fn(&Tally) -> &AtomicU64) -> [u64; 3] {
-        [0, 1, 2].map(|k| field(&self.tally[k]).load(Ordering::Relaxed))
-    }
-
-    /// "silent TCP 1024, silent TLS 2500, slowloris 200"
-    fn by_kind(&self, field: fn(&Tally) -> &AtomicU64) -> String {
-        let counts = self.count(field);
-        KINDS
-            .iter()
-            .zip(counts)
-            .map(|((_, name), n)| format!("{name} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    fn json(&self) -> Value {
-        let mut out = serde_json::Map::new();
-        for ((kind, name), k) in KINDS.iter().zip(0..) {
-            let t: &Tally = &self.tally[k];
-            debug_assert_eq!(*kind as usize, k);
-            out.insert(
-                (*name).to_owned(),
-                json!({
-                    "opened": t.opened.load(Ordering::Relaxed),
-                    "openAtEnd": t.open.load(Ordering::Relaxed),
-                    "closedByServer": t.closed.load(Ordering::Relaxed),
-                    "failedToOpen": t.failed.load(Ordering::Relaxed),
-                }),
-            );
-        }
-        Value::Object(out)
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
-        }
-    }
-}
-
-/// One round of the well-behaved load and what the server did meanwhile.
-struct Round {
-    outcome: Outcome,
-    cpu_per_request: f64,
-    /// Resident memory, sampled every 100 ms: the largest and the last sample.
-    rss_peak: u64,
-    rss_last: u64,
-}
-
-async fn round(
-    server: &Server,
-    sts: SocketAddr,
-    tls: &Arc<rustls::ClientConfig>,
-    scenario: &Arc<Scenario>,
-    connections: usize,
-    duration: Duration,
-) -> Result<Round, String> {
-    let before = server.cpu();
-    let load = tokio::spawn(load::run(
-        sts,
-        tls.clone(),
-        scenario.clone(),
-        connections,
-        duration,
-    ));
-    let (mut rss_peak, mut rss_last) = (0, 0);
-    while !load.is_finished() {
-        rss_last = server.memory().0;
-        rss_peak = rss_peak.max(rss_last);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let outcome = load.await.map_err(|e| e.to_string())??;
-    let cpu_per_request = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
-    Ok(Round {
-        outcome,
-        cpu_per_request,
-        rss_peak,
-        rss_last,
-    })
-}
-
-fn print_round(name: &str, r: &Round, versus: Option<&Round>) {
-    let o = &r.outcome;
-    let ratio = versus.map_or(String::new(), |p| {
-        format!(
-            "  {:.1} % of unattacked",
-            o.per_second() / p.outcome.per_second() * 100.0
-        )
-    });
-    let answered = |v: String| if o.requests > 0 { v } else { "-".to_owned() };
-    println!(
-        "  {:<10} {:>9.0} {:>9} {:>9} {:>12} {:>7} {:>9}{ratio}",
-        name,
-        o.per_second(),
-        answered(format!("{:.2}", o.quantile_ms(0.5))),
-        answered(format!("{:.2}", o.quantile_ms(0.99))),
-        answered(format!("{:.1}", r.cpu_per_request * 1e6)),
-        o.errors,
-        o.connect_failures,
-    );
-}
-
-fn round_json(connections: usize, name: &str, r: &Round) -> Value {
-    let mut row = r
-        .outcome
-        .row(connections, name, r.cpu_per_request, "none", 0.0);
-    if let Some(row) = row.as_object_mut() {
-        row.remove("ceiling");
-        row.remove("ceilingRequestsPerSecond");
-        row.remove("ratio");
-        row.insert("rssPeakBytes".into(), json!(r.rss_peak));
-        row.insert("rssLastBytes".into(), json!(r.rss_last));
-    }
-    row
-}
-
-/// What the anonymous flood got back.
-#[derive(Debug, Default)]
-struct Flood {
-    statuses: BTreeMap<u16, u64>,
-    /// Requests with no answer (the connection failed under them).
-    unanswered: u64,
-    connect_failures: u64,
-    elapsed: Duration,
-}
-
-/// `FLOOD` requests to issue a token without a key (even ones) or with a wrong key (odd ones).
-async fn flood(
-    sts: SocketAddr,
-    tls: &Arc<rustls::ClientConfig>,
-    body: Bytes,
-) -> Result<Flood, String> {
-    let next = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let tasks: Vec<_> = (0..FLOOD_CONNECTIONS)
-        .map(|c| {
-            let (tls, body, next) = (tls.clone(), body.clone(), next.clone());
-            let source = ip_after(Ipv4Addr::new(127, 0, 1, 1), c % FLOOD_ADDRESSES);
-            tokio::spawn(async move {
-                let mut got = Flood::default();
-                let mut open = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= FLOOD {
-                        break;
-                    }
-                    let mut sender = match open.take() {
-                        Some(sender) => sender,
-                        None => match http_from(source, sts, &tls).await {
-                            Ok(sender) => sender,
-                            Err(_) => {
-                                got.connect_failures += 1;
-                                got.unanswered += 1;
-                                tokio::time::sleep(load::RECONNECT_PAUSE).await;
-                                continue;
-                            }
-                        },
-                    };
-                    let mut request = Request::builder()
-                        .method("POST")
-                        .uri("/sts/v1.0/issueLimitedAccessToken")
-                        .header("host", sts.to_string())
-                        .header("content-type", "application/json");
-                    if i % 2 == 1 {
-                        request = request.header(
-                            "Ocp-Apim-Subscription-Key",
-                            "0123456789abcdef0123456789abcdef",
-                        );
-                    }
-                    let request = request
-                        .body(Full::new(body.clone()))
-                        .map_err(|e| e.to_string())?;
-                    match sender.send_request(request).await {
-                        Ok(response) => {
-                            *got.statuses.entry(response.status().as_u16()).or_default() += 1;
-                            let _ = response.into_body().collect().await;
-                        }
-                        Err(_) => got.unanswered += 1,
-                    }
-                    if sender.ready().await.is_ok() {
-                        open = Some(sender);
-                    }
-                }
-                Ok::<_, String>(got)
-            })
-        })
-        .collect();
-    let mut all = Flood::default();
-    for task in tasks {
-        let got = task.await.map_err(|e| e.to_string())??;
-        for (status, n) in got.statuses {
-            *all.statuses.entry(status).or_default() += n;
-        }
-        all.unanswered += got.unanswered;
-        all.connect_failures += got.connect_failures;
-    }
-    all.elapsed = started.elapsed();
-    Ok(all)
-}
-
-/// A keep-alive HTTP/1.1 connection over TLS to `target` from `source`.
-async fn http_from(
-    source: IpAddr,
-    target: SocketAddr,
-    tls: &Arc<rustls::ClientConfig>,
-) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, String> {
-    let stream = tls_from(source, target, tls).await?;
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| format!("HTTP: {e}"))?;
-    tokio::spawn(conn);
-    Ok(sender)
-}
-
-/// The head (highest sequence number) of every audit chain in the server's store.
-async fn audit_heads(data_dir: &Path) -> Result<BTreeMap<String, u64>, String> {
-    let store = open_store(data_dir)?;
-    let mut heads = BTreeMap::new();
-    for chain in store.audit_chains().await.map_err(|e| e.to_string())? {
-        let head = store.audit_head(&chain).await.map_err(|e| e.to_string())?;
-        heads.insert(chain, head);
-    }
-    Ok(heads)
-}
-
-fn open_store(data_dir: &Path) -> Result<latch_store::sqlite::SqliteStore, String> {
-    let rng = ring::rand::SystemRandom::new();
-    latch_store::sqlite::SqliteStore::open(data_dir, "bench", &rng).map_err(|e| e.to_string())
-}
-
-/// Added records read for their types, at most, per chain.
-const TYPES_OF: usize = 10_000;
-
-/// The records added to each chain after `before`: how many, how many of each event type
-/// (of the first [`TYPES_OF`]), and the refusals the `refusals_counted` records among them
-/// count.
-async fn audit_added(
-    data_dir: &Path,
-    before: &BTreeMap<String, u64>,
-) -> Result<(u64, BTreeMap<String, u64>, u64), String> {
-    let store = open_store(data_dir)?;
-    let (mut added, mut types, mut refusals) = (0, BTreeMap::new(), 0);
-    for chain in store.audit_chains().await.map_err(|e| e.to_string())? {
-        let from = before.get(&chain).copied().unwrap_or(0);
-        let head = store.audit_head(&chain).await.map_err(|e| e.to_string())?;
-        added += head.saturating_sub(from);
-        let records = store
-            .audit_records(&chain, from, TYPES_OF)
-            .await
-            .map_err(|e| e.to_string())?;
-        for record in records {
-            let body: Value = serde_json::from_str(&record.body).unwrap_or(Value::Null);
-            let event = &body["event"];
-            let kind = event["type"].as_str().unwrap_or("?").to_owned();
-            if kind == "refusals_counted" {
-                refusals += event["count"].as_u64().unwrap_or(0);
-            }
-            *types.entry(kind).or_default() += 1;
-        }
-    }
-    Ok((added, types, refusals))
-}
 
 /// Raises this process's soft limit on open files to the hard one if it is under `needed`;
 /// the limit now, or why it cannot be enough.
@@ -680,33 +145,122 @@ pub(crate) async fn bench(
             return Ok(json!({ "skipped": why }));
         }
     };
-    let mut server = Server::start(latch, None)?;
-    let tls = Arc::new(crate::trust(
-        &server.data_dir().join("tls").join("dev-cert.pem"),
-    )?);
-    let sts = crate::addr(&server.sts)?;
-    let client = server.demo("CLIENT_RESOURCE_ID")?;
-    let scenario = Arc::new(crate::issuance(&server.demo("ISV_KEY")?, &client));
-    println!(
-        "\nhostile: a server of its own (default connection bounds, rate limits lifted), ready in {} ms, {:.1} MB resident; this process may open {open_files} files",
-        server.startup.as_millis(),
-        server.memory().0 as f64 / 1e6,
-    );
+    let mut target = Target::start(latch, open_files)?;
 
     // 1. Unattacked.
-    let mut plain = Vec::new();
-    for &n in connections {
-        plain.push(round(&server, sts, &tls, &scenario, n, duration).await?);
-    }
+    let plain = target.rounds(connections, duration).await?;
 
     // 2. The attack.
+    let closed_before = sts_closes(&target.server.metrics_page()?);
+    let attack = start_attack(&target).await;
+
+    // 3. Attacked.
+    let attacked = target.rounds(connections, duration).await?;
+    let seen = AttackSeen::read(&target.server, &attack, &closed_before)?;
+    attack.stop().await;
+    let rows = print_rounds(connections, &plain, &attacked);
+    let rss_peak = print_attack_seen(&seen, &attacked);
+
+    // 4. The anonymous flood, then a graceful stop and the records it left.
+    let (flooded, exit) = flood_and_stop(&mut target).await?;
+    let emfile = target
+        .server
+        .log()
+        .to_lowercase()
+        .contains("too many open files");
+
+    let targets = targets(
+        connections,
+        &plain,
+        &attacked,
+        rss_peak,
+        emfile,
+        flooded.added,
+    );
+    println!("hostile targets:");
+    for (ok, line) in &targets {
+        println!("  {}  {line}", verdict(*ok));
+    }
+    exit?;
+    Ok(Report {
+        open_files,
+        seen,
+        rows,
+        rss_peak,
+        emfile,
+        flooded,
+        targets,
+    }
+    .json())
+}
+
+/// The server under attack, and what the well-behaved load needs to reach its STS.
+struct Target {
+    server: Server,
+    sts: SocketAddr,
+    tls: Arc<rustls::ClientConfig>,
+    /// The demo client resource, which the flood's requests name.
+    client: String,
+    scenario: Arc<Scenario>,
+}
+
+impl Target {
+    /// Starts a server of its own from `latch`, and says so.
+    fn start(latch: &Path, open_files: u64) -> Result<Target, String> {
+        let server = Server::start(latch, None)?;
+        let tls = Arc::new(crate::trust(
+            &server.data_dir().join("tls").join("dev-cert.pem"),
+        )?);
+        let sts = crate::addr(&server.sts)?;
+        let client = server.demo("CLIENT_RESOURCE_ID")?;
+        let scenario = Arc::new(crate::issuance(&server.demo("ISV_KEY")?, &client));
+        println!(
+            "\nhostile: a server of its own (default connection bounds, rate limits lifted), ready in {} ms, {:.1} MB resident; this process may open {open_files} files",
+            server.startup.as_millis(),
+            server.memory().0 as f64 / 1e6,
+        );
+        Ok(Target {
+            server,
+            sts,
+            tls,
+            client,
+            scenario,
+        })
+    }
+
+    /// A round of issuance at each connection count.
+    async fn rounds(
+        &self,
+        connections: &[usize],
+        duration: Duration,
+    ) -> Result<Vec<Round>, String> {
+        let mut out = Vec::new();
+        for &n in connections {
+            out.push(
+                round(
+                    &self.server,
+                    self.sts,
+                    &self.tls,
+                    &self.scenario,
+                    n,
+                    duration,
+                )
+                .await?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Starts the attack on the STS, waits for every slot to try and then [`ATTACK_WARM_UP`],
+/// saying how it goes.
+async fn start_attack(target: &Target) -> Attack {
     let last_source = attack_source(Attack::SLOTS - 1);
     println!(
         "hostile: attack on the STS: {IDLE_PLAIN} silent TCP, {IDLE_TLS} silent TLS and {SLOWLORIS} slowloris (a header byte a second) connections from 127.0.0.2-{last_source}, at most {PER_ADDRESS} an address, each opened again {} s after the server closes it",
         REOPEN_AFTER.as_secs()
     );
-    let closed_before = sts_closes(&server.metrics_page()?);
-    let attack = Attack::start(sts, tls.clone());
+    let attack = Attack::start(target.sts, target.tls.clone());
     let all_tried = attack.tried_all(Duration::from_secs(60)).await;
     println!(
         "hostile: {} slots tried to connect in {:.1} s{}; open now: {}",
@@ -727,41 +281,63 @@ pub(crate) async fn bench(
         attack.by_kind(|t| &t.closed),
         attack.by_kind(|t| &t.failed),
     );
+    attack
+}
 
-    // 3. Attacked.
-    let mut attacked = Vec::new();
-    for &n in connections {
-        attacked.push(round(&server, sts, &tls, &scenario, n, duration).await?);
-    }
-    let page = server.metrics_page()?;
-    let closed_by_server = sts_closes(&page);
-    let server_closes = closed_by_server
-        .iter()
-        .map(|(why, n)| {
-            (
-                why.clone(),
-                n - closed_before.get(why).copied().unwrap_or(0),
-            )
+/// What the attack and the server's STS listener went through, read before the attack stops.
+struct AttackSeen {
+    /// Connections the server closed during the attack, by reason.
+    server_closes: BTreeMap<String, u64>,
+    /// Connections open on the STS listener at the end.
+    server_open: Option<u64>,
+    report: Value,
+    line: String,
+}
+
+impl AttackSeen {
+    fn read(
+        server: &Server,
+        attack: &Attack,
+        closed_before: &BTreeMap<String, u64>,
+    ) -> Result<AttackSeen, String> {
+        let page = server.metrics_page()?;
+        let closed_by_server = sts_closes(&page);
+        let server_closes = closed_by_server
+            .iter()
+            .map(|(why, n)| {
+                (
+                    why.clone(),
+                    n - closed_before.get(why).copied().unwrap_or(0),
+                )
+            })
+            .collect::<BTreeMap<_, _>>();
+        let server_open = metric(&page, "latch_connections_open{service=\"sts\"}");
+        let attack_open = attack.by_kind(|t| &t.open);
+        let report = attack.json();
+        let line = format!(
+            "hostile: the attack over {:.0} s: opened {}; closed by the server {}; failed to open {}; open at the end {attack_open}",
+            attack.started.elapsed().as_secs_f64(),
+            attack.by_kind(|t| &t.opened),
+            attack.by_kind(|t| &t.closed),
+            attack.by_kind(|t| &t.failed),
+        );
+        Ok(AttackSeen {
+            server_closes,
+            server_open,
+            report,
+            line,
         })
-        .collect::<BTreeMap<_, _>>();
-    let server_open = metric(&page, "latch_connections_open{service=\"sts\"}");
-    let attack_open = attack.by_kind(|t| &t.open);
-    let attack_report = attack.json();
-    let attack_line = format!(
-        "hostile: the attack over {:.0} s: opened {}; closed by the server {}; failed to open {}; open at the end {attack_open}",
-        attack.started.elapsed().as_secs_f64(),
-        attack.by_kind(|t| &t.opened),
-        attack.by_kind(|t| &t.closed),
-        attack.by_kind(|t| &t.failed),
-    );
-    attack.stop().await;
+    }
+}
 
+/// Prints the unattacked and attacked rounds side by side; their rows for the report.
+fn print_rounds(connections: &[usize], plain: &[Round], attacked: &[Round]) -> Vec<Value> {
     println!(
         "\n  {:<10} {:>9} {:>9} {:>9} {:>12} {:>7} {:>9}",
         "issuance", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "errors", "no conn"
     );
     let mut rows = Vec::new();
-    for ((&n, p), a) in connections.iter().zip(&plain).zip(&attacked) {
+    for ((&n, p), a) in connections.iter().zip(plain).zip(attacked) {
         println!("  {n} connections:");
         print_round("unattacked", p, None);
         print_round("attacked", a, Some(p));
@@ -770,11 +346,17 @@ pub(crate) async fn bench(
         row["ratioToUnattacked"] = json!(a.outcome.per_second() / p.outcome.per_second());
         rows.push(row);
     }
-    println!("{attack_line}");
+    rows
+}
+
+/// Prints what the attack did to the connections and to the server's memory; the peak of its
+/// resident memory.
+fn print_attack_seen(seen: &AttackSeen, attacked: &[Round]) -> u64 {
+    println!("{}", seen.line);
     println!(
         "hostile: the STS listener, from its metrics: {} connections open at the end of the attack; closed during it: {}",
-        server_open.map_or("?".to_owned(), |n| n.to_string()),
-        server_closes
+        seen.server_open.map_or("?".to_owned(), |n| n.to_string()),
+        seen.server_closes
             .iter()
             .map(|(why, n)| format!("{why} {n}"))
             .collect::<Vec<_>>()
@@ -787,14 +369,30 @@ pub(crate) async fn bench(
         rss_peak as f64 / 1e6,
         rss_last as f64 / 1e6
     );
+    rss_peak
+}
 
-    // 4. The anonymous flood, then a graceful stop and the records it left.
+/// The anonymous flood and what the server recorded of it.
+struct Flooded {
+    flood: Flood,
+    /// Audit records added, how many of each type, and the refusals they count.
+    added: u64,
+    types: BTreeMap<String, u64>,
+    refusals: u64,
+}
+
+/// Floods the STS with anonymous requests, stops the server gracefully, and counts the audit
+/// records the flood left; says what it found. How the server ended is returned beside.
+async fn flood_and_stop(
+    target: &mut Target,
+) -> Result<(Flooded, Result<std::process::ExitStatus, String>), String> {
+    let server = &mut target.server;
     let before = audit_heads(&server.data_dir()).await?;
     let body = Bytes::from(
-        json!({"targetAzureResourceId": client, "featureFlags": ["Face.Identification"]})
+        json!({"targetAzureResourceId": target.client, "featureFlags": ["Face.Identification"]})
             .to_string(),
     );
-    let flooded = flood(sts, &tls, body).await?;
+    let flooded = flood(target.sts, &target.tls, body).await?;
     let statuses = flooded
         .statuses
         .iter()
@@ -829,72 +427,26 @@ pub(crate) async fn bench(
             String::new()
         },
     );
-    let log = server.log();
-    let emfile = log.to_lowercase().contains("too many open files");
-
-    // The targets.
-    let worst_ratio = plain
-        .iter()
-        .zip(&attacked)
-        .map(|(p, a)| a.outcome.per_second() / p.outcome.per_second())
-        .fold(f64::INFINITY, f64::min);
-    // No request at all has no p99 to meet the target with.
-    let worst_p99 = attacked
-        .iter()
-        .map(|a| {
-            if a.outcome.requests == 0 {
-                f64::INFINITY
-            } else {
-                a.outcome.quantile_ms(0.99)
-            }
-        })
-        .fold(0.0, f64::max);
-    let failed: u64 = attacked.iter().map(|a| a.outcome.errors).sum();
-    let per_count = |f: &dyn Fn(usize, &Round, &Round) -> String| {
-        connections
-            .iter()
-            .zip(&plain)
-            .zip(&attacked)
-            .map(|((&n, p), a)| f(n, p, a))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let flooded = Flooded {
+        flood: flooded,
+        added,
+        types,
+        refusals,
     };
-    let targets = [
-        (
-            worst_ratio >= MIN_RATIO,
-            format!(
-                "attacked issuance throughput >= {:.0} % of unattacked: {}",
-                MIN_RATIO * 100.0,
-                per_count(&|n, p, a| format!(
-                    "{:.1} % at {n} connections",
-                    a.outcome.per_second() / p.outcome.per_second() * 100.0
-                ))
-            ),
-        ),
-        (
-            worst_p99 < MAX_P99_MS,
-            format!(
-                "attacked issuance p99 < {MAX_P99_MS:.0} ms: {}",
-                per_count(&|n, _, a| if a.outcome.requests == 0 {
-                    format!("no request served at {n} connections")
-                } else {
-                    format!(
-                        "{:.2} ms at {n} connections",
-                        a.outcome.quantile_ms(0.99)
-                    )
-                })
-            ),
-        ),
-        (
-            failed == 0,
-            format!(
-                "no failed request under attack: {}",
-                per_count(&|n, _, a| format!(
-                    "{} at {n} connections ({} of them connections not made)",
-                    a.outcome.errors, a.outcome.connect_failures
-                ))
-            ),
-        ),
+    Ok((flooded, exit))
+}
+
+/// The pass/fail targets, each with the line that says how it went.
+fn targets(
+    connections: &[usize],
+    plain: &[Round],
+    attacked: &[Round],
+    rss_peak: u64,
+    emfile: bool,
+    added: u64,
+) -> Vec<(bool, String)> {
+    let mut targets = load_targets(connections, plain, attacked);
+    targets.extend([
         (
             rss_peak > 0 && rss_peak < MAX_RSS_BYTES,
             format!(
@@ -916,44 +468,123 @@ pub(crate) async fn bench(
                 "{FLOOD} refused anonymous requests add < {MAX_FLOOD_RECORDS} audit records: {added}"
             ),
         ),
-    ];
-    println!("hostile targets:");
-    for (ok, line) in &targets {
-        println!("  {}  {line}", verdict(*ok));
-    }
-    exit?;
+    ]);
+    targets
+}
 
-    Ok(json!({
-        "openFilesLimit": open_files,
-        "attack": {
-            "silentTcp": IDLE_PLAIN,
-            "silentTls": IDLE_TLS,
-            "slowloris": SLOWLORIS,
-            "perAddress": PER_ADDRESS,
-            "reopenAfterSecs": REOPEN_AFTER.as_secs(),
-            "warmUpSecs": ATTACK_WARM_UP.as_secs(),
-            "connections": attack_report,
-            "stsOpenAtEnd": server_open,
-            "stsClosedByServer": server_closes,
-        },
-        "rounds": rows,
-        "rssPeakBytes": rss_peak,
-        "tooManyOpenFiles": emfile,
-        "flood": {
-            "requests": FLOOD,
-            "statuses": flooded.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
-            "unanswered": flooded.unanswered,
-            "seconds": flooded.elapsed.as_secs_f64(),
-            "auditRecordsAdded": added,
-            "auditRecordTypes": types,
-            "refusalsCounted": refusals,
-        },
-        "targets": targets.iter().map(|(ok, line)| json!({"pass": ok, "target": line})).collect::<Vec<_>>(),
-    }))
+/// The targets of the well-behaved load under attack: throughput, p99, and no failures.
+fn load_targets(connections: &[usize], plain: &[Round], attacked: &[Round]) -> Vec<(bool, String)> {
+    let worst_ratio = plain
+        .iter()
+        .zip(attacked)
+        .map(|(p, a)| a.outcome.per_second() / p.outcome.per_second())
+        .fold(f64::INFINITY, f64::min);
+    // No request at all has no p99 to meet the target with.
+    let worst_p99 = attacked
+        .iter()
+        .map(|a| {
+            if a.outcome.requests == 0 {
+                f64::INFINITY
+            } else {
+                a.outcome.quantile_ms(0.99)
+            }
+        })
+        .fold(0.0, f64::max);
+    let failed: u64 = attacked.iter().map(|a| a.outcome.errors).sum();
+    let per_count = |f: &dyn Fn(usize, &Round, &Round) -> String| {
+        connections
+            .iter()
+            .zip(plain)
+            .zip(attacked)
+            .map(|((&n, p), a)| f(n, p, a))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    vec![
+        (
+            worst_ratio >= MIN_RATIO,
+            format!(
+                "attacked issuance throughput >= {:.0} % of unattacked: {}",
+                MIN_RATIO * 100.0,
+                per_count(&|n, p, a| format!(
+                    "{:.1} % at {n} connections",
+                    a.outcome.per_second() / p.outcome.per_second() * 100.0
+                ))
+            ),
+        ),
+        (
+            worst_p99 < MAX_P99_MS,
+            format!(
+                "attacked issuance p99 < {MAX_P99_MS:.0} ms: {}",
+                per_count(&|n, _, a| if a.outcome.requests == 0 {
+                    format!("no request served at {n} connections")
+                } else {
+                    format!("{:.2} ms at {n} connections", a.outcome.quantile_ms(0.99))
+                })
+            ),
+        ),
+        (
+            failed == 0,
+            format!(
+                "no failed request under attack: {}",
+                per_count(&|n, _, a| format!(
+                    "{} at {n} connections ({} of them connections not made)",
+                    a.outcome.errors, a.outcome.connect_failures
+                ))
+            ),
+        ),
+    ]
+}
+
+/// What the report is made of.
+struct Report {
+    open_files: u64,
+    seen: AttackSeen,
+    rows: Vec<Value>,
+    rss_peak: u64,
+    emfile: bool,
+    flooded: Flooded,
+    targets: Vec<(bool, String)>,
+}
+
+impl Report {
+    /// The scenario's report.
+    fn json(self) -> Value {
+        json!({
+            "openFilesLimit": self.open_files,
+            "attack": {
+                "silentTcp": IDLE_PLAIN,
+                "silentTls": IDLE_TLS,
+                "slowloris": SLOWLORIS,
+                "perAddress": PER_ADDRESS,
+                "reopenAfterSecs": REOPEN_AFTER.as_secs(),
+                "warmUpSecs": ATTACK_WARM_UP.as_secs(),
+                "connections": self.seen.report,
+                "stsOpenAtEnd": self.seen.server_open,
+                "stsClosedByServer": self.seen.server_closes,
+            },
+            "rounds": self.rows,
+            "rssPeakBytes": self.rss_peak,
+            "tooManyOpenFiles": self.emfile,
+            "flood": {
+                "requests": FLOOD,
+                "statuses": self.flooded.flood.statuses.iter().map(|(s, n)| (s.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "unanswered": self.flooded.flood.unanswered,
+                "seconds": self.flooded.flood.elapsed.as_secs_f64(),
+                "auditRecordsAdded": self.flooded.added,
+                "auditRecordTypes": self.flooded.types,
+                "refusalsCounted": self.flooded.refusals,
+            },
+            "targets": self.targets.iter().map(|(ok, line)| json!({"pass": ok, "target": line})).collect::<Vec<_>>(),
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::IpAddr;
+
+    use super::attack::{attack_kind, slow_byte, Kind};
     use super::*;
 
     #[test]

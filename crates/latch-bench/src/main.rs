@@ -158,40 +158,161 @@ async fn bench(args: Args) -> Result<(), String> {
         idle_rss as f64 / 1e6,
         args.duration.as_secs_f64()
     );
-
-    let (sign, verify) = ceilings::es256(cores, Duration::from_secs(1))?;
-    let floor = ceilings::audit_commits(32, Duration::from_secs(1)).await?;
-    let floor64 = ceilings::audit_commits(64, Duration::from_secs(1)).await?;
-    let audit = floor.cpu_per_record;
+    let ceilings = Ceilings::measure(cores).await?;
+    let fronts = Fronts::new(&server).await?;
+    let results = run_fronts(&server, &fronts, &ceilings, &args).await?;
+    let (engine, hostile, sustained) = other_scenarios(&args, cores).await?;
+    let (rss, peak) = server.memory();
     println!(
-        "ceilings: ES256 sign {:.1} µs, verify {:.1} µs per core",
-        sign * 1e6,
-        verify * 1e6,
+        "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
+        rss as f64 / 1e6,
+        peak as f64 / 1e6
     );
-    for (callers, f) in [(32, &floor), (64, &floor64)] {
+    let Ceilings {
+        sign,
+        verify,
+        floor,
+        floor64,
+    } = ceilings;
+    let report = json!({
+        "cores": cores,
+        "durationSecs": args.duration.as_secs_f64(),
+        "startupMs": server.startup.as_millis() as u64,
+        "idleRssBytes": idle_rss,
+        "peakRssBytes": peak,
+        "es256SignMicrosPerCore": sign * 1e6,
+        "es256VerifyMicrosPerCore": verify * 1e6,
+        "auditRecordsPerSecond": floor.per_second,
+        "auditCpuMicrosPerRecord": floor.cpu_per_record * 1e6,
+        "auditRecordsPerCommit": floor.per_commit,
+        "auditCpuMicrosPerRecordIndexed": floor.cpu_per_record_indexed * 1e6,
+        "audit64CpuMicrosPerRecord": floor64.cpu_per_record * 1e6,
+        "audit64CpuMicrosPerRecordIndexed": floor64.cpu_per_record_indexed * 1e6,
+        "audit64RecordsPerCommit": floor64.per_commit,
+        "scenarios": results,
+        "engine": engine,
+        "hostile": hostile,
+        "sustained": sustained,
+    });
+    if let Some(dir) = args.out.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    std::fs::write(&args.out, format!("{report:#}\n"))
+        .map_err(|e| format!("{}: {e}", args.out.display()))?;
+    println!("written to {}", args.out.display());
+    Ok(())
+}
+
+/// What the front scenarios are compared with, measured in this process: ES256 signing and
+/// verification per core, and the audit log's durable commits at 32 and 64 callers.
+struct Ceilings {
+    sign: f64,
+    verify: f64,
+    floor: ceilings::AuditFloor,
+    floor64: ceilings::AuditFloor,
+}
+
+impl Ceilings {
+    /// Measures the ceilings, and prints them.
+    async fn measure(cores: usize) -> Result<Ceilings, String> {
+        let (sign, verify) = ceilings::es256(cores, Duration::from_secs(1))?;
+        let floor = ceilings::audit_commits(32, Duration::from_secs(1)).await?;
+        let floor64 = ceilings::audit_commits(64, Duration::from_secs(1)).await?;
         println!(
-            "audit log, {callers} callers: {:.0} durable usage records/s, {:.1} µs CPU each until durable ({:.1} with the index built behind it), {:.1} per commit",
-            f.per_second,
-            f.cpu_per_record * 1e6,
-            f.cpu_per_record_indexed * 1e6,
-            f.per_commit,
+            "ceilings: ES256 sign {:.1} µs, verify {:.1} µs per core",
+            sign * 1e6,
+            verify * 1e6,
         );
+        for (callers, f) in [(32, &floor), (64, &floor64)] {
+            println!(
+                "audit log, {callers} callers: {:.0} durable usage records/s, {:.1} µs CPU each until durable ({:.1} with the index built behind it), {:.1} per commit",
+                f.per_second,
+                f.cpu_per_record * 1e6,
+                f.cpu_per_record_indexed * 1e6,
+                f.per_commit,
+            );
+        }
+        Ok(Ceilings {
+            sign,
+            verify,
+            floor,
+            floor64,
+        })
     }
 
-    let tls = Arc::new(trust(&server.data_dir().join("tls").join("dev-cert.pem"))?);
-    let sts: SocketAddr = addr(&server.sts)?;
-    let face: SocketAddr = addr(&server.face)?;
-    let isv_key = server.demo("ISV_KEY")?;
-    let client_key = server.demo("CLIENT_KEY")?;
-    let client = server.demo("CLIENT_RESOURCE_ID")?;
-    let isv = server.demo("ISV_RESOURCE_ID")?;
-    let identify_body =
-        json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
-            .to_string();
-    let cold_tokens = Arc::new(mint(&server, &isv, &client, 60_000).await?);
-    let warm_token = Arc::new(vec![cold_tokens[0].clone()]);
+    /// The ceiling of scenario `name`: the bare route's throughput (`http`: its rate and CPU
+    /// per request), scaled by what the unavoidable cryptography adds to its server CPU per
+    /// request; and what the ceiling is.
+    fn ceiling(&self, name: &str, rps: f64, http: Option<(f64, f64)>) -> (f64, &'static str) {
+        let (sign, verify) = (self.sign, self.verify);
+        match (name, http) {
+            ("http", _) => (rps, "itself"),
+            ("issuance", Some((r, c))) => (r * c / (c + sign), "HTTP + ES256 sign"),
+            ("face warm" | "face key", Some((r, _))) => (r, "HTTP"),
+            ("face cold", Some((r, c))) => (r * c / (c + verify), "HTTP + ES256 verify"),
+            _ => (rps, "none"),
+        }
+    }
 
-    let scenarios = || -> Vec<(SocketAddr, Scenario)> {
+    /// The floor: the same ceiling with one durable audit record added, as every issuance and
+    /// every token-bearing call writes one.
+    fn floor(&self, name: &str, http: Option<(f64, f64)>) -> Option<f64> {
+        let (sign, verify, audit) = (self.sign, self.verify, self.floor.cpu_per_record);
+        match (name, http) {
+            ("issuance", Some((r, c))) => Some(r * c / (c + sign + audit)),
+            ("face warm", Some((r, c))) => Some(r * c / (c + audit)),
+            ("face cold", Some((r, c))) => Some(r * c / (c + verify + audit)),
+            _ => None,
+        }
+    }
+}
+
+/// What the scenarios on the STS and Face fronts call with: the listeners, the TLS trust, the
+/// demo keys and the tokens.
+struct Fronts {
+    tls: Arc<rustls::ClientConfig>,
+    sts: SocketAddr,
+    face: SocketAddr,
+    isv_key: String,
+    client_key: String,
+    client: String,
+    identify_body: String,
+    cold_tokens: Arc<Vec<String>>,
+    warm_token: Arc<Vec<String>>,
+}
+
+impl Fronts {
+    /// Reads the server's addresses and demo keys, and mints the tokens.
+    async fn new(server: &Server) -> Result<Fronts, String> {
+        let tls = Arc::new(trust(&server.data_dir().join("tls").join("dev-cert.pem"))?);
+        let sts: SocketAddr = addr(&server.sts)?;
+        let face: SocketAddr = addr(&server.face)?;
+        let isv_key = server.demo("ISV_KEY")?;
+        let client_key = server.demo("CLIENT_KEY")?;
+        let client = server.demo("CLIENT_RESOURCE_ID")?;
+        let isv = server.demo("ISV_RESOURCE_ID")?;
+        let identify_body =
+            json!({"faceIds": ["c5c24a82-6845-4031-9d5d-978df9175426"], "largePersonGroupId": "g"})
+                .to_string();
+        let cold_tokens = Arc::new(mint(server, &isv, &client, 60_000).await?);
+        let warm_token = Arc::new(vec![cold_tokens[0].clone()]);
+        Ok(Fronts {
+            tls,
+            sts,
+            face,
+            isv_key,
+            client_key,
+            client,
+            identify_body,
+            cold_tokens,
+            warm_token,
+        })
+    }
+
+    /// The front scenarios, each with the listener it goes to.
+    fn scenarios(&self) -> Vec<(SocketAddr, Scenario)> {
+        let (sts, face) = (self.sts, self.face);
+        let (client_key, identify_body) = (&self.client_key, &self.identify_body);
         vec![
             (
                 sts,
@@ -205,7 +326,7 @@ async fn bench(args: Args) -> Result<(), String> {
                     expect: 200,
                 },
             ),
-            (sts, issuance(&isv_key, &client)),
+            (sts, issuance(&self.isv_key, &self.client)),
             (
                 face,
                 Scenario {
@@ -232,7 +353,7 @@ async fn bench(args: Args) -> Result<(), String> {
                         ("content-type", "application/json".into()),
                     ],
                     body: Bytes::from(identify_body.clone()),
-                    tokens: warm_token.clone(),
+                    tokens: self.warm_token.clone(),
                     // Every check passed; no Face backend is configured.
                     expect: 501,
                 },
@@ -248,13 +369,22 @@ async fn bench(args: Args) -> Result<(), String> {
                         ("content-type", "application/json".into()),
                     ],
                     body: Bytes::from(identify_body.clone()),
-                    tokens: cold_tokens.clone(),
+                    tokens: self.cold_tokens.clone(),
                     expect: 501,
                 },
             ),
         ]
-    };
+    }
+}
 
+/// Runs the front scenarios (those asked for, and `http` always) at each connection count;
+/// their rows.
+async fn run_fronts(
+    server: &Server,
+    fronts: &Fronts,
+    ceilings: &Ceilings,
+    args: &Args,
+) -> Result<Vec<serde_json::Value>, String> {
     let mut results = Vec::new();
     for &connections in &args.connections {
         println!("\n{connections} connections:");
@@ -270,70 +400,105 @@ async fn bench(args: Args) -> Result<(), String> {
             "vs floor"
         );
         let mut http: Option<(f64, f64)> = None;
-        for (target, scenario) in scenarios() {
+        for (target, scenario) in fronts.scenarios() {
             let name = scenario.name;
             let flag = name.replace(' ', "-");
             if name != "http" && !args.only.is_empty() && !args.only.contains(&flag) {
                 continue;
             }
-            let before = server.cpu();
-            let audit_before = server.audit_counts()?;
-            let outcome: Outcome = load::run(
-                target,
-                tls.clone(),
-                Arc::new(scenario),
-                connections,
-                args.duration,
-            )
-            .await?;
-            let cpu = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
-            let audit_after = server.audit_counts()?;
-            let records = audit_after.0.saturating_sub(audit_before.0);
-            let commits = audit_after.1.saturating_sub(audit_before.1);
-            // How many records each durable commit carried: group commit at work.
-            let per_commit = (commits > 0).then(|| records as f64 / commits as f64);
-            let rps = outcome.per_second();
-            // The ceiling: the bare route's throughput, scaled by what the unavoidable
-            // cryptography adds to its server CPU per request.
-            let (ceiling, ceiling_name) = match (name, http) {
-                ("http", _) => {
-                    http = Some((rps, cpu));
-                    (rps, "itself")
-                }
-                ("issuance", Some((r, c))) => (r * c / (c + sign), "HTTP + ES256 sign"),
-                ("face warm" | "face key", Some((r, _))) => (r, "HTTP"),
-                ("face cold", Some((r, c))) => (r * c / (c + verify), "HTTP + ES256 verify"),
-                _ => (rps, "none"),
-            };
-            let ratio = rps / ceiling;
-            // The floor: the same ceiling with one durable audit record added, as every
-            // issuance and every token-bearing call writes one.
-            let floor_rps = match (name, http) {
-                ("issuance", Some((r, c))) => Some(r * c / (c + sign + audit)),
-                ("face warm", Some((r, c))) => Some(r * c / (c + audit)),
-                ("face cold", Some((r, c))) => Some(r * c / (c + verify + audit)),
-                _ => None,
-            };
-            println!(
-                "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7} {:>8} {:>9}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
-                name,
-                rps,
-                outcome.quantile_ms(0.5),
-                outcome.quantile_ms(0.99),
-                cpu * 1e6,
-                outcome.errors,
-                per_commit.map_or("-".to_owned(), |n| format!("{n:.1}")),
-                floor_rps.map_or("-".to_owned(), |f| format!("{:.1} %", rps / f * 100.0)),
-                ratio * 100.0
-            );
-            let mut row = outcome.row(connections, name, cpu, ceiling_name, ceiling);
-            row["floorRequestsPerSecond"] = json!(floor_rps);
-            row["floorRatio"] = json!(floor_rps.map(|f| rps / f));
-            row["auditRecords"] = json!(records);
-            row["auditCommits"] = json!(commits);
-            results.push(row);
+            let run =
+                FrontRun::measure(server, target, &fronts.tls, scenario, connections, args).await?;
+            results.push(run.report(name, connections, ceilings, &mut http));
         }
     }
+    Ok(results)
+}
+
+/// One run of a front scenario: its outcome, the server's CPU per request, and the audit
+/// records and durable commits it caused.
+struct FrontRun {
+    outcome: Outcome,
+    cpu: f64,
+    records: u64,
+    commits: u64,
+}
+
+impl FrontRun {
+    async fn measure(
+        server: &Server,
+        target: SocketAddr,
+        tls: &Arc<rustls::ClientConfig>,
+        scenario: Scenario,
+        connections: usize,
+        args: &Args,
+    ) -> Result<FrontRun, String> {
+        let before = server.cpu();
+        let audit_before = server.audit_counts()?;
+        let outcome: Outcome = load::run(
+            target,
+            tls.clone(),
+            Arc::new(scenario),
+            connections,
+            args.duration,
+        )
+        .await?;
+        let cpu = (server.cpu() - before).as_secs_f64() / outcome.requests.max(1) as f64;
+        let audit_after = server.audit_counts()?;
+        Ok(FrontRun {
+            outcome,
+            cpu,
+            records: audit_after.0.saturating_sub(audit_before.0),
+            commits: audit_after.1.saturating_sub(audit_before.1),
+        })
+    }
+
+    /// Prints the run against its ceiling and floor (`http` is set by the `http` run, which
+    /// comes first); its row.
+    fn report(
+        &self,
+        name: &'static str,
+        connections: usize,
+        ceilings: &Ceilings,
+        http: &mut Option<(f64, f64)>,
+    ) -> serde_json::Value {
+        let (outcome, cpu, records, commits) =
+            (&self.outcome, self.cpu, self.records, self.commits);
+        // How many records each durable commit carried: group commit at work.
+        let per_commit = (commits > 0).then(|| records as f64 / commits as f64);
+        let rps = outcome.per_second();
+        if name == "http" {
+            *http = Some((rps, cpu));
+        }
+        let (ceiling, ceiling_name) = ceilings.ceiling(name, rps, *http);
+        let ratio = rps / ceiling;
+        let floor_rps = ceilings.floor(name, *http);
+        println!(
+            "  {:<10} {:>9.0} {:>9.2} {:>9.2} {:>12.1} {:>7} {:>8} {:>9}  {:>5.1} % of {ceiling_name} ({ceiling:.0} req/s)",
+            name,
+            rps,
+            outcome.quantile_ms(0.5),
+            outcome.quantile_ms(0.99),
+            cpu * 1e6,
+            outcome.errors,
+            per_commit.map_or("-".to_owned(), |n| format!("{n:.1}")),
+            floor_rps.map_or("-".to_owned(), |f| format!("{:.1} %", rps / f * 100.0)),
+            ratio * 100.0
+        );
+        let mut row = outcome.row(connections, name, cpu, ceiling_name, ceiling);
+        row["floorRequestsPerSecond"] = json!(floor_rps);
+        row["floorRatio"] = json!(floor_rps.map(|f| rps / f));
+        row["auditRecords"] = json!(records);
+        row["auditCommits"] = json!(commits);
+        row
+    }
+}
+
+/// The scenarios on servers of their own: `engine` and `hostile` (unless others are named)
+/// and `sustained` (only when named).
+async fn other_scenarios(
+    args: &Args,
+    cores: usize,
+) -> Result<(Vec<serde_json::Value>, serde_json::Value, serde_json::Value), String> {
     let engine = if args.only.is_empty() || args.only.iter().any(|s| s == "engine") {
         engine::bench(&args.latch, &args.connections, args.duration, cores).await?
     } else {
@@ -349,39 +514,7 @@ async fn bench(args: Args) -> Result<(), String> {
     } else {
         serde_json::Value::Null
     };
-    let (rss, peak) = server.memory();
-    println!(
-        "\nmemory: {:.1} MB resident now, {:.1} MB at peak",
-        rss as f64 / 1e6,
-        peak as f64 / 1e6
-    );
-    let report = json!({
-        "cores": cores,
-        "durationSecs": args.duration.as_secs_f64(),
-        "startupMs": server.startup.as_millis() as u64,
-        "idleRssBytes": idle_rss,
-        "peakRssBytes": peak,
-        "es256SignMicrosPerCore": sign * 1e6,
-        "es256VerifyMicrosPerCore": verify * 1e6,
-        "auditRecordsPerSecond": floor.per_second,
-        "auditCpuMicrosPerRecord": audit * 1e6,
-        "auditRecordsPerCommit": floor.per_commit,
-        "auditCpuMicrosPerRecordIndexed": floor.cpu_per_record_indexed * 1e6,
-        "audit64CpuMicrosPerRecord": floor64.cpu_per_record * 1e6,
-        "audit64CpuMicrosPerRecordIndexed": floor64.cpu_per_record_indexed * 1e6,
-        "audit64RecordsPerCommit": floor64.per_commit,
-        "scenarios": results,
-        "engine": engine,
-        "hostile": hostile,
-        "sustained": sustained,
-    });
-    if let Some(dir) = args.out.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    std::fs::write(&args.out, format!("{report:#}\n"))
-        .map_err(|e| format!("{}: {e}", args.out.display()))?;
-    println!("written to {}", args.out.display());
-    Ok(())
+    Ok((engine, hostile, sustained))
 }
 
 /// The `issuance` scenario: the demo ISV issues a limited access token for the demo client.

@@ -239,6 +239,48 @@ pub(crate) async fn bench(
     let full_measured = measure(&full, &tls, connections, duration, &jti(records / 2)).await?;
 
     let per_record = size_of(&full.data_dir()) as f64 / records as f64;
+    let exported = export_and_verify(binary, &full)?;
+
+    println!(
+        "  start-up to ready: {} ms on the full log, {} ms on an empty one",
+        full_measured.startup.as_millis(),
+        empty_measured.startup.as_millis()
+    );
+    let rows = print_issuance(&full_measured, &empty_measured);
+    print_costs(
+        &full_measured,
+        &empty_measured,
+        records,
+        per_record,
+        &exported,
+    );
+    Ok(json!({
+        "records": records,
+        "fillSecs": fill_time.as_secs_f64(),
+        "startupMs": {"full": full_measured.startup.as_millis() as u64, "empty": empty_measured.startup.as_millis() as u64},
+        "issuance": rows,
+        "queryByJtiMs": {"full": full_measured.query.as_secs_f64() * 1e3, "small": empty_measured.query.as_secs_f64() * 1e3},
+        "checkpointMs": {"full": full_measured.checkpoint.as_secs_f64() * 1e3, "small": empty_measured.checkpoint.as_secs_f64() * 1e3},
+        "bytesPerRecord": per_record,
+        "exportRecordsPerSecond": records as f64 / exported.export_s.as_secs_f64(),
+        "verifyRecordsPerSecond": records as f64 / exported.verify_s.as_secs_f64(),
+        "exportPeakBytes": exported.export_peak,
+        "verifyPeakBytes": exported.verify_peak,
+    }))
+}
+
+/// How long exporting the full log and verifying the export took, and the commands' peak
+/// resident sizes.
+struct Exported {
+    export_s: Duration,
+    export_peak: u64,
+    verify_s: Duration,
+    verify_peak: u64,
+}
+
+/// Exports the log of `full` with `latch audit export` and verifies the export with `latch
+/// audit verify`, against the audit key; the export is removed after.
+fn export_and_verify(binary: &Path, full: &Server) -> Result<Exported, String> {
     let key_file = full.data_dir().join("bench-audit-key.json");
     let key = std::process::Command::new(binary)
         .arg("--data-dir")
@@ -250,12 +292,12 @@ pub(crate) async fn bench(
     let export = full.dir.path().join("export.jsonl");
     let (export_s, export_peak) = latch(
         binary,
-        &full,
+        full,
         &["audit", "export", "--out", &export.display().to_string()],
     )?;
     let (verify_s, verify_peak) = latch(
         binary,
-        &full,
+        full,
         &[
             "audit",
             "verify",
@@ -265,18 +307,22 @@ pub(crate) async fn bench(
         ],
     )?;
     let _ = std::fs::remove_file(&export);
+    Ok(Exported {
+        export_s,
+        export_peak,
+        verify_s,
+        verify_peak,
+    })
+}
 
-    println!(
-        "  start-up to ready: {} ms on the full log, {} ms on an empty one",
-        full_measured.startup.as_millis(),
-        empty_measured.startup.as_millis()
-    );
+/// Prints issuance on the full log beside the empty one, at each connection count; the rows.
+fn print_issuance(full: &Measured, empty: &Measured) -> Vec<Value> {
     println!(
         "  {:<12} {:>10} {:>12} {:>9} {:>10} {:>12} {:>9}   CPU, p99 vs empty",
         "connections", "full req/s", "CPU µs/req", "p99 ms", "empty req/s", "CPU µs/req", "p99 ms"
     );
     let mut rows = Vec::new();
-    for (f, e) in full_measured.issuance.iter().zip(&empty_measured.issuance) {
+    for (f, e) in full.issuance.iter().zip(&empty.issuance) {
         println!(
             "  {:<12} {:>10.0} {:>12.1} {:>9.2} {:>10.0} {:>12.1} {:>9.2}   {:+.1} %, {:+.1} %",
             f.0,
@@ -295,15 +341,27 @@ pub(crate) async fn bench(
             "empty": {"requestsPerSecond": e.1, "cpuMicrosPerRequest": e.2 * 1e6, "p99Ms": e.3},
         }));
     }
+    rows
+}
+
+/// Prints what the full log costs beside the small one: a query, a checkpoint, the disk, and
+/// exporting and verifying its `records`.
+fn print_costs(
+    full: &Measured,
+    empty: &Measured,
+    records: u64,
+    per_record: f64,
+    exported: &Exported,
+) {
     println!(
         "  query by jti: {:.2} ms on the full log, {:.2} ms on a small one",
-        full_measured.query.as_secs_f64() * 1e3,
-        empty_measured.query.as_secs_f64() * 1e3
+        full.query.as_secs_f64() * 1e3,
+        empty.query.as_secs_f64() * 1e3
     );
     println!(
         "  checkpoint: {:.2} ms on the full log, {:.2} ms on a small one",
-        full_measured.checkpoint.as_secs_f64() * 1e3,
-        empty_measured.checkpoint.as_secs_f64() * 1e3
+        full.checkpoint.as_secs_f64() * 1e3,
+        empty.checkpoint.as_secs_f64() * 1e3
     );
     println!(
         "  on disk: {:.0} bytes per record (journal, index and the rest of the data directory)",
@@ -311,26 +369,13 @@ pub(crate) async fn bench(
     );
     println!(
         "  export: {:.1} s ({:.0} records/s, {:.0} MB peak resident); verify: {:.1} s ({:.0} records/s, {:.0} MB peak resident)",
-        export_s.as_secs_f64(),
-        records as f64 / export_s.as_secs_f64(),
-        export_peak as f64 / 1e6,
-        verify_s.as_secs_f64(),
-        records as f64 / verify_s.as_secs_f64(),
-        verify_peak as f64 / 1e6,
+        exported.export_s.as_secs_f64(),
+        records as f64 / exported.export_s.as_secs_f64(),
+        exported.export_peak as f64 / 1e6,
+        exported.verify_s.as_secs_f64(),
+        records as f64 / exported.verify_s.as_secs_f64(),
+        exported.verify_peak as f64 / 1e6,
     );
-    Ok(json!({
-        "records": records,
-        "fillSecs": fill_time.as_secs_f64(),
-        "startupMs": {"full": full_measured.startup.as_millis() as u64, "empty": empty_measured.startup.as_millis() as u64},
-        "issuance": rows,
-        "queryByJtiMs": {"full": full_measured.query.as_secs_f64() * 1e3, "small": empty_measured.query.as_secs_f64() * 1e3},
-        "checkpointMs": {"full": full_measured.checkpoint.as_secs_f64() * 1e3, "small": empty_measured.checkpoint.as_secs_f64() * 1e3},
-        "bytesPerRecord": per_record,
-        "exportRecordsPerSecond": records as f64 / export_s.as_secs_f64(),
-        "verifyRecordsPerSecond": records as f64 / verify_s.as_secs_f64(),
-        "exportPeakBytes": export_peak,
-        "verifyPeakBytes": verify_peak,
-    }))
 }
 
 /// A thousand records in the small log, so that its query by jti has one to find.

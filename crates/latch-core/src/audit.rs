@@ -344,133 +344,89 @@ impl AuditEvent {
 
     /// The fields a store indexes this event by.
     pub fn index(&self) -> AuditIndex {
+        let (isv, target, jti) = self.indexed_ids();
+        AuditIndex {
+            kind: self.kind(),
+            outcome: self.outcome(),
+            isv,
+            target,
+            jti,
+        }
+    }
+
+    /// The event type, as the `type` field of its JSON names it. Every event is listed here, so
+    /// a new one does not compile until it is named; [`Self::outcome`] and
+    /// [`Self::indexed_ids`] list only the events that are failures or name ids.
+    fn kind(&self) -> &'static str {
+        match self {
+            AuditEvent::LimitedAccessTokenIssued { .. } => "limited_access_token_issued",
+            AuditEvent::LimitedAccessTokenRefused { .. } => "limited_access_token_refused",
+            AuditEvent::AccessTokenIssued { .. } => "access_token_issued",
+            AuditEvent::AccessTokenRefused { .. } => "access_token_refused",
+            AuditEvent::RefusalsCounted { .. } => "refusals_counted",
+            AuditEvent::LimitedAccessTokenUsed { .. } => "limited_access_token_used",
+            AuditEvent::AuthModeChanged { .. } => "auth_mode_changed",
+            AuditEvent::TokensRevoked { .. } => "tokens_revoked",
+            AuditEvent::ResourceCreated { .. } => "resource_created",
+            AuditEvent::KeyRegenerated { .. } => "key_regenerated",
+            AuditEvent::IsvIssuanceChanged { .. } => "isv_issuance_changed",
+            AuditEvent::ApprovalsChanged { .. } => "approvals_changed",
+            AuditEvent::ClientBlocked { .. } => "client_blocked",
+            AuditEvent::ClientUnblocked { .. } => "client_unblocked",
+            AuditEvent::SigningKeyRotated { .. } => "signing_key_rotated",
+            AuditEvent::AdminCredentialSet { .. } => "admin_credential_set",
+            AuditEvent::AuditKeyCreated { .. } => "audit_key_created",
+            AuditEvent::AuditArchived { .. } => "audit_archived",
+            AuditEvent::ServiceConfigured { .. } => "service_configured",
+            AuditEvent::SigningKeyCreated { .. } => "signing_key_created",
+            AuditEvent::TlsCertificateInstalled { .. } => "tls_certificate_installed",
+            AuditEvent::TlsCertificateRefused { .. } => "tls_certificate_refused",
+        }
+    }
+
+    /// `failure` for a refusal (and a use that was refused), `success` for everything else.
+    fn outcome(&self) -> &'static str {
+        match self {
+            AuditEvent::LimitedAccessTokenUsed { outcome, .. } if outcome == "refused" => "failure",
+            AuditEvent::LimitedAccessTokenRefused { .. }
+            | AuditEvent::AccessTokenRefused { .. }
+            | AuditEvent::RefusalsCounted { .. }
+            | AuditEvent::TlsCertificateRefused { .. } => "failure",
+            _ => "success",
+        }
+    }
+
+    /// The ISV, the target (or subject) resource, and the token id the event names, canonical.
+    fn indexed_ids(&self) -> (Option<String>, Option<String>, Option<String>) {
         let canon = |r: &ResourceId| Some(r.canonical().to_owned());
-        let (kind, outcome, isv, target, jti) = match self {
+        match self {
             AuditEvent::LimitedAccessTokenIssued {
                 isv, target, jti, ..
-            } => (
-                "limited_access_token_issued",
-                "success",
-                canon(isv),
-                canon(target),
-                Some(jti.clone()),
-            ),
+            } => (canon(isv), canon(target), Some(jti.clone())),
             AuditEvent::LimitedAccessTokenRefused { isv, target, .. } => (
-                "limited_access_token_refused",
-                "failure",
                 isv.as_ref().and_then(canon),
                 target.as_ref().and_then(canon),
                 None,
             ),
-            AuditEvent::AccessTokenIssued { resource, jti, .. } => (
-                "access_token_issued",
-                "success",
-                None,
-                canon(resource),
-                Some(jti.clone()),
-            ),
-            AuditEvent::AccessTokenRefused { .. } => {
-                ("access_token_refused", "failure", None, None, None)
+            AuditEvent::AccessTokenIssued { resource, jti, .. } => {
+                (None, canon(resource), Some(jti.clone()))
             }
-            AuditEvent::RefusalsCounted { .. } => ("refusals_counted", "failure", None, None, None),
             AuditEvent::LimitedAccessTokenUsed {
-                resource,
-                outcome,
-                jti,
-                isv,
-                ..
-            } => (
-                "limited_access_token_used",
-                if outcome == "refused" {
-                    "failure"
-                } else {
-                    "success"
-                },
-                isv.as_ref().and_then(canon),
-                canon(resource),
-                jti.clone(),
-            ),
-            AuditEvent::AuthModeChanged { resource, .. } => {
-                ("auth_mode_changed", "success", None, canon(resource), None)
-            }
+                resource, jti, isv, ..
+            } => (isv.as_ref().and_then(canon), canon(resource), jti.clone()),
             AuditEvent::TokensRevoked { scope, subject, .. } => match scope.as_str() {
-                "jti" => (
-                    "tokens_revoked",
-                    "success",
-                    None,
-                    None,
-                    Some(subject.clone()),
-                ),
-                "isv" => (
-                    "tokens_revoked",
-                    "success",
-                    Some(subject.clone()),
-                    None,
-                    None,
-                ),
-                _ => (
-                    "tokens_revoked",
-                    "success",
-                    None,
-                    Some(subject.clone()),
-                    None,
-                ),
+                "jti" => (None, None, Some(subject.clone())),
+                "isv" => (Some(subject.clone()), None, None),
+                _ => (None, Some(subject.clone()), None),
             },
-            AuditEvent::ResourceCreated { resource } => {
-                ("resource_created", "success", None, canon(resource), None)
-            }
-            AuditEvent::KeyRegenerated { resource, .. } => {
-                ("key_regenerated", "success", None, canon(resource), None)
-            }
-            AuditEvent::IsvIssuanceChanged { resource, .. } => (
-                "isv_issuance_changed",
-                "success",
-                canon(resource),
-                None,
-                None,
-            ),
-            AuditEvent::ApprovalsChanged { resource, .. } => {
-                ("approvals_changed", "success", None, canon(resource), None)
-            }
-            AuditEvent::ClientBlocked { isv, client } => {
-                ("client_blocked", "success", canon(isv), canon(client), None)
-            }
-            AuditEvent::ClientUnblocked { isv, client } => (
-                "client_unblocked",
-                "success",
-                canon(isv),
-                canon(client),
-                None,
-            ),
-            AuditEvent::SigningKeyRotated { .. } => {
-                ("signing_key_rotated", "success", None, None, None)
-            }
-            AuditEvent::AdminCredentialSet { .. } => {
-                ("admin_credential_set", "success", None, None, None)
-            }
-            AuditEvent::AuditKeyCreated { .. } => {
-                ("audit_key_created", "success", None, None, None)
-            }
-            AuditEvent::AuditArchived { .. } => ("audit_archived", "success", None, None, None),
-            AuditEvent::ServiceConfigured { .. } => {
-                ("service_configured", "success", None, None, None)
-            }
-            AuditEvent::SigningKeyCreated { .. } => {
-                ("signing_key_created", "success", None, None, None)
-            }
-            AuditEvent::TlsCertificateInstalled { .. } => {
-                ("tls_certificate_installed", "success", None, None, None)
-            }
-            AuditEvent::TlsCertificateRefused { .. } => {
-                ("tls_certificate_refused", "failure", None, None, None)
-            }
-        };
-        AuditIndex {
-            kind,
-            outcome,
-            isv,
-            target,
-            jti,
+            AuditEvent::AuthModeChanged { resource, .. }
+            | AuditEvent::ResourceCreated { resource }
+            | AuditEvent::KeyRegenerated { resource, .. }
+            | AuditEvent::ApprovalsChanged { resource, .. } => (None, canon(resource), None),
+            AuditEvent::IsvIssuanceChanged { resource, .. } => (canon(resource), None, None),
+            AuditEvent::ClientBlocked { isv, client }
+            | AuditEvent::ClientUnblocked { isv, client } => (canon(isv), canon(client), None),
+            _ => (None, None, None),
         }
     }
 }

@@ -410,71 +410,7 @@ where
         if (i as u64 + 1) % 100_000 == 0 {
             progress(i as u64 + 1);
         }
-        let line = line.as_ref();
-        if line.trim().is_empty() {
-            continue;
-        }
-        if let Ok(record) = serde_json::from_str::<RecordPlace<'_>>(line) {
-            if !chains.contains_key(&*record.chain) {
-                chains.insert(record.chain.to_string(), ChainState::default());
-            }
-            let Some(state) = chains.get_mut(&*record.chain) else {
-                continue;
-            };
-            state.expected = state.expected.max(1);
-            let seq = record.seq;
-            if seq == 0 || seq == u64::MAX {
-                report.findings.push(Finding::Unreadable { line: i + 1 });
-                continue;
-            }
-            if seq > state.expected {
-                state.missing.insert(state.expected, seq - 1);
-            } else if seq < state.expected {
-                if take_from_gaps(&mut state.missing, seq) {
-                    report.findings.push(Finding::Reordered {
-                        chain: record.chain.to_string(),
-                        seq,
-                    });
-                } else {
-                    // A second record with this number: one of the two is not the sealed one.
-                    report.findings.push(Finding::Altered {
-                        chain: record.chain.to_string(),
-                        seq,
-                    });
-                }
-            }
-            state.expected = state.expected.max(seq + 1);
-            let prev: Hash = b64url_decode(&record.prev_hash)
-                .ok()
-                .and_then(|v| v.try_into().ok())
-                .unwrap_or([0xff; 32]);
-            state
-                .records
-                .insert(seq, (record_hash(line), prev, leaf_hash(line.as_bytes())));
-            match report.records.get_mut(&*record.chain) {
-                Some(n) => *n += 1,
-                None => {
-                    report.records.insert(record.chain.to_string(), 1);
-                }
-            }
-            continue;
-        }
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Line {
-            checkpoint: Checkpoint,
-        }
-        match serde_json::from_str::<Line>(line) {
-            Ok(Line { checkpoint }) => {
-                report.checkpoints += 1;
-                chains
-                    .entry(checkpoint.chain.clone())
-                    .or_default()
-                    .checkpoints
-                    .push(checkpoint);
-            }
-            Err(_) => report.findings.push(Finding::Unreadable { line: i + 1 }),
-        }
+        read_line(line.as_ref(), i + 1, &mut chains, &mut report);
     }
 
     for (chain, state) in &chains {
@@ -498,6 +434,104 @@ where
     report
 }
 
+/// Takes line `number` (from 1) of an export: a record into its chain's state, a checkpoint
+/// into its chain's list; a line that is neither is unreadable.
+fn read_line(
+    line: &str,
+    number: usize,
+    chains: &mut BTreeMap<String, ChainState>,
+    report: &mut ExportReport,
+) {
+    if line.trim().is_empty() {
+        return;
+    }
+    if let Ok(record) = serde_json::from_str::<RecordPlace<'_>>(line) {
+        take_record(&record, line, number, chains, report);
+        return;
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Line {
+        checkpoint: Checkpoint,
+    }
+    match serde_json::from_str::<Line>(line) {
+        Ok(Line { checkpoint }) => {
+            report.checkpoints += 1;
+            chains
+                .entry(checkpoint.chain.clone())
+                .or_default()
+                .checkpoints
+                .push(checkpoint);
+        }
+        Err(_) => report.findings.push(Finding::Unreadable { line: number }),
+    }
+}
+
+/// Keeps a record line's hashes in its chain's state and counts it, noting a sequence number
+/// out of place.
+fn take_record(
+    record: &RecordPlace<'_>,
+    line: &str,
+    number: usize,
+    chains: &mut BTreeMap<String, ChainState>,
+    report: &mut ExportReport,
+) {
+    if !chains.contains_key(&*record.chain) {
+        chains.insert(record.chain.to_string(), ChainState::default());
+    }
+    let Some(state) = chains.get_mut(&*record.chain) else {
+        return;
+    };
+    state.expected = state.expected.max(1);
+    let seq = record.seq;
+    if seq == 0 || seq == u64::MAX {
+        report.findings.push(Finding::Unreadable { line: number });
+        return;
+    }
+    if let Some(finding) = place_seq(state, &record.chain, seq) {
+        report.findings.push(finding);
+    }
+    let prev: Hash = b64url_decode(&record.prev_hash)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .unwrap_or([0xff; 32]);
+    state
+        .records
+        .insert(seq, (record_hash(line), prev, leaf_hash(line.as_bytes())));
+    match report.records.get_mut(&*record.chain) {
+        Some(n) => *n += 1,
+        None => {
+            report.records.insert(record.chain.to_string(), 1);
+        }
+    }
+}
+
+/// Moves the chain's expected sequence number past `seq`: a number beyond it leaves a gap, one
+/// before it fills a gap (reordered) or repeats a record (altered).
+fn place_seq(state: &mut ChainState, chain: &str, seq: u64) -> Option<Finding> {
+    let finding = if seq > state.expected {
+        state.missing.insert(state.expected, seq - 1);
+        None
+    } else if seq < state.expected {
+        if take_from_gaps(&mut state.missing, seq) {
+            Some(Finding::Reordered {
+                chain: chain.to_owned(),
+                seq,
+            })
+        } else {
+            // A second record with this number: one of the two is not the sealed one.
+            Some(Finding::Altered {
+                chain: chain.to_owned(),
+                seq,
+            })
+        }
+    } else {
+        None
+    };
+    state.expected = state.expected.max(seq + 1);
+    finding
+}
+
 /// Removes `seq` from the gap that holds it, if one does (splitting the gap); whether it did.
 fn take_from_gaps(gaps: &mut BTreeMap<u64, u64>, seq: u64) -> bool {
     let Some((&from, &to)) = gaps.range(..=seq).next_back() else {
@@ -516,6 +550,9 @@ fn take_from_gaps(gaps: &mut BTreeMap<u64, u64>, seq: u64) -> bool {
     true
 }
 
+/// Everything wrong with one chain of an export: gaps, broken links, and checkpoints (the
+/// chain's own and the one the auditor saved) that are forged, do not match, or leave records
+/// unsigned.
 fn check_chain(
     chain: &str,
     state: &ChainState,
@@ -523,17 +560,31 @@ fn check_chain(
     saved: Option<&Checkpoint>,
     out: &mut Vec<Finding>,
 ) {
-    let name = || chain.to_owned();
     for (&from, &to) in &state.missing {
         out.push(Finding::Missing {
-            chain: name(),
+            chain: chain.to_owned(),
             from,
             to,
         });
     }
-    // Links, in sequence order.
+    check_links(chain, &state.records, out);
+    let signed = Signed {
+        chain,
+        keys,
+        roots: roots_at(&state.records, &state.checkpoints, saved),
+        records: state.records.last().unwrap_or(0),
+    };
+    let newest = signed.check_checkpoints(&state.checkpoints, out);
+    if let Some(s) = saved {
+        signed.check_saved(s, newest, out);
+    }
+    signed.check_all_signed(newest, out);
+}
+
+/// Each record's link to the one before, in sequence order.
+fn check_links(chain: &str, records: &Records, out: &mut Vec<Finding>) {
     let mut previous: Option<(u64, Hash)> = None;
-    for (seq, (hash, prev, _)) in state.records.iter() {
+    for (seq, (hash, prev, _)) in records.iter() {
         let expected_prev = match previous {
             Some((p, h)) if p + 1 == seq => Some(h),
             None if seq == 1 => Some(GENESIS),
@@ -542,16 +593,23 @@ fn check_chain(
         if let Some(expected) = expected_prev {
             if prev != expected {
                 out.push(Finding::Altered {
-                    chain: name(),
+                    chain: chain.to_owned(),
                     seq: seq.saturating_sub(1).max(1),
                 });
             }
         }
         previous = Some((seq, hash));
     }
+}
 
-    // Roots at every checkpoint's size (and the saved one's), in one pass over the leaves.
-    let mut sizes: BTreeSet<u64> = state.checkpoints.iter().map(|c| c.size).collect();
+/// The Merkle roots of the records at every checkpoint's size (and the saved one's), in one
+/// pass over the leaves.
+fn roots_at(
+    records: &Records,
+    checkpoints: &[Checkpoint],
+    saved: Option<&Checkpoint>,
+) -> BTreeMap<u64, Hash> {
+    let mut sizes: BTreeSet<u64> = checkpoints.iter().map(|c| c.size).collect();
     if let Some(s) = saved {
         sizes.insert(s.size);
     }
@@ -560,79 +618,107 @@ fn check_chain(
     if sizes.contains(&0) {
         roots.insert(0, frontier.root());
     }
-    for (_, (_, _, leaf)) in state.records.iter() {
+    for (_, (_, _, leaf)) in records.iter() {
         frontier.push(leaf);
         if sizes.contains(&frontier.size()) {
             roots.insert(frontier.size(), frontier.root());
         }
     }
-    let records = state.records.last().unwrap_or(0);
+    roots
+}
 
-    // Every genuine checkpoint must match the records it covers. The newest is the one
-    // covering the most records (the latest, among equals): an archive's checkpoint is
-    // legitimately smaller and later than checkpoints made before it.
-    let mut newest: Option<&Checkpoint> = None;
-    for c in &state.checkpoints {
-        if !keys.iter().any(|k| c.verify(k)) {
-            out.push(Finding::ForgedCheckpoint {
-                chain: name(),
-                size: c.size,
-            });
-            continue;
-        }
-        if newest.is_none_or(|n| (c.size, c.time) > (n.size, n.time)) {
-            newest = Some(c);
-        }
-        if c.size > records {
-            out.push(Finding::Truncated {
-                chain: name(),
-                size: c.size,
-                records,
-            });
-        } else if roots.get(&c.size).copied() != c.root_hash() {
-            out.push(Finding::CheckpointMismatch {
-                chain: name(),
-                size: c.size,
-            });
-        }
+/// What a chain's checkpoints are checked against: the keys that sign them, the roots of the
+/// records at their sizes, and the highest sequence number read.
+struct Signed<'a> {
+    chain: &'a str,
+    keys: &'a [PublicKey],
+    roots: BTreeMap<u64, Hash>,
+    records: u64,
+}
+
+impl Signed<'_> {
+    fn genuine(&self, c: &Checkpoint) -> bool {
+        self.keys.iter().any(|k| c.verify(k))
     }
-    if let Some(s) = saved {
-        if !keys.iter().any(|k| s.verify(k)) {
+
+    /// Every genuine checkpoint must match the records it covers; returns the newest. The
+    /// newest is the one covering the most records (the latest, among equals): an archive's
+    /// checkpoint is legitimately smaller and later than checkpoints made before it.
+    fn check_checkpoints<'c>(
+        &self,
+        checkpoints: &'c [Checkpoint],
+        out: &mut Vec<Finding>,
+    ) -> Option<&'c Checkpoint> {
+        let chain = || self.chain.to_owned();
+        let mut newest: Option<&Checkpoint> = None;
+        for c in checkpoints {
+            if !self.genuine(c) {
+                out.push(Finding::ForgedCheckpoint {
+                    chain: chain(),
+                    size: c.size,
+                });
+                continue;
+            }
+            if newest.is_none_or(|n| (c.size, c.time) > (n.size, n.time)) {
+                newest = Some(c);
+            }
+            if c.size > self.records {
+                out.push(Finding::Truncated {
+                    chain: chain(),
+                    size: c.size,
+                    records: self.records,
+                });
+            } else if self.roots.get(&c.size).copied() != c.root_hash() {
+                out.push(Finding::CheckpointMismatch {
+                    chain: chain(),
+                    size: c.size,
+                });
+            }
+        }
+        newest
+    }
+
+    /// The checkpoint the auditor saved must be genuine, not newer than the export's newest,
+    /// and match the records.
+    fn check_saved(&self, s: &Checkpoint, newest: Option<&Checkpoint>, out: &mut Vec<Finding>) {
+        let chain = || self.chain.to_owned();
+        if !self.genuine(s) {
             out.push(Finding::ForgedCheckpoint {
-                chain: name(),
+                chain: chain(),
                 size: s.size,
             });
         } else if newest.is_some_and(|n| n.size < s.size || (n.size == s.size && n.time < s.time)) {
             let n = newest.map(|n| n.size).unwrap_or(0);
             out.push(Finding::ReplayedCheckpoint {
-                chain: name(),
+                chain: chain(),
                 size: n,
             });
-        } else if s.size > records {
+        } else if s.size > self.records {
             out.push(Finding::Truncated {
-                chain: name(),
+                chain: chain(),
                 size: s.size,
-                records,
+                records: self.records,
             });
-        } else if roots.get(&s.size).copied() != s.root_hash() {
+        } else if self.roots.get(&s.size).copied() != s.root_hash() {
             out.push(Finding::Rewritten {
-                chain: name(),
+                chain: chain(),
                 size: s.size,
             });
         }
     }
-    match newest {
-        None => out.push(Finding::Unsigned {
-            chain: name(),
-            size: 0,
-            records,
-        }),
-        Some(n) if n.size < records => out.push(Finding::Unsigned {
-            chain: name(),
-            size: n.size,
-            records,
-        }),
-        Some(_) => {}
+
+    /// Records past the newest checkpoint (or with none at all) are unsigned.
+    fn check_all_signed(&self, newest: Option<&Checkpoint>, out: &mut Vec<Finding>) {
+        let size = match newest {
+            None => 0,
+            Some(n) if n.size < self.records => n.size,
+            Some(_) => return,
+        };
+        out.push(Finding::Unsigned {
+            chain: self.chain.to_owned(),
+            size,
+            records: self.records,
+        });
     }
 }
 

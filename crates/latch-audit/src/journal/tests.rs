@@ -4,7 +4,9 @@ use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::merkle::{leaf_hash, root};
 use latch_core::UnixTime;
 
-use super::format::{BATCH_HEAD_BYTES, HEADER_BYTES};
+use latch_core::audit::GENESIS;
+
+use super::format::{BatchBuilder, BATCH_HEAD_BYTES, HEADER_BYTES};
 use super::*;
 
 fn draft(n: u64) -> AuditDraft {

@@ -385,6 +385,7 @@ impl AuditEvent {
     }
 
     /// `failure` for a refusal (and a use that was refused), `success` for everything else.
+    /// Every event is named, so a new one cannot be indexed until it is given its outcome.
     fn outcome(&self) -> &'static str {
         match self {
             AuditEvent::LimitedAccessTokenUsed { outcome, .. } if outcome == "refused" => "failure",
@@ -392,11 +393,29 @@ impl AuditEvent {
             | AuditEvent::AccessTokenRefused { .. }
             | AuditEvent::RefusalsCounted { .. }
             | AuditEvent::TlsCertificateRefused { .. } => "failure",
-            _ => "success",
+            AuditEvent::LimitedAccessTokenIssued { .. }
+            | AuditEvent::AccessTokenIssued { .. }
+            | AuditEvent::LimitedAccessTokenUsed { .. }
+            | AuditEvent::TokensRevoked { .. }
+            | AuditEvent::AuthModeChanged { .. }
+            | AuditEvent::ResourceCreated { .. }
+            | AuditEvent::KeyRegenerated { .. }
+            | AuditEvent::IsvIssuanceChanged { .. }
+            | AuditEvent::ApprovalsChanged { .. }
+            | AuditEvent::ClientBlocked { .. }
+            | AuditEvent::ClientUnblocked { .. }
+            | AuditEvent::SigningKeyRotated { .. }
+            | AuditEvent::AuditArchived { .. }
+            | AuditEvent::ServiceConfigured { .. }
+            | AuditEvent::AuditKeyCreated { .. }
+            | AuditEvent::AdminCredentialSet { .. }
+            | AuditEvent::SigningKeyCreated { .. }
+            | AuditEvent::TlsCertificateInstalled { .. } => "success",
         }
     }
 
-    /// The ISV, the target (or subject) resource, and the token id the event names, canonical.
+    /// The ISV, the target (or subject) resource, and the token id the event names, canonical
+    /// (every event named, as in [`AuditEvent::outcome`]).
     fn indexed_ids(&self) -> (Option<String>, Option<String>, Option<String>) {
         let canon = |r: &ResourceId| Some(r.canonical().to_owned());
         match self {
@@ -426,7 +445,16 @@ impl AuditEvent {
             AuditEvent::IsvIssuanceChanged { resource, .. } => (canon(resource), None, None),
             AuditEvent::ClientBlocked { isv, client }
             | AuditEvent::ClientUnblocked { isv, client } => (canon(isv), canon(client), None),
-            _ => (None, None, None),
+            AuditEvent::AccessTokenRefused { .. }
+            | AuditEvent::RefusalsCounted { .. }
+            | AuditEvent::SigningKeyRotated { .. }
+            | AuditEvent::AuditArchived { .. }
+            | AuditEvent::ServiceConfigured { .. }
+            | AuditEvent::AuditKeyCreated { .. }
+            | AuditEvent::AdminCredentialSet { .. }
+            | AuditEvent::SigningKeyCreated { .. }
+            | AuditEvent::TlsCertificateInstalled { .. }
+            | AuditEvent::TlsCertificateRefused { .. } => (None, None, None),
         }
     }
 }

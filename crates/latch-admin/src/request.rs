@@ -230,6 +230,42 @@ impl AdminRequest {
         serde_json::from_value(serde_json::Value::Object(fields)).map_err(RequestError::Fields)
     }
 
+    /// The store query a `query_audit` request asks for (`limit` defaults to 100); `None` for
+    /// any other request.
+    pub fn audit_query(self) -> Option<latch_audit::AuditQuery> {
+        let AdminRequest::QueryAudit {
+            chain,
+            isv_resource_id,
+            target_resource_id,
+            jti,
+            kind,
+            outcome,
+            operation,
+            feature,
+            from,
+            to,
+            after,
+            limit,
+        } = self
+        else {
+            return None;
+        };
+        Some(latch_audit::AuditQuery {
+            chain,
+            isv: isv_resource_id,
+            target: target_resource_id,
+            jti,
+            kind,
+            outcome,
+            operation,
+            feature,
+            from,
+            to,
+            after,
+            limit: limit.unwrap_or(100),
+        })
+    }
+
     /// Whether the request changes nothing.
     pub fn is_read_only(&self) -> bool {
         matches!(

@@ -54,14 +54,14 @@ const READERS: usize = 4;
 
 /// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
 const MIGRATIONS: &[&str] = &[
-    include_str!("../migrations/sqlite/0001_state.sql"),
-    include_str!("../migrations/sqlite/0002_revocations.sql"),
-    include_str!("../migrations/sqlite/0003_admin_credentials.sql"),
-    include_str!("../migrations/sqlite/0004_checkpoints.sql"),
-    include_str!("../migrations/sqlite/0005_state_version.sql"),
-    include_str!("../migrations/sqlite/0006_face.sql"),
-    include_str!("../migrations/sqlite/0007_audit_index.sql"),
-    include_str!("../migrations/sqlite/0008_audit_tree.sql"),
+    include_str!("../../migrations/sqlite/0001_state.sql"),
+    include_str!("../../migrations/sqlite/0002_revocations.sql"),
+    include_str!("../../migrations/sqlite/0003_admin_credentials.sql"),
+    include_str!("../../migrations/sqlite/0004_checkpoints.sql"),
+    include_str!("../../migrations/sqlite/0005_state_version.sql"),
+    include_str!("../../migrations/sqlite/0006_face.sql"),
+    include_str!("../../migrations/sqlite/0007_audit_index.sql"),
+    include_str!("../../migrations/sqlite/0008_audit_tree.sql"),
 ];
 
 /// The embedded store.

@@ -37,6 +37,7 @@ use tokio_postgres::{Client, Row, Transaction};
 mod audit_chains;
 mod audit_store;
 mod face_data;
+mod revocations;
 mod tls;
 
 use crate::face::{
@@ -707,23 +708,7 @@ impl Store for PgStore {
     }
 
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
-        let (scope, subject, before, expires) = crate::revocation_row(revocation);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                // A later "before" widens an earlier one; it never narrows it.
-                tx.execute(
-                    "INSERT INTO revocations (scope, subject, before, expires_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (scope, subject) DO UPDATE SET
-                       before = GREATEST(revocations.before, excluded.before),
-                       expires_at = GREATEST(revocations.expires_at, excluded.expires_at)",
-                    &[&scope, &subject, &before.map(|t| t.0), &expires.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        revocations::add_revocation(self, revocation, audit).await
     }
 
     async fn is_revoked(
@@ -733,51 +718,15 @@ impl Store for PgStore {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool> {
-        let pair = format!("{} {}", isv.canonical(), target.canonical());
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM revocations WHERE
-                    (scope = 'jti' AND subject = $1)
-                 OR (scope = 'isv' AND subject = $2 AND $4 < before)
-                 OR (scope = 'target' AND subject = $3 AND $4 < before)
-                 OR (scope = 'isv_target' AND subject = $5 AND $4 < before)
-                 LIMIT 1",
-                &[&jti, &isv.canonical(), &target.canonical(), &iat.0, &pair],
-            )
-            .await?
-            .is_some())
+        revocations::is_revoked(self, jti, isv, target, iat).await
     }
 
     async fn revocations(&self, limit: usize) -> Result<Option<Vec<RevocationEntry>>> {
-        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let rows = self
-            .query(
-                "SELECT scope, subject, before FROM revocations LIMIT $1",
-                &[&take],
-            )
-            .await?;
-        if rows.len() > limit {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.iter()
-                .map(|r| RevocationEntry {
-                    scope: r.get(0),
-                    subject: r.get(1),
-                    before: r.get::<_, Option<i64>>(2).map(UnixTime),
-                })
-                .collect(),
-        ))
+        revocations::revocations(self, limit).await
     }
 
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
-        // Pruning removes only entries that can no longer match a valid token: not a state
-        // change an auditor needs, so it has no record of its own.
-        let conn = self.inner.pool.get().await?;
-        conn.client()?
-            .execute("DELETE FROM revocations WHERE expires_at <= $1", &[&now.0])
-            .await
-            .map_err(pg)
+        revocations::prune_revocations(self, now).await
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {

@@ -36,6 +36,7 @@ use tokio_postgres::{Client, Row, Transaction};
 
 mod audit_chains;
 mod audit_store;
+mod blocks;
 mod face_data;
 mod revocations;
 mod tls;
@@ -641,48 +642,7 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (isv, client) = (isv.clone(), client.clone());
-        let by = crate::block_owner(&audit.actor);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &isv).await?;
-                let (isv, client) = (isv.canonical(), client.canonical());
-                if blocked {
-                    tx.execute(
-                        "INSERT INTO client_blocks (isv, client, created_at, set_by) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (isv, client) DO UPDATE SET
-                           set_by = CASE WHEN excluded.set_by = 'operator' THEN 'operator' ELSE client_blocks.set_by END",
-                        &[&isv, &client, &now.0, &by],
-                    )
-                    .await
-                    .map_err(pg)?;
-                } else {
-                    // One statement, so a block the operator sets meanwhile is never lifted by an
-                    // ISV: it either sees the operator's row (and leaves it) or runs first.
-                    tx.execute(
-                        "DELETE FROM client_blocks WHERE isv = $1 AND client = $2 AND (set_by <> 'operator' OR $3 = 'operator')",
-                        &[&isv, &client, &by],
-                    )
-                    .await
-                    .map_err(pg)?;
-                    let remains = tx
-                        .query_opt(
-                            "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
-                            &[&isv, &client],
-                        )
-                        .await
-                        .map_err(pg)?;
-                    if remains.is_some() {
-                        return Err(StoreError::Refused(
-                            "this block was set by the operator; only the operator can lift it"
-                                .into(),
-                        ));
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
+        blocks::set_client_blocked(self, isv, client, blocked, now, audit).await
     }
 
     async fn state_version(&self) -> Result<u64> {
@@ -698,13 +658,7 @@ impl Store for PgStore {
     }
 
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
-                &[&isv.canonical(), &client.canonical()],
-            )
-            .await?
-            .is_some())
+        blocks::is_client_blocked(self, isv, client).await
     }
 
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {

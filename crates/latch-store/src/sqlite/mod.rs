@@ -48,6 +48,7 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 mod audit_index;
 mod audit_journal;
 mod audit_store;
+mod blocks;
 mod face_data;
 mod revocations;
 
@@ -701,41 +702,7 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (isv, client) = (isv.clone(), client.clone());
-        let by = crate::block_owner(&audit.actor);
-        self.change(audit, move |tx| {
-            must_exist(tx, &isv)?;
-            if blocked {
-                tx.execute(
-                    "INSERT INTO client_blocks (isv, client, created_at, set_by) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT (isv, client) DO UPDATE SET
-                       set_by = CASE WHEN excluded.set_by = 'operator' THEN 'operator' ELSE set_by END",
-                    params![isv.canonical(), client.canonical(), now.0, by],
-                )
-                .map_err(sql)?;
-            } else {
-                let owner: Option<String> = tx
-                    .query_row(
-                        "SELECT set_by FROM client_blocks WHERE isv = ?1 AND client = ?2",
-                        params![isv.canonical(), client.canonical()],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(sql)?;
-                if by == "isv" && owner.as_deref() == Some("operator") {
-                    return Err(StoreError::Refused(
-                        "this block was set by the operator; only the operator can lift it".into(),
-                    ));
-                }
-                tx.execute(
-                    "DELETE FROM client_blocks WHERE isv = ?1 AND client = ?2",
-                    params![isv.canonical(), client.canonical()],
-                )
-                .map_err(sql)?;
-            }
-            Ok(())
-        })
-        .await
+        blocks::set_client_blocked(self, isv, client, blocked, now, audit).await
     }
 
     async fn state_version(&self) -> Result<u64> {
@@ -755,16 +722,7 @@ impl Store for SqliteStore {
     }
 
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
-        let (isv, client) = (isv.canonical().to_owned(), client.canonical().to_owned());
-        self.lookup(move |c| {
-            c.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM client_blocks WHERE isv = ?1 AND client = ?2)",
-            )
-            .map_err(sql)?
-            .query_row([&isv, &client], |r| r.get(0))
-            .map_err(sql)
-        })
-        .await
+        blocks::is_client_blocked(self, isv, client).await
     }
 
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {

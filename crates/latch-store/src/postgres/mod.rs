@@ -37,8 +37,10 @@ use tokio_postgres::{Client, Row, Transaction};
 mod audit_chains;
 mod audit_store;
 mod blocks;
+mod credentials;
 mod face_data;
 mod revocations;
+mod signing_keys;
 mod tls;
 
 use crate::face::{
@@ -684,18 +686,7 @@ impl Store for PgStore {
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
-        self.query_opt(
-            "SELECT digest FROM admin_credentials WHERE role = $1",
-            &[&role.as_str()],
-        )
-        .await?
-        .map(|r| {
-            r.get::<_, Vec<u8>>(0)
-                .try_into()
-                .map(KeyDigest)
-                .map_err(|_| corrupt("credential digest is not 32 bytes"))
-        })
-        .transpose()
+        credentials::admin_credential(self, role).await
     }
 
     async fn set_admin_credential(
@@ -704,20 +695,7 @@ impl Store for PgStore {
         digest: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (d, time) = (*digest, audit.time);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "INSERT INTO admin_credentials (role, digest, created_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (role) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
-                    &[&role.as_str(), &&d.0[..], &time.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        credentials::set_admin_credential(self, role, digest, audit).await
     }
 
     async fn rotate_signing_key(
@@ -726,62 +704,15 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                // Rotations take turns, so two at once cannot leave two keys signing.
-                tx.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE", &[])
-                    .await
-                    .map_err(pg)?;
-                tx.execute(
-                    "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
-                    &[&now.0],
-                )
-                .await
-                .map_err(pg)?;
-                tx.execute(
-                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, NULL)",
-                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        signing_keys::rotate_signing_key(self, key, now, audit).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        Ok(self
-            .query(
-                "SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| StoredSigningKey {
-                kid: r.get(0),
-                pkcs8: zeroize::Zeroizing::new(r.get(1)),
-                created_at: UnixTime(r.get(2)),
-                retired_at: r.get::<_, Option<i64>>(3).map(UnixTime),
-            })
-            .collect())
+        signing_keys::signing_keys(self).await
     }
 
     async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, $4)",
-                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0, &key.retired_at.map(|t| t.0)],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        signing_keys::add_signing_key(self, key, audit).await
     }
 
     async fn ready(&self) -> Result<()> {

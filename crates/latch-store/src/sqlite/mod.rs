@@ -49,8 +49,10 @@ mod audit_index;
 mod audit_journal;
 mod audit_store;
 mod blocks;
+mod credentials;
 mod face_data;
 mod revocations;
+mod signing_keys;
 
 const READERS: usize = 4;
 
@@ -748,22 +750,7 @@ impl Store for SqliteStore {
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
-        self.read(move |c| {
-            let digest: Option<Vec<u8>> = c
-                .prepare_cached("SELECT digest FROM admin_credentials WHERE role = ?1")
-                .map_err(sql)?
-                .query_row([role.as_str()], |r| r.get(0))
-                .optional()
-                .map_err(sql)?;
-            digest
-                .map(|d| {
-                    d.try_into()
-                        .map(KeyDigest)
-                        .map_err(|_| corrupt("credential digest is not 32 bytes"))
-                })
-                .transpose()
-        })
-        .await
+        credentials::admin_credential(self, role).await
     }
 
     async fn set_admin_credential(
@@ -772,17 +759,7 @@ impl Store for SqliteStore {
         digest: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (d, time) = (*digest, audit.time);
-        self.change(audit, move |tx| {
-            tx.execute(
-                "INSERT INTO admin_credentials (role, digest, created_at) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (role) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
-                params![role.as_str(), &d.0[..], time.0],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        credentials::set_admin_credential(self, role, digest, audit).await
     }
 
     async fn rotate_signing_key(
@@ -791,54 +768,15 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            tx.execute(
-                "UPDATE signing_keys SET retired_at = ?1 WHERE retired_at IS NULL",
-                [now.0],
-            )
-            .map_err(sql)?;
-            tx.execute(
-                "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES (?1, ?2, ?3, NULL)",
-                params![key.kid, key.pkcs8.as_slice(), key.created_at.0],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        signing_keys::rotate_signing_key(self, key, now, audit).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid")
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(StoredSigningKey {
-                        kid: r.get(0)?,
-                        pkcs8: zeroize::Zeroizing::new(r.get(1)?),
-                        created_at: UnixTime(r.get(2)?),
-                        retired_at: r.get::<_, Option<i64>>(3)?.map(UnixTime),
-                    })
-                })
-                .map_err(sql)?;
-            rows.map(|r| r.map_err(sql)).collect()
-        })
-        .await
+        signing_keys::signing_keys(self).await
     }
 
     async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            tx.execute(
-                "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES (?1, ?2, ?3, ?4)",
-                params![key.kid, key.pkcs8.as_slice(), key.created_at.0, key.retired_at.map(|t| t.0)],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+        signing_keys::add_signing_key(self, key, audit).await
     }
 
     async fn ready(&self) -> Result<()> {

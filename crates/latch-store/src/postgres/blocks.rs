@@ -4,7 +4,8 @@
 use latch_core::audit::AuditDraft;
 use latch_core::{ResourceId, UnixTime};
 
-use super::{load_resource, pg, PgStore};
+use super::resources::load_resource;
+use super::{pg, PgStore};
 use crate::{Result, StoreError};
 
 pub(super) async fn set_client_blocked(

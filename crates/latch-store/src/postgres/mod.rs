@@ -39,6 +39,8 @@ mod audit_store;
 mod blocks;
 mod credentials;
 mod face_data;
+mod grants;
+mod resources;
 mod revocations;
 mod signing_keys;
 mod tls;
@@ -110,7 +112,7 @@ impl PgStore {
     ) -> Result<PgStore> {
         let store = Self::handle(url, ca_file, chain)?;
         store.migrate().await?;
-        store.ensure_pepper(rng).await?;
+        resources::ensure_pepper(&store, rng).await?;
         Ok(store)
     }
 
@@ -209,22 +211,6 @@ impl PgStore {
             .map_err(pg)?;
         let applied = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
         Ok(MIGRATIONS.len().saturating_sub(applied))
-    }
-
-    async fn ensure_pepper(&self, rng: &dyn SecureRandom) -> Result<()> {
-        let mut pepper = [0u8; 32];
-        rng.fill(&mut pepper)
-            .map_err(|_| unavailable("random number generator failed"))?;
-        let conn = self.inner.pool.get().await?;
-        // The first process to get here sets it; the others keep the one set.
-        conn.client()?
-            .execute(
-                "INSERT INTO meta (name, value) VALUES ('key_pepper', $1) ON CONFLICT (name) DO NOTHING",
-                &[&&pepper[..]],
-            )
-            .await
-            .map_err(pg)?;
-        Ok(())
     }
 
     /// Runs `f` in a transaction that also appends `audit` to this handle's chain.
@@ -386,46 +372,10 @@ async fn begin<'a>(conn: &'a mut Pooled<'_>) -> Result<Transaction<'a>> {
         .map_err(pg)
 }
 
-const RESOURCE_COLUMNS: &str =
-    "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
-
-fn resource_row(row: &Row) -> Result<Resource> {
-    let display: String = row.try_get(0).map_err(pg)?;
-    Ok(Resource {
-        id: ResourceId::parse(&display)
-            .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
-        created_at: UnixTime(row.try_get(1).map_err(pg)?),
-        isv_enabled: row.try_get(2).map_err(pg)?,
-        isv_grants: FeatureSet::parse_csv(row.try_get(3).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        approvals: FeatureSet::parse_csv(row.try_get(4).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        auth_mode: AuthMode::parse(row.try_get(5).map_err(pg)?)
-            .ok_or_else(|| corrupt("stored auth mode"))?,
-    })
-}
-
-async fn load_resource(tx: &Transaction<'_>, id: &ResourceId) -> Result<Resource> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
-            &[&id.canonical()],
-        )
-        .await
-        .map_err(pg)?;
-    match row {
-        Some(row) => resource_row(&row),
-        None => Err(StoreError::NotFound(format!("resource {id}"))),
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn key_pepper(&self) -> Result<Vec<u8>> {
-        self.query_opt("SELECT value FROM meta WHERE name = 'key_pepper'", &[])
-            .await?
-            .map(|r| r.get(0))
-            .ok_or_else(|| corrupt("no key pepper"))
+        resources::key_pepper(self).await
     }
 
     async fn create_resource(
@@ -435,89 +385,22 @@ impl Store for PgStore {
         key2: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (r, k1, k2) = (resource.clone(), *key1, *key2);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO resources (canonical, display, created_at, isv_enabled, isv_grants, approvals, auth_mode)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (canonical) DO NOTHING",
-                        &[
-                            &r.id.canonical(),
-                            &r.id.as_str(),
-                            &r.created_at.0,
-                            &r.isv_enabled,
-                            &r.isv_grants.to_csv(),
-                            &r.approvals.to_csv(),
-                            &r.auth_mode.as_str(),
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if inserted == 0 {
-                    return Err(StoreError::AlreadyExists(format!("resource {}", r.id)));
-                }
-                for (slot, digest) in [(1i16, k1), (2, k2)] {
-                    tx.execute(
-                        "INSERT INTO keys (resource, slot, digest, created_at) VALUES ($1, $2, $3, $4)",
-                        &[&r.id.canonical(), &slot, &&digest.0[..], &r.created_at.0],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        resources::create_resource(self, resource, key1, key2, audit).await
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
-        self.query_opt(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
-            &[&id.canonical()],
-        )
-        .await?
-        .as_ref()
-        .map(resource_row)
-        .transpose()
+        resources::resource(self, id).await
     }
 
     async fn resource_by_key(
         &self,
         digest: &KeyDigest,
     ) -> Result<Option<(Resource, KeySlot, KeyDigest)>> {
-        let Some(row) = self
-            .query_opt(
-                &format!(
-                    "SELECT {RESOURCE_COLUMNS}, k.slot, k.digest FROM keys k JOIN resources r ON r.canonical = k.resource
-                     WHERE k.digest = $1"
-                ),
-                &[&&digest.0[..]],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let slot = u8::try_from(row.get::<_, i16>(6))
-            .ok()
-            .and_then(KeySlot::from_number)
-            .ok_or_else(|| corrupt("key slot"))?;
-        let stored: [u8; 32] = row
-            .get::<_, Vec<u8>>(7)
-            .try_into()
-            .map_err(|_| corrupt("key digest is not 32 bytes"))?;
-        Ok(Some((resource_row(&row)?, slot, KeyDigest(stored))))
+        resources::resource_by_key(self, digest).await
     }
 
     async fn resources(&self) -> Result<Vec<Resource>> {
-        self.query(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r ORDER BY r.canonical"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(resource_row)
-        .collect()
+        resources::resources(self).await
     }
 
     async fn set_isv(
@@ -527,20 +410,7 @@ impl Store for PgStore {
         grants: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, grants) = (id.clone(), grants.to_csv());
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET isv_enabled = $2, isv_grants = $3 WHERE canonical = $1",
-                    &[&id.canonical(), &enabled, &grants],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        grants::set_isv(self, id, enabled, grants, audit).await
     }
 
     async fn set_approvals(
@@ -549,20 +419,7 @@ impl Store for PgStore {
         features: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, features) = (id.clone(), features.to_csv());
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET approvals = $2 WHERE canonical = $1",
-                    &[&id.canonical(), &features],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        grants::set_approvals(self, id, features, audit).await
     }
 
     async fn set_auth_mode(
@@ -571,20 +428,7 @@ impl Store for PgStore {
         mode: AuthMode,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let id = id.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET auth_mode = $2 WHERE canonical = $1",
-                    &[&id.canonical(), &mode.as_str()],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        resources::set_auth_mode(self, id, mode, audit).await
     }
 
     async fn replace_key(
@@ -595,45 +439,11 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (id, d) = (id.clone(), *digest);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                let n = tx
-                    .execute(
-                        "UPDATE keys SET digest = $3, created_at = $4 WHERE resource = $1 AND slot = $2",
-                        &[&id.canonical(), &i16::from(slot.number()), &&d.0[..], &now.0],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!("resource {id}")));
-                }
-                Ok(())
-            })
-        })
-        .await
+        resources::replace_key(self, id, slot, digest, now, audit).await
     }
 
     async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
-        if self.resource(id).await?.is_none() {
-            return Err(StoreError::NotFound(format!("resource {id}")));
-        }
-        self.query(
-            "SELECT slot, created_at FROM keys WHERE resource = $1 ORDER BY slot",
-            &[&id.canonical()],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(KeyInfo {
-                slot: u8::try_from(r.get::<_, i16>(0))
-                    .ok()
-                    .and_then(KeySlot::from_number)
-                    .ok_or_else(|| corrupt("key slot"))?,
-                created_at: UnixTime(r.get(1)),
-            })
-        })
-        .collect()
+        resources::keys(self, id).await
     }
 
     async fn set_client_blocked(

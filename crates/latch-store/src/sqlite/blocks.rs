@@ -5,7 +5,8 @@ use latch_core::audit::AuditDraft;
 use latch_core::{ResourceId, UnixTime};
 use rusqlite::{params, OptionalExtension};
 
-use super::{must_exist, sql, SqliteStore};
+use super::resources::must_exist;
+use super::{sql, SqliteStore};
 use crate::{Result, StoreError};
 
 pub(super) async fn set_client_blocked(

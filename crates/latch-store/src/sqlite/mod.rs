@@ -51,6 +51,8 @@ mod audit_store;
 mod blocks;
 mod credentials;
 mod face_data;
+mod grants;
+mod resources;
 mod revocations;
 mod signing_keys;
 
@@ -120,7 +122,7 @@ impl SqliteStore {
         create_private_file(&path)?;
         let mut writer = connect(&path)?;
         migrate(&mut writer)?;
-        ensure_pepper(&mut writer, rng)?;
+        resources::ensure_pepper(&mut writer, rng)?;
         let audit = audit_journal::AuditJournal::open(dir, chain, journal, &mut writer)?;
         let (wake_indexer, woken) = std::sync::mpsc::sync_channel(1);
         let indexer = connect(&path)?;
@@ -341,30 +343,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit().map_err(sql)
 }
 
-fn ensure_pepper(conn: &mut Connection, rng: &dyn SecureRandom) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let exists: bool = tx
-        .query_row(
-            "SELECT count(*) FROM meta WHERE name = 'key_pepper'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(sql)?;
-    if !exists {
-        let mut pepper = [0u8; 32];
-        rng.fill(&mut pepper)
-            .map_err(|_| unavailable("random number generator failed"))?;
-        tx.execute(
-            "INSERT INTO meta (name, value) VALUES ('key_pepper', ?1)",
-            [&pepper[..]],
-        )
-        .map_err(sql)?;
-    }
-    tx.commit().map_err(sql)
-}
-
 impl Inner {
     /// Indexes every durable audit record the index does not hold yet.
     fn index(&self) -> Result<()> {
@@ -431,75 +409,10 @@ fn spawn_indexer(
 /// The shortest pause between two runs of the indexer: records gather into larger transactions.
 const INDEX_EVERY: Duration = Duration::from_millis(200);
 
-const RESOURCE_COLUMNS: &str =
-    "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
-
-fn resource_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawResource> {
-    Ok(RawResource {
-        display: row.get(0)?,
-        created_at: row.get(1)?,
-        isv_enabled: row.get(2)?,
-        isv_grants: row.get(3)?,
-        approvals: row.get(4)?,
-        auth_mode: row.get(5)?,
-    })
-}
-
-struct RawResource {
-    display: String,
-    created_at: i64,
-    isv_enabled: bool,
-    isv_grants: String,
-    approvals: String,
-    auth_mode: String,
-}
-
-impl RawResource {
-    fn parse(self) -> Result<Resource> {
-        Ok(Resource {
-            id: ResourceId::parse(&self.display)
-                .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
-            created_at: UnixTime(self.created_at),
-            isv_enabled: self.isv_enabled,
-            isv_grants: FeatureSet::parse_csv(&self.isv_grants)
-                .map_err(|e| corrupt(&e.to_string()))?,
-            approvals: FeatureSet::parse_csv(&self.approvals)
-                .map_err(|e| corrupt(&e.to_string()))?,
-            auth_mode: AuthMode::parse(&self.auth_mode)
-                .ok_or_else(|| corrupt("stored auth mode"))?,
-        })
-    }
-}
-
-fn load_resource(conn: &Connection, canonical: &str) -> Result<Option<Resource>> {
-    conn.prepare_cached(&format!(
-        "SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = ?1"
-    ))
-    .map_err(sql)?
-    .query_row([canonical], resource_row)
-    .optional()
-    .map_err(sql)?
-    .map(RawResource::parse)
-    .transpose()
-}
-
-fn must_exist(conn: &Connection, id: &ResourceId) -> Result<Resource> {
-    load_resource(conn, id.canonical())?
-        .ok_or_else(|| StoreError::NotFound(format!("resource {id}")))
-}
-
 #[async_trait]
 impl Store for SqliteStore {
     async fn key_pepper(&self) -> Result<Vec<u8>> {
-        self.read(|c| {
-            c.query_row(
-                "SELECT value FROM meta WHERE name = 'key_pepper'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(sql)
-        })
-        .await
+        resources::key_pepper(self).await
     }
 
     async fn create_resource(
@@ -509,83 +422,22 @@ impl Store for SqliteStore {
         key2: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let r = resource.clone();
-        let (k1, k2) = (*key1, *key2);
-        self.change(audit, move |tx| {
-            let inserted = tx
-                .execute(
-                    "INSERT INTO resources (canonical, display, created_at, isv_enabled, isv_grants, approvals, auth_mode)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (canonical) DO NOTHING",
-                    params![
-                        r.id.canonical(),
-                        r.id.as_str(),
-                        r.created_at.0,
-                        r.isv_enabled,
-                        r.isv_grants.to_csv(),
-                        r.approvals.to_csv(),
-                        r.auth_mode.as_str()
-                    ],
-                )
-                .map_err(sql)?;
-            if inserted == 0 {
-                return Err(StoreError::AlreadyExists(format!("resource {}", r.id)));
-            }
-            for (slot, digest) in [(1, k1), (2, k2)] {
-                tx.execute(
-                    "INSERT INTO keys (resource, slot, digest, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![r.id.canonical(), slot, &digest.0[..], r.created_at.0],
-                )
-                .map_err(sql)?;
-            }
-            Ok(())
-        })
-        .await
+        resources::create_resource(self, resource, key1, key2, audit).await
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
-        let canonical = id.canonical().to_owned();
-        self.lookup(move |c| load_resource(c, &canonical)).await
+        resources::resource(self, id).await
     }
 
     async fn resource_by_key(
         &self,
         digest: &KeyDigest,
     ) -> Result<Option<(Resource, KeySlot, KeyDigest)>> {
-        let d = *digest;
-        self.lookup(move |c| {
-            let row = c
-                .prepare_cached(&format!(
-                    "SELECT {RESOURCE_COLUMNS}, k.slot, k.digest FROM keys k JOIN resources r ON r.canonical = k.resource
-                     WHERE k.digest = ?1"
-                ))
-                .map_err(sql)?
-                .query_row([&d.0[..]], |row| {
-                    Ok((resource_row(row)?, row.get::<_, u8>(6)?, row.get::<_, Vec<u8>>(7)?))
-                })
-                .optional()
-                .map_err(sql)?;
-            let Some((raw, slot, stored)) = row else {
-                return Ok(None);
-            };
-            let slot = KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?;
-            let stored: [u8; 32] = stored.try_into().map_err(|_| corrupt("key digest is not 32 bytes"))?;
-            Ok(Some((raw.parse()?, slot, KeyDigest(stored))))
-        })
-        .await
+        resources::resource_by_key(self, digest).await
     }
 
     async fn resources(&self) -> Result<Vec<Resource>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(&format!(
-                    "SELECT {RESOURCE_COLUMNS} FROM resources r ORDER BY r.canonical"
-                ))
-                .map_err(sql)?;
-            let rows = stmt.query_map([], resource_row).map_err(sql)?;
-            rows.map(|r| r.map_err(sql).and_then(RawResource::parse))
-                .collect()
-        })
-        .await
+        resources::resources(self).await
     }
 
     async fn set_isv(
@@ -595,17 +447,7 @@ impl Store for SqliteStore {
         grants: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, grants) = (id.clone(), grants.clone());
-        self.change(audit, move |tx| {
-            must_exist(tx, &id)?;
-            tx.execute(
-                "UPDATE resources SET isv_enabled = ?2, isv_grants = ?3 WHERE canonical = ?1",
-                params![id.canonical(), enabled, grants.to_csv()],
-            )
-            .map_err(sql)?;
-            must_exist(tx, &id)
-        })
-        .await
+        grants::set_isv(self, id, enabled, grants, audit).await
     }
 
     async fn set_approvals(
@@ -614,17 +456,7 @@ impl Store for SqliteStore {
         features: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, features) = (id.clone(), features.clone());
-        self.change(audit, move |tx| {
-            must_exist(tx, &id)?;
-            tx.execute(
-                "UPDATE resources SET approvals = ?2 WHERE canonical = ?1",
-                params![id.canonical(), features.to_csv()],
-            )
-            .map_err(sql)?;
-            must_exist(tx, &id)
-        })
-        .await
+        grants::set_approvals(self, id, features, audit).await
     }
 
     async fn set_auth_mode(
@@ -633,17 +465,7 @@ impl Store for SqliteStore {
         mode: AuthMode,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let id = id.clone();
-        self.change(audit, move |tx| {
-            must_exist(tx, &id)?;
-            tx.execute(
-                "UPDATE resources SET auth_mode = ?2 WHERE canonical = ?1",
-                params![id.canonical(), mode.as_str()],
-            )
-            .map_err(sql)?;
-            must_exist(tx, &id)
-        })
-        .await
+        resources::set_auth_mode(self, id, mode, audit).await
     }
 
     async fn replace_key(
@@ -654,46 +476,11 @@ impl Store for SqliteStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (id, d) = (id.clone(), *digest);
-        self.change(audit, move |tx| {
-            let n = tx
-                .execute(
-                    "UPDATE keys SET digest = ?3, created_at = ?4 WHERE resource = ?1 AND slot = ?2",
-                    params![id.canonical(), slot.number(), &d.0[..], now.0],
-                )
-                .map_err(sql)?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!("resource {id}")));
-            }
-            Ok(())
-        })
-        .await
+        resources::replace_key(self, id, slot, digest, now, audit).await
     }
 
     async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
-        let id = id.clone();
-        self.read(move |c| {
-            must_exist(c, &id)?;
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT slot, created_at FROM keys WHERE resource = ?1 ORDER BY slot",
-                )
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map([id.canonical()], |r| {
-                    Ok((r.get::<_, u8>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(sql)?;
-            rows.map(|r| {
-                let (slot, created) = r.map_err(sql)?;
-                Ok(KeyInfo {
-                    slot: KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?,
-                    created_at: UnixTime(created),
-                })
-            })
-            .collect()
-        })
-        .await
+        resources::keys(self, id).await
     }
 
     async fn set_client_blocked(

@@ -21,7 +21,7 @@
 //! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
 //! records are committed in sequence order.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,17 +32,21 @@ use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Transaction};
+use tokio_postgres::{Row, Transaction};
 
 mod audit_chains;
 mod audit_store;
 mod blocks;
+mod connection;
 mod credentials;
 mod face_data;
 mod grants;
 mod resources;
 mod revocations;
+mod schema;
 mod signing_keys;
+
+use connection::{begin, Pool};
 mod tls;
 
 use crate::face::{
@@ -58,14 +62,6 @@ use crate::{
 pub const POOL_SIZE: usize = 8;
 /// How long opening a connection may take before the call fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Schema migrations, applied in order; `schema_migrations` lists those applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_state.sql"),
-    include_str!("../../migrations/postgres/0002_state_version.sql"),
-    include_str!("../../migrations/postgres/0003_face.sql"),
-    include_str!("../../migrations/postgres/0004_audit_log.sql"),
-];
 
 /// The PostgreSQL store.
 #[derive(Clone)]
@@ -161,58 +157,6 @@ impl PgStore {
         )
     }
 
-    /// Applies the migrations this program knows and the database lacks; returns how many.
-    pub async fn migrate(&self) -> Result<usize> {
-        let mut conn = self.inner.pool.get().await?;
-        let tx = begin(&mut conn).await?;
-        // One migrating process at a time; the lock ends with the transaction. A replica that
-        // waits longer than a minute for it gives up with an error rather than hanging.
-        tx.batch_execute("SET LOCAL lock_timeout = '60s'")
-            .await
-            .map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock(7393452)", &[])
-            .await
-            .map_err(pg)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(pg)?;
-        let applied = applied_migrations(&tx).await?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.batch_execute(migration).await.map_err(pg)?;
-            let version = i32::try_from(i + 1).map_err(|_| corrupt("too many migrations"))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[&version],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok(MIGRATIONS.len() - applied)
-    }
-
-    /// Migrations this program knows that the database has not applied (0 when ready).
-    pub async fn pending_migrations(&self) -> Result<usize> {
-        let conn = self.inner.pool.get().await?;
-        let client = conn.client()?;
-        let exists: bool = client
-            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        if !exists {
-            return Ok(MIGRATIONS.len());
-        }
-        let row = client
-            .query_one("SELECT count(*) FROM schema_migrations", &[])
-            .await
-            .map_err(pg)?;
-        let applied = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        Ok(MIGRATIONS.len().saturating_sub(applied))
-    }
-
     /// Runs `f` in a transaction that also appends `audit` to this handle's chain.
     async fn change<T>(
         &self,
@@ -279,98 +223,6 @@ impl PgStore {
 }
 
 type Bx<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 't>>;
-
-async fn applied_migrations(tx: &Transaction<'_>) -> Result<usize> {
-    let row = tx
-        .query_one(
-            "SELECT count(*), coalesce(max(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    let (count, max): (i64, i32) = (row.get(0), row.get(1));
-    if i64::from(max) != count {
-        return Err(corrupt("schema_migrations has gaps"));
-    }
-    let applied = usize::try_from(count).map_err(|_| corrupt("negative migration count"))?;
-    if applied > MIGRATIONS.len() {
-        return Err(corrupt(&format!(
-            "the database has schema version {applied}, newer than this program's {}",
-            MIGRATIONS.len()
-        )));
-    }
-    Ok(applied)
-}
-
-/// A fixed set of connections, each opened on first use and reopened after it breaks.
-struct Pool {
-    config: tokio_postgres::Config,
-    tls: tls::RustlsConnect,
-    slots: Vec<tokio::sync::Mutex<Option<Client>>>,
-    next: AtomicUsize,
-}
-
-/// A connection taken from the pool, given back when dropped.
-struct Pooled<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
-
-impl Pooled<'_> {
-    fn client(&self) -> Result<&Client> {
-        self.0.as_ref().ok_or_else(|| unavailable("no connection"))
-    }
-
-    fn client_mut(&mut self) -> Result<&mut Client> {
-        self.0.as_mut().ok_or_else(|| unavailable("no connection"))
-    }
-}
-
-impl Pool {
-    fn new(config: tokio_postgres::Config, tls: tls::RustlsConnect) -> Pool {
-        Pool {
-            config,
-            tls,
-            slots: (0..POOL_SIZE)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    async fn get(&self) -> Result<Pooled<'_>> {
-        // A free connection if there is one; otherwise wait for the next in turn.
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut guard = None;
-        for i in 0..self.slots.len() {
-            if let Ok(g) = self.slots[(start + i) % self.slots.len()].try_lock() {
-                guard = Some(g);
-                break;
-            }
-        }
-        let mut guard = match guard {
-            Some(g) => g,
-            None => self.slots[start % self.slots.len()].lock().await,
-        };
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = None;
-            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(target: "latch::store", error = %e, "database connection lost");
-                }
-            });
-            *guard = Some(client);
-        }
-        Ok(Pooled(guard))
-    }
-}
-
-async fn begin<'a>(conn: &'a mut Pooled<'_>) -> Result<Transaction<'a>> {
-    conn.0
-        .as_mut()
-        .ok_or_else(|| unavailable("no connection"))?
-        .transaction()
-        .await
-        .map_err(pg)
-}
 
 #[async_trait]
 impl Store for PgStore {
@@ -458,11 +310,7 @@ impl Store for PgStore {
     }
 
     async fn state_version(&self) -> Result<u64> {
-        let row = self
-            .query_opt("SELECT version FROM state_version WHERE id = 1", &[])
-            .await?
-            .ok_or_else(|| corrupt("no state version row"))?;
-        u64::try_from(row.get::<_, i64>(0)).map_err(|_| corrupt("negative state version"))
+        schema::state_version(self).await
     }
 
     fn changes_here(&self) -> u64 {
@@ -526,12 +374,7 @@ impl Store for PgStore {
     }
 
     async fn ready(&self) -> Result<()> {
-        match self.pending_migrations().await? {
-            0 => Ok(()),
-            n => Err(unavailable(&format!(
-                "{n} migration(s) pending: run `latch store migrate`"
-            ))),
-        }
+        schema::ready(self).await
     }
 }
 

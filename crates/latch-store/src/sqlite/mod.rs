@@ -30,7 +30,7 @@ use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::face::{
     self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
@@ -49,26 +49,18 @@ mod audit_index;
 mod audit_journal;
 mod audit_store;
 mod blocks;
+mod connection;
 mod credentials;
 mod face_data;
 mod grants;
 mod resources;
 mod revocations;
+mod schema;
 mod signing_keys;
 
-const READERS: usize = 4;
+use connection::{blocking, connect, create_private_dir, create_private_file, immediate};
 
-/// Schema migrations, applied in order; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/sqlite/0001_state.sql"),
-    include_str!("../../migrations/sqlite/0002_revocations.sql"),
-    include_str!("../../migrations/sqlite/0003_admin_credentials.sql"),
-    include_str!("../../migrations/sqlite/0004_checkpoints.sql"),
-    include_str!("../../migrations/sqlite/0005_state_version.sql"),
-    include_str!("../../migrations/sqlite/0006_face.sql"),
-    include_str!("../../migrations/sqlite/0007_audit_index.sql"),
-    include_str!("../../migrations/sqlite/0008_audit_tree.sql"),
-];
+const READERS: usize = 4;
 
 /// The embedded store.
 #[derive(Clone)]
@@ -121,7 +113,7 @@ impl SqliteStore {
         let path = dir.join(FILE_NAME);
         create_private_file(&path)?;
         let mut writer = connect(&path)?;
-        migrate(&mut writer)?;
+        schema::migrate(&mut writer)?;
         resources::ensure_pepper(&mut writer, rng)?;
         let audit = audit_journal::AuditJournal::open(dir, chain, journal, &mut writer)?;
         let (wake_indexer, woken) = std::sync::mpsc::sync_channel(1);
@@ -271,78 +263,6 @@ impl SqliteStore {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| StoreError::Internal(format!("store task failed: {e}")))?
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| {
-        unavailable(&format!(
-            "cannot create data directory {}: {e}",
-            dir.display()
-        ))
-    })
-}
-
-/// Creates the database file, owner-only, before SQLite opens it: SQLite gives its `-wal` and
-/// `-shm` files the database file's mode, so they are owner-only too. An existing file is
-/// narrowed to owner-only.
-fn create_private_file(path: &Path) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.create(true).append(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options
-        .open(path)
-        .map_err(|e| unavailable(&format!("cannot create {}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| unavailable(&format!("cannot restrict {}: {e}", path.display())))?;
-    }
-    Ok(())
-}
-
-fn connect(path: &Path) -> Result<Connection> {
-    let conn = Connection::open(path).map_err(sql)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-    conn.pragma_update(None, "journal_mode", "WAL")
-        .map_err(sql)?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(sql)?;
-    conn.pragma_update(None, "foreign_keys", "ON")
-        .map_err(sql)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let version: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql)?;
-    let applied = usize::try_from(version).map_err(|_| corrupt("negative schema version"))?;
-    if applied > MIGRATIONS.len() {
-        return Err(corrupt(&format!(
-            "the database has schema version {applied}, newer than this program's {}",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.execute_batch(migration).map_err(sql)?;
-        tx.pragma_update(None, "user_version", i + 1).map_err(sql)?;
-    }
-    tx.commit().map_err(sql)
-}
-
 impl Inner {
     /// Indexes every durable audit record the index does not hold yet.
     fn index(&self) -> Result<()> {
@@ -362,22 +282,6 @@ impl Inner {
         tracing::info!(target: "latch::audit", records = added, "the audit index was rebuilt from the journals");
         Ok(added)
     }
-}
-
-/// Runs `f` in an immediate (write-locked) transaction on `conn`, and commits what it did.
-fn immediate<T>(
-    conn: &Mutex<Connection>,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T>,
-) -> Result<T> {
-    let mut conn = conn
-        .lock()
-        .map_err(|_| unavailable("connection lock poisoned"))?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let out = f(&tx)?;
-    tx.commit().map_err(sql)?;
-    Ok(out)
 }
 
 /// Starts the thread that indexes the audit journal behind the writers: woken after appends,
@@ -495,15 +399,7 @@ impl Store for SqliteStore {
     }
 
     async fn state_version(&self) -> Result<u64> {
-        self.lookup(|c| {
-            let v: i64 = c
-                .prepare_cached("SELECT version FROM state_version WHERE id = 1")
-                .map_err(sql)?
-                .query_row([], |r| r.get(0))
-                .map_err(sql)?;
-            u64::try_from(v).map_err(|_| corrupt("negative state version"))
-        })
-        .await
+        schema::state_version(self).await
     }
 
     fn changes_here(&self) -> u64 {
@@ -567,13 +463,7 @@ impl Store for SqliteStore {
     }
 
     async fn ready(&self) -> Result<()> {
-        // Migrations ran when the store was opened; the file must still answer.
-        self.read(|c| {
-            c.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))
-                .map(|_| ())
-                .map_err(sql)
-        })
-        .await
+        schema::ready(self).await
     }
 }
 

@@ -571,19 +571,9 @@ fn take_pending(
 /// Moves the records of `chain` from the `audit` table into a new journal in `dir`, exactly as
 /// they were sealed. Nothing to move makes an empty journal.
 fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Result<()> {
-    let first: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, body FROM audit WHERE chain = ?1 ORDER BY seq LIMIT 1",
-            [chain],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-    let Some((first_seq, first_body)) = first else {
+    let Some((first_seq, first_body)) = first_table_record(conn, chain)? else {
         return Ok(());
     };
-    let first_seq = u64::try_from(first_seq)
-        .map_err(|_| StoreError::Corrupt("negative audit sequence".into()))?;
     let start = if first_seq == 1 {
         Start {
             first_seq: 1,
@@ -591,43 +581,7 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
             frontier: Frontier::default(),
         }
     } else {
-        // The records before it were archived: the journal starts from their frontier.
-        let frontier: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
-                [chain],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let frontier = frontier
-            .and_then(|(through, bytes)| {
-                Frontier::from_bytes(&bytes).filter(|f| f.size() as i64 == through)
-            })
-            .filter(|f| f.size() + 1 == first_seq)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chain {chain} starts at record {first_seq}, and no archive ends just before it"
-                ))
-            })?;
-        let record: SealedRecord = serde_json::from_str(&first_body).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "chain {chain}, record {first_seq}: not a valid audit record"
-            ))
-        })?;
-        let prev_hash = b64url_decode(&record.prev_hash)
-            .ok()
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chain {chain}, record {first_seq}: its previous hash"
-                ))
-            })?;
-        Start {
-            first_seq,
-            prev_hash,
-            frontier,
-        }
+        start_after_archive(conn, chain, first_seq, &first_body)?
     };
     // Built under another name and moved into place whole: a move cut short starts again.
     let building = dir.with_extension("moving");
@@ -637,7 +591,93 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
     }
     let (mut journal, _) =
         Journal::open_from(&building, chain, options, None, start).map_err(journal_error)?;
-    let mut after = first_seq - 1;
+    let moved = move_table_records(conn, chain, &mut journal, first_seq - 1)?;
+    drop(journal);
+    if dir.exists() {
+        // An empty journal made before: nothing in it.
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::rename(&building, dir)
+        .and_then(|()| std::fs::File::open(dir.parent().unwrap_or(dir))?.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    tracing::info!(target: "latch::audit", chain, records = moved, dir = %dir.display(), "audit records moved from the database into the journal");
+    Ok(())
+}
+
+/// The first record of `chain` in the `audit` table: its sequence number and body.
+fn first_table_record(conn: &Connection, chain: &str) -> Result<Option<(u64, String)>> {
+    let first: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, body FROM audit WHERE chain = ?1 ORDER BY seq LIMIT 1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let Some((first_seq, first_body)) = first else {
+        return Ok(None);
+    };
+    let first_seq = u64::try_from(first_seq)
+        .map_err(|_| StoreError::Corrupt("negative audit sequence".into()))?;
+    Ok(Some((first_seq, first_body)))
+}
+
+/// Where the journal of `chain` starts when its first record in the table, `first_seq` (with
+/// `first_body`), is not its first: the records before it were archived, and the journal
+/// starts from their frontier, linked to the hash that record names as its previous one.
+fn start_after_archive(
+    conn: &Connection,
+    chain: &str,
+    first_seq: u64,
+    first_body: &str,
+) -> Result<Start> {
+    let frontier: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let frontier = frontier
+        .and_then(|(through, bytes)| {
+            Frontier::from_bytes(&bytes).filter(|f| f.size() as i64 == through)
+        })
+        .filter(|f| f.size() + 1 == first_seq)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chain {chain} starts at record {first_seq}, and no archive ends just before it"
+            ))
+        })?;
+    let record: SealedRecord = serde_json::from_str(first_body).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "chain {chain}, record {first_seq}: not a valid audit record"
+        ))
+    })?;
+    let prev_hash = b64url_decode(&record.prev_hash)
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chain {chain}, record {first_seq}: its previous hash"
+            ))
+        })?;
+    Ok(Start {
+        first_seq,
+        prev_hash,
+        frontier,
+    })
+}
+
+/// Appends the records of `chain` in the `audit` table after `after` to `journal` as they were
+/// sealed, a page at a time; returns how many it moved.
+fn move_table_records(
+    conn: &Connection,
+    chain: &str,
+    journal: &mut Journal,
+    mut after: u64,
+) -> Result<u64> {
     let mut moved = 0u64;
     loop {
         let mut stmt = conn
@@ -662,15 +702,5 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
         moved += bodies.len() as u64;
         after = last as u64;
     }
-    drop(journal);
-    if dir.exists() {
-        // An empty journal made before: nothing in it.
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-    }
-    std::fs::rename(&building, dir)
-        .and_then(|()| std::fs::File::open(dir.parent().unwrap_or(dir))?.sync_all())
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-    tracing::info!(target: "latch::audit", chain, records = moved, dir = %dir.display(), "audit records moved from the database into the journal");
-    Ok(())
+    Ok(moved)
 }

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
-use latch_core::audit::{self, AuditDraft, KeySlot};
+use latch_audit::AuditStore;
+use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
@@ -45,18 +45,13 @@ mod resources;
 mod revocations;
 mod schema;
 mod signing_keys;
-
-use connection::{begin, Pool};
 mod tls;
 
-use crate::face::{
-    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
-    Training,
-};
 use crate::{
     AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store, StoreError,
     StoredSigningKey,
 };
+use connection::{begin, Pool};
 
 /// Connections per process.
 pub const POOL_SIZE: usize = 8;

@@ -25,17 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
-use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use rusqlite::{Connection, Transaction};
 
-use crate::face::{
-    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
-    Training,
-};
 use crate::{
     AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store, StoreError,
     StoredSigningKey,
@@ -45,6 +40,7 @@ use crate::{
 pub const FILE_NAME: &str = "latch.db";
 /// How long a write waits for another process's write to finish.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 mod audit_index;
 mod audit_journal;
 mod audit_store;

@@ -20,6 +20,13 @@
 //! already read. Exports and `audit verify` read each chain by sequence number and see every
 //! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
 //! records are committed in sequence order.
+//!
+//! This file holds the store, its opening and the [`Store`] trait's wiring; each domain is a module
+//! of its own, named alike in both backends: `resources` (resources, their keys and the key
+//! pepper), `grants` (ISV issuance and grants, direct approvals), `blocks` (client blocks),
+//! `revocations`, `credentials` (the admin credentials), `signing_keys`, `face_data`, and the audit
+//! log's records in `audit_store` over `audit_chains`; `schema` migrates the database and
+//! `connection` keeps the pool of connections to it.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;

@@ -18,6 +18,13 @@
 //! after a crash) does not wait at all (busy timeout 0, so it never sleeps on a runtime thread):
 //! the lookup moves to the blocking pool, whose readers wait as long as writers do, and so does
 //! a lookup that finds every lookup connection in use or fails.
+//!
+//! This file holds the store, its opening and the [`Store`] trait's wiring; each domain is a module
+//! of its own, named alike in both backends: `resources` (resources, their keys and the key
+//! pepper), `grants` (ISV issuance and grants, direct approvals), `blocks` (client blocks),
+//! `revocations`, `credentials` (the admin credentials), `signing_keys`, `face_data`, and the audit
+//! log's records in `audit_store` over `audit_journal` and `audit_index`; `schema` migrates the
+//! database and `connection` opens it and runs work on it.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

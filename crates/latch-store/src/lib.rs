@@ -288,6 +288,11 @@ pub(crate) fn block_owner(actor: &latch_core::audit::Actor) -> &'static str {
     }
 }
 
+/// The refusal to lift a block the operator set, for anyone but the operator.
+pub(crate) fn operator_block_refusal() -> StoreError {
+    StoreError::Refused("this block was set by the operator; only the operator can lift it".into())
+}
+
 /// The state of latch.
 #[async_trait]
 pub trait Store: face::FaceData + AuditStore + Send + Sync + 'static {

@@ -6,7 +6,7 @@ use latch_core::{ResourceId, UnixTime};
 
 use super::resources::load_resource;
 use super::{pg, PgStore};
-use crate::{Result, StoreError};
+use crate::Result;
 
 pub(super) async fn set_client_blocked(
     store: &PgStore,
@@ -48,10 +48,7 @@ pub(super) async fn set_client_blocked(
                     .await
                     .map_err(pg)?;
                 if remains.is_some() {
-                    return Err(StoreError::Refused(
-                        "this block was set by the operator; only the operator can lift it"
-                            .into(),
-                    ));
+                    return Err(crate::operator_block_refusal());
                 }
             }
             Ok(())

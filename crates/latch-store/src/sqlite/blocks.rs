@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension};
 
 use super::resources::must_exist;
 use super::{sql, SqliteStore};
-use crate::{Result, StoreError};
+use crate::Result;
 
 pub(super) async fn set_client_blocked(
     store: &SqliteStore,
@@ -40,9 +40,7 @@ pub(super) async fn set_client_blocked(
                     .optional()
                     .map_err(sql)?;
                 if by == "isv" && owner.as_deref() == Some("operator") {
-                    return Err(StoreError::Refused(
-                        "this block was set by the operator; only the operator can lift it".into(),
-                    ));
+                    return Err(crate::operator_block_refusal());
                 }
                 tx.execute(
                     "DELETE FROM client_blocks WHERE isv = ?1 AND client = ?2",

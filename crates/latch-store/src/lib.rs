@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod signing;
 pub mod sqlite;
 pub mod stale;
+mod stored;
 pub mod testing;
 
 #[cfg(test)]

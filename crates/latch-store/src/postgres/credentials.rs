@@ -4,8 +4,8 @@
 use latch_core::audit::AuditDraft;
 use latch_core::secret::KeyDigest;
 
-use super::{corrupt, pg, PgStore};
-use crate::{AdminRole, Result};
+use super::{pg, PgStore};
+use crate::{stored, AdminRole, Result};
 
 pub(super) async fn admin_credential(
     store: &PgStore,
@@ -17,12 +17,7 @@ pub(super) async fn admin_credential(
             &[&role.as_str()],
         )
         .await?
-        .map(|r| {
-            r.get::<_, Vec<u8>>(0)
-                .try_into()
-                .map(KeyDigest)
-                .map_err(|_| corrupt("credential digest is not 32 bytes"))
-        })
+        .map(|r| stored::digest(r.get(0), "credential"))
         .transpose()
 }
 

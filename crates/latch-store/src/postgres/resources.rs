@@ -4,12 +4,12 @@
 
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
-use latch_core::{FeatureSet, ResourceId, UnixTime};
+use latch_core::{ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use tokio_postgres::{Row, Transaction};
 
 use super::{corrupt, pg, unavailable, PgStore};
-use crate::{AuthMode, KeyInfo, Resource, Result, StoreError};
+use crate::{stored, AuthMode, KeyInfo, Resource, Result, StoreError};
 
 /// Makes the key pepper on first use: 32 random bytes, kept for the life of the store.
 pub(super) async fn ensure_pepper(store: &PgStore, rng: &dyn SecureRandom) -> Result<()> {
@@ -34,16 +34,12 @@ const RESOURCE_COLUMNS: &str =
 fn resource_row(row: &Row) -> Result<Resource> {
     let display: String = row.try_get(0).map_err(pg)?;
     Ok(Resource {
-        id: ResourceId::parse(&display)
-            .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
+        id: stored::resource_id(&display)?,
         created_at: UnixTime(row.try_get(1).map_err(pg)?),
         isv_enabled: row.try_get(2).map_err(pg)?,
-        isv_grants: FeatureSet::parse_csv(row.try_get(3).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        approvals: FeatureSet::parse_csv(row.try_get(4).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        auth_mode: AuthMode::parse(row.try_get(5).map_err(pg)?)
-            .ok_or_else(|| corrupt("stored auth mode"))?,
+        isv_grants: stored::features(row.try_get(3).map_err(pg)?)?,
+        approvals: stored::features(row.try_get(4).map_err(pg)?)?,
+        auth_mode: stored::auth_mode(row.try_get(5).map_err(pg)?)?,
     })
 }
 
@@ -140,15 +136,9 @@ pub(super) async fn resource_by_key(
     else {
         return Ok(None);
     };
-    let slot = u8::try_from(row.get::<_, i16>(6))
-        .ok()
-        .and_then(KeySlot::from_number)
-        .ok_or_else(|| corrupt("key slot"))?;
-    let stored: [u8; 32] = row
-        .get::<_, Vec<u8>>(7)
-        .try_into()
-        .map_err(|_| corrupt("key digest is not 32 bytes"))?;
-    Ok(Some((resource_row(&row)?, slot, KeyDigest(stored))))
+    let slot = stored::key_slot(row.get::<_, i16>(6))?;
+    let digest = stored::digest(row.get(7), "key")?;
+    Ok(Some((resource_row(&row)?, slot, digest)))
 }
 
 pub(super) async fn resources(store: &PgStore) -> Result<Vec<Resource>> {
@@ -226,10 +216,7 @@ pub(super) async fn keys(store: &PgStore, id: &ResourceId) -> Result<Vec<KeyInfo
         .iter()
         .map(|r| {
             Ok(KeyInfo {
-                slot: u8::try_from(r.get::<_, i16>(0))
-                    .ok()
-                    .and_then(KeySlot::from_number)
-                    .ok_or_else(|| corrupt("key slot"))?,
+                slot: stored::key_slot(r.get::<_, i16>(0))?,
                 created_at: UnixTime(r.get(1)),
             })
         })

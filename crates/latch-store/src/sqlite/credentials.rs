@@ -5,8 +5,8 @@ use latch_core::audit::AuditDraft;
 use latch_core::secret::KeyDigest;
 use rusqlite::{params, OptionalExtension};
 
-use super::{corrupt, sql, SqliteStore};
-use crate::{AdminRole, Result};
+use super::{sql, SqliteStore};
+use crate::{stored, AdminRole, Result};
 
 pub(super) async fn admin_credential(
     store: &SqliteStore,
@@ -20,13 +20,7 @@ pub(super) async fn admin_credential(
                 .query_row([role.as_str()], |r| r.get(0))
                 .optional()
                 .map_err(sql)?;
-            digest
-                .map(|d| {
-                    d.try_into()
-                        .map(KeyDigest)
-                        .map_err(|_| corrupt("credential digest is not 32 bytes"))
-                })
-                .transpose()
+            digest.map(|d| stored::digest(d, "credential")).transpose()
         })
         .await
 }

@@ -4,12 +4,12 @@
 
 use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
-use latch_core::{FeatureSet, ResourceId, UnixTime};
+use latch_core::{ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
-use super::{corrupt, sql, unavailable, SqliteStore};
-use crate::{AuthMode, KeyInfo, Resource, Result, StoreError};
+use super::{sql, unavailable, SqliteStore};
+use crate::{stored, AuthMode, KeyInfo, Resource, Result, StoreError};
 
 /// Makes the key pepper on first use: 32 random bytes, kept for the life of the store.
 pub(super) fn ensure_pepper(conn: &mut Connection, rng: &dyn SecureRandom) -> Result<()> {
@@ -62,16 +62,12 @@ struct RawResource {
 impl RawResource {
     fn parse(self) -> Result<Resource> {
         Ok(Resource {
-            id: ResourceId::parse(&self.display)
-                .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
+            id: stored::resource_id(&self.display)?,
             created_at: UnixTime(self.created_at),
             isv_enabled: self.isv_enabled,
-            isv_grants: FeatureSet::parse_csv(&self.isv_grants)
-                .map_err(|e| corrupt(&e.to_string()))?,
-            approvals: FeatureSet::parse_csv(&self.approvals)
-                .map_err(|e| corrupt(&e.to_string()))?,
-            auth_mode: AuthMode::parse(&self.auth_mode)
-                .ok_or_else(|| corrupt("stored auth mode"))?,
+            isv_grants: stored::features(&self.isv_grants)?,
+            approvals: stored::features(&self.approvals)?,
+            auth_mode: stored::auth_mode(&self.auth_mode)?,
         })
     }
 }
@@ -168,12 +164,12 @@ pub(super) async fn resource_by_key(
             })
             .optional()
             .map_err(sql)?;
-        let Some((raw, slot, stored)) = row else {
+        let Some((raw, slot, digest)) = row else {
             return Ok(None);
         };
-        let slot = KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?;
-        let stored: [u8; 32] = stored.try_into().map_err(|_| corrupt("key digest is not 32 bytes"))?;
-        Ok(Some((raw.parse()?, slot, KeyDigest(stored))))
+        let slot = stored::key_slot(slot)?;
+        let digest = stored::digest(digest, "key")?;
+        Ok(Some((raw.parse()?, slot, digest)))
     })
     .await
 }
@@ -256,7 +252,7 @@ pub(super) async fn keys(store: &SqliteStore, id: &ResourceId) -> Result<Vec<Key
             rows.map(|r| {
                 let (slot, created) = r.map_err(sql)?;
                 Ok(KeyInfo {
-                    slot: KeySlot::from_number(slot).ok_or_else(|| corrupt("key slot"))?,
+                    slot: stored::key_slot(slot)?,
                     created_at: UnixTime(created),
                 })
             })

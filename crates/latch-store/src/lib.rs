@@ -27,6 +27,7 @@ pub mod postgres;
 pub mod signing;
 pub mod sqlite;
 pub mod stale;
+mod stored;
 pub mod testing;
 
 #[cfg(test)]
@@ -286,6 +287,11 @@ pub(crate) fn block_owner(actor: &latch_core::audit::Actor) -> &'static str {
         latch_core::audit::Actor::Operator | latch_core::audit::Actor::LocalOperator => "operator",
         _ => "isv",
     }
+}
+
+/// The refusal to lift a block the operator set, for anyone but the operator.
+pub(crate) fn operator_block_refusal() -> StoreError {
+    StoreError::Refused("this block was set by the operator; only the operator can lift it".into())
 }
 
 /// The state of latch.

@@ -86,6 +86,25 @@ impl Chains {
         self.indexing.store(false, Ordering::Release);
     }
 
+    /// How far the records of `chain` were last read back and found as written, if they were.
+    fn checked_of(&self, chain: &str) -> Result<Option<Frontier>> {
+        Ok(self
+            .checked
+            .lock()
+            .map_err(|_| poisoned())?
+            .get(chain)
+            .cloned())
+    }
+
+    /// Keeps `frontier` as how far the records of `chain` were read back and found as written.
+    fn keep_checked(&self, chain: &str, frontier: Frontier) -> Result<()> {
+        self.checked
+            .lock()
+            .map_err(|_| poisoned())?
+            .insert(chain.to_owned(), frontier);
+        Ok(())
+    }
+
     /// The end of `chain` as committed (its head row, read in `tx`), with what other processes
     /// appended since this one last looked read and checked.
     async fn caught_up(&self, tx: &Transaction<'_>, chain: &str, head: &Row) -> Result<Held> {
@@ -349,20 +368,53 @@ pub(super) async fn checked_frontier(
     chain: &str,
 ) -> Result<Frontier> {
     let tx = snapshot(client).await?;
-    let Some(head) = tx
-        .query_opt(
-            "SELECT seq, hash, frontier FROM audit_heads WHERE chain = $1",
-            &[&chain],
-        )
-        .await
-        .map_err(pg)?
-    else {
+    let Some(head) = head_row(&tx, chain).await? else {
         return Ok(Frontier::default());
     };
     let held = chains.caught_up(&tx, chain, &head).await?;
     chains.install(chain, held.clone());
     let (archived, archive) = archived(&tx, chain).await?;
     let size = held.seq;
+    check_log_end(&tx, chain, archived, size).await?;
+    if size > archived {
+        check_newest_is_named(&tx, chain, &held).await?;
+    }
+    check_index_end(&tx, chain, size).await?;
+    let checked = chains
+        .checked_of(chain)?
+        .unwrap_or_else(|| held.frontier.clone());
+    let since = checked.size() + 1;
+    // Records archived since the last call left the log: go on from the archive's frontier.
+    let start = if checked.size() < archived {
+        archive
+    } else {
+        checked
+    };
+    let reread = reread_log(&tx, chain, start, size).await?;
+    if reread.size() != size || reread.root() != held.frontier.root() {
+        return Err(StoreError::Corrupt(format!(
+            "audit chain {chain}: records {since} to {size} no longer read back from the log as they were written"
+        )));
+    }
+    tx.commit().await.map_err(pg)?;
+    chains.keep_checked(chain, reread)?;
+    Ok(held.frontier)
+}
+
+/// The head row of `chain` (its last record's sequence number and hash, and its frontier), if
+/// the chain has one.
+async fn head_row(tx: &Transaction<'_>, chain: &str) -> Result<Option<Row>> {
+    tx.query_opt(
+        "SELECT seq, hash, frontier FROM audit_heads WHERE chain = $1",
+        &[&chain],
+    )
+    .await
+    .map_err(pg)
+}
+
+/// The log of `chain` must end at record `size`, the last one written (or, with nothing left
+/// in it, at the last one `archived`).
+async fn check_log_end(tx: &Transaction<'_>, chain: &str, archived: u64, size: u64) -> Result<()> {
     let last: Option<i64> = tx
         .query_one("SELECT max(seq) FROM audit_log WHERE chain = $1", &[&chain])
         .await
@@ -374,20 +426,27 @@ pub(super) async fn checked_frontier(
             "audit chain {chain}: the log now ends at record {last}, after {size} were written"
         )));
     }
-    if size > archived {
-        // The newest record is the one the head names: one read, whatever was checked before.
-        let body: String = tx
-            .query_one(
-                "SELECT body FROM audit_log WHERE chain = $1 AND seq = $2",
-                &[&chain, &signed(size)?],
-            )
-            .await
-            .map_err(pg)?
-            .get(0);
-        if audit::record_hash(&body) != held.hash {
-            return Err(not_named(chain, size));
-        }
+    Ok(())
+}
+
+/// The newest record must be the one the head names: one read, whatever was checked before.
+async fn check_newest_is_named(tx: &Transaction<'_>, chain: &str, held: &Held) -> Result<()> {
+    let body: String = tx
+        .query_one(
+            "SELECT body FROM audit_log WHERE chain = $1 AND seq = $2",
+            &[&chain, &signed(held.seq)?],
+        )
+        .await
+        .map_err(pg)?
+        .get(0);
+    if audit::record_hash(&body) != held.hash {
+        return Err(not_named(chain, held.seq));
     }
+    Ok(())
+}
+
+/// The index of `chain` must hold no record past `size`, the last one written.
+async fn check_index_end(tx: &Transaction<'_>, chain: &str, size: u64) -> Result<()> {
     let beyond: Option<i64> = tx
         .query_one(
             "SELECT min(seq) FROM audit_index WHERE chain = $1 AND seq > $2",
@@ -401,17 +460,19 @@ pub(super) async fn checked_frontier(
             "audit chain {chain}: the index holds record {seq}, the log ends at {size}"
         )));
     }
-    let mut reread = chains
-        .checked
-        .lock()
-        .map_err(|_| poisoned())?
-        .get(chain)
-        .cloned()
-        .unwrap_or_else(|| held.frontier.clone());
-    let since = reread.size() + 1;
-    if reread.size() < archived {
-        reread = archive;
-    }
+    Ok(())
+}
+
+/// Reads the records of `chain` after the end of `reread` through `size` back from the log, a
+/// page at a time, each with its index row (which, where there is one, must be the row the
+/// record makes), and adds their leaves to `reread`. A record missing from the sequence is an
+/// error; the log ending early is left for the caller to see in the size.
+async fn reread_log(
+    tx: &Transaction<'_>,
+    chain: &str,
+    mut reread: Frontier,
+    size: u64,
+) -> Result<Frontier> {
     while reread.size() < size {
         let rows = tx
             .query(
@@ -442,18 +503,7 @@ pub(super) async fn checked_frontier(
             reread.push(fields.leaf);
         }
     }
-    if reread.size() != size || reread.root() != held.frontier.root() {
-        return Err(StoreError::Corrupt(format!(
-            "audit chain {chain}: records {since} to {size} no longer read back from the log as they were written"
-        )));
-    }
-    tx.commit().await.map_err(pg)?;
-    chains
-        .checked
-        .lock()
-        .map_err(|_| poisoned())?
-        .insert(chain.to_owned(), reread);
-    Ok(held.frontier)
+    Ok(reread)
 }
 
 fn prefixed(prefix: &str) -> String {

@@ -1,7 +1,14 @@
 //! The PostgreSQL store as the audit log's storage: each replica's chain in `audit_log`, the
 //! index built behind the writers ([`super::audit_chains`]).
 
-use super::*;
+use async_trait::async_trait;
+use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
+use latch_core::audit::{self, AuditDraft};
+use tokio_postgres::Row;
+
+use super::connection::begin;
+use super::{audit_chains, corrupt, pg, signed, unavailable, unsigned, PgStore};
+use crate::Result;
 
 #[async_trait]
 impl AuditStore for PgStore {

@@ -1,7 +1,16 @@
 //! The PostgreSQL store's Face data: large person groups, persons, persisted faces, detected
 //! faces and operations, shared by every replica.
 
-use super::*;
+use async_trait::async_trait;
+use latch_core::{ResourceId, UnixTime};
+use tokio_postgres::{Row, Transaction};
+
+use super::{pg, PgStore};
+use crate::face::{
+    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
+    Training,
+};
+use crate::{Result, StoreError};
 
 const FACE_GROUP_COLUMNS: &str =
     "group_id, name, user_data, recognition_model, created_at, trained_at, trained_faces";

@@ -20,46 +20,50 @@
 //! already read. Exports and `audit verify` read each chain by sequence number and see every
 //! record; to list a chain exhaustively by query, filter on one chain (`--chain`), whose
 //! records are committed in sequence order.
+//!
+//! This file holds the store, its opening and the [`Store`] trait's wiring; each domain is a module
+//! of its own, named alike in both backends: `resources` (resources, their keys and the key
+//! pepper), `grants` (ISV issuance and grants, direct approvals), `blocks` (client blocks),
+//! `revocations`, `credentials` (the admin credentials), `signing_keys`, `face_data`, and the audit
+//! log's records in `audit_store` over `audit_chains`; `schema` migrates the database and
+//! `connection` keeps the pool of connections to it.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
-use latch_core::audit::{self, AuditDraft, KeySlot};
+use latch_audit::AuditStore;
+use latch_core::audit::{AuditDraft, KeySlot};
 use latch_core::secret::KeyDigest;
 use latch_core::{FeatureSet, ResourceId, UnixTime};
 use ring::rand::SecureRandom;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, Row, Transaction};
+use tokio_postgres::{Row, Transaction};
 
 mod audit_chains;
 mod audit_store;
+mod blocks;
+mod connection;
+mod credentials;
 mod face_data;
+mod grants;
+mod resources;
+mod revocations;
+mod schema;
+mod signing_keys;
 mod tls;
 
-use crate::face::{
-    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
-    Training,
-};
 use crate::{
     AdminRole, AuthMode, KeyInfo, Resource, Result, Revocation, RevocationEntry, Store, StoreError,
     StoredSigningKey,
 };
+use connection::{begin, Pool};
 
 /// Connections per process.
 pub const POOL_SIZE: usize = 8;
 /// How long opening a connection may take before the call fails.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Schema migrations, applied in order; `schema_migrations` lists those applied.
-const MIGRATIONS: &[&str] = &[
-    include_str!("../../migrations/postgres/0001_state.sql"),
-    include_str!("../../migrations/postgres/0002_state_version.sql"),
-    include_str!("../../migrations/postgres/0003_face.sql"),
-    include_str!("../../migrations/postgres/0004_audit_log.sql"),
-];
 
 /// The PostgreSQL store.
 #[derive(Clone)]
@@ -106,7 +110,7 @@ impl PgStore {
     ) -> Result<PgStore> {
         let store = Self::handle(url, ca_file, chain)?;
         store.migrate().await?;
-        store.ensure_pepper(rng).await?;
+        resources::ensure_pepper(&store, rng).await?;
         Ok(store)
     }
 
@@ -153,74 +157,6 @@ impl PgStore {
             "{host}:{port}/{}",
             config.get_dbname().unwrap_or("postgres")
         )
-    }
-
-    /// Applies the migrations this program knows and the database lacks; returns how many.
-    pub async fn migrate(&self) -> Result<usize> {
-        let mut conn = self.inner.pool.get().await?;
-        let tx = begin(&mut conn).await?;
-        // One migrating process at a time; the lock ends with the transaction. A replica that
-        // waits longer than a minute for it gives up with an error rather than hanging.
-        tx.batch_execute("SET LOCAL lock_timeout = '60s'")
-            .await
-            .map_err(pg)?;
-        tx.execute("SELECT pg_advisory_xact_lock(7393452)", &[])
-            .await
-            .map_err(pg)?;
-        tx.batch_execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
-        )
-        .await
-        .map_err(pg)?;
-        let applied = applied_migrations(&tx).await?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-            tx.batch_execute(migration).await.map_err(pg)?;
-            let version = i32::try_from(i + 1).map_err(|_| corrupt("too many migrations"))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)",
-                &[&version],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        tx.commit().await.map_err(pg)?;
-        Ok(MIGRATIONS.len() - applied)
-    }
-
-    /// Migrations this program knows that the database has not applied (0 when ready).
-    pub async fn pending_migrations(&self) -> Result<usize> {
-        let conn = self.inner.pool.get().await?;
-        let client = conn.client()?;
-        let exists: bool = client
-            .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
-            .await
-            .map_err(pg)?
-            .get(0);
-        if !exists {
-            return Ok(MIGRATIONS.len());
-        }
-        let row = client
-            .query_one("SELECT count(*) FROM schema_migrations", &[])
-            .await
-            .map_err(pg)?;
-        let applied = usize::try_from(row.get::<_, i64>(0)).unwrap_or(0);
-        Ok(MIGRATIONS.len().saturating_sub(applied))
-    }
-
-    async fn ensure_pepper(&self, rng: &dyn SecureRandom) -> Result<()> {
-        let mut pepper = [0u8; 32];
-        rng.fill(&mut pepper)
-            .map_err(|_| unavailable("random number generator failed"))?;
-        let conn = self.inner.pool.get().await?;
-        // The first process to get here sets it; the others keep the one set.
-        conn.client()?
-            .execute(
-                "INSERT INTO meta (name, value) VALUES ('key_pepper', $1) ON CONFLICT (name) DO NOTHING",
-                &[&&pepper[..]],
-            )
-            .await
-            .map_err(pg)?;
-        Ok(())
     }
 
     /// Runs `f` in a transaction that also appends `audit` to this handle's chain.
@@ -290,138 +226,10 @@ impl PgStore {
 
 type Bx<'t, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 't>>;
 
-async fn applied_migrations(tx: &Transaction<'_>) -> Result<usize> {
-    let row = tx
-        .query_one(
-            "SELECT count(*), coalesce(max(version), 0) FROM schema_migrations",
-            &[],
-        )
-        .await
-        .map_err(pg)?;
-    let (count, max): (i64, i32) = (row.get(0), row.get(1));
-    if i64::from(max) != count {
-        return Err(corrupt("schema_migrations has gaps"));
-    }
-    let applied = usize::try_from(count).map_err(|_| corrupt("negative migration count"))?;
-    if applied > MIGRATIONS.len() {
-        return Err(corrupt(&format!(
-            "the database has schema version {applied}, newer than this program's {}",
-            MIGRATIONS.len()
-        )));
-    }
-    Ok(applied)
-}
-
-/// A fixed set of connections, each opened on first use and reopened after it breaks.
-struct Pool {
-    config: tokio_postgres::Config,
-    tls: tls::RustlsConnect,
-    slots: Vec<tokio::sync::Mutex<Option<Client>>>,
-    next: AtomicUsize,
-}
-
-/// A connection taken from the pool, given back when dropped.
-struct Pooled<'a>(tokio::sync::MutexGuard<'a, Option<Client>>);
-
-impl Pooled<'_> {
-    fn client(&self) -> Result<&Client> {
-        self.0.as_ref().ok_or_else(|| unavailable("no connection"))
-    }
-
-    fn client_mut(&mut self) -> Result<&mut Client> {
-        self.0.as_mut().ok_or_else(|| unavailable("no connection"))
-    }
-}
-
-impl Pool {
-    fn new(config: tokio_postgres::Config, tls: tls::RustlsConnect) -> Pool {
-        Pool {
-            config,
-            tls,
-            slots: (0..POOL_SIZE)
-                .map(|_| tokio::sync::Mutex::new(None))
-                .collect(),
-            next: AtomicUsize::new(0),
-        }
-    }
-
-    async fn get(&self) -> Result<Pooled<'_>> {
-        // A free connection if there is one; otherwise wait for the next in turn.
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut guard = None;
-        for i in 0..self.slots.len() {
-            if let Ok(g) = self.slots[(start + i) % self.slots.len()].try_lock() {
-                guard = Some(g);
-                break;
-            }
-        }
-        let mut guard = match guard {
-            Some(g) => g,
-            None => self.slots[start % self.slots.len()].lock().await,
-        };
-        if guard.as_ref().is_none_or(Client::is_closed) {
-            *guard = None;
-            let (client, connection) = self.config.connect(self.tls.clone()).await.map_err(pg)?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(target: "latch::store", error = %e, "database connection lost");
-                }
-            });
-            *guard = Some(client);
-        }
-        Ok(Pooled(guard))
-    }
-}
-
-async fn begin<'a>(conn: &'a mut Pooled<'_>) -> Result<Transaction<'a>> {
-    conn.0
-        .as_mut()
-        .ok_or_else(|| unavailable("no connection"))?
-        .transaction()
-        .await
-        .map_err(pg)
-}
-
-const RESOURCE_COLUMNS: &str =
-    "r.display, r.created_at, r.isv_enabled, r.isv_grants, r.approvals, r.auth_mode";
-
-fn resource_row(row: &Row) -> Result<Resource> {
-    let display: String = row.try_get(0).map_err(pg)?;
-    Ok(Resource {
-        id: ResourceId::parse(&display)
-            .map_err(|e| corrupt(&format!("stored resource id: {e}")))?,
-        created_at: UnixTime(row.try_get(1).map_err(pg)?),
-        isv_enabled: row.try_get(2).map_err(pg)?,
-        isv_grants: FeatureSet::parse_csv(row.try_get(3).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        approvals: FeatureSet::parse_csv(row.try_get(4).map_err(pg)?)
-            .map_err(|e| corrupt(&e.to_string()))?,
-        auth_mode: AuthMode::parse(row.try_get(5).map_err(pg)?)
-            .ok_or_else(|| corrupt("stored auth mode"))?,
-    })
-}
-
-async fn load_resource(tx: &Transaction<'_>, id: &ResourceId) -> Result<Resource> {
-    let row = tx
-        .query_opt(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
-            &[&id.canonical()],
-        )
-        .await
-        .map_err(pg)?;
-    match row {
-        Some(row) => resource_row(&row),
-        None => Err(StoreError::NotFound(format!("resource {id}"))),
-    }
-}
-
 #[async_trait]
 impl Store for PgStore {
     async fn key_pepper(&self) -> Result<Vec<u8>> {
-        self.query_opt("SELECT value FROM meta WHERE name = 'key_pepper'", &[])
-            .await?
-            .map(|r| r.get(0))
-            .ok_or_else(|| corrupt("no key pepper"))
+        resources::key_pepper(self).await
     }
 
     async fn create_resource(
@@ -431,89 +239,22 @@ impl Store for PgStore {
         key2: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (r, k1, k2) = (resource.clone(), *key1, *key2);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                let inserted = tx
-                    .execute(
-                        "INSERT INTO resources (canonical, display, created_at, isv_enabled, isv_grants, approvals, auth_mode)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (canonical) DO NOTHING",
-                        &[
-                            &r.id.canonical(),
-                            &r.id.as_str(),
-                            &r.created_at.0,
-                            &r.isv_enabled,
-                            &r.isv_grants.to_csv(),
-                            &r.approvals.to_csv(),
-                            &r.auth_mode.as_str(),
-                        ],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if inserted == 0 {
-                    return Err(StoreError::AlreadyExists(format!("resource {}", r.id)));
-                }
-                for (slot, digest) in [(1i16, k1), (2, k2)] {
-                    tx.execute(
-                        "INSERT INTO keys (resource, slot, digest, created_at) VALUES ($1, $2, $3, $4)",
-                        &[&r.id.canonical(), &slot, &&digest.0[..], &r.created_at.0],
-                    )
-                    .await
-                    .map_err(pg)?;
-                }
-                Ok(())
-            })
-        })
-        .await
+        resources::create_resource(self, resource, key1, key2, audit).await
     }
 
     async fn resource(&self, id: &ResourceId) -> Result<Option<Resource>> {
-        self.query_opt(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r WHERE r.canonical = $1"),
-            &[&id.canonical()],
-        )
-        .await?
-        .as_ref()
-        .map(resource_row)
-        .transpose()
+        resources::resource(self, id).await
     }
 
     async fn resource_by_key(
         &self,
         digest: &KeyDigest,
     ) -> Result<Option<(Resource, KeySlot, KeyDigest)>> {
-        let Some(row) = self
-            .query_opt(
-                &format!(
-                    "SELECT {RESOURCE_COLUMNS}, k.slot, k.digest FROM keys k JOIN resources r ON r.canonical = k.resource
-                     WHERE k.digest = $1"
-                ),
-                &[&&digest.0[..]],
-            )
-            .await?
-        else {
-            return Ok(None);
-        };
-        let slot = u8::try_from(row.get::<_, i16>(6))
-            .ok()
-            .and_then(KeySlot::from_number)
-            .ok_or_else(|| corrupt("key slot"))?;
-        let stored: [u8; 32] = row
-            .get::<_, Vec<u8>>(7)
-            .try_into()
-            .map_err(|_| corrupt("key digest is not 32 bytes"))?;
-        Ok(Some((resource_row(&row)?, slot, KeyDigest(stored))))
+        resources::resource_by_key(self, digest).await
     }
 
     async fn resources(&self) -> Result<Vec<Resource>> {
-        self.query(
-            &format!("SELECT {RESOURCE_COLUMNS} FROM resources r ORDER BY r.canonical"),
-            &[],
-        )
-        .await?
-        .iter()
-        .map(resource_row)
-        .collect()
+        resources::resources(self).await
     }
 
     async fn set_isv(
@@ -523,20 +264,7 @@ impl Store for PgStore {
         grants: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, grants) = (id.clone(), grants.to_csv());
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET isv_enabled = $2, isv_grants = $3 WHERE canonical = $1",
-                    &[&id.canonical(), &enabled, &grants],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        grants::set_isv(self, id, enabled, grants, audit).await
     }
 
     async fn set_approvals(
@@ -545,20 +273,7 @@ impl Store for PgStore {
         features: &FeatureSet,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let (id, features) = (id.clone(), features.to_csv());
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET approvals = $2 WHERE canonical = $1",
-                    &[&id.canonical(), &features],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        grants::set_approvals(self, id, features, audit).await
     }
 
     async fn set_auth_mode(
@@ -567,20 +282,7 @@ impl Store for PgStore {
         mode: AuthMode,
         audit: &AuditDraft,
     ) -> Result<Resource> {
-        let id = id.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &id).await?;
-                tx.execute(
-                    "UPDATE resources SET auth_mode = $2 WHERE canonical = $1",
-                    &[&id.canonical(), &mode.as_str()],
-                )
-                .await
-                .map_err(pg)?;
-                load_resource(tx, &id).await
-            })
-        })
-        .await
+        resources::set_auth_mode(self, id, mode, audit).await
     }
 
     async fn replace_key(
@@ -591,45 +293,11 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (id, d) = (id.clone(), *digest);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                let n = tx
-                    .execute(
-                        "UPDATE keys SET digest = $3, created_at = $4 WHERE resource = $1 AND slot = $2",
-                        &[&id.canonical(), &i16::from(slot.number()), &&d.0[..], &now.0],
-                    )
-                    .await
-                    .map_err(pg)?;
-                if n == 0 {
-                    return Err(StoreError::NotFound(format!("resource {id}")));
-                }
-                Ok(())
-            })
-        })
-        .await
+        resources::replace_key(self, id, slot, digest, now, audit).await
     }
 
     async fn keys(&self, id: &ResourceId) -> Result<Vec<KeyInfo>> {
-        if self.resource(id).await?.is_none() {
-            return Err(StoreError::NotFound(format!("resource {id}")));
-        }
-        self.query(
-            "SELECT slot, created_at FROM keys WHERE resource = $1 ORDER BY slot",
-            &[&id.canonical()],
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(KeyInfo {
-                slot: u8::try_from(r.get::<_, i16>(0))
-                    .ok()
-                    .and_then(KeySlot::from_number)
-                    .ok_or_else(|| corrupt("key slot"))?,
-                created_at: UnixTime(r.get(1)),
-            })
-        })
-        .collect()
+        resources::keys(self, id).await
     }
 
     async fn set_client_blocked(
@@ -640,56 +308,11 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (isv, client) = (isv.clone(), client.clone());
-        let by = crate::block_owner(&audit.actor);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                load_resource(tx, &isv).await?;
-                let (isv, client) = (isv.canonical(), client.canonical());
-                if blocked {
-                    tx.execute(
-                        "INSERT INTO client_blocks (isv, client, created_at, set_by) VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (isv, client) DO UPDATE SET
-                           set_by = CASE WHEN excluded.set_by = 'operator' THEN 'operator' ELSE client_blocks.set_by END",
-                        &[&isv, &client, &now.0, &by],
-                    )
-                    .await
-                    .map_err(pg)?;
-                } else {
-                    // One statement, so a block the operator sets meanwhile is never lifted by an
-                    // ISV: it either sees the operator's row (and leaves it) or runs first.
-                    tx.execute(
-                        "DELETE FROM client_blocks WHERE isv = $1 AND client = $2 AND (set_by <> 'operator' OR $3 = 'operator')",
-                        &[&isv, &client, &by],
-                    )
-                    .await
-                    .map_err(pg)?;
-                    let remains = tx
-                        .query_opt(
-                            "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
-                            &[&isv, &client],
-                        )
-                        .await
-                        .map_err(pg)?;
-                    if remains.is_some() {
-                        return Err(StoreError::Refused(
-                            "this block was set by the operator; only the operator can lift it"
-                                .into(),
-                        ));
-                    }
-                }
-                Ok(())
-            })
-        })
-        .await
+        blocks::set_client_blocked(self, isv, client, blocked, now, audit).await
     }
 
     async fn state_version(&self) -> Result<u64> {
-        let row = self
-            .query_opt("SELECT version FROM state_version WHERE id = 1", &[])
-            .await?
-            .ok_or_else(|| corrupt("no state version row"))?;
-        u64::try_from(row.get::<_, i64>(0)).map_err(|_| corrupt("negative state version"))
+        schema::state_version(self).await
     }
 
     fn changes_here(&self) -> u64 {
@@ -697,33 +320,11 @@ impl Store for PgStore {
     }
 
     async fn is_client_blocked(&self, isv: &ResourceId, client: &ResourceId) -> Result<bool> {
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM client_blocks WHERE isv = $1 AND client = $2",
-                &[&isv.canonical(), &client.canonical()],
-            )
-            .await?
-            .is_some())
+        blocks::is_client_blocked(self, isv, client).await
     }
 
     async fn add_revocation(&self, revocation: &Revocation, audit: &AuditDraft) -> Result<()> {
-        let (scope, subject, before, expires) = crate::revocation_row(revocation);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                // A later "before" widens an earlier one; it never narrows it.
-                tx.execute(
-                    "INSERT INTO revocations (scope, subject, before, expires_at) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (scope, subject) DO UPDATE SET
-                       before = GREATEST(revocations.before, excluded.before),
-                       expires_at = GREATEST(revocations.expires_at, excluded.expires_at)",
-                    &[&scope, &subject, &before.map(|t| t.0), &expires.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        revocations::add_revocation(self, revocation, audit).await
     }
 
     async fn is_revoked(
@@ -733,66 +334,19 @@ impl Store for PgStore {
         target: &ResourceId,
         iat: UnixTime,
     ) -> Result<bool> {
-        let pair = format!("{} {}", isv.canonical(), target.canonical());
-        Ok(self
-            .query_opt(
-                "SELECT 1 FROM revocations WHERE
-                    (scope = 'jti' AND subject = $1)
-                 OR (scope = 'isv' AND subject = $2 AND $4 < before)
-                 OR (scope = 'target' AND subject = $3 AND $4 < before)
-                 OR (scope = 'isv_target' AND subject = $5 AND $4 < before)
-                 LIMIT 1",
-                &[&jti, &isv.canonical(), &target.canonical(), &iat.0, &pair],
-            )
-            .await?
-            .is_some())
+        revocations::is_revoked(self, jti, isv, target, iat).await
     }
 
     async fn revocations(&self, limit: usize) -> Result<Option<Vec<RevocationEntry>>> {
-        let take = i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX);
-        let rows = self
-            .query(
-                "SELECT scope, subject, before FROM revocations LIMIT $1",
-                &[&take],
-            )
-            .await?;
-        if rows.len() > limit {
-            return Ok(None);
-        }
-        Ok(Some(
-            rows.iter()
-                .map(|r| RevocationEntry {
-                    scope: r.get(0),
-                    subject: r.get(1),
-                    before: r.get::<_, Option<i64>>(2).map(UnixTime),
-                })
-                .collect(),
-        ))
+        revocations::revocations(self, limit).await
     }
 
     async fn prune_revocations(&self, now: UnixTime) -> Result<u64> {
-        // Pruning removes only entries that can no longer match a valid token: not a state
-        // change an auditor needs, so it has no record of its own.
-        let conn = self.inner.pool.get().await?;
-        conn.client()?
-            .execute("DELETE FROM revocations WHERE expires_at <= $1", &[&now.0])
-            .await
-            .map_err(pg)
+        revocations::prune_revocations(self, now).await
     }
 
     async fn admin_credential(&self, role: AdminRole) -> Result<Option<KeyDigest>> {
-        self.query_opt(
-            "SELECT digest FROM admin_credentials WHERE role = $1",
-            &[&role.as_str()],
-        )
-        .await?
-        .map(|r| {
-            r.get::<_, Vec<u8>>(0)
-                .try_into()
-                .map(KeyDigest)
-                .map_err(|_| corrupt("credential digest is not 32 bytes"))
-        })
-        .transpose()
+        credentials::admin_credential(self, role).await
     }
 
     async fn set_admin_credential(
@@ -801,20 +355,7 @@ impl Store for PgStore {
         digest: &KeyDigest,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let (d, time) = (*digest, audit.time);
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "INSERT INTO admin_credentials (role, digest, created_at) VALUES ($1, $2, $3)
-                     ON CONFLICT (role) DO UPDATE SET digest = excluded.digest, created_at = excluded.created_at",
-                    &[&role.as_str(), &&d.0[..], &time.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        credentials::set_admin_credential(self, role, digest, audit).await
     }
 
     async fn rotate_signing_key(
@@ -823,71 +364,19 @@ impl Store for PgStore {
         now: UnixTime,
         audit: &AuditDraft,
     ) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                // Rotations take turns, so two at once cannot leave two keys signing.
-                tx.execute("LOCK TABLE signing_keys IN SHARE ROW EXCLUSIVE MODE", &[])
-                    .await
-                    .map_err(pg)?;
-                tx.execute(
-                    "UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL",
-                    &[&now.0],
-                )
-                .await
-                .map_err(pg)?;
-                tx.execute(
-                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, NULL)",
-                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        signing_keys::rotate_signing_key(self, key, now, audit).await
     }
 
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>> {
-        Ok(self
-            .query(
-                "SELECT kid, pkcs8, created_at, retired_at FROM signing_keys ORDER BY created_at, kid",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|r| StoredSigningKey {
-                kid: r.get(0),
-                pkcs8: zeroize::Zeroizing::new(r.get(1)),
-                created_at: UnixTime(r.get(2)),
-                retired_at: r.get::<_, Option<i64>>(3).map(UnixTime),
-            })
-            .collect())
+        signing_keys::signing_keys(self).await
     }
 
     async fn add_signing_key(&self, key: &StoredSigningKey, audit: &AuditDraft) -> Result<()> {
-        let key = key.clone();
-        self.change(audit, move |tx| {
-            Box::pin(async move {
-                tx.execute(
-                    "INSERT INTO signing_keys (kid, pkcs8, created_at, retired_at) VALUES ($1, $2, $3, $4)",
-                    &[&key.kid, &key.pkcs8.as_slice(), &key.created_at.0, &key.retired_at.map(|t| t.0)],
-                )
-                .await
-                .map_err(pg)?;
-                Ok(())
-            })
-        })
-        .await
+        signing_keys::add_signing_key(self, key, audit).await
     }
 
     async fn ready(&self) -> Result<()> {
-        match self.pending_migrations().await? {
-            0 => Ok(()),
-            n => Err(unavailable(&format!(
-                "{n} migration(s) pending: run `latch store migrate`"
-            ))),
-        }
+        schema::ready(self).await
     }
 }
 

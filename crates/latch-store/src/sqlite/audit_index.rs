@@ -331,6 +331,55 @@ pub(super) fn query(
     locator: &mut dyn FnMut(&str) -> Result<Option<SharedLocator>>,
 ) -> Result<(Vec<latch_audit::StoredAuditRecord>, Option<i64>)> {
     let mut names = Names::default();
+    let limit = q.limit.clamp(1, 1000);
+    let Some((text, args)) = query_sql(c, &mut names, q, limit)? else {
+        return Ok((Vec::new(), None));
+    };
+    let rows = c
+        .prepare(&text)
+        .map_err(sql)?
+        .query_map(rusqlite::params_from_iter(args.iter()), row)
+        .map_err(sql)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(sql)?;
+    let mut out = Vec::new();
+    let mut last = None;
+    for r in rows {
+        if out.len() == limit {
+            return Ok((out, last));
+        }
+        let chain = names.name(c, r.chain)?;
+        let seq = r.seq.max(0) as u64;
+        let body = journal_body(locator, &chain, seq)?;
+        // A jti filter matched a key: the record must name the very jti.
+        let names_jti = match &q.jti {
+            Some(jti) => record_names_jti(&chain, seq, &body, jti)?,
+            None => true,
+        };
+        check(c, &mut names, &chain, &r, &body)?;
+        if !names_jti {
+            continue;
+        }
+        last = Some(cursor(r.chain, r.seq));
+        out.push(latch_audit::StoredAuditRecord {
+            chain,
+            seq,
+            hash: latch_core::audit::record_hash(&body),
+            body,
+        });
+    }
+    Ok((out, None))
+}
+
+/// The statement that selects the rows matching `q` after its cursor, at most `limit` and one
+/// more (to know whether there is a next page), with its arguments; `None` when a name it
+/// filters on was never indexed, so nothing matches.
+fn query_sql(
+    c: &Connection,
+    names: &mut Names,
+    q: &latch_audit::AuditQuery,
+    limit: usize,
+) -> Result<Option<(String, Vec<rusqlite::types::Value>)>> {
     let mut text = format!("SELECT {COLUMNS} FROM audit_index WHERE (chain, seq) > (?1, ?2)");
     let after = q.after.unwrap_or(0).max(0);
     let mut args: Vec<rusqlite::types::Value> =
@@ -356,7 +405,7 @@ pub(super) fn query(
         if let Some(name) = name {
             match names.id(c, &name, false)? {
                 Some(id) => add(clause, id.into(), &mut args),
-                None => return Ok((Vec::new(), None)),
+                None => return Ok(None),
             }
         }
     }
@@ -376,61 +425,42 @@ pub(super) fn query(
     if let Some(to) = q.to {
         add("time <", to.0.into(), &mut args);
     }
-    let limit = q.limit.clamp(1, 1000);
     text.push_str(&format!(" ORDER BY chain, seq LIMIT {}", limit + 1));
-    let rows = c
-        .prepare(&text)
-        .map_err(sql)?
-        .query_map(rusqlite::params_from_iter(args.iter()), row)
-        .map_err(sql)?
-        .collect::<rusqlite::Result<Vec<_>>>()
-        .map_err(sql)?;
-    let mut out = Vec::new();
-    let mut last = None;
-    for r in rows {
-        if out.len() == limit {
-            return Ok((out, last));
-        }
-        let chain = names.name(c, r.chain)?;
-        let seq = r.seq.max(0) as u64;
-        let body = locator(&chain)?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "audit chain {chain} has rows in the index but no journal"
-                ))
-            })?
-            .lock()
-            .map_err(|_| StoreError::Unavailable("audit locator lock poisoned".into()))?
-            .get(seq)
-            .map_err(super::audit_journal::journal_error)?
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "audit chain {chain}, record {seq}: in the index, not in the journal"
-                ))
-            })?;
-        // A jti filter matched a key: the record must name the very jti.
-        if let Some(jti) = &q.jti {
-            let record: latch_core::audit::SealedRecord =
-                serde_json::from_str(&body).map_err(|_| {
-                    StoreError::Corrupt(format!(
-                        "audit chain {chain}, record {seq}: not a valid audit record"
-                    ))
-                })?;
-            if record.event.index().jti.as_deref() != Some(jti.as_str()) {
-                check(c, &mut names, &chain, &r, &body)?;
-                continue;
-            }
-        }
-        check(c, &mut names, &chain, &r, &body)?;
-        last = Some(cursor(r.chain, r.seq));
-        out.push(latch_audit::StoredAuditRecord {
-            chain,
-            seq,
-            hash: latch_core::audit::record_hash(&body),
-            body,
-        });
-    }
-    Ok((out, None))
+    Ok(Some((text, args)))
+}
+
+/// The body of record `seq` of `chain`, read from the chain's journal; a row in the index whose
+/// record the journal does not hold is an error.
+fn journal_body(
+    locator: &mut dyn FnMut(&str) -> Result<Option<SharedLocator>>,
+    chain: &str,
+    seq: u64,
+) -> Result<String> {
+    locator(chain)?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "audit chain {chain} has rows in the index but no journal"
+            ))
+        })?
+        .lock()
+        .map_err(|_| StoreError::Unavailable("audit locator lock poisoned".into()))?
+        .get(seq)
+        .map_err(super::audit_journal::journal_error)?
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "audit chain {chain}, record {seq}: in the index, not in the journal"
+            ))
+        })
+}
+
+/// Whether record `seq` of `chain` names the very `jti` (its row matched only the jti's key).
+fn record_names_jti(chain: &str, seq: u64, body: &str, jti: &str) -> Result<bool> {
+    let record: latch_core::audit::SealedRecord = serde_json::from_str(body).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "audit chain {chain}, record {seq}: not a valid audit record"
+        ))
+    })?;
+    Ok(record.event.index().jti.as_deref() == Some(jti))
 }
 
 /// The records of issued tokens whose jti has `jti`'s key: (chain, sequence number), to be read

@@ -24,7 +24,7 @@ use latch_audit::JournalError;
 use latch_core::audit::{record_hash, AuditDraft, SealedRecord};
 use latch_core::checkpoint::{Checkpoint, Frontier};
 use latch_core::jws::b64url_decode;
-use latch_core::merkle::leaf_hash;
+use latch_core::merkle::{leaf_hash, Hash};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::audit_index::{self, Fields, Names};
@@ -56,6 +56,10 @@ pub(super) struct AuditJournal {
 
 /// The most appended records waiting for the index in memory.
 const PENDING: usize = 100_000;
+
+/// A record read back from the journal: its sequence number, its leaf, and the index row it
+/// must have (none for an archived record, or one whose names were never indexed).
+type Reread = (u64, Hash, Option<audit_index::Row>);
 
 impl std::fmt::Debug for AuditJournal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -230,26 +234,41 @@ impl AuditJournal {
         if reread.size() < archived {
             // Those records left the journal with their archive: go on from its frontier (the
             // comparison with the frontier held in memory, below, still covers it).
-            let bytes: Vec<u8> = conn
-                .query_row(
-                    "SELECT frontier FROM audit_archives WHERE chain = ?1",
-                    [&self.chain],
-                    |r| r.get(0),
-                )
-                .map_err(sql)?;
-            reread = Frontier::from_bytes(&bytes)
-                .filter(|f| f.size() == archived)
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("the archived frontier of chain {}", self.chain))
-                })?;
+            reread = archived_frontier(conn, &self.chain, archived)?;
         }
-        // Each record read back is kept as its leaf and the index row it must have, not whole.
         let mut names = Names::default();
+        let seen = self.reread_journal(conn, &mut names, reread.size(), size, archived)?;
+        self.check_index_rows(conn, &mut names, reread.size(), archived, &seen)?;
+        for (_, leaf, _) in &seen {
+            reread.push(*leaf);
+        }
+        if reread.root() != frontier.root() {
+            return Err(StoreError::Corrupt(format!(
+                "audit chain {}: records {} to {size} no longer read back from the journal as they were written",
+                self.chain,
+                checked.size() + 1
+            )));
+        }
+        *checked = reread;
+        Ok(frontier)
+    }
+
+    /// Reads the records after `from` through `size` back from the journal, each kept as its
+    /// sequence number, its leaf and (past `archived`) the index row it must have, not whole.
+    /// The journal ending before `size` is an error.
+    fn reread_journal(
+        &self,
+        conn: &Connection,
+        names: &mut Names,
+        from: u64,
+        size: u64,
+        archived: u64,
+    ) -> Result<Vec<Reread>> {
         let mut seen = Vec::new();
         let mut failed = None;
-        let end = journal::read(&self.dir, reread.size(), Some(size), |seq, body| {
+        let end = journal::read(&self.dir, from, Some(size), |seq, body| {
             let row = if seq > archived {
-                match audit_index::derive(conn, &mut names, &self.chain, seq, body, false) {
+                match audit_index::derive(conn, names, &self.chain, seq, body, false) {
                     Ok(row) => row.map(|(row, _)| row),
                     Err(e) => {
                         failed = Some(e);
@@ -272,24 +291,31 @@ impl AuditJournal {
                 self.chain
             )));
         }
-        let rows =
-            audit_index::rows_after(conn, &mut names, &self.chain, reread.size().max(archived))?;
-        // Archived records left the index, not the journal.
+        Ok(seen)
+    }
+
+    /// The index must hold, after `from` (and past `archived`: archived records left the index,
+    /// not the journal), exactly the rows the records `seen` in the journal make.
+    fn check_index_rows(
+        &self,
+        conn: &Connection,
+        names: &mut Names,
+        from: u64,
+        archived: u64,
+        seen: &[Reread],
+    ) -> Result<()> {
+        let after = from.max(archived);
+        let rows = audit_index::rows_after(conn, names, &self.chain, after)?;
         let indexed = seen.iter().filter(|(seq, _, _)| *seq > archived).count();
         if rows.len() != indexed {
             return Err(StoreError::Corrupt(format!(
-                "audit chain {}: the index holds {} records after {}, the journal {indexed}",
+                "audit chain {}: the index holds {} records after {after}, the journal {indexed}",
                 self.chain,
                 rows.len(),
-                reread.size().max(archived),
             )));
         }
         let mut rows = rows.iter();
-        for (seq, leaf, expected) in &seen {
-            reread.push(*leaf);
-            if *seq <= archived {
-                continue;
-            }
+        for (seq, _, expected) in seen.iter().filter(|(seq, _, _)| *seq > archived) {
             match (rows.next(), expected) {
                 (Some((row_seq, row)), Some(expected)) if row_seq == seq && row == expected => {}
                 _ => {
@@ -300,15 +326,7 @@ impl AuditJournal {
                 }
             }
         }
-        if reread.root() != frontier.root() {
-            return Err(StoreError::Corrupt(format!(
-                "audit chain {}: records {} to {size} no longer read back from the journal as they were written",
-                self.chain,
-                checked.size() + 1
-            )));
-        }
-        *checked = reread;
-        Ok(frontier)
+        Ok(())
     }
 
     /// Where every chain's journal lives.
@@ -468,6 +486,20 @@ pub(super) fn archived_through(conn: &Connection, chain: &str) -> Result<u64> {
     Ok(through.unwrap_or(0).max(0) as u64)
 }
 
+/// The frontier of the records of `chain` its archive took, which must end at `archived`.
+fn archived_frontier(conn: &Connection, chain: &str, archived: u64) -> Result<Frontier> {
+    let bytes: Vec<u8> = conn
+        .query_row(
+            "SELECT frontier FROM audit_archives WHERE chain = ?1",
+            [chain],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    Frontier::from_bytes(&bytes)
+        .filter(|f| f.size() == archived)
+        .ok_or_else(|| StoreError::Corrupt(format!("the archived frontier of chain {chain}")))
+}
+
 /// Indexes the records of `chain` (journal in `dir`) the index does not hold yet.
 fn index_chain(
     tx: &Transaction<'_>,
@@ -539,19 +571,9 @@ fn take_pending(
 /// Moves the records of `chain` from the `audit` table into a new journal in `dir`, exactly as
 /// they were sealed. Nothing to move makes an empty journal.
 fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Result<()> {
-    let first: Option<(i64, String)> = conn
-        .query_row(
-            "SELECT seq, body FROM audit WHERE chain = ?1 ORDER BY seq LIMIT 1",
-            [chain],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-    let Some((first_seq, first_body)) = first else {
+    let Some((first_seq, first_body)) = first_table_record(conn, chain)? else {
         return Ok(());
     };
-    let first_seq = u64::try_from(first_seq)
-        .map_err(|_| StoreError::Corrupt("negative audit sequence".into()))?;
     let start = if first_seq == 1 {
         Start {
             first_seq: 1,
@@ -559,43 +581,7 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
             frontier: Frontier::default(),
         }
     } else {
-        // The records before it were archived: the journal starts from their frontier.
-        let frontier: Option<(i64, Vec<u8>)> = conn
-            .query_row(
-                "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
-                [chain],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(sql)?;
-        let frontier = frontier
-            .and_then(|(through, bytes)| {
-                Frontier::from_bytes(&bytes).filter(|f| f.size() as i64 == through)
-            })
-            .filter(|f| f.size() + 1 == first_seq)
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chain {chain} starts at record {first_seq}, and no archive ends just before it"
-                ))
-            })?;
-        let record: SealedRecord = serde_json::from_str(&first_body).map_err(|_| {
-            StoreError::Corrupt(format!(
-                "chain {chain}, record {first_seq}: not a valid audit record"
-            ))
-        })?;
-        let prev_hash = b64url_decode(&record.prev_hash)
-            .ok()
-            .and_then(|h| <[u8; 32]>::try_from(h).ok())
-            .ok_or_else(|| {
-                StoreError::Corrupt(format!(
-                    "chain {chain}, record {first_seq}: its previous hash"
-                ))
-            })?;
-        Start {
-            first_seq,
-            prev_hash,
-            frontier,
-        }
+        start_after_archive(conn, chain, first_seq, &first_body)?
     };
     // Built under another name and moved into place whole: a move cut short starts again.
     let building = dir.with_extension("moving");
@@ -605,7 +591,93 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
     }
     let (mut journal, _) =
         Journal::open_from(&building, chain, options, None, start).map_err(journal_error)?;
-    let mut after = first_seq - 1;
+    let moved = move_table_records(conn, chain, &mut journal, first_seq - 1)?;
+    drop(journal);
+    if dir.exists() {
+        // An empty journal made before: nothing in it.
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::rename(&building, dir)
+        .and_then(|()| std::fs::File::open(dir.parent().unwrap_or(dir))?.sync_all())
+        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+    tracing::info!(target: "latch::audit", chain, records = moved, dir = %dir.display(), "audit records moved from the database into the journal");
+    Ok(())
+}
+
+/// The first record of `chain` in the `audit` table: its sequence number and body.
+fn first_table_record(conn: &Connection, chain: &str) -> Result<Option<(u64, String)>> {
+    let first: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT seq, body FROM audit WHERE chain = ?1 ORDER BY seq LIMIT 1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let Some((first_seq, first_body)) = first else {
+        return Ok(None);
+    };
+    let first_seq = u64::try_from(first_seq)
+        .map_err(|_| StoreError::Corrupt("negative audit sequence".into()))?;
+    Ok(Some((first_seq, first_body)))
+}
+
+/// Where the journal of `chain` starts when its first record in the table, `first_seq` (with
+/// `first_body`), is not its first: the records before it were archived, and the journal
+/// starts from their frontier, linked to the hash that record names as its previous one.
+fn start_after_archive(
+    conn: &Connection,
+    chain: &str,
+    first_seq: u64,
+    first_body: &str,
+) -> Result<Start> {
+    let frontier: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT through_seq, frontier FROM audit_archives WHERE chain = ?1",
+            [chain],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let frontier = frontier
+        .and_then(|(through, bytes)| {
+            Frontier::from_bytes(&bytes).filter(|f| f.size() as i64 == through)
+        })
+        .filter(|f| f.size() + 1 == first_seq)
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chain {chain} starts at record {first_seq}, and no archive ends just before it"
+            ))
+        })?;
+    let record: SealedRecord = serde_json::from_str(first_body).map_err(|_| {
+        StoreError::Corrupt(format!(
+            "chain {chain}, record {first_seq}: not a valid audit record"
+        ))
+    })?;
+    let prev_hash = b64url_decode(&record.prev_hash)
+        .ok()
+        .and_then(|h| <[u8; 32]>::try_from(h).ok())
+        .ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "chain {chain}, record {first_seq}: its previous hash"
+            ))
+        })?;
+    Ok(Start {
+        first_seq,
+        prev_hash,
+        frontier,
+    })
+}
+
+/// Appends the records of `chain` in the `audit` table after `after` to `journal` as they were
+/// sealed, a page at a time; returns how many it moved.
+fn move_table_records(
+    conn: &Connection,
+    chain: &str,
+    journal: &mut Journal,
+    mut after: u64,
+) -> Result<u64> {
     let mut moved = 0u64;
     loop {
         let mut stmt = conn
@@ -630,15 +702,5 @@ fn upgrade(dir: &Path, chain: &str, options: Options, conn: &Connection) -> Resu
         moved += bodies.len() as u64;
         after = last as u64;
     }
-    drop(journal);
-    if dir.exists() {
-        // An empty journal made before: nothing in it.
-        std::fs::remove_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-    }
-    std::fs::rename(&building, dir)
-        .and_then(|()| std::fs::File::open(dir.parent().unwrap_or(dir))?.sync_all())
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
-    tracing::info!(target: "latch::audit", chain, records = moved, dir = %dir.display(), "audit records moved from the database into the journal");
-    Ok(())
+    Ok(moved)
 }

@@ -1,7 +1,13 @@
 //! The embedded store as the audit log's storage: each chain a journal
 //! ([`super::audit_journal`]), indexed behind it ([`super::audit_index`]).
 
-use super::*;
+use async_trait::async_trait;
+use latch_audit::{AuditQuery, AuditStore, Result as AuditResult, StoredAuditRecord};
+use latch_core::audit::AuditDraft;
+use rusqlite::{params, OptionalExtension};
+
+use super::connection::blocking;
+use super::{audit_index, audit_journal, corrupt, sql, unavailable, SqliteStore};
 
 #[async_trait]
 impl AuditStore for SqliteStore {

@@ -1,7 +1,16 @@
 //! The embedded store's Face data: large person groups, persons, persisted faces, detected
 //! faces and operations, each in the database beside the security state.
 
-use super::*;
+use async_trait::async_trait;
+use latch_core::{ResourceId, UnixTime};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::{sql, SqliteStore};
+use crate::face::{
+    self, DetectedFace, FaceData, FaceGroup, FaceLimits, FacePerson, GroupFace, PersistedFace,
+    Training,
+};
+use crate::{Result, StoreError};
 
 const FACE_GROUP_COLUMNS: &str =
     "group_id, name, user_data, recognition_model, created_at, trained_at, trained_faces";

@@ -193,33 +193,12 @@ pub(crate) fn verify(
     saved: Option<&Path>,
     format: Format,
 ) -> Result<(), CliError> {
-    let fail = |what: &str, p: &Path, e: &dyn std::fmt::Display| {
-        CliError::usage(format!("{what} {}: {e}", p.display()))
-    };
-    let mut keys = Vec::new();
-    for key in key_files {
-        let jwk: Value = std::fs::read_to_string(key)
-            .map_err(|e| fail("cannot read", key, &e))
-            .and_then(|t| serde_json::from_str(&t).map_err(|e| fail("not a JWK:", key, &e)))?;
-        keys.push(
-            PublicKey::from_jwk(&jwk)
-                .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?,
-        );
-    }
-    let saved: Option<Checkpoint> = match saved {
-        None => None,
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| fail("cannot read", p, &e))
-                .and_then(|t| {
-                    serde_json::from_str(&t).map_err(|e| fail("not a checkpoint:", p, &e))
-                })?,
-        ),
-    };
+    let keys = read_keys(key_files)?;
+    let saved = saved.map(read_checkpoint).transpose()?;
     let mut readers = Vec::new();
     for file in files {
         readers.push(BufReader::new(
-            std::fs::File::open(file).map_err(|e| fail("cannot open", file, &e))?,
+            std::fs::File::open(file).map_err(|e| unreadable("cannot open", file, &e))?,
         ));
     }
     // Lines as bytes: a line that is not UTF-8 is read (and reported), not the end of input.
@@ -244,26 +223,13 @@ pub(crate) fn verify(
         "findings": findings,
     });
     output::print(format, &value, || {
-        if findings.is_empty() {
-            let mut text = format!(
-                "the export verifies: {records} records in {} chain(s), {} signed checkpoint(s), the last covering every record",
-                report.records.len(),
-                report.checkpoints
-            );
-            if let Some(note) = note {
-                text.push_str(&format!("\nnote: {note}"));
-            }
-            text
-        } else {
-            let mut text = format!(
-                "the export does NOT verify ({} finding(s)):",
-                findings.len()
-            );
-            for f in &findings {
-                text.push_str(&format!("\n  - {f}"));
-            }
-            text
-        }
+        verify_text(
+            &findings,
+            records,
+            report.records.len(),
+            report.checkpoints,
+            note,
+        )
     });
     if findings.is_empty() {
         Ok(())
@@ -273,6 +239,63 @@ pub(crate) fn verify(
             format!("{} finding(s)", findings.len()),
             VERIFY_FAILED,
         ))
+    }
+}
+
+/// A file that cannot be read, or is not what it should be.
+fn unreadable(what: &str, p: &Path, e: &dyn std::fmt::Display) -> CliError {
+    CliError::usage(format!("{what} {}: {e}", p.display()))
+}
+
+/// The pinned audit keys (JWK files).
+fn read_keys(key_files: &[std::path::PathBuf]) -> Result<Vec<PublicKey>, CliError> {
+    let mut keys = Vec::new();
+    for key in key_files {
+        let jwk: Value = std::fs::read_to_string(key)
+            .map_err(|e| unreadable("cannot read", key, &e))
+            .and_then(|t| {
+                serde_json::from_str(&t).map_err(|e| unreadable("not a JWK:", key, &e))
+            })?;
+        keys.push(
+            PublicKey::from_jwk(&jwk)
+                .ok_or_else(|| CliError::usage(format!("{} is not a P-256 JWK", key.display())))?,
+        );
+    }
+    Ok(keys)
+}
+
+/// A saved checkpoint (`--checkpoint`).
+fn read_checkpoint(p: &Path) -> Result<Checkpoint, CliError> {
+    std::fs::read_to_string(p)
+        .map_err(|e| unreadable("cannot read", p, &e))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| unreadable("not a checkpoint:", p, &e)))
+}
+
+/// What `audit verify` says to people: that the files verify, or every finding.
+fn verify_text(
+    findings: &[String],
+    records: u64,
+    chains: usize,
+    checkpoints: u64,
+    note: Option<&str>,
+) -> String {
+    if findings.is_empty() {
+        let mut text = format!(
+            "the export verifies: {records} records in {chains} chain(s), {checkpoints} signed checkpoint(s), the last covering every record"
+        );
+        if let Some(note) = note {
+            text.push_str(&format!("\nnote: {note}"));
+        }
+        text
+    } else {
+        let mut text = format!(
+            "the export does NOT verify ({} finding(s)):",
+            findings.len()
+        );
+        for f in findings {
+            text.push_str(&format!("\n  - {f}"));
+        }
+        text
     }
 }
 

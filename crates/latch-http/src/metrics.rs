@@ -5,6 +5,7 @@
 //! exposition format on the metrics listener (`metrics.listen`), apart from the services: it
 //! holds no secret, but says how busy the service is.
 
+use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -100,63 +101,79 @@ impl Metrics {
 
     /// The text exposition format.
     pub fn render(&self) -> String {
-        use std::fmt::Write;
         let mut out = String::new();
         let _ = writeln!(out, "# HELP latch_build_info The running version.\n# TYPE latch_build_info gauge\nlatch_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+        self.render_requests(&mut out);
+        self.render_audit(&mut out);
+        self.render_connections(&mut out);
+        self.render_cache(&mut out);
+        out
+    }
+
+    /// Requests by service and status class, and their durations.
+    fn render_requests(&self, out: &mut String) {
         let services = match self.services.lock() {
             Ok(s) => s.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
-        let _ = writeln!(out, "# HELP latch_requests_total Requests answered, by service and status class.\n# TYPE latch_requests_total counter");
+        let _ = writeln!(*out, "# HELP latch_requests_total Requests answered, by service and status class.\n# TYPE latch_requests_total counter");
         for (service, m) in &services {
             for (i, n) in m.by_class.iter().enumerate() {
                 let _ = writeln!(
-                    out,
+                    *out,
                     "latch_requests_total{{service=\"{service}\",status=\"{}xx\"}} {}",
                     i + 1,
                     n.load(Ordering::Relaxed)
                 );
             }
         }
-        let _ = writeln!(out, "# HELP latch_request_duration_seconds Time to answer a request, by service.\n# TYPE latch_request_duration_seconds histogram");
+        let _ = writeln!(*out, "# HELP latch_request_duration_seconds Time to answer a request, by service.\n# TYPE latch_request_duration_seconds histogram");
         for (service, m) in &services {
             let mut cumulative = 0;
             for (bound, n) in BUCKETS.iter().zip(&m.buckets) {
                 cumulative += n.load(Ordering::Relaxed);
-                let _ = writeln!(out, "latch_request_duration_seconds_bucket{{service=\"{service}\",le=\"{bound}\"}} {cumulative}");
+                let _ = writeln!(*out, "latch_request_duration_seconds_bucket{{service=\"{service}\",le=\"{bound}\"}} {cumulative}");
             }
             cumulative += m.over.load(Ordering::Relaxed);
-            let _ = writeln!(out, "latch_request_duration_seconds_bucket{{service=\"{service}\",le=\"+Inf\"}} {cumulative}");
+            let _ = writeln!(*out, "latch_request_duration_seconds_bucket{{service=\"{service}\",le=\"+Inf\"}} {cumulative}");
             let sum = m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(out, "latch_request_duration_seconds_sum{{service=\"{service}\"}} {sum}\nlatch_request_duration_seconds_count{{service=\"{service}\"}} {cumulative}");
+            let _ = writeln!(*out, "latch_request_duration_seconds_sum{{service=\"{service}\"}} {sum}\nlatch_request_duration_seconds_count{{service=\"{service}\"}} {cumulative}");
         }
+    }
+
+    /// The audit writer's records, queue, commits and failures.
+    fn render_audit(&self, out: &mut String) {
         let audit = self.audit.lock().ok().and_then(|a| a.clone());
         if let Some(stats) = audit {
-            let _ = writeln!(out, "# HELP latch_audit_records_total Audit records committed, by event type and outcome (issuance and use among them).\n# TYPE latch_audit_records_total counter");
+            let _ = writeln!(*out, "# HELP latch_audit_records_total Audit records committed, by event type and outcome (issuance and use among them).\n# TYPE latch_audit_records_total counter");
             for ((kind, outcome), n) in stats.counts() {
                 let _ = writeln!(
-                    out,
+                    *out,
                     "latch_audit_records_total{{type=\"{kind}\",outcome=\"{outcome}\"}} {n}"
                 );
             }
-            let _ = writeln!(out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed).max(0));
-            let _ = writeln!(out, "# HELP latch_audit_batches_total Audit commits.\n# TYPE latch_audit_batches_total counter\nlatch_audit_batches_total {}", stats.batches.load(Ordering::Relaxed));
-            let _ = writeln!(out, "# HELP latch_audit_commit_failures_total Audit commits that failed (their requests were refused).\n# TYPE latch_audit_commit_failures_total counter\nlatch_audit_commit_failures_total {}", stats.failures.load(Ordering::Relaxed));
+            let _ = writeln!(*out, "# HELP latch_audit_queue_depth Records waiting for the audit writer.\n# TYPE latch_audit_queue_depth gauge\nlatch_audit_queue_depth {}", stats.queued.load(Ordering::Relaxed).max(0));
+            let _ = writeln!(*out, "# HELP latch_audit_batches_total Audit commits.\n# TYPE latch_audit_batches_total counter\nlatch_audit_batches_total {}", stats.batches.load(Ordering::Relaxed));
+            let _ = writeln!(*out, "# HELP latch_audit_commit_failures_total Audit commits that failed (their requests were refused).\n# TYPE latch_audit_commit_failures_total counter\nlatch_audit_commit_failures_total {}", stats.failures.load(Ordering::Relaxed));
         }
+    }
+
+    /// Each listener's open connections, and the ones it closed, by reason.
+    fn render_connections(&self, out: &mut String) {
         let connections = match self.connections.lock() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         };
         if !connections.is_empty() {
-            let _ = writeln!(out, "# HELP latch_connections_open Established connections, by listener.\n# TYPE latch_connections_open gauge");
+            let _ = writeln!(*out, "# HELP latch_connections_open Established connections, by listener.\n# TYPE latch_connections_open gauge");
             for (service, c) in &connections {
                 let _ = writeln!(
-                    out,
+                    *out,
                     "latch_connections_open{{service=\"{service}\"}} {}",
                     c.open.load(Ordering::Relaxed)
                 );
             }
-            let _ = writeln!(out, "# HELP latch_connections_closed_total Connections closed by the server, by listener and why: shed (idle, to make room), refused (over a bound with nothing idle), idle (idle timeout), header_timeout (a head too slow; cut); and requests answered at a timeout: body_timeout (408), request_timeout (503).\n# TYPE latch_connections_closed_total counter");
+            let _ = writeln!(*out, "# HELP latch_connections_closed_total Connections closed by the server, by listener and why: shed (idle, to make room), refused (over a bound with nothing idle), idle (idle timeout), header_timeout (a head too slow; cut); and requests answered at a timeout: body_timeout (408), request_timeout (503).\n# TYPE latch_connections_closed_total counter");
             for (service, c) in &connections {
                 for (why, n) in [
                     ("shed", &c.shed),
@@ -167,29 +184,32 @@ impl Metrics {
                     ("request_timeout", &c.request_timeouts),
                 ] {
                     let _ = writeln!(
-                        out,
+                        *out,
                         "latch_connections_closed_total{{service=\"{service}\",reason=\"{why}\"}} {}",
                         n.load(Ordering::Relaxed)
                     );
                 }
             }
         }
+    }
+
+    /// How the Face front's check reads were answered.
+    fn render_cache(&self, out: &mut String) {
         let cache = self.cache.lock().ok().and_then(|c| c.clone());
         if let Some(cache) = cache {
-            let _ = writeln!(out, "# HELP latch_face_store_reads_total The Face front's check reads: answered by the store (fresh), from memory during an outage (stale), or failed (missed). The cache hit ratio is stale / (stale + missed).\n# TYPE latch_face_store_reads_total counter");
+            let _ = writeln!(*out, "# HELP latch_face_store_reads_total The Face front's check reads: answered by the store (fresh), from memory during an outage (stale), or failed (missed). The cache hit ratio is stale / (stale + missed).\n# TYPE latch_face_store_reads_total counter");
             for (answer, n) in [
                 ("fresh", &cache.fresh),
                 ("stale", &cache.stale),
                 ("missed", &cache.missed),
             ] {
                 let _ = writeln!(
-                    out,
+                    *out,
                     "latch_face_store_reads_total{{answer=\"{answer}\"}} {}",
                     n.load(Ordering::Relaxed)
                 );
             }
         }
-        out
     }
 }
 

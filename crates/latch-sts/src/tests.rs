@@ -5,31 +5,18 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use latch_audit::writer::AuditLog;
 use latch_audit::AuditStore;
 use latch_core::audit::{Actor, AuditEvent, SealedRecord};
-use latch_core::{FeatureSet, FixedClock, ResourceId, UnixTime, Verifier};
-use latch_store::operations::Admin;
+use latch_core::Verifier;
 use latch_store::signing::KeyRing;
-use latch_store::sqlite::SqliteStore;
-use latch_store::Store;
-use ring::rand::SystemRandom;
-use serde_json::{json, Value};
-use tower::ServiceExt;
+use latch_testkit::{id, Answer, World, CLIENT, ISSUER, ISV, NOW};
+use serde_json::json;
 
 use super::*;
 
-const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv-rg/providers/Microsoft.CognitiveServices/accounts/isv-face";
-const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client-rg/providers/Microsoft.CognitiveServices/accounts/client-face";
-const NOW: UnixTime = UnixTime(1_800_000_000);
-const ISSUER: &str = "urn:latch:test";
-
 struct Sts {
-    _dir: tempfile::TempDir,
-    store: SqliteStore,
+    world: World,
     app: Router,
-    keys: Arc<KeyRing>,
     isv_key: String,
     isv_key2: String,
     client_key: String,
@@ -41,31 +28,7 @@ async fn sts() -> Sts {
 }
 
 async fn sts_with(limits: StsLimits) -> Sts {
-    let dir = tempfile::tempdir().unwrap();
-    let rng = Arc::new(SystemRandom::new());
-    let store = SqliteStore::open(dir.path(), "main", rng.as_ref()).unwrap();
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let clock = Arc::new(FixedClock::at(NOW));
-    let admin = Admin::new(
-        shared.clone(),
-        rng.clone(),
-        clock.clone(),
-        Actor::LocalOperator,
-    );
-    let isv = ResourceId::parse(ISV).unwrap();
-    let (_, isv_keys) = admin.create_resource(&isv).await.unwrap();
-    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
-    admin.set_isv(&isv, true, &grants).await.unwrap();
-    let (_, client_keys) = admin
-        .create_resource(&ResourceId::parse(CLIENT).unwrap())
-        .await
-        .unwrap();
-    let keys = Arc::new(
-        KeyRing::load_or_create(shared.as_ref(), rng.as_ref(), clock.as_ref())
-            .await
-            .unwrap(),
-    );
-    let (audit, _writer) = AuditLog::spawn(shared.clone(), "main");
+    let world = World::new().await;
     let config = StsConfig {
         issuer: ISSUER.into(),
         region: Some("local".into()),
@@ -73,62 +36,32 @@ async fn sts_with(limits: StsLimits) -> Sts {
         limits,
     };
     let ring = latch_store::signing::SharedKeyRing::new(
-        KeyRing::load(&store, rng.as_ref(), NOW).await.unwrap(),
+        KeyRing::load(&world.store, world.rng.as_ref(), NOW)
+            .await
+            .unwrap(),
     );
-    let checks = latch_store::check_cache::CheckCache::new(shared, std::time::Duration::ZERO);
-    let state = AppState::new(checks, audit, ring, clock, config)
-        .await
-        .unwrap();
+    let state = AppState::new(
+        world.checks(),
+        world.audit(),
+        ring,
+        Arc::new(world.clock.clone()),
+        config,
+    )
+    .await
+    .unwrap();
     Sts {
-        _dir: dir,
-        store,
         summaries: state.refusal_summaries(),
         app: router(state),
-        keys,
-        isv_key: isv_keys.key1.expose_secret().to_owned(),
-        isv_key2: isv_keys.key2.expose_secret().to_owned(),
-        client_key: client_keys.key2.expose_secret().to_owned(),
-    }
-}
-
-struct Answer {
-    status: StatusCode,
-    content_type: String,
-    headers: axum::http::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap()
-    }
-
-    fn message(&self) -> String {
-        self.json()["error"]["message"].as_str().unwrap().to_owned()
-    }
-
-    fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap().to_owned()
+        isv_key: world.isv_keys.key1.expose_secret().to_owned(),
+        isv_key2: world.isv_keys.key2.expose_secret().to_owned(),
+        client_key: world.client_keys.key2.expose_secret().to_owned(),
+        world,
     }
 }
 
 impl Sts {
     async fn call(&self, req: Request<Body>) -> Answer {
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let content_type = headers
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec())
-            .unwrap();
-        Answer {
-            status,
-            content_type,
-            headers,
-            body,
-        }
+        latch_testkit::call(&self.app, req).await
     }
 
     async fn issue(&self, key: Option<&str>, query: &str, body: &str) -> Answer {
@@ -146,7 +79,7 @@ impl Sts {
     }
 
     async fn records(&self) -> Vec<SealedRecord> {
-        self.store
+        self.world.store
             .audit_records("main", 0, 10_000)
             .await
             .unwrap()
@@ -156,7 +89,7 @@ impl Sts {
     }
 
     fn verifier(&self) -> Verifier {
-        Verifier::new(ISSUER, self.keys.public_keys().to_vec(), 0)
+        Verifier::new(ISSUER, self.world.keys.public_keys().to_vec(), 0)
     }
 }
 
@@ -171,7 +104,7 @@ async fn issues_a_token_that_verifies_and_is_audited() {
         .issue_ok_body(&body(CLIENT, &["Face.Identification"]))
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.content_type, "application/jwt");
+    assert_eq!(a.content_type(), "application/jwt");
     assert_eq!(a.headers["cache-control"], "no-store");
     assert!(a.headers.contains_key("apim-request-id"));
     let v = s.verifier().verify_limited_access(&a.body, NOW).unwrap();
@@ -288,7 +221,7 @@ async fn every_row_of_the_error_table() {
         assert_eq!(a.status, status, "case {i}: {}", a.body);
         assert_eq!(a.code(), code, "case {i}");
         assert_eq!(a.message(), message, "case {i}");
-        assert_eq!(a.content_type, "application/json; charset=utf-8");
+        assert_eq!(a.content_type(), "application/json; charset=utf-8");
     }
 }
 
@@ -394,25 +327,19 @@ async fn expired_time_boundaries() {
 #[tokio::test]
 async fn blocked_clients_get_nothing() {
     let s = sts().await;
-    let shared: Arc<dyn Store> = Arc::new(s.store.clone());
-    let admin = Admin::new(
-        shared,
-        Arc::new(SystemRandom::new()),
-        Arc::new(FixedClock::at(NOW)),
-        Actor::LocalOperator,
-    );
-    let (isv, client) = (
-        ResourceId::parse(ISV).unwrap(),
-        ResourceId::parse(CLIENT).unwrap(),
-    );
-    admin.set_client_blocked(&isv, &client, true).await.unwrap();
+    s.world
+        .admin
+        .set_client_blocked(&id(ISV), &id(CLIENT), true)
+        .await
+        .unwrap();
     let a = s
         .issue_ok_body(&body(&CLIENT.to_uppercase(), &["Face.Identification"]))
         .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(a.message().contains("blocked"));
-    admin
-        .set_client_blocked(&isv, &client, false)
+    s.world
+        .admin
+        .set_client_blocked(&id(ISV), &id(CLIENT), false)
         .await
         .unwrap();
     assert_eq!(
@@ -632,7 +559,7 @@ async fn a_flood_of_100_000_anonymous_refusals_adds_one_record_per_address() {
 async fn no_token_without_its_audit_record() {
     let s = sts().await;
     let before = s.records().await.len();
-    let mut holder = latch_store::testing::hold_the_journal(&s.store);
+    let mut holder = latch_store::testing::hold_the_journal(&s.world.store);
     let a = s
         .issue_ok_body(&body(CLIENT, &["Face.Identification"]))
         .await;
@@ -663,7 +590,7 @@ async fn issue_token_gives_a_ten_minute_bearer_token_and_a_refresh_time() {
         .unwrap();
     let a = s.call(req).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.content_type, "application/jwt");
+    assert_eq!(a.content_type(), "application/jwt");
     let v = s.verifier().verify_access(&a.body, NOW).unwrap();
     assert_eq!(v.claims().exp, NOW.plus(600));
     assert_eq!(v.claims().azure_resource_id.as_str(), CLIENT);
@@ -703,7 +630,7 @@ async fn jwks_and_metadata_describe_the_keys() {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     let jwks = a.json();
-    assert_eq!(jwks["keys"][0]["kid"], s.keys.active().kid());
+    assert_eq!(jwks["keys"][0]["kid"], s.world.keys.active().kid());
     assert_eq!(jwks["keys"][0]["alg"], "ES256");
     assert!(jwks["keys"][0].get("d").is_none());
     let a = s

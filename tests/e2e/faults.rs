@@ -731,7 +731,7 @@ async fn issue_until(
         attempts.lock().unwrap().push(Attempt {
             sent,
             answered: Instant::now(),
-            status: answer.as_ref().map(|a| a.status),
+            status: answer.as_ref().map(|a| a.status.as_u16()),
             body: answer.map(|a| a.body).unwrap_or_default(),
         });
     }

@@ -222,7 +222,7 @@ impl Http {
             .request(req.body(Full::new(Bytes::from(body))).unwrap())
             .await
             .ok()?;
-        let status = res.status().as_u16();
+        let status = res.status();
         let headers = res.headers().clone();
         let body =
             String::from_utf8(res.into_body().collect().await.ok()?.to_bytes().to_vec()).ok()?;
@@ -272,39 +272,7 @@ pub async fn raw_exchange(url: &str, cacert: Option<&Path>, request: String) -> 
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// An HTTP answer.
-#[derive(Debug)]
-pub struct Answer {
-    pub status: u16,
-    pub headers: hyper::HeaderMap,
-    pub body: String,
-}
-
-impl Answer {
-    pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-
-    pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map(|v| v.to_str().unwrap())
-            .unwrap_or("")
-    }
-
-    /// `(status, error.code, error.message)`.
-    pub fn error(&self) -> (u16, String, String) {
-        let j = self.json();
-        (
-            self.status,
-            j["error"]["code"].as_str().unwrap_or_default().to_owned(),
-            j["error"]["message"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned(),
-        )
-    }
-}
+pub use latch_testkit::Answer;
 
 impl Server {
     /// Starts the services in this process with the demo bootstrap, logging at `trace`.

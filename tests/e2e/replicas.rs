@@ -22,6 +22,7 @@ async fn probe(s: &Server, url: &str, which: &str) -> u16 {
         .request("GET", &format!("/health/{which}"), &[], "")
         .await
         .status
+        .as_u16()
 }
 
 #[tokio::test]
@@ -531,6 +532,7 @@ async fn identify_status(s: &Server, key: &str, token: Option<&str>) -> u16 {
         .request("POST", "/face/v1.0/identify", &headers, &body)
         .await
         .status
+        .as_u16()
 }
 
 #[tokio::test]

@@ -127,8 +127,7 @@ pub struct Answer {
 impl Answer {
     /// The body as JSON (the test fails if it is not).
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 
     /// A header's value, or "".
@@ -158,6 +157,11 @@ impl Answer {
             .as_str()
             .unwrap_or_default()
             .to_owned()
+    }
+
+    /// `(status, error.code, error.message)`.
+    pub fn error(&self) -> (u16, String, String) {
+        (self.status.as_u16(), self.code(), self.message())
     }
 
     /// Azure's `error.innererror.message`.

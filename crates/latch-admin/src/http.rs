@@ -186,7 +186,7 @@ async fn export(
                 .send(Bytes::from(format!("{}\n", crate::csv::HEADER)))
                 .await;
         }
-        let result = latch_audit::checkpoints::export(
+        let result = latch_audit::export::export(
             ctx.store.as_ref(),
             &ctx.audit,
             chain.as_deref(),
@@ -219,7 +219,7 @@ struct ChannelSink {
 }
 
 #[async_trait::async_trait]
-impl latch_audit::checkpoints::LineSink for ChannelSink {
+impl latch_audit::export::LineSink for ChannelSink {
     async fn line(&mut self, line: String) -> std::io::Result<()> {
         if self.csv && line.starts_with("{\"checkpoint\"") {
             return Ok(());

@@ -172,7 +172,7 @@ pub struct Context {
     /// Randomness for keys.
     pub rng: Arc<dyn SecureRandom + Send + Sync>,
     /// The audit key and signed heads (outside the store).
-    pub audit: Arc<latch_audit::checkpoints::AuditSigner>,
+    pub audit: Arc<latch_audit::signer::AuditSigner>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
 }

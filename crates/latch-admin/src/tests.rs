@@ -66,7 +66,7 @@ async fn api() -> Api {
         .await
         .unwrap();
     let audit = Arc::new(
-        latch_audit::checkpoints::AuditSigner::open(
+        latch_audit::signer::AuditSigner::open(
             dir.path(),
             store.as_ref(),
             rng.as_ref(),

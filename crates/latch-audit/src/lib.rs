@@ -7,15 +7,17 @@
 //! (one write and one sync per batch at the end of a preallocated segment file, the end of the
 //! hash chain and the Merkle frontier held in memory, so that neither appending nor signing a
 //! checkpoint reads the log back), on PostgreSQL a table with only its primary key.
-//! [`checkpoints`] signs the chains' roots with a key of its own and exports them for offline
-//! verification; [`proofs`] answers consistency and inclusion proofs from stored subtrees.
+//! [`signer`] signs the chains' roots with a key of its own; [`export`] writes chains, with
+//! their checkpoints, for offline verification, and archives their oldest records; [`proofs`]
+//! answers consistency and inclusion proofs from stored subtrees.
 //! `docs/audit-journal.md` describes the format and what recovery does with each kind of damage.
 
 use std::path::PathBuf;
 
-pub mod checkpoints;
+pub mod export;
 pub mod journal;
 pub mod proofs;
+pub mod signer;
 mod store;
 pub mod writer;
 

@@ -142,7 +142,7 @@ async fn measure(
     if found != 1 {
         return Err(format!("the query by jti found {found} records, not 1"));
     }
-    let signer = latch_audit::checkpoints::AuditSigner::open(
+    let signer = latch_audit::signer::AuditSigner::open(
         &server.data_dir(),
         &store,
         &SystemRandom::new(),
@@ -153,7 +153,7 @@ async fn measure(
     let owner = SqliteStore::open(&server.data_dir(), "main", &SystemRandom::new())
         .map_err(|e| e.to_string())?;
     let started = Instant::now();
-    latch_audit::checkpoints::checkpoint(
+    latch_audit::signer::checkpoint(
         &owner,
         &signer,
         "main",

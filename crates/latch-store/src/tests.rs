@@ -881,14 +881,12 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(5_000));
-    let key =
-        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
-    let again =
-        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
+    let key = latch_audit::signer::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
+    let again = latch_audit::signer::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
     assert_eq!(key.key().kid(), again.key().kid(), "made once");
     let issued = |jti: &str, target: &str, flags: &str, t: i64| AuditDraft {
         time: UnixTime(t),
@@ -918,7 +916,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
         )
         .await
         .unwrap();
-    latch_audit::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
+    latch_audit::signer::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     store
@@ -927,7 +925,7 @@ async fn an_export_verifies_offline_and_queries_filter_and_page(f: Fixture) {
         .unwrap();
 
     let mut lines: Vec<String> = Vec::new();
-    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut lines)
+    latch_audit::export::export(store.as_ref(), &key, None, &rng, &clock, &mut lines)
         .await
         .unwrap();
     // 5 records, the key-creation record before them... all records of the chain, then 2 checkpoints.
@@ -1014,11 +1012,10 @@ async fn checkpoints_come_every_n_records_or_t_seconds_even_when_idle(f: Fixture
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(0));
-    let key =
-        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
-    let mut policy = latch_audit::checkpoints::CheckpointPolicy::new(3, 60);
+    let key = latch_audit::signer::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
+    let mut policy = latch_audit::signer::CheckpointPolicy::new(3, 60);
     assert!(
         policy
             .tick(store.as_ref(), &key, CHAIN, &rng, &clock)
@@ -1083,13 +1080,12 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let key =
-        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
+    let key = latch_audit::signer::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
     // Record 1 is the audit key's creation, at 1000; then records at 2001..=2010.
     refusals_from_2001(store.as_ref(), 10).await;
-    latch_audit::checkpoints::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
+    latch_audit::signer::checkpoint(store.as_ref(), &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     let pk = key.key().public_key();
@@ -1111,7 +1107,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
     );
 
     let mut current: Vec<String> = Vec::new();
-    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
+    latch_audit::export::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(
@@ -1132,7 +1128,7 @@ async fn archived_records_leave_the_store_and_everything_still_verifies(f: Fixtu
         .unwrap();
     assert_eq!(cp.size, 9);
     let mut current: Vec<String> = Vec::new();
-    latch_audit::checkpoints::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
+    latch_audit::export::export(store.as_ref(), &key, None, &rng, &clock, &mut current)
         .await
         .unwrap();
     assert_eq!(verify(&[&first, &second, &current]), []);
@@ -1156,10 +1152,9 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
     let dir = &f.dir;
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let signer =
-        latch_audit::checkpoints::AuditSigner::open(dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
+    let signer = latch_audit::signer::AuditSigner::open(dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
     if matches!(f.backend, Backend::Sqlite) {
         assert!(
             !std::fs::read(dir.path().join(crate::sqlite::FILE_NAME))
@@ -1179,7 +1174,7 @@ async fn a_log_cut_or_altered_under_its_signed_head_is_not_signed_again(f: Fixtu
         .append_audit(CHAIN, &[refused("a"), refused("b"), refused("c")])
         .await
         .unwrap();
-    latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    latch_audit::signer::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
     edits_of_the_log_or_its_index_are_found(&f, &signer).await;
@@ -1246,19 +1241,18 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
     let store = f.store.clone();
     let rng = SystemRandom::new();
     let clock = FixedClock::at(UnixTime(1_000));
-    let signer =
-        latch_audit::checkpoints::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
-            .await
-            .unwrap();
+    let signer = latch_audit::signer::AuditSigner::open(f.dir.path(), store.as_ref(), &rng, &clock)
+        .await
+        .unwrap();
     refusals_from_2001(store.as_ref(), 3).await;
-    latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    latch_audit::signer::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap();
 
     // Someone with the database deletes the newest record and the checkpoint rows.
     let cut = "DELETE FROM audit_log WHERE seq = (SELECT max(seq) FROM audit_log); DELETE FROM checkpoints;";
     f.behind_its_back(cut, cut).await;
-    let err = latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    let err = latch_audit::signer::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(
@@ -1268,7 +1262,7 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
     );
     let mut lines: Vec<String> = Vec::new();
     assert!(
-        latch_audit::checkpoints::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
+        latch_audit::export::export(store.as_ref(), &signer, None, &rng, &clock, &mut lines)
             .await
             .is_err(),
         "no export signs the cut log"
@@ -1287,7 +1281,7 @@ async fn a_postgres_log_cut_or_refilled_behind_the_writer_is_not_signed() {
         body.replace('\'', "''"),
     );
     f.behind_its_back(&insert, &insert).await;
-    let err = latch_audit::checkpoints::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
+    let err = latch_audit::signer::checkpoint(store.as_ref(), &signer, CHAIN, &rng, &clock)
         .await
         .unwrap_err();
     assert!(
@@ -1386,14 +1380,14 @@ async fn refusals_from_2001(store: &dyn Store, n: i64) {
 /// the archive's checkpoint, if anything was old enough.
 async fn archive_before(
     store: &dyn Store,
-    key: &latch_audit::checkpoints::AuditSigner,
+    key: &latch_audit::signer::AuditSigner,
     before: i64,
     out: &mut Vec<String>,
 ) -> Option<latch_core::checkpoint::Checkpoint> {
-    latch_audit::checkpoints::archive(
+    latch_audit::export::archive(
         store,
         key,
-        &latch_audit::checkpoints::Archive {
+        &latch_audit::export::Archive {
             chain: CHAIN,
             before: UnixTime(before),
             actor: Actor::LocalOperator,
@@ -1423,7 +1417,7 @@ async fn first_page(
 /// to either, and where it is found.
 async fn edits_of_the_log_or_its_index_are_found(
     f: &Fixture,
-    signer: &latch_audit::checkpoints::AuditSigner,
+    signer: &latch_audit::signer::AuditSigner,
 ) {
     use latch_core::FixedClock;
     let (store, rng, clock) = (
@@ -1432,7 +1426,7 @@ async fn edits_of_the_log_or_its_index_are_found(
         FixedClock::at(UnixTime(2_000)),
     );
     let checkpoint =
-        || latch_audit::checkpoints::checkpoint(store.as_ref(), signer, CHAIN, &rng, &clock);
+        || latch_audit::signer::checkpoint(store.as_ref(), signer, CHAIN, &rng, &clock);
     let refused = |r: &str| {
         draft(AuditEvent::AccessTokenRefused {
             reason: r.into(),
@@ -2036,7 +2030,7 @@ mod face;
 /// A history made by this version (11 records, the first 4 archived, a checkpoint signed over
 /// the rest), to be turned back into an older version's tables and upgraded.
 struct History {
-    key: latch_audit::checkpoints::AuditSigner,
+    key: latch_audit::signer::AuditSigner,
     archive: Vec<String>,
     before: latch_core::checkpoint::Checkpoint,
 }
@@ -2047,23 +2041,18 @@ impl History {
             SystemRandom::new(),
             latch_core::FixedClock::at(UnixTime(1_000)),
         );
-        let key = latch_audit::checkpoints::AuditSigner::open(
-            f.dir.path(),
-            f.store.as_ref(),
-            &rng,
-            &clock,
-        )
-        .await
-        .unwrap();
+        let key =
+            latch_audit::signer::AuditSigner::open(f.dir.path(), f.store.as_ref(), &rng, &clock)
+                .await
+                .unwrap();
         refusals_from_2001(f.store.as_ref(), 10).await;
         let mut archive: Vec<String> = Vec::new();
         archive_before(f.store.as_ref(), &key, 2_004, &mut archive)
             .await
             .unwrap();
-        let before =
-            latch_audit::checkpoints::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
-                .await
-                .unwrap();
+        let before = latch_audit::signer::checkpoint(f.store.as_ref(), &key, CHAIN, &rng, &clock)
+            .await
+            .unwrap();
         assert_eq!(before.size, 12, "11 records and the archiving's own");
         History {
             key,
@@ -2091,7 +2080,7 @@ impl History {
             )
             .await
             .unwrap();
-        let after = latch_audit::checkpoints::checkpoint(store, &self.key, CHAIN, &rng, &clock)
+        let after = latch_audit::signer::checkpoint(store, &self.key, CHAIN, &rng, &clock)
             .await
             .unwrap();
         assert_eq!(
@@ -2099,7 +2088,7 @@ impl History {
             "the chain goes on, and extends the head signed before"
         );
         let mut export: Vec<String> = Vec::new();
-        latch_audit::checkpoints::export(store, &self.key, None, &rng, &clock, &mut export)
+        latch_audit::export::export(store, &self.key, None, &rng, &clock, &mut export)
             .await
             .unwrap();
         let all: Vec<String> = self.archive.iter().chain(&export).cloned().collect();
@@ -2233,7 +2222,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
     };
     let store = SqliteStore::open_with(dir.path(), CHAIN, &SystemRandom::new(), small).unwrap();
     let (rng, clock) = (SystemRandom::new(), FixedClock::at(UnixTime(1_000)));
-    let key = latch_audit::checkpoints::AuditSigner::open(dir.path(), &store, &rng, &clock)
+    let key = latch_audit::signer::AuditSigner::open(dir.path(), &store, &rng, &clock)
         .await
         .unwrap();
     refusals_from_2001(&store, 200).await;
@@ -2256,7 +2245,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
     );
     let kept = store.audit_records(CHAIN, 0, 1_000).await.unwrap();
     assert_eq!(kept[0].seq, cp.size + 1);
-    let next = latch_audit::checkpoints::checkpoint(&store, &key, CHAIN, &rng, &clock)
+    let next = latch_audit::signer::checkpoint(&store, &key, CHAIN, &rng, &clock)
         .await
         .unwrap();
     assert_eq!(
@@ -2264,7 +2253,7 @@ async fn archiving_removes_the_journal_segments_it_empties() {
         "200 records, the key's and the archiving's own"
     );
     let mut export: Vec<String> = Vec::new();
-    latch_audit::checkpoints::export(&store, &key, None, &rng, &clock, &mut export)
+    latch_audit::export::export(&store, &key, None, &rng, &clock, &mut export)
         .await
         .unwrap();
     let all: Vec<String> = archive.iter().chain(&export).cloned().collect();

@@ -79,7 +79,8 @@ impl Sts {
     }
 
     async fn records(&self) -> Vec<SealedRecord> {
-        self.world.store
+        self.world
+            .store
             .audit_records("main", 0, 10_000)
             .await
             .unwrap()

@@ -40,7 +40,7 @@ pub(crate) async fn export_local(
         writeln!(sink.out, "{}", latch_admin::csv::HEADER)
             .map_err(|e| CliError::new("Failed", e.to_string(), exit::FAILURE))?;
     }
-    latch_audit::checkpoints::export(
+    latch_audit::export::export(
         ctx.store.as_ref(),
         &ctx.audit,
         chain,
@@ -62,7 +62,7 @@ struct FileSink {
 }
 
 #[async_trait::async_trait]
-impl latch_audit::checkpoints::LineSink for FileSink {
+impl latch_audit::export::LineSink for FileSink {
     async fn line(&mut self, line: String) -> std::io::Result<()> {
         if self.csv {
             if line.starts_with("{\"checkpoint\"") {
@@ -110,10 +110,10 @@ pub(crate) async fn archive(
     let mut archived = Vec::new();
     for chain in chains {
         // The archive's lines are flushed to the file before its records leave the store.
-        let cp = latch_audit::checkpoints::archive(
+        let cp = latch_audit::export::archive(
             ctx.store.as_ref(),
             &ctx.audit,
-            &latch_audit::checkpoints::Archive {
+            &latch_audit::export::Archive {
                 chain: &chain,
                 before,
                 actor: latch_core::audit::Actor::LocalOperator,
@@ -162,7 +162,7 @@ pub(crate) fn new_key(out: &Path, format: Format) -> Result<(), CliError> {
     let rng = ring::rand::SystemRandom::new();
     let key = latch_core::SigningKey::generate(&rng)
         .map_err(|e| CliError::new("Failed", e.to_string(), crate::exit::FAILURE))?;
-    latch_audit::checkpoints::write_private(out, key.pkcs8(), true).map_err(|e| {
+    latch_audit::signer::write_private(out, key.pkcs8(), true).map_err(|e| {
         let exit = if e.kind() == std::io::ErrorKind::AlreadyExists {
             crate::exit::ALREADY_EXISTS
         } else {

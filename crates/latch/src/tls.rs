@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use latch_audit::checkpoints::write_private;
+use latch_audit::signer::write_private;
 use latch_audit::writer::AuditLog;
 use latch_core::audit::{Actor, AuditDraft, AuditEvent};
 use latch_core::{Clock, UnixTime};

@@ -45,7 +45,7 @@ pub(super) async fn checkpoint(ctx: &Context, chain: Option<String>) -> Result<V
             "no audit chain named {chain}"
         )));
     }
-    let cp = latch_audit::checkpoints::checkpoint(
+    let cp = latch_audit::signer::checkpoint(
         ctx.store.as_ref(),
         &ctx.audit,
         &chain,

@@ -86,7 +86,7 @@ fn lock_poisoned() -> StoreError {
 
 /// The last checkpoint the audit key signed for `chain` (kept beside the store, never in it).
 fn signed_head(data_dir: &Path, chain: &str) -> Result<Option<Expected>> {
-    let path = data_dir.join(latch_audit::checkpoints::HEAD_FILE);
+    let path = data_dir.join(latch_audit::signer::HEAD_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

@@ -108,7 +108,7 @@ pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
     let clock = Arc::new(SystemClock);
     // The audit key and signed heads live beside the store, never in it.
     let audit = Arc::new(
-        latch_audit::checkpoints::AuditSigner::open(
+        latch_audit::signer::AuditSigner::open(
             &config.data_dir,
             store.as_ref(),
             rng.as_ref(),

@@ -7,7 +7,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
 
-use latch_audit::checkpoints::write_private;
+use latch_audit::signer::write_private;
 use latch_core::{FeatureSet, ResourceId};
 use latch_store::operations::{Admin, NewKeys};
 use latch_store::Store;

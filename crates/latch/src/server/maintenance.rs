@@ -11,9 +11,9 @@ use ring::rand::SystemRandom;
 
 /// What the maintenance task keeps up to date.
 pub(super) struct Maintenance {
-    pub(super) audit: Arc<latch_audit::checkpoints::AuditSigner>,
+    pub(super) audit: Arc<latch_audit::signer::AuditSigner>,
     pub(super) chain: String,
-    pub(super) checkpoints: latch_audit::checkpoints::CheckpointPolicy,
+    pub(super) checkpoints: latch_audit::signer::CheckpointPolicy,
     pub(super) store: Arc<dyn Store>,
     pub(super) rng: Arc<SystemRandom>,
     pub(super) clock: Arc<dyn Clock>,

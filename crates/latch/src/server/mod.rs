@@ -10,7 +10,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use latch_audit::checkpoints::AuditSigner;
+use latch_audit::signer::AuditSigner;
 use latch_audit::writer::AuditLog;
 use latch_core::audit::Actor;
 use latch_core::{Clock, SystemClock, Verifier};

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use latch_audit::checkpoints::CheckpointPolicy;
+use latch_audit::signer::CheckpointPolicy;
 use latch_audit::writer::AuditLog;
 use latch_face::backend::Backend;
 use latch_face::FaceState;

@@ -21,6 +21,7 @@ use latch_http::{LIMITED_ACCESS_TOKEN_HEADER, SUBSCRIPTION_KEY_HEADER, SUBSCRIPT
 use zeroize::Zeroizing;
 
 use crate::error::FaceError;
+use crate::routes::FaceCall;
 
 /// How to reach the upstream.
 #[derive(Clone)]
@@ -184,12 +185,13 @@ impl Backend {
     pub async fn call(
         &self,
         call: &crate::limited_access::VerifiedFaceCall,
-        req: Request<Body>,
+        face_call: FaceCall,
     ) -> Response {
         match self {
-            Backend::Engine(engine) => engine.call(call, req).await,
+            Backend::Engine(engine) => engine.call(call, face_call).await,
+            // The request as it came, body bytes unchanged: the upstream reads it itself.
             Backend::Upstream(up) => up
-                .forward(req)
+                .forward(Request::from_parts(face_call.parts, face_call.body))
                 .await
                 .unwrap_or_else(IntoResponse::into_response),
             Backend::Unconfigured => FaceError::NoBackend.into_response(),

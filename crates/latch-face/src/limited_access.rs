@@ -32,6 +32,7 @@ use crate::auth::{store_failed, Credential, VerifiedCaller};
 use crate::check::Check;
 use crate::error::FaceError;
 use crate::operation::{FeaturePolicy, Operation};
+use crate::routes::{self, Route};
 use crate::Verifiers;
 
 /// Why the call may proceed.
@@ -49,6 +50,7 @@ pub enum Grant {
 #[derive(Clone, Debug)]
 pub struct VerifiedFaceCall {
     caller: VerifiedCaller,
+    route: &'static Route,
     operation: Operation,
     version: &'static str,
     grant: Grant,
@@ -58,6 +60,11 @@ impl VerifiedFaceCall {
     /// Who is calling.
     pub fn caller(&self) -> &VerifiedCaller {
         &self.caller
+    }
+
+    /// The route it came by.
+    pub fn route(&self) -> &'static Route {
+        self.route
     }
 
     /// What it runs.
@@ -120,8 +127,8 @@ impl LimitedAccess {
             .get::<VerifiedCaller>()
             .cloned()
             .ok_or(FaceError::InvalidKey)?;
-        let (operation, version) =
-            Operation::classify(method, uri.path(), uri.query()).ok_or(FaceError::NotFound)?;
+        let (route, operation, version) =
+            routes::classify(method, uri.path(), uri.query()).ok_or(FaceError::NotFound)?;
         let request_id = extensions.get::<RequestId>().map(|r| r.as_str().to_owned());
         let presented = presented(headers);
         let requirement = self.policy.requirement(operation);
@@ -134,6 +141,7 @@ impl LimitedAccess {
         };
         let call = |grant| VerifiedFaceCall {
             caller: caller.clone(),
+            route,
             operation,
             version,
             grant,

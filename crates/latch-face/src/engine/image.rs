@@ -15,7 +15,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::{string_member, Ctx};
+use super::Ctx;
+use crate::body::{UrlRequest, MAX_JSON};
 use crate::error::FaceError;
 
 /// Azure's smallest image file.
@@ -98,13 +99,10 @@ impl ImageSource {
             .as_deref()
             .is_some_and(|t| t.starts_with("application/json"));
         let bytes = if is_json {
-            let raw = to_bytes(body, crate::routes::MAX_JSON)
+            let raw = to_bytes(body, MAX_JSON)
                 .await
                 .map_err(|_| FaceError::TooLarge)?;
-            let object = crate::validate::object(&raw)?;
-            let url = string_member(&object, "url")
-                .ok_or_else(|| FaceError::BadArgument("Request body is invalid.".into()))?;
-            self.download(url).await?
+            self.download(&UrlRequest::parse(&raw)?.url).await?
         } else {
             to_bytes(body, MAX_IMAGE_BYTES)
                 .await

@@ -17,16 +17,16 @@
 
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::{Clock, ResourceId};
 use latch_store::{Store, StoreError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::FaceError;
 use crate::limited_access::VerifiedFaceCall;
-use crate::operation::Operation;
+use crate::routes::{FaceCall, FaceRequest};
 
 pub mod compare;
 pub mod detect;
@@ -155,8 +155,8 @@ impl Engine {
     }
 
     /// Runs an allowed call.
-    pub async fn call(&self, call: &VerifiedFaceCall, req: axum::extract::Request) -> Response {
-        match self.run(call, req).await {
+    pub async fn call(&self, call: &VerifiedFaceCall, face_call: FaceCall) -> Response {
+        match self.run(call, face_call).await {
             Ok(response) => response,
             Err(e) => e.into_response(),
         }
@@ -165,89 +165,64 @@ impl Engine {
     async fn run(
         &self,
         call: &VerifiedFaceCall,
-        req: axum::extract::Request,
+        face_call: FaceCall,
     ) -> Result<Response, FaceError> {
-        let resource = call.caller().resource().id.clone();
-        let (parts, body) = req.into_parts();
-        let ctx = Ctx {
-            resource,
+        let FaceCall {
+            parts,
+            body,
+            request,
+        } = face_call;
+        let ctx = self.ctx(call, &parts);
+        let ctx = &ctx;
+        match request {
+            FaceRequest::Detect { return_face_id } => {
+                detect::detect(self, ctx, body, return_face_id).await
+            }
+            FaceRequest::Identify(r) => compare::identify(self, ctx, r).await,
+            FaceRequest::Verify(r) => compare::verify(self, ctx, r).await,
+            FaceRequest::FindSimilar(r) => compare::find_similar(self, ctx, r).await,
+            FaceRequest::CreateGroup(g, r) => groups::create_group(self, ctx, &g, r).await,
+            FaceRequest::GetGroup(g) => groups::get_group(self, ctx, &g).await,
+            FaceRequest::ListGroups => groups::list_groups(self, ctx).await,
+            FaceRequest::DeleteGroup(g) => groups::delete_group(self, ctx, &g).await,
+            FaceRequest::CreatePerson(g, r) => groups::create_person(self, ctx, &g, r).await,
+            FaceRequest::GetPerson(p) => groups::get_person(self, ctx, &p).await,
+            FaceRequest::ListPersons(g) => groups::list_persons(self, ctx, &g).await,
+            FaceRequest::DeletePerson(p) => groups::delete_person(self, ctx, &p).await,
+            FaceRequest::AddFace(p) => groups::add_face(self, ctx, &p, body).await,
+            FaceRequest::GetFace(f) => groups::get_face(self, ctx, &f).await,
+            FaceRequest::DeleteFace(f) => groups::delete_face(self, ctx, &f).await,
+            FaceRequest::Train(g) => groups::train(self, ctx, &g).await,
+            FaceRequest::TrainingStatus(g) => groups::training_status(self, ctx, &g).await,
+            FaceRequest::GetOperation(o) => groups::operation_status(self, ctx, &o).await,
+        }
+    }
+
+    /// What the handlers need of a call's request line and headers.
+    fn ctx(&self, call: &VerifiedFaceCall, parts: &Parts) -> Ctx {
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Ctx {
+            resource: call.caller().resource().id.clone(),
             version: call.version(),
-            // Ids in paths are UUIDs (checked by the routes) or lower-case group ids: compared
-            // lower-cased, as ids in bodies are.
-            path: parts
-                .uri
-                .path()
-                .split('/')
-                .skip(3)
-                .map(str::to_ascii_lowercase)
-                .collect(),
             query: Query::parse(parts.uri.query()),
-            host: parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            host: header(header::HOST.as_str()).map(str::to_owned),
             // Behind a proxy that terminates TLS, the scheme the caller used is the proxy's.
-            scheme: match parts
-                .headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-            {
+            scheme: match header("x-forwarded-proto") {
                 Some(p) if p.eq_ignore_ascii_case("https") => "https",
                 Some(p) if p.eq_ignore_ascii_case("http") => "http",
                 _ => self.scheme,
             },
-            content_type: parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_ascii_lowercase),
-        };
-        match call.operation() {
-            Operation::Detect | Operation::DetectWithFaceId => {
-                detect::detect(
-                    self,
-                    &ctx,
-                    body,
-                    call.operation() == Operation::DetectWithFaceId,
-                )
-                .await
-            }
-            Operation::Identify => compare::identify(self, &ctx, json_body(body).await?).await,
-            Operation::Verify => compare::verify(self, &ctx, json_body(body).await?).await,
-            Operation::FindSimilar => {
-                compare::find_similar(self, &ctx, json_body(body).await?).await
-            }
-            Operation::CreateGroup => {
-                groups::create_group(self, &ctx, json_body(body).await?).await
-            }
-            Operation::GetGroup => groups::get_group(self, &ctx).await,
-            Operation::ListGroups => groups::list_groups(self, &ctx).await,
-            Operation::DeleteGroup => groups::delete_group(self, &ctx).await,
-            Operation::CreatePerson => {
-                groups::create_person(self, &ctx, json_body(body).await?).await
-            }
-            Operation::GetPerson => groups::get_person(self, &ctx).await,
-            Operation::ListPersons => groups::list_persons(self, &ctx).await,
-            Operation::DeletePerson => groups::delete_person(self, &ctx).await,
-            Operation::AddFace => groups::add_face(self, &ctx, body).await,
-            Operation::GetFace => groups::get_face(self, &ctx).await,
-            Operation::DeleteFace => groups::delete_face(self, &ctx).await,
-            Operation::Train => groups::train(self, &ctx).await,
-            Operation::TrainingStatus => groups::training_status(self, &ctx).await,
-            Operation::GetOperation => groups::operation_status(self, &ctx).await,
+            content_type: header(header::CONTENT_TYPE.as_str()).map(str::to_ascii_lowercase),
         }
     }
 }
 
-/// What the handlers need of a call.
+/// What the handlers need of a call besides its operation.
 pub(crate) struct Ctx {
     /// The caller's resource: the owner of everything the call touches.
     pub(crate) resource: ResourceId,
     /// The API version of the path.
     pub(crate) version: &'static str,
-    /// The path after `/face/{version}/`.
-    pub(crate) path: Vec<String>,
     /// The query.
     pub(crate) query: Query,
     /// The body's `Content-Type`, lower-cased.
@@ -256,13 +231,6 @@ pub(crate) struct Ctx {
     pub(crate) host: Option<String>,
     /// The scheme the caller used.
     pub(crate) scheme: &'static str,
-}
-
-impl Ctx {
-    /// The path segment at `i` (after `/face/{version}/`); the routes checked it exists.
-    pub(crate) fn segment(&self, i: usize) -> &str {
-        self.path.get(i).map(String::as_str).unwrap_or_default()
-    }
 }
 
 /// Query parameters, names matched ignoring case.
@@ -310,22 +278,6 @@ impl Query {
 /// A 400 `BadArgument`.
 pub(crate) fn bad(message: impl Into<String>) -> FaceError {
     FaceError::BadArgument(message.into())
-}
-
-/// A JSON body (the routes checked its shape): its members, names lower-cased.
-async fn json_body(body: Body) -> Result<Map<String, Value>, FaceError> {
-    let bytes = to_bytes(body, crate::routes::MAX_JSON)
-        .await
-        .map_err(|_| FaceError::TooLarge)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    crate::validate::object(&bytes)
-}
-
-/// A string member of a body (names are lower-cased there).
-pub(crate) fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    body.get(&name.to_ascii_lowercase()).and_then(Value::as_str)
 }
 
 /// A 200 answer with a JSON body.
@@ -434,7 +386,7 @@ mod tests {
     #[test]
     fn uuids_are_version_4() {
         let a = new_uuid().unwrap();
-        assert!(crate::validate::person_id(&a).is_ok());
+        assert!(crate::ids::PersonId::parse(&a).is_ok());
         assert_eq!(&a[14..15], "4");
         assert_ne!(a, new_uuid().unwrap());
     }

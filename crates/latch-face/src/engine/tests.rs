@@ -65,7 +65,7 @@ fn id(s: &str) -> ResourceId {
 }
 
 fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && crate::validate::person_id(s).is_ok()
+    s.len() == 36 && crate::ids::PersonId::parse(s).is_ok()
 }
 
 /// An embedding that is no face's.

@@ -6,16 +6,14 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use axum::response::Response;
-use latch_store::face::{DetectedFace, FaceItem};
-use latch_store::StoreError;
+use latch_store::face::DetectedFace;
 use latch_vision::Embedding;
 use serde_json::{json, Value};
 
-use super::{bad, confidence, group_not_found, json, store_error, Ctx, Engine};
+use super::{bad, confidence, json, store_error, Ctx, Engine};
 use crate::body::{FindSimilarRequest, IdentifyRequest, VerifyRequest, VerifyTarget};
-use crate::error::FaceError;
+use crate::error::{FaceError, Refusal};
 use crate::ids::{FaceId, GroupId, PersonId};
 
 /// `isIdentical` and the default identify threshold.
@@ -26,10 +24,6 @@ fn embedding(bytes: &[u8]) -> Result<Embedding, FaceError> {
         tracing::warn!(target: "latch::face", "a stored face embedding does not parse");
         FaceError::StoreUnavailable
     })
-}
-
-fn face_not_found() -> FaceError {
-    FaceError::refused(StatusCode::NOT_FOUND, "FaceNotFound", "Face is not found.")
 }
 
 fn incompatible() -> FaceError {
@@ -62,7 +56,7 @@ async fn detected(
             let face = found
                 .iter()
                 .find(|f| &f.face_id == id)
-                .ok_or_else(face_not_found)?;
+                .ok_or(Refusal::FaceNotFound)?;
             Ok((face.clone(), embedding(&face.embedding)?))
         })
         .collect()
@@ -78,14 +72,14 @@ async fn group_of<'a>(
 ) -> Result<&'a GroupId, FaceError> {
     // A group given as a list rather than an id names none.
     let Some(group_id) = group_id else {
-        return Err(group_not_found());
+        return Err(Refusal::GroupNotFound.into());
     };
     let group = engine
         .store
         .face_group(&ctx.resource, group_id.as_str())
         .await
         .map_err(store_error)?
-        .ok_or_else(group_not_found)?;
+        .ok_or(Refusal::GroupNotFound)?;
     if faces
         .iter()
         .any(|(f, _)| f.recognition_model != group.recognition_model)
@@ -114,11 +108,7 @@ pub(crate) async fn identify(
         .await
         .map_err(store_error)?
     else {
-        return Err(FaceError::refused(
-            StatusCode::BAD_REQUEST,
-            "LargePersonGroupNotTrained",
-            "Large person group not trained.",
-        ));
+        return Err(Refusal::GroupNotTrained.into());
     };
     // The comparison grows with the group: off the async threads.
     let results = tokio::task::spawn_blocking(move || rank(&faces, members, threshold, max))
@@ -211,7 +201,7 @@ async fn closest_face_of(
         .face_person(&ctx.resource, group_id, person_id)
         .await
         .map_err(store_error)?
-        .ok_or_else(|| store_error(StoreError::FaceNotFound(FaceItem::Person)))?;
+        .ok_or(Refusal::PersonNotFound)?;
     let mut best: Option<f32> = None;
     for face_id in &person.persisted_face_ids {
         if let Some(face) = engine
@@ -234,18 +224,10 @@ pub(crate) async fn find_similar(
     request: FindSimilarRequest,
 ) -> Result<Response, FaceError> {
     if request.names_large_face_list {
-        return Err(FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "LargeFaceListNotFound",
-            "Large face list is not found.",
-        ));
+        return Err(Refusal::LargeFaceListNotFound.into());
     }
     if request.names_face_list {
-        return Err(FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "FaceListNotFound",
-            "Face list is not found.",
-        ));
+        return Err(Refusal::FaceListNotFound.into());
     }
     let match_person = match request.mode.as_deref() {
         None => true,

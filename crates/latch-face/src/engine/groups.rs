@@ -10,15 +10,12 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::ResourceId;
 use latch_store::face::{FaceGroup, FaceItem, FaceLimits, FacePerson, PersistedFace};
-use latch_store::StoreError;
 use latch_vision::{Embedding, FaceRect};
 use serde_json::{json, Value};
 
-use super::{
-    bad, empty, group_not_found, json, new_uuid, store_error, Ctx, Engine, RECOGNITION_MODELS,
-};
+use super::{bad, empty, json, new_uuid, not_found, store_error, Ctx, Engine, RECOGNITION_MODELS};
 use crate::body::NamedRequest;
-use crate::error::FaceError;
+use crate::error::{FaceError, Refusal};
 use crate::ids::{FacePath, GroupId, OperationId, PersonPath};
 
 /// The most faces a person may have, as Azure.
@@ -110,7 +107,7 @@ async fn group(engine: &Engine, ctx: &Ctx, group_id: &GroupId) -> Result<FaceGro
         .face_group(&ctx.resource, group_id.as_str())
         .await
         .map_err(store_error)?
-        .ok_or_else(group_not_found)
+        .ok_or_else(|| Refusal::GroupNotFound.into())
 }
 
 /// `GET largepersongroups/{id}`.
@@ -198,7 +195,7 @@ async fn missing(engine: &Engine, ctx: &Ctx, path: &PersonPath, what: FaceItem) 
     let (group_id, person_id) = (path.group.as_str(), path.person.as_str());
     match engine.store.face_group(&ctx.resource, group_id).await {
         Err(e) => return store_error(e),
-        Ok(None) => return group_not_found(),
+        Ok(None) => return Refusal::GroupNotFound.into(),
         Ok(Some(_)) => {}
     }
     if what == FaceItem::PersistedFace {
@@ -208,11 +205,11 @@ async fn missing(engine: &Engine, ctx: &Ctx, path: &PersonPath, what: FaceItem) 
             .await
         {
             Err(e) => return store_error(e),
-            Ok(None) => return store_error(StoreError::FaceNotFound(FaceItem::Person)),
+            Ok(None) => return Refusal::PersonNotFound.into(),
             Ok(Some(_)) => {}
         }
     }
-    store_error(StoreError::FaceNotFound(what))
+    not_found(what).into()
 }
 
 /// `GET largepersongroups/{id}/persons`.
@@ -449,13 +446,7 @@ pub(crate) async fn operation_status(
         .await
         .map_err(store_error)?
         .filter(|at| at.0 > now.0 - OPERATION_TTL)
-        .ok_or_else(|| {
-            FaceError::refused(
-                StatusCode::NOT_FOUND,
-                "OperationNotFound",
-                "Operation is not found.",
-            )
-        })?;
+        .ok_or(Refusal::OperationNotFound)?;
     let t = at.to_rfc3339();
     Ok(json(json!({
         "operationId": id,

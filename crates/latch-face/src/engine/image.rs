@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 
 use super::Ctx;
 use crate::body::{UrlRequest, MAX_JSON};
-use crate::error::FaceError;
+use crate::error::{FaceError, Refusal};
 
 /// Azure's smallest image file.
 pub const MIN_IMAGE_BYTES: usize = 1024;
@@ -109,32 +109,15 @@ impl ImageSource {
                 .map_err(|_| FaceError::TooLarge)?
         };
         if bytes.len() < MIN_IMAGE_BYTES {
-            return Err(FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidImageSize",
-                "Image size is too small.",
-            ));
+            return Err(Refusal::ImageTooSmall(None).into());
         }
         Ok(bytes)
     }
 
     async fn download(&self, url: &str) -> Result<Bytes, FaceError> {
-        let invalid = |why: &str| {
-            FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidURL",
-                format!("Invalid image URL. ({why})"),
-            )
-        };
-        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        self.policy.check(&uri).map_err(invalid)?;
-        let failed = |why: String| {
-            FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidURL",
-                format!("Invalid image URL or error downloading from target server. Remote server error returned: \"{why}\""),
-            )
-        };
+        let uri: Uri = url.parse().map_err(|_| Refusal::InvalidUrl("not a URL"))?;
+        self.policy.check(&uri).map_err(Refusal::InvalidUrl)?;
+        let failed = Refusal::DownloadFailed;
         let fetch = async {
             let response = self
                 .client
@@ -153,20 +136,17 @@ impl ImageSource {
                     {
                         // Azure's answer to a downloaded image over the limit (a request body
                         // over it is the front's 413).
-                        FaceError::refused(
-                            StatusCode::BAD_REQUEST,
-                            "InvalidImageSize",
-                            "Image size is too big.",
-                        )
+                        Refusal::ImageTooBig(None)
                     } else {
                         failed("The response was cut short.".into())
                     }
                 })?;
             Ok(body.to_bytes())
         };
-        tokio::time::timeout(self.policy.timeout, fetch)
+        let bytes = tokio::time::timeout(self.policy.timeout, fetch)
             .await
-            .map_err(|_| failed("The download took too long.".into()))?
+            .map_err(|_| failed("The download took too long.".into()))??;
+        Ok(bytes)
     }
 }
 

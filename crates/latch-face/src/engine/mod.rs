@@ -21,10 +21,11 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::{Clock, ResourceId};
+use latch_store::face::FaceItem;
 use latch_store::{Store, StoreError};
 use serde_json::Value;
 
-use crate::error::FaceError;
+use crate::error::{FaceError, Refusal};
 use crate::limited_access::VerifiedFaceCall;
 use crate::routes::{FaceCall, FaceRequest};
 
@@ -302,27 +303,10 @@ pub(crate) fn empty() -> Response {
 
 /// A store failure in Azure's words.
 pub(crate) fn store_error(e: StoreError) -> FaceError {
-    use latch_store::face::FaceItem;
     match e {
-        StoreError::FaceNotFound(FaceItem::Group) => group_not_found(),
-        StoreError::FaceNotFound(FaceItem::Person) => FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "PersonNotFound",
-            "Person is not found.",
-        ),
-        StoreError::FaceNotFound(FaceItem::PersistedFace) => FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "PersistedFaceNotFound",
-            "Persisted face is not found.",
-        ),
-        StoreError::FaceExists(_) | StoreError::AlreadyExists(_) => FaceError::refused(
-            StatusCode::CONFLICT,
-            "LargePersonGroupExists",
-            "Large person group already exists.",
-        ),
-        StoreError::Refused(message) => {
-            FaceError::refused(StatusCode::FORBIDDEN, "QuotaExceeded", message)
-        }
+        StoreError::FaceNotFound(item) => not_found(item).into(),
+        StoreError::FaceExists(_) | StoreError::AlreadyExists(_) => Refusal::GroupExists.into(),
+        StoreError::Refused(message) => Refusal::QuotaExceeded(message).into(),
         other => {
             tracing::warn!(target: "latch::face", error = %other, "face data store failed");
             FaceError::StoreUnavailable
@@ -330,13 +314,13 @@ pub(crate) fn store_error(e: StoreError) -> FaceError {
     }
 }
 
-/// 404 for a group this resource does not have.
-pub(crate) fn group_not_found() -> FaceError {
-    FaceError::refused(
-        StatusCode::NOT_FOUND,
-        "LargePersonGroupNotFound",
-        "Large person group is not found.",
-    )
+/// 404 for an item this resource does not have.
+pub(crate) fn not_found(item: FaceItem) -> Refusal {
+    match item {
+        FaceItem::Group => Refusal::GroupNotFound,
+        FaceItem::Person => Refusal::PersonNotFound,
+        FaceItem::PersistedFace => Refusal::PersistedFaceNotFound,
+    }
 }
 
 /// A new random UUID (version 4), lower-case.

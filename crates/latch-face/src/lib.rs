@@ -38,7 +38,6 @@ pub mod auth;
 pub mod backend;
 pub mod body;
 pub mod check;
-pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod limited_access;

@@ -1,5 +1,7 @@
 //! The built-in Face engine: the Face operations run here, on the CPU, offline, with the
-//! networks of [`latch_vision`], the data in the store ([`latch_store::face::FaceData`]).
+//! networks of [`latch_vision`], the data in the store ([`latch_store::face::FaceData`]). It is
+//! one [`FaceBackend`] of the Face front ([`latch_face`]), which checks every call, its ids and
+//! its body before handing it here, typed ([`latch_face::routes::FaceRequest`]).
 //!
 //! | module | operations |
 //! |---|---|
@@ -15,6 +17,8 @@
 //! confidence is `1 / (1 + e^(10 (d − 0.6)))`, so the distance 0.6 at which the embedding
 //! network separates people best is confidence 0.5, Azure's `isIdentical` threshold.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::http::request::Parts;
@@ -25,9 +29,10 @@ use latch_store::face::FaceItem;
 use latch_store::{Store, StoreError};
 use serde_json::Value;
 
-use crate::error::{FaceError, Refusal};
-use crate::limited_access::VerifiedFaceCall;
-use crate::routes::{FaceCall, FaceRequest};
+use latch_face::backend::FaceBackend;
+use latch_face::error::{FaceError, Refusal};
+use latch_face::limited_access::VerifiedFaceCall;
+use latch_face::routes::{FaceCall, FaceRequest};
 
 pub mod compare;
 pub mod detect;
@@ -155,14 +160,6 @@ impl Engine {
         }
     }
 
-    /// Runs an allowed call.
-    pub async fn call(&self, call: &VerifiedFaceCall, face_call: FaceCall) -> Response {
-        match self.run(call, face_call).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(),
-        }
-    }
-
     async fn run(
         &self,
         call: &VerifiedFaceCall,
@@ -215,6 +212,21 @@ impl Engine {
             },
             content_type: header(header::CONTENT_TYPE.as_str()).map(str::to_ascii_lowercase),
         }
+    }
+}
+
+impl FaceBackend for Engine {
+    fn call<'a>(
+        &'a self,
+        call: &'a VerifiedFaceCall,
+        face_call: FaceCall,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>> {
+        Box::pin(async move {
+            match self.run(call, face_call).await {
+                Ok(response) => response,
+                Err(e) => e.into_response(),
+            }
+        })
     }
 }
 
@@ -370,7 +382,7 @@ mod tests {
     #[test]
     fn uuids_are_version_4() {
         let a = new_uuid().unwrap();
-        assert!(crate::ids::PersonId::parse(&a).is_ok());
+        assert!(latch_face::ids::PersonId::parse(&a).is_ok());
         assert_eq!(&a[14..15], "4");
         assert_ne!(a, new_uuid().unwrap());
     }

@@ -14,9 +14,9 @@ use latch_vision::{Embedding, FaceRect};
 use serde_json::{json, Value};
 
 use super::{bad, empty, json, new_uuid, not_found, store_error, Ctx, Engine, RECOGNITION_MODELS};
-use crate::body::NamedRequest;
-use crate::error::{FaceError, Refusal};
-use crate::ids::{FacePath, GroupId, OperationId, PersonPath};
+use latch_face::body::NamedRequest;
+use latch_face::error::{FaceError, Refusal};
+use latch_face::ids::{FacePath, GroupId, OperationId, PersonPath};
 
 /// The most faces a person may have, as Azure.
 pub const MAX_FACES_PER_PERSON: usize = 248;

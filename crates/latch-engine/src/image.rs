@@ -16,8 +16,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::Ctx;
-use crate::body::{UrlRequest, MAX_JSON};
-use crate::error::{FaceError, Refusal};
+use latch_face::body::{UrlRequest, MAX_JSON};
+use latch_face::error::{FaceError, Refusal};
 
 /// Azure's smallest image file.
 pub const MIN_IMAGE_BYTES: usize = 1024;

@@ -12,9 +12,9 @@ use latch_vision::Embedding;
 use serde_json::{json, Value};
 
 use super::{bad, confidence, json, store_error, Ctx, Engine};
-use crate::body::{FindSimilarRequest, IdentifyRequest, VerifyRequest, VerifyTarget};
-use crate::error::{FaceError, Refusal};
-use crate::ids::{FaceId, GroupId, PersonId};
+use latch_face::body::{FindSimilarRequest, IdentifyRequest, VerifyRequest, VerifyTarget};
+use latch_face::error::{FaceError, Refusal};
+use latch_face::ids::{FaceId, GroupId, PersonId};
 
 /// `isIdentical` and the default identify threshold.
 pub const SAME_PERSON: f64 = 0.5;

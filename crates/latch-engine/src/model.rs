@@ -9,7 +9,7 @@ use axum::body::Bytes;
 use latch_vision::{Embedding, FaceRect, Models, VisionError};
 use tokio::sync::Semaphore;
 
-use crate::error::{FaceError, Refusal};
+use latch_face::error::{FaceError, Refusal};
 
 /// The most faces `detect` returns, as Azure.
 pub const MAX_FACES: usize = 100;

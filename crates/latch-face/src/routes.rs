@@ -113,14 +113,15 @@ impl Route {
     }
 
     /// Whether `rest`, a path after `/face/{version}/`, is one of this route's: the same
-    /// segments, any one non-empty segment where the pattern has an id.
+    /// segments, any one segment where the pattern has an id (the router matched the request
+    /// already; an id that is empty or otherwise invalid is the id's check to refuse).
     fn matches(&self, rest: &str) -> bool {
         let mut given = rest.split('/');
         let mut pattern = self.segments();
         loop {
             match (pattern.next(), given.next()) {
                 (None, None) => return true,
-                (Some(p), Some(g)) if p.starts_with('{') && !g.is_empty() => {}
+                (Some(p), Some(_)) if p.starts_with('{') => {}
                 (Some(p), Some(g)) if p == g => {}
                 _ => return false,
             }

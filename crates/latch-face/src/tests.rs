@@ -854,3 +854,54 @@ async fn every_route_of_the_table_is_served_and_other_methods_are_404() {
         }
     }
 }
+
+/// An empty id inside a path reaches its route (the router matches it) and is refused by the
+/// id's check; an empty last segment matches no route.
+#[tokio::test]
+async fn an_empty_id_in_a_path_is_an_invalid_id() {
+    let f = front().await;
+    let key = f.client_key.clone();
+    for (method, path, status, message) in [
+        (
+            "GET",
+            "/face/v1.0/largepersongroups//persons",
+            StatusCode::BAD_REQUEST,
+            "Large person group ID is invalid.",
+        ),
+        (
+            "POST",
+            "/face/v1.0/largepersongroups/g/persons//persistedfaces",
+            StatusCode::BAD_REQUEST,
+            "Person ID is invalid.",
+        ),
+        (
+            "GET",
+            "/face/v1.0/largepersongroups/g/persons/",
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+        ),
+        (
+            "GET",
+            "/face/v1.0/operations/",
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+        ),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .body(Body::empty())
+            .unwrap();
+        let a = f.send(req).await;
+        assert_eq!(a.status, status, "{path}");
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(message),
+            "{path}: {}",
+            a.body
+        );
+    }
+}

@@ -113,6 +113,11 @@ fn classifies_every_route_and_version() {
             c(Method::GET, "largepersongroups/g1/training", None),
             Some(Operation::TrainingStatus)
         );
+        // An empty id is the id's check to refuse.
+        assert_eq!(
+            c(Method::GET, "largepersongroups//persons", None),
+            Some(Operation::ListPersons)
+        );
         // A group may be called `operations` or `persistedfaces`: ids are by position.
         assert_eq!(
             c(Method::GET, "largepersongroups/operations/persons", None),
@@ -133,7 +138,6 @@ fn unknown_paths_are_no_route() {
         "/face/v1.0",
         "/face/v1.0/",
         "/face//identify",
-        "/face/v1.0/largepersongroups//persons",
         "/face/v1.0/largepersongroups/g1/persons/p/persistedfaces/f/x",
         "/face/v1.0/operations",
         "/face/v1.0/largepersongroups/g1/train/x",

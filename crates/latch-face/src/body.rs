@@ -214,7 +214,9 @@ impl VerifyRequest {
             VerifyTarget::Faces(body.face_id("faceId1")?, body.face_id("faceId2")?)
         } else {
             let face = body.face_id("faceId")?;
-            let person = face_id(body.get("personId"), "personId")?;
+            // Checked as every UUID of a body is, with the same message; being a UUID, it
+            // is a person id.
+            let person = body.face_id("personId")?;
             VerifyTarget::Person {
                 face,
                 person: PersonId::parse(person.as_str())?,
@@ -258,6 +260,7 @@ impl FindSimilarRequest {
             Some(Value::Array(ids)) => face_ids(ids, "faceIds")?,
             _ => match (body.get("faceListId"), body.get("largeFaceListId")) {
                 (Some(Value::String(id)), None) | (None, Some(Value::String(id))) => {
+                    // A face list id follows the group id rule, and is refused in its words.
                     GroupId::parse(id)?;
                     Vec::new()
                 }

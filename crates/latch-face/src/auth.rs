@@ -54,6 +54,15 @@ impl VerifiedCaller {
         &self.credential
     }
 
+    /// A caller as if authenticated, for tests of the checks after this one.
+    #[cfg(test)]
+    pub(crate) fn for_tests(resource: Resource, credential: Credential) -> VerifiedCaller {
+        VerifiedCaller {
+            resource: Arc::new(resource),
+            credential,
+        }
+    }
+
     /// What the rate limit counts calls by: the resource, whichever credential it used.
     pub fn limit_key(&self) -> &str {
         // Per resource, as Azure limits: two keys do not double the quota.

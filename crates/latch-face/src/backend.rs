@@ -1,12 +1,17 @@
-//! Where an allowed call goes: the built-in engine ([`crate::engine`]), an upstream Face service
-//! (a real Azure Face resource, or any server with the same API), or nowhere, said clearly.
+//! Where an allowed call goes: a [`FaceBackend`] (the built-in engine of the `latch-engine`
+//! crate, or an [`Upstream`] Face service: a real Azure Face resource, or any server with the
+//! same API), or nowhere, said clearly.
 //!
 //! The proxy forwards the method, path and query (without `subscription-key`) and the headers
 //! except the hop-by-hop ones and the caller's credentials: the caller's key or bearer token
 //! never leaves, the upstream's own key is put in their place, and the `LimitedAccessToken`
-//! header is dropped unless `forward_limited_access_token` is set. Bodies stream both ways.
-//! No answer within the timeout is a 504; a connection failure a 502.
+//! header is dropped unless `forward_limited_access_token` is set. Bodies stream both ways
+//! (a JSON body goes on as the bytes that were parsed). No answer within the timeout is a 504;
+//! a connection failure a 502.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -21,6 +26,8 @@ use latch_http::{LIMITED_ACCESS_TOKEN_HEADER, SUBSCRIPTION_KEY_HEADER, SUBSCRIPT
 use zeroize::Zeroizing;
 
 use crate::error::FaceError;
+use crate::limited_access::VerifiedFaceCall;
+use crate::routes::FaceCall;
 
 /// How to reach the upstream.
 #[derive(Clone)]
@@ -49,12 +56,20 @@ impl std::fmt::Debug for UpstreamConfig {
     }
 }
 
+/// What runs the calls the checks allowed.
+pub trait FaceBackend: Send + Sync {
+    /// Runs an allowed call; the answer, refusals included.
+    fn call<'a>(
+        &'a self,
+        call: &'a VerifiedFaceCall,
+        face_call: FaceCall,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>>;
+}
+
 /// The backend of the front.
 pub enum Backend {
-    /// Run the operations here, with the built-in engine.
-    Engine(std::sync::Arc<crate::engine::Engine>),
-    /// Forward to an upstream Face service.
-    Upstream(Box<Upstream>),
+    /// Run the operations with this backend.
+    Configured(Arc<dyn FaceBackend>),
     /// None configured: every allowed call is answered with 501 and a message saying so.
     Unconfigured,
 }
@@ -181,19 +196,27 @@ impl Upstream {
 
 impl Backend {
     /// Runs an allowed call.
-    pub async fn call(
-        &self,
-        call: &crate::limited_access::VerifiedFaceCall,
-        req: Request<Body>,
-    ) -> Response {
+    pub async fn call(&self, call: &VerifiedFaceCall, face_call: FaceCall) -> Response {
         match self {
-            Backend::Engine(engine) => engine.call(call, req).await,
-            Backend::Upstream(up) => up
-                .forward(req)
-                .await
-                .unwrap_or_else(IntoResponse::into_response),
+            Backend::Configured(backend) => backend.call(call, face_call).await,
             Backend::Unconfigured => FaceError::NoBackend.into_response(),
         }
+    }
+}
+
+impl FaceBackend for Upstream {
+    fn call<'a>(
+        &'a self,
+        _: &'a VerifiedFaceCall,
+        face_call: FaceCall,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>> {
+        // The request as it came, body bytes unchanged: the upstream reads it itself.
+        let request = Request::from_parts(face_call.parts, face_call.body);
+        Box::pin(async move {
+            self.forward(request)
+                .await
+                .unwrap_or_else(IntoResponse::into_response)
+        })
     }
 }
 

@@ -12,7 +12,10 @@
 //! 6. [`rate_limit`]: per key → Azure's 429 with `Retry-After`;
 //! 7. [`limited_access`]: operation → features; approval or token → [`limited_access::VerifiedFaceCall`],
 //!    with the usage audit record;
-//! 8. [`routes`]: path ids and bodies validated, then the [`backend`].
+//! 8. [`routes`]: path ids ([`ids`]) and bodies ([`body`]) parsed and checked once, then the
+//!    typed call handed to the [`backend`].
+//!
+//! The routes, and which operation each is, come from one table: [`routes::ROUTES`].
 //!
 //! Checks 5–7 are `route_layer`s: an unknown path is a 404 whatever the credentials.
 
@@ -23,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::Router;
 use latch_audit::writer::AuditLog;
 use latch_core::Clock;
@@ -33,14 +36,14 @@ use tower::ServiceBuilder;
 
 pub mod auth;
 pub mod backend;
+pub mod body;
 pub mod check;
-pub mod engine;
 pub mod error;
+pub mod ids;
 pub mod limited_access;
 pub mod operation;
 pub mod rate_limit;
 pub mod routes;
-pub mod validate;
 
 use backend::Backend;
 use check::CheckLayer;
@@ -127,48 +130,8 @@ impl FaceState {
 
 /// The front's routes and layers.
 pub fn router(state: FaceState) -> Router {
-    let call = routes::call;
     let inner = &state.inner;
-    // Each version is spelled out, so an unknown one is a 404 before any check runs.
-    let mut routes = Router::new();
-    for v in operation::VERSIONS {
-        routes = routes
-            .route(&format!("/face/{v}/detect"), post(call))
-            .route(&format!("/face/{v}/identify"), post(call))
-            .route(&format!("/face/{v}/verify"), post(call))
-            .route(&format!("/face/{v}/findsimilars"), post(call))
-            .route(&format!("/face/{v}/largepersongroups"), get(call))
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}"),
-                put(call).get(call).delete(call),
-            )
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/persons"),
-                post(call).get(call),
-            )
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}"),
-                get(call).delete(call),
-            )
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}/persistedfaces"),
-                post(call),
-            )
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/persons/{{person}}/persistedfaces/{{face}}"),
-                get(call).delete(call),
-            )
-            .route(&format!("/face/{v}/operations/{{operation}}"), get(call))
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/train"),
-                post(call),
-            )
-            .route(
-                &format!("/face/{v}/largepersongroups/{{group}}/training"),
-                get(call),
-            );
-    }
-    routes
+    routes::face_routes()
         // Added last, run first: authenticate, then rate-limit, then the Limited Access check.
         .route_layer(CheckLayer::new(inner.limited_access.clone()))
         .route_layer(CheckLayer::new(inner.limiter.clone()))

@@ -1,4 +1,5 @@
-//! Which Face operation a request is, and which Limited Access features it needs.
+//! The Face operations, and which Limited Access features each needs (which operation a request
+//! is, the route table in [`crate::routes`] says).
 //!
 //! The table is configuration ([`FeaturePolicy`]); its defaults follow Azure:
 //!
@@ -12,8 +13,9 @@
 
 use std::fmt;
 
-use axum::http::Method;
 use latch_core::{Feature, FeatureSet};
+
+use crate::error::FaceError;
 
 /// The API versions served, the only thing the SDKs differ in.
 pub const VERSIONS: [&str; 4] = ["v1.0", "v1.1-preview.1", "v1.2-preview.1", "v1.2"];
@@ -114,47 +116,6 @@ impl Operation {
         Operation::DeleteFace,
         Operation::GetOperation,
     ];
-
-    /// The operation of a request, from its method, path and query; `None` if it is not one.
-    pub fn classify(
-        method: &Method,
-        path: &str,
-        query: Option<&str>,
-    ) -> Option<(Operation, &'static str)> {
-        let rest = path.strip_prefix("/face/")?;
-        let (version, rest) = rest.split_once('/')?;
-        let version = VERSIONS.into_iter().find(|v| *v == version)?;
-        let segments: Vec<&str> = rest.split('/').collect();
-        let op = match (method.as_str(), segments.as_slice()) {
-            ("POST", ["detect"]) if returns_face_id(query) => Operation::DetectWithFaceId,
-            ("POST", ["detect"]) => Operation::Detect,
-            ("POST", ["identify"]) => Operation::Identify,
-            ("POST", ["verify"]) => Operation::Verify,
-            ("POST", ["findsimilars"]) => Operation::FindSimilar,
-            ("GET", ["largepersongroups"]) => Operation::ListGroups,
-            ("PUT", ["largepersongroups", _]) => Operation::CreateGroup,
-            ("GET", ["largepersongroups", _]) => Operation::GetGroup,
-            ("DELETE", ["largepersongroups", _]) => Operation::DeleteGroup,
-            ("POST", ["largepersongroups", _, "persons"]) => Operation::CreatePerson,
-            ("POST", ["largepersongroups", _, "persons", _, "persistedfaces"]) => {
-                Operation::AddFace
-            }
-            ("POST", ["largepersongroups", _, "train"]) => Operation::Train,
-            ("GET", ["largepersongroups", _, "training"]) => Operation::TrainingStatus,
-            ("GET", ["largepersongroups", _, "persons"]) => Operation::ListPersons,
-            ("GET", ["largepersongroups", _, "persons", _]) => Operation::GetPerson,
-            ("DELETE", ["largepersongroups", _, "persons", _]) => Operation::DeletePerson,
-            ("GET", ["largepersongroups", _, "persons", _, "persistedfaces", _]) => {
-                Operation::GetFace
-            }
-            ("DELETE", ["largepersongroups", _, "persons", _, "persistedfaces", _]) => {
-                Operation::DeleteFace
-            }
-            ("GET", ["operations", _]) => Operation::GetOperation,
-            _ => return None,
-        };
-        Some((op, version))
-    }
 }
 
 impl fmt::Display for Operation {
@@ -170,11 +131,24 @@ impl fmt::Display for Operation {
 /// counts as true here (the route then refuses it as ambiguous), so no upstream reading of
 /// the query can return face ids for a call classified as plain `detect`.
 pub fn returns_face_id(query: Option<&str>) -> bool {
-    let values: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+    !matches!(return_face_id_values(query).as_slice(), [(k, v)] if k == "returnFaceId" && v.eq_ignore_ascii_case("false"))
+}
+
+/// `detect`'s `returnFaceId`: at most once, spelled exactly, `true` or `false`.
+pub fn detect_query(query: Option<&str>) -> Result<(), FaceError> {
+    match return_face_id_values(query).as_slice() {
+        [] => Ok(()),
+        [(k, v)] if k == "returnFaceId" && (v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) => Ok(()),
+        _ => Err(FaceError::BadArgument("The argument returnFaceId is invalid: give it once, as returnFaceId=true or returnFaceId=false.".to_owned())),
+    }
+}
+
+/// Every `returnFaceId` parameter of `query`, its name matched ignoring case, as given.
+fn return_face_id_values(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .filter(|(k, _)| k.eq_ignore_ascii_case("returnFaceId"))
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    !matches!(values.as_slice(), [(k, v)] if k == "returnFaceId" && v.eq_ignore_ascii_case("false"))
+        .collect()
 }
 
 /// What an operation needs.
@@ -258,64 +232,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn classifies_every_route_and_version() {
-        for v in VERSIONS {
-            let p = |rest: &str| format!("/face/{v}/{rest}");
-            let c = |m: Method, rest: &str, q: Option<&str>| {
-                Operation::classify(&m, &p(rest), q).map(|(o, _)| o)
-            };
-            assert_eq!(c(Method::POST, "identify", None), Some(Operation::Identify));
-            assert_eq!(c(Method::POST, "verify", None), Some(Operation::Verify));
-            assert_eq!(
-                c(Method::POST, "findsimilars", None),
-                Some(Operation::FindSimilar)
-            );
-            assert_eq!(
-                c(Method::POST, "detect", None),
-                Some(Operation::DetectWithFaceId)
-            );
-            assert_eq!(
-                c(Method::POST, "detect", Some("returnFaceId=true")),
-                Some(Operation::DetectWithFaceId)
-            );
-            assert_eq!(
-                c(Method::POST, "detect", Some("returnFaceId=False")),
-                Some(Operation::Detect)
-            );
-            assert_eq!(
-                c(Method::GET, "largepersongroups", None),
-                Some(Operation::ListGroups)
-            );
-            assert_eq!(
-                c(Method::PUT, "largepersongroups/g1", None),
-                Some(Operation::CreateGroup)
-            );
-            assert_eq!(
-                c(
-                    Method::POST,
-                    "largepersongroups/g1/persons/p/persistedfaces",
-                    None
-                ),
-                Some(Operation::AddFace)
-            );
-            assert_eq!(
-                c(Method::GET, "largepersongroups/g1/training", None),
-                Some(Operation::TrainingStatus)
-            );
-            assert_eq!(c(Method::GET, "identify", None), None);
+    fn return_face_id_is_given_once_exactly_or_not_at_all() {
+        assert!(detect_query(None).is_ok());
+        assert!(detect_query(Some("returnFaceId=false&detectionModel=detection_03")).is_ok());
+        assert!(detect_query(Some("returnFaceId=TRUE")).is_ok());
+        for bad in [
+            "returnFaceId=false&returnFaceId=true",
+            "returnfaceid=false",
+            "returnFaceId=maybe",
+            "returnFaceId",
+        ] {
+            assert!(detect_query(Some(bad)).is_err(), "{bad}");
         }
-        assert_eq!(
-            Operation::classify(&Method::POST, "/face/v9/identify", None),
-            None
-        );
-        assert_eq!(
-            Operation::classify(&Method::POST, "/face/v1.0/identify/x", None),
-            None
-        );
-        assert_eq!(
-            Operation::classify(&Method::POST, "/sts/v1.0/identify", None),
-            None
-        );
     }
 
     #[test]

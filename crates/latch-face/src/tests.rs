@@ -795,3 +795,113 @@ async fn revocations_apply_to_bearer_tokens_too() {
         .unwrap();
     assert_eq!(f.send(req()).await.status, StatusCode::UNAUTHORIZED);
 }
+
+/// Every route of the table answers its method in every version (allowed, with a body the
+/// operation takes), and the same paths with other methods are 404s.
+#[tokio::test]
+async fn every_route_of_the_table_is_served_and_other_methods_are_404() {
+    use crate::routes::tests::sample_path;
+    use crate::routes::{Verb, ROUTES};
+    let f = front_with(FaceConfig {
+        rate_limit: RateLimit {
+            per_second: 1_000_000.0,
+            burst: 1_000_000.0,
+        },
+        ..FaceConfig::default()
+    })
+    .await;
+    let key = f.client_key.clone();
+    let lat = format!("Bearer {}", f.lat("Face.Identification,Face.Verification"));
+    let send = |method: axum::http::Method, path: &str, body: Value| {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .header("LimitedAccessToken", &lat)
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+    for v in operation::VERSIONS {
+        for route in &ROUTES {
+            let body = match route.operation {
+                operation::Operation::Identify => {
+                    json!({"faceIds": [F1], "largePersonGroupId": "g"})
+                }
+                operation::Operation::Verify => json!({"faceId1": F1, "faceId2": F1}),
+                operation::Operation::FindSimilar => json!({"faceId": F1, "faceIds": [F1]}),
+                operation::Operation::CreateGroup | operation::Operation::CreatePerson => {
+                    json!({"name": "n"})
+                }
+                _ => json!({}),
+            };
+            let path = sample_path(v, route);
+            let a = f.send(send(route.verb.method(), &path, body)).await;
+            assert!(a.allowed(), "{path}: {} {}", a.status, a.body);
+            for verb in [Verb::Get, Verb::Put, Verb::Post, Verb::Delete] {
+                if ROUTES
+                    .iter()
+                    .any(|r| r.verb == verb && r.path == route.path)
+                {
+                    continue;
+                }
+                let a = f.send(send(verb.method(), &path, json!({}))).await;
+                assert_eq!(a.status, StatusCode::NOT_FOUND, "{verb:?} {path}");
+            }
+            for method in [axum::http::Method::HEAD, axum::http::Method::PATCH] {
+                let a = f.send(send(method.clone(), &path, json!({}))).await;
+                assert_eq!(a.status, StatusCode::NOT_FOUND, "{method} {path}");
+            }
+        }
+    }
+}
+
+/// An empty id inside a path reaches its route (the router matches it) and is refused by the
+/// id's check; an empty last segment matches no route.
+#[tokio::test]
+async fn an_empty_id_in_a_path_is_an_invalid_id() {
+    let f = front().await;
+    let key = f.client_key.clone();
+    for (method, path, status, message) in [
+        (
+            "GET",
+            "/face/v1.0/largepersongroups//persons",
+            StatusCode::BAD_REQUEST,
+            "Large person group ID is invalid.",
+        ),
+        (
+            "POST",
+            "/face/v1.0/largepersongroups/g/persons//persistedfaces",
+            StatusCode::BAD_REQUEST,
+            "Person ID is invalid.",
+        ),
+        (
+            "GET",
+            "/face/v1.0/largepersongroups/g/persons/",
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+        ),
+        (
+            "GET",
+            "/face/v1.0/operations/",
+            StatusCode::NOT_FOUND,
+            "Resource not found",
+        ),
+    ] {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("Ocp-Apim-Subscription-Key", &key)
+            .body(Body::empty())
+            .unwrap();
+        let a = f.send(req).await;
+        assert_eq!(a.status, status, "{path}");
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(message),
+            "{path}: {}",
+            a.body
+        );
+    }
+}

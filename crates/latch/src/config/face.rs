@@ -33,7 +33,7 @@ pub(crate) struct FaceSettings {
 #[derive(Clone, Debug)]
 pub(crate) struct FaceEngineConfig {
     /// Which image URLs it downloads.
-    pub(crate) image_urls: latch_face::engine::ImageUrlPolicy,
+    pub(crate) image_urls: latch_engine::ImageUrlPolicy,
 }
 
 fn invalid(setting: &'static str, message: impl Into<String>) -> ConfigError {
@@ -157,7 +157,7 @@ fn engine(f: &FaceFile, o: &Overrides) -> Result<Option<FaceEngineConfig>, Confi
         ));
     }
     Ok(on.then(|| FaceEngineConfig {
-        image_urls: latch_face::engine::ImageUrlPolicy {
+        image_urls: latch_engine::ImageUrlPolicy {
             hosts: f.image_url_hosts.clone(),
             timeout: std::time::Duration::from_secs(timeout),
         },

@@ -123,7 +123,7 @@ pub(super) async fn start_engine(
     store: Arc<dyn Store>,
     clock: Arc<dyn latch_core::Clock>,
     plain_http: bool,
-) -> Result<Arc<latch_face::engine::Engine>, CliError> {
+) -> Result<Arc<latch_engine::Engine>, CliError> {
     let dir = models_dir.to_owned();
     let failed = |what: String| CliError::new("StartupFailed", what, crate::exit::FAILURE);
     if !dir.join("face-api").is_dir() {
@@ -136,13 +136,13 @@ pub(super) async fn start_engine(
     latch_models::ensure(&dir, &[latch_models::FACE_API])
         .await
         .map_err(|e| failed(format!("the Face engine's weights: {e}")))?;
-    let model = tokio::task::spawn_blocking(move || latch_face::engine::FaceModel::load(&dir))
+    let model = tokio::task::spawn_blocking(move || latch_engine::FaceModel::load(&dir))
         .await
         .map_err(|e| failed(e.to_string()))?
         .map_err(|e| failed(e.to_string()))?;
     tracing::info!(target: "latch::serve", models = %models_dir.display(), "built-in Face engine ready");
     Ok(Arc::new(
-        latch_face::engine::Engine::new(model, store, clock, settings.image_urls.clone())
+        latch_engine::Engine::new(model, store, clock, settings.image_urls.clone())
             .with_plain_http(plain_http),
     ))
 }
@@ -150,7 +150,7 @@ pub(super) async fn start_engine(
 /// The demo client's large person group `demo-staff`, with one person enrolled from a
 /// public-domain portrait; what the README's device call identifies. Written to `demo.env`.
 pub(super) async fn enroll_demo(
-    engine: &latch_face::engine::Engine,
+    engine: &latch_engine::Engine,
     models_dir: &Path,
     data_dir: &Path,
     face_url: &str,

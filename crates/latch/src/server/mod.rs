@@ -249,15 +249,15 @@ impl Role {
 /// The Face front's backend: the upstream when one is configured, else the engine if it runs.
 fn backend(
     config: &Config,
-    engine: Option<Arc<latch_face::engine::Engine>>,
+    engine: Option<Arc<latch_engine::Engine>>,
 ) -> Result<Backend, CliError> {
     Ok(match (&config.face.upstream, engine) {
         (Some(upstream), _) => {
-            Backend::Upstream(Box::new(Upstream::new(upstream).map_err(|e| {
+            Backend::Configured(Arc::new(Upstream::new(upstream).map_err(|e| {
                 CliError::new("ConfigurationError", e.to_string(), crate::exit::CONFIG)
             })?))
         }
-        (None, Some(engine)) => Backend::Engine(engine),
+        (None, Some(engine)) => Backend::Configured(engine),
         (None, None) => Backend::Unconfigured,
     })
 }
@@ -267,7 +267,7 @@ async fn bootstrap_new_store(
     config: &Config,
     shared: &Shared,
     urls: &Urls,
-    engine: Option<&latch_face::engine::Engine>,
+    engine: Option<&latch_engine::Engine>,
 ) -> Result<(), CliError> {
     // Clients of a development certificate must be told to trust it.
     let cacert = crate::tls::Files::of(config)

@@ -68,7 +68,9 @@ impl Servers {
             self.spawn_sts(listener, urls).await?;
         }
         if let Some(listener) = listeners.face {
-            let engine_runs = matches!(backend, Backend::Engine(_));
+            // Without an upstream, a configured backend is the built-in engine.
+            let engine_runs =
+                self.config.face.upstream.is_none() && matches!(backend, Backend::Configured(_));
             self.spawn_face(listener, backend, engine_runs, writers)
                 .await?;
         }

@@ -10,7 +10,7 @@ use latch_store::face::DetectedFace;
 use serde_json::{json, Value};
 
 use super::{bad, json, new_uuid, store_error, Ctx, Engine, RECOGNITION_MODELS};
-use crate::error::FaceError;
+use latch_face::error::FaceError;
 
 /// The most face ids a resource may hold unexpired: they live in the store, so their number
 /// is bounded (the engine's bound, not Azure's). Past it, detect asking for face ids is

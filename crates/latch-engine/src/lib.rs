@@ -1,5 +1,7 @@
 //! The built-in Face engine: the Face operations run here, on the CPU, offline, with the
-//! networks of [`latch_vision`], the data in the store ([`latch_store::face::FaceData`]).
+//! networks of [`latch_vision`], the data in the store ([`latch_store::face::FaceData`]). It is
+//! one [`FaceBackend`] of the Face front ([`latch_face`]), which checks every call, its ids and
+//! its body before handing it here, typed ([`latch_face::routes::FaceRequest`]).
 //!
 //! | module | operations |
 //! |---|---|
@@ -15,18 +17,22 @@
 //! confidence is `1 / (1 + e^(10 (d − 0.6)))`, so the distance 0.6 at which the embedding
 //! network separates people best is confidence 0.5, Azure's `isIdentical` threshold.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use axum::body::{to_bytes, Body};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::{Clock, ResourceId};
+use latch_store::face::FaceItem;
 use latch_store::{Store, StoreError};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::error::FaceError;
-use crate::limited_access::VerifiedFaceCall;
-use crate::operation::Operation;
+use latch_face::backend::FaceBackend;
+use latch_face::error::{FaceError, Refusal};
+use latch_face::limited_access::VerifiedFaceCall;
+use latch_face::routes::{FaceCall, FaceRequest};
 
 pub mod compare;
 pub mod detect;
@@ -154,100 +160,82 @@ impl Engine {
         }
     }
 
-    /// Runs an allowed call.
-    pub async fn call(&self, call: &VerifiedFaceCall, req: axum::extract::Request) -> Response {
-        match self.run(call, req).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(),
-        }
-    }
-
     async fn run(
         &self,
         call: &VerifiedFaceCall,
-        req: axum::extract::Request,
+        face_call: FaceCall,
     ) -> Result<Response, FaceError> {
-        let resource = call.caller().resource().id.clone();
-        let (parts, body) = req.into_parts();
-        let ctx = Ctx {
-            resource,
+        let FaceCall {
+            parts,
+            body,
+            request,
+        } = face_call;
+        let ctx = self.ctx(call, &parts);
+        let ctx = &ctx;
+        match request {
+            FaceRequest::Detect { return_face_id } => {
+                detect::detect(self, ctx, body, return_face_id).await
+            }
+            FaceRequest::Identify(r) => compare::identify(self, ctx, r).await,
+            FaceRequest::Verify(r) => compare::verify(self, ctx, r).await,
+            FaceRequest::FindSimilar(r) => compare::find_similar(self, ctx, r).await,
+            FaceRequest::CreateGroup(g, r) => groups::create_group(self, ctx, &g, r).await,
+            FaceRequest::GetGroup(g) => groups::get_group(self, ctx, &g).await,
+            FaceRequest::ListGroups => groups::list_groups(self, ctx).await,
+            FaceRequest::DeleteGroup(g) => groups::delete_group(self, ctx, &g).await,
+            FaceRequest::CreatePerson(g, r) => groups::create_person(self, ctx, &g, r).await,
+            FaceRequest::GetPerson(p) => groups::get_person(self, ctx, &p).await,
+            FaceRequest::ListPersons(g) => groups::list_persons(self, ctx, &g).await,
+            FaceRequest::DeletePerson(p) => groups::delete_person(self, ctx, &p).await,
+            FaceRequest::AddFace(p) => groups::add_face(self, ctx, &p, body).await,
+            FaceRequest::GetFace(f) => groups::get_face(self, ctx, &f).await,
+            FaceRequest::DeleteFace(f) => groups::delete_face(self, ctx, &f).await,
+            FaceRequest::Train(g) => groups::train(self, ctx, &g).await,
+            FaceRequest::TrainingStatus(g) => groups::training_status(self, ctx, &g).await,
+            FaceRequest::GetOperation(o) => groups::operation_status(self, ctx, &o).await,
+        }
+    }
+
+    /// What the handlers need of a call's request line and headers.
+    fn ctx(&self, call: &VerifiedFaceCall, parts: &Parts) -> Ctx {
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        Ctx {
+            resource: call.caller().resource().id.clone(),
             version: call.version(),
-            // Ids in paths are UUIDs (checked by the routes) or lower-case group ids: compared
-            // lower-cased, as ids in bodies are.
-            path: parts
-                .uri
-                .path()
-                .split('/')
-                .skip(3)
-                .map(str::to_ascii_lowercase)
-                .collect(),
             query: Query::parse(parts.uri.query()),
-            host: parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+            host: header(header::HOST.as_str()).map(str::to_owned),
             // Behind a proxy that terminates TLS, the scheme the caller used is the proxy's.
-            scheme: match parts
-                .headers
-                .get("x-forwarded-proto")
-                .and_then(|v| v.to_str().ok())
-            {
+            scheme: match header("x-forwarded-proto") {
                 Some(p) if p.eq_ignore_ascii_case("https") => "https",
                 Some(p) if p.eq_ignore_ascii_case("http") => "http",
                 _ => self.scheme,
             },
-            content_type: parts
-                .headers
-                .get(header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_ascii_lowercase),
-        };
-        match call.operation() {
-            Operation::Detect | Operation::DetectWithFaceId => {
-                detect::detect(
-                    self,
-                    &ctx,
-                    body,
-                    call.operation() == Operation::DetectWithFaceId,
-                )
-                .await
-            }
-            Operation::Identify => compare::identify(self, &ctx, json_body(body).await?).await,
-            Operation::Verify => compare::verify(self, &ctx, json_body(body).await?).await,
-            Operation::FindSimilar => {
-                compare::find_similar(self, &ctx, json_body(body).await?).await
-            }
-            Operation::CreateGroup => {
-                groups::create_group(self, &ctx, json_body(body).await?).await
-            }
-            Operation::GetGroup => groups::get_group(self, &ctx).await,
-            Operation::ListGroups => groups::list_groups(self, &ctx).await,
-            Operation::DeleteGroup => groups::delete_group(self, &ctx).await,
-            Operation::CreatePerson => {
-                groups::create_person(self, &ctx, json_body(body).await?).await
-            }
-            Operation::GetPerson => groups::get_person(self, &ctx).await,
-            Operation::ListPersons => groups::list_persons(self, &ctx).await,
-            Operation::DeletePerson => groups::delete_person(self, &ctx).await,
-            Operation::AddFace => groups::add_face(self, &ctx, body).await,
-            Operation::GetFace => groups::get_face(self, &ctx).await,
-            Operation::DeleteFace => groups::delete_face(self, &ctx).await,
-            Operation::Train => groups::train(self, &ctx).await,
-            Operation::TrainingStatus => groups::training_status(self, &ctx).await,
-            Operation::GetOperation => groups::operation_status(self, &ctx).await,
+            content_type: header(header::CONTENT_TYPE.as_str()).map(str::to_ascii_lowercase),
         }
     }
 }
 
-/// What the handlers need of a call.
+impl FaceBackend for Engine {
+    fn call<'a>(
+        &'a self,
+        call: &'a VerifiedFaceCall,
+        face_call: FaceCall,
+    ) -> Pin<Box<dyn Future<Output = Response> + Send + 'a>> {
+        Box::pin(async move {
+            match self.run(call, face_call).await {
+                Ok(response) => response,
+                Err(e) => e.into_response(),
+            }
+        })
+    }
+}
+
+/// What the handlers need of a call besides its operation.
 pub(crate) struct Ctx {
     /// The caller's resource: the owner of everything the call touches.
     pub(crate) resource: ResourceId,
     /// The API version of the path.
     pub(crate) version: &'static str,
-    /// The path after `/face/{version}/`.
-    pub(crate) path: Vec<String>,
     /// The query.
     pub(crate) query: Query,
     /// The body's `Content-Type`, lower-cased.
@@ -256,13 +244,6 @@ pub(crate) struct Ctx {
     pub(crate) host: Option<String>,
     /// The scheme the caller used.
     pub(crate) scheme: &'static str,
-}
-
-impl Ctx {
-    /// The path segment at `i` (after `/face/{version}/`); the routes checked it exists.
-    pub(crate) fn segment(&self, i: usize) -> &str {
-        self.path.get(i).map(String::as_str).unwrap_or_default()
-    }
 }
 
 /// Query parameters, names matched ignoring case.
@@ -312,22 +293,6 @@ pub(crate) fn bad(message: impl Into<String>) -> FaceError {
     FaceError::BadArgument(message.into())
 }
 
-/// A JSON body (the routes checked its shape): its members, names lower-cased.
-async fn json_body(body: Body) -> Result<Map<String, Value>, FaceError> {
-    let bytes = to_bytes(body, crate::routes::MAX_JSON)
-        .await
-        .map_err(|_| FaceError::TooLarge)?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    crate::validate::object(&bytes)
-}
-
-/// A string member of a body (names are lower-cased there).
-pub(crate) fn string_member<'a>(body: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    body.get(&name.to_ascii_lowercase()).and_then(Value::as_str)
-}
-
 /// A 200 answer with a JSON body.
 pub(crate) fn json(value: Value) -> Response {
     json_with(StatusCode::OK, value)
@@ -350,27 +315,10 @@ pub(crate) fn empty() -> Response {
 
 /// A store failure in Azure's words.
 pub(crate) fn store_error(e: StoreError) -> FaceError {
-    use latch_store::face::FaceItem;
     match e {
-        StoreError::FaceNotFound(FaceItem::Group) => group_not_found(),
-        StoreError::FaceNotFound(FaceItem::Person) => FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "PersonNotFound",
-            "Person is not found.",
-        ),
-        StoreError::FaceNotFound(FaceItem::PersistedFace) => FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "PersistedFaceNotFound",
-            "Persisted face is not found.",
-        ),
-        StoreError::FaceExists(_) | StoreError::AlreadyExists(_) => FaceError::refused(
-            StatusCode::CONFLICT,
-            "LargePersonGroupExists",
-            "Large person group already exists.",
-        ),
-        StoreError::Refused(message) => {
-            FaceError::refused(StatusCode::FORBIDDEN, "QuotaExceeded", message)
-        }
+        StoreError::FaceNotFound(item) => not_found(item).into(),
+        StoreError::FaceExists(_) | StoreError::AlreadyExists(_) => Refusal::GroupExists.into(),
+        StoreError::Refused(message) => Refusal::QuotaExceeded(message).into(),
         other => {
             tracing::warn!(target: "latch::face", error = %other, "face data store failed");
             FaceError::StoreUnavailable
@@ -378,13 +326,13 @@ pub(crate) fn store_error(e: StoreError) -> FaceError {
     }
 }
 
-/// 404 for a group this resource does not have.
-pub(crate) fn group_not_found() -> FaceError {
-    FaceError::refused(
-        StatusCode::NOT_FOUND,
-        "LargePersonGroupNotFound",
-        "Large person group is not found.",
-    )
+/// 404 for an item this resource does not have.
+pub(crate) fn not_found(item: FaceItem) -> Refusal {
+    match item {
+        FaceItem::Group => Refusal::GroupNotFound,
+        FaceItem::Person => Refusal::PersonNotFound,
+        FaceItem::PersistedFace => Refusal::PersistedFaceNotFound,
+    }
 }
 
 /// A new random UUID (version 4), lower-case.
@@ -434,7 +382,7 @@ mod tests {
     #[test]
     fn uuids_are_version_4() {
         let a = new_uuid().unwrap();
-        assert!(crate::validate::person_id(&a).is_ok());
+        assert!(latch_face::ids::PersonId::parse(&a).is_ok());
         assert_eq!(&a[14..15], "4");
         assert_ne!(a, new_uuid().unwrap());
     }

@@ -10,15 +10,13 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use latch_core::ResourceId;
 use latch_store::face::{FaceGroup, FaceItem, FaceLimits, FacePerson, PersistedFace};
-use latch_store::StoreError;
 use latch_vision::{Embedding, FaceRect};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{
-    bad, empty, group_not_found, json, new_uuid, store_error, string_member, Ctx, Engine,
-    RECOGNITION_MODELS,
-};
-use crate::error::FaceError;
+use super::{bad, empty, json, new_uuid, not_found, store_error, Ctx, Engine, RECOGNITION_MODELS};
+use latch_face::body::NamedRequest;
+use latch_face::error::{FaceError, Refusal};
+use latch_face::ids::{FacePath, GroupId, OperationId, PersonPath};
 
 /// The most faces a person may have, as Azure.
 pub const MAX_FACES_PER_PERSON: usize = 248;
@@ -34,10 +32,6 @@ pub const FACE_LIMITS: FaceLimits = FaceLimits {
 pub const OPERATION_TTL: i64 = 86_400;
 /// The longest `userData` of a persisted face, in characters.
 pub const MAX_FACE_USER_DATA: usize = 1024;
-
-fn user_data(body: &Map<String, Value>) -> Option<String> {
-    string_member(body, "userData").map(str::to_owned)
-}
 
 fn group_json(group: &FaceGroup, with_model: bool) -> Value {
     let mut v = json!({
@@ -81,16 +75,20 @@ fn paging(ctx: &Ctx) -> Result<(Option<String>, usize), FaceError> {
 pub(crate) async fn create_group(
     engine: &Engine,
     ctx: &Ctx,
-    body: Map<String, Value>,
+    group_id: &GroupId,
+    request: NamedRequest,
 ) -> Result<Response, FaceError> {
-    let model = string_member(&body, "recognitionModel").unwrap_or("recognition_01");
+    let model = request
+        .recognition_model
+        .as_deref()
+        .unwrap_or("recognition_01");
     if !RECOGNITION_MODELS.contains(&model) {
         return Err(bad("'recognitionModel' is invalid."));
     }
     let group = FaceGroup {
-        group_id: ctx.segment(1).to_owned(),
-        name: string_member(&body, "name").unwrap_or_default().to_owned(),
-        user_data: user_data(&body),
+        group_id: group_id.as_str().to_owned(),
+        name: request.name,
+        user_data: request.user_data,
         recognition_model: model.to_owned(),
         created_at: engine.clock.now(),
         training: None,
@@ -103,19 +101,26 @@ pub(crate) async fn create_group(
     Ok(empty())
 }
 
-async fn group(engine: &Engine, ctx: &Ctx) -> Result<FaceGroup, FaceError> {
+async fn group(engine: &Engine, ctx: &Ctx, group_id: &GroupId) -> Result<FaceGroup, FaceError> {
     engine
         .store
-        .face_group(&ctx.resource, ctx.segment(1))
+        .face_group(&ctx.resource, group_id.as_str())
         .await
         .map_err(store_error)?
-        .ok_or_else(group_not_found)
+        .ok_or_else(|| Refusal::GroupNotFound.into())
 }
 
 /// `GET largepersongroups/{id}`.
-pub(crate) async fn get_group(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn get_group(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+) -> Result<Response, FaceError> {
     let with_model = ctx.query.flag("returnRecognitionModel", false)?;
-    Ok(json(group_json(&group(engine, ctx).await?, with_model)))
+    Ok(json(group_json(
+        &group(engine, ctx, group_id).await?,
+        with_model,
+    )))
 }
 
 /// `GET largepersongroups`.
@@ -133,10 +138,14 @@ pub(crate) async fn list_groups(engine: &Engine, ctx: &Ctx) -> Result<Response, 
 }
 
 /// `DELETE largepersongroups/{id}`.
-pub(crate) async fn delete_group(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn delete_group(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+) -> Result<Response, FaceError> {
     engine
         .store
-        .delete_face_group(&ctx.resource, ctx.segment(1))
+        .delete_face_group(&ctx.resource, group_id.as_str())
         .await
         .map_err(store_error)?;
     Ok(empty())
@@ -146,42 +155,47 @@ pub(crate) async fn delete_group(engine: &Engine, ctx: &Ctx) -> Result<Response,
 pub(crate) async fn create_person(
     engine: &Engine,
     ctx: &Ctx,
-    body: Map<String, Value>,
+    group_id: &GroupId,
+    request: NamedRequest,
 ) -> Result<Response, FaceError> {
     let person = FacePerson {
         person_id: new_uuid()?,
-        name: string_member(&body, "name").unwrap_or_default().to_owned(),
-        user_data: user_data(&body),
+        name: request.name,
+        user_data: request.user_data,
         persisted_face_ids: Vec::new(),
     };
     engine
         .store
-        .create_face_person(&ctx.resource, ctx.segment(1), &person)
+        .create_face_person(&ctx.resource, group_id.as_str(), &person)
         .await
         .map_err(store_error)?;
     Ok(json(json!({ "personId": person.person_id })))
 }
 
 /// `GET largepersongroups/{id}/persons/{personId}`.
-pub(crate) async fn get_person(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn get_person(
+    engine: &Engine,
+    ctx: &Ctx,
+    path: &PersonPath,
+) -> Result<Response, FaceError> {
     let person = engine
         .store
-        .face_person(&ctx.resource, ctx.segment(1), ctx.segment(3))
+        .face_person(&ctx.resource, path.group.as_str(), path.person.as_str())
         .await
         .map_err(store_error)?;
     match person {
         Some(person) => Ok(json(person_json(&person))),
-        None => Err(missing(engine, ctx, FaceItem::Person).await),
+        None => Err(missing(engine, ctx, path, FaceItem::Person).await),
     }
 }
 
 /// Why a lookup under `largepersongroups/{id}/persons/{personId}` found nothing, in the order
 /// Azure names it: the group, then the person, then `what` itself.
-async fn missing(engine: &Engine, ctx: &Ctx, what: FaceItem) -> FaceError {
-    let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));
+async fn missing(engine: &Engine, ctx: &Ctx, path: &PersonPath, what: FaceItem) -> FaceError {
+    let (group_id, person_id) = (path.group.as_str(), path.person.as_str());
     match engine.store.face_group(&ctx.resource, group_id).await {
         Err(e) => return store_error(e),
-        Ok(None) => return group_not_found(),
+        Ok(None) => return Refusal::GroupNotFound.into(),
         Ok(Some(_)) => {}
     }
     if what == FaceItem::PersistedFace {
@@ -191,19 +205,23 @@ async fn missing(engine: &Engine, ctx: &Ctx, what: FaceItem) -> FaceError {
             .await
         {
             Err(e) => return store_error(e),
-            Ok(None) => return store_error(StoreError::FaceNotFound(FaceItem::Person)),
+            Ok(None) => return Refusal::PersonNotFound.into(),
             Ok(Some(_)) => {}
         }
     }
-    store_error(StoreError::FaceNotFound(what))
+    not_found(what).into()
 }
 
 /// `GET largepersongroups/{id}/persons`.
-pub(crate) async fn list_persons(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn list_persons(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+) -> Result<Response, FaceError> {
     let (start, top) = paging(ctx)?;
     let persons = engine
         .store
-        .face_persons(&ctx.resource, ctx.segment(1), start.as_deref(), top)
+        .face_persons(&ctx.resource, group_id.as_str(), start.as_deref(), top)
         .await
         .map_err(store_error)?;
     Ok(json(Value::Array(
@@ -212,10 +230,14 @@ pub(crate) async fn list_persons(engine: &Engine, ctx: &Ctx) -> Result<Response,
 }
 
 /// `DELETE largepersongroups/{id}/persons/{personId}`.
-pub(crate) async fn delete_person(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn delete_person(
+    engine: &Engine,
+    ctx: &Ctx,
+    path: &PersonPath,
+) -> Result<Response, FaceError> {
     engine
         .store
-        .delete_face_person(&ctx.resource, ctx.segment(1), ctx.segment(3))
+        .delete_face_person(&ctx.resource, path.group.as_str(), path.person.as_str())
         .await
         .map_err(store_error)?;
     Ok(empty())
@@ -247,6 +269,7 @@ fn parse_rect(raw: &str) -> Result<FaceRect, FaceError> {
 pub(crate) async fn add_face(
     engine: &Engine,
     ctx: &Ctx,
+    path: &PersonPath,
     body: Body,
 ) -> Result<Response, FaceError> {
     let user_data = ctx.query.get("userData")?.map(str::to_owned);
@@ -259,7 +282,7 @@ pub(crate) async fn add_face(
     ctx.query.check_detection_model()?;
     let target = target_face(ctx)?;
     // The person must exist before the image is worked on.
-    let (group_id, person_id) = (ctx.segment(1), ctx.segment(3));
+    let (group_id, person_id) = (path.group.as_str(), path.person.as_str());
     if engine
         .store
         .face_person(&ctx.resource, group_id, person_id)
@@ -267,7 +290,7 @@ pub(crate) async fn add_face(
         .map_err(store_error)?
         .is_none()
     {
-        return Err(missing(engine, ctx, FaceItem::Person).await);
+        return Err(missing(engine, ctx, path, FaceItem::Person).await);
     }
     let image = engine.images.read(ctx, body).await?;
     let embedding = engine.model.one_face(image, target).await?;
@@ -305,14 +328,18 @@ pub(crate) async fn persist_face(
 }
 
 /// `GET .../persistedfaces/{persistedFaceId}`.
-pub(crate) async fn get_face(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn get_face(
+    engine: &Engine,
+    ctx: &Ctx,
+    path: &FacePath,
+) -> Result<Response, FaceError> {
     let face = engine
         .store
         .persisted_face(
             &ctx.resource,
-            ctx.segment(1),
-            ctx.segment(3),
-            ctx.segment(5),
+            path.person.group.as_str(),
+            path.person.person.as_str(),
+            path.face.as_str(),
         )
         .await
         .map_err(store_error)?;
@@ -320,19 +347,23 @@ pub(crate) async fn get_face(engine: &Engine, ctx: &Ctx) -> Result<Response, Fac
         Some(face) => Ok(json(
             json!({ "persistedFaceId": face.face_id, "userData": face.user_data }),
         )),
-        None => Err(missing(engine, ctx, FaceItem::PersistedFace).await),
+        None => Err(missing(engine, ctx, &path.person, FaceItem::PersistedFace).await),
     }
 }
 
 /// `DELETE .../persistedfaces/{persistedFaceId}`.
-pub(crate) async fn delete_face(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn delete_face(
+    engine: &Engine,
+    ctx: &Ctx,
+    path: &FacePath,
+) -> Result<Response, FaceError> {
     engine
         .store
         .delete_persisted_face(
             &ctx.resource,
-            ctx.segment(1),
-            ctx.segment(3),
-            ctx.segment(5),
+            path.person.group.as_str(),
+            path.person.person.as_str(),
+            path.face.as_str(),
         )
         .await
         .map_err(store_error)?;
@@ -340,11 +371,15 @@ pub(crate) async fn delete_face(engine: &Engine, ctx: &Ctx) -> Result<Response, 
 }
 
 /// `POST largepersongroups/{id}/train`: 202, with `operation-Location` to poll.
-pub(crate) async fn train(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
+pub(crate) async fn train(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+) -> Result<Response, FaceError> {
     let now = engine.clock.now();
     engine
         .store
-        .train_face_group(&ctx.resource, ctx.segment(1), now)
+        .train_face_group(&ctx.resource, group_id.as_str(), now)
         .await
         .map_err(store_error)?;
     let id = new_uuid()?;
@@ -374,8 +409,12 @@ pub(crate) async fn train(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceEr
 }
 
 /// `GET largepersongroups/{id}/training`.
-pub(crate) async fn training_status(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
-    let group = group(engine, ctx).await?;
+pub(crate) async fn training_status(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+) -> Result<Response, FaceError> {
+    let group = group(engine, ctx, group_id).await?;
     let created = group.created_at.to_rfc3339();
     Ok(json(match group.training {
         Some(t) => json!({
@@ -394,8 +433,12 @@ pub(crate) async fn training_status(engine: &Engine, ctx: &Ctx) -> Result<Respon
 }
 
 /// `GET operations/{operationId}`.
-pub(crate) async fn operation_status(engine: &Engine, ctx: &Ctx) -> Result<Response, FaceError> {
-    let id = ctx.segment(1);
+pub(crate) async fn operation_status(
+    engine: &Engine,
+    ctx: &Ctx,
+    operation_id: &OperationId,
+) -> Result<Response, FaceError> {
+    let id = operation_id.as_str();
     let now = engine.clock.now();
     let at = engine
         .store
@@ -403,13 +446,7 @@ pub(crate) async fn operation_status(engine: &Engine, ctx: &Ctx) -> Result<Respo
         .await
         .map_err(store_error)?
         .filter(|at| at.0 > now.0 - OPERATION_TTL)
-        .ok_or_else(|| {
-            FaceError::refused(
-                StatusCode::NOT_FOUND,
-                "OperationNotFound",
-                "Operation is not found.",
-            )
-        })?;
+        .ok_or(Refusal::OperationNotFound)?;
     let t = at.to_rfc3339();
     Ok(json(json!({
         "operationId": id,

@@ -34,10 +34,10 @@ use tower::ServiceExt;
 
 use super::image::MAX_IMAGE_BYTES;
 use super::{Engine, FaceModel, ImageUrlPolicy};
-use crate::backend::Backend;
-use crate::rate_limit::RateLimit;
-use crate::Verifiers;
-use crate::{router, FaceConfig, FaceState};
+use latch_face::backend::Backend;
+use latch_face::rate_limit::RateLimit;
+use latch_face::Verifiers;
+use latch_face::{router, FaceConfig, FaceState};
 
 const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
 const OTHER: &str = "/subscriptions/33333333-3333-4333-8333-333333333333/resourceGroups/other/providers/Microsoft.CognitiveServices/accounts/other-face";
@@ -65,7 +65,7 @@ fn id(s: &str) -> ResourceId {
 }
 
 fn is_uuid(s: &str) -> bool {
-    s.len() == 36 && crate::validate::person_id(s).is_ok()
+    s.len() == 36 && latch_face::ids::PersonId::parse(s).is_ok()
 }
 
 /// An embedding that is no face's.
@@ -222,7 +222,7 @@ async fn build(
         verifiers,
         Arc::new(clock.clone()),
         config,
-        Backend::Engine(engine.clone()),
+        Backend::Configured(engine.clone()),
     )
     .await
     .unwrap();

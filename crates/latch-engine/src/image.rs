@@ -8,15 +8,16 @@
 use std::time::Duration;
 
 use axum::body::{to_bytes, Body, Bytes};
-use axum::http::{StatusCode, Uri};
+use axum::http::Uri;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::{string_member, Ctx};
-use crate::error::FaceError;
+use super::Ctx;
+use latch_face::body::{UrlRequest, MAX_JSON};
+use latch_face::error::{FaceError, Refusal};
 
 /// Azure's smallest image file.
 pub const MIN_IMAGE_BYTES: usize = 1024;
@@ -98,45 +99,25 @@ impl ImageSource {
             .as_deref()
             .is_some_and(|t| t.starts_with("application/json"));
         let bytes = if is_json {
-            let raw = to_bytes(body, crate::routes::MAX_JSON)
+            let raw = to_bytes(body, MAX_JSON)
                 .await
                 .map_err(|_| FaceError::TooLarge)?;
-            let object = crate::validate::object(&raw)?;
-            let url = string_member(&object, "url")
-                .ok_or_else(|| FaceError::BadArgument("Request body is invalid.".into()))?;
-            self.download(url).await?
+            self.download(&UrlRequest::parse(&raw)?.url).await?
         } else {
             to_bytes(body, MAX_IMAGE_BYTES)
                 .await
                 .map_err(|_| FaceError::TooLarge)?
         };
         if bytes.len() < MIN_IMAGE_BYTES {
-            return Err(FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidImageSize",
-                "Image size is too small.",
-            ));
+            return Err(Refusal::ImageTooSmall(None).into());
         }
         Ok(bytes)
     }
 
     async fn download(&self, url: &str) -> Result<Bytes, FaceError> {
-        let invalid = |why: &str| {
-            FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidURL",
-                format!("Invalid image URL. ({why})"),
-            )
-        };
-        let uri: Uri = url.parse().map_err(|_| invalid("not a URL"))?;
-        self.policy.check(&uri).map_err(invalid)?;
-        let failed = |why: String| {
-            FaceError::refused(
-                StatusCode::BAD_REQUEST,
-                "InvalidURL",
-                format!("Invalid image URL or error downloading from target server. Remote server error returned: \"{why}\""),
-            )
-        };
+        let uri: Uri = url.parse().map_err(|_| Refusal::InvalidUrl("not a URL"))?;
+        self.policy.check(&uri).map_err(Refusal::InvalidUrl)?;
+        let failed = Refusal::DownloadFailed;
         let fetch = async {
             let response = self
                 .client
@@ -155,20 +136,17 @@ impl ImageSource {
                     {
                         // Azure's answer to a downloaded image over the limit (a request body
                         // over it is the front's 413).
-                        FaceError::refused(
-                            StatusCode::BAD_REQUEST,
-                            "InvalidImageSize",
-                            "Image size is too big.",
-                        )
+                        Refusal::ImageTooBig(None)
                     } else {
                         failed("The response was cut short.".into())
                     }
                 })?;
             Ok(body.to_bytes())
         };
-        tokio::time::timeout(self.policy.timeout, fetch)
+        let bytes = tokio::time::timeout(self.policy.timeout, fetch)
             .await
-            .map_err(|_| failed("The download took too long.".into()))?
+            .map_err(|_| failed("The download took too long.".into()))??;
+        Ok(bytes)
     }
 }
 

@@ -6,15 +6,15 @@
 
 use std::collections::HashMap;
 
-use axum::http::StatusCode;
 use axum::response::Response;
-use latch_store::face::{DetectedFace, FaceGroup, FaceItem};
-use latch_store::StoreError;
+use latch_store::face::DetectedFace;
 use latch_vision::Embedding;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::{bad, confidence, group_not_found, json, store_error, string_member, Ctx, Engine};
-use crate::error::FaceError;
+use super::{bad, confidence, json, store_error, Ctx, Engine};
+use latch_face::body::{FindSimilarRequest, IdentifyRequest, VerifyRequest, VerifyTarget};
+use latch_face::error::{FaceError, Refusal};
+use latch_face::ids::{FaceId, GroupId, PersonId};
 
 /// `isIdentical` and the default identify threshold.
 pub const SAME_PERSON: f64 = 0.5;
@@ -26,17 +26,12 @@ fn embedding(bytes: &[u8]) -> Result<Embedding, FaceError> {
     })
 }
 
-fn face_not_found() -> FaceError {
-    FaceError::refused(StatusCode::NOT_FOUND, "FaceNotFound", "Face is not found.")
-}
-
 fn incompatible() -> FaceError {
     bad("'recognitionModel' is incompatible.")
 }
 
-fn only_large_person_groups(body: &Map<String, Value>) -> Result<(), FaceError> {
-    let given = |name: &str| body.get(name).is_some_and(|v| !v.is_null());
-    if given("persongroupid") || given("dynamicpersongroupid") {
+fn only_large_person_groups(names_other_group_kind: bool) -> Result<(), FaceError> {
+    if names_other_group_kind {
         return Err(bad(
             "Only large person groups are supported by this engine: give largePersonGroupId.",
         ));
@@ -48,11 +43,12 @@ fn only_large_person_groups(body: &Map<String, Value>) -> Result<(), FaceError> 
 async fn detected(
     engine: &Engine,
     ctx: &Ctx,
-    ids: &[String],
+    ids: &[FaceId],
 ) -> Result<Vec<(DetectedFace, Embedding)>, FaceError> {
+    let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
     let found = engine
         .store
-        .detected_faces(&ctx.resource, ids, engine.clock.now())
+        .detected_faces(&ctx.resource, &ids, engine.clock.now())
         .await
         .map_err(store_error)?;
     ids.iter()
@@ -60,7 +56,7 @@ async fn detected(
             let face = found
                 .iter()
                 .find(|f| &f.face_id == id)
-                .ok_or_else(face_not_found)?;
+                .ok_or(Refusal::FaceNotFound)?;
             Ok((face.clone(), embedding(&face.embedding)?))
         })
         .collect()
@@ -68,72 +64,51 @@ async fn detected(
 
 /// The group the faces are compared with: it must exist, and the faces must have been
 /// detected under its recognition model name.
-async fn group_of(
+async fn group_of<'a>(
     engine: &Engine,
     ctx: &Ctx,
-    group_id: &str,
+    group_id: Option<&'a GroupId>,
     faces: &[(DetectedFace, Embedding)],
-) -> Result<FaceGroup, FaceError> {
+) -> Result<&'a GroupId, FaceError> {
+    // A group given as a list rather than an id names none.
+    let Some(group_id) = group_id else {
+        return Err(Refusal::GroupNotFound.into());
+    };
     let group = engine
         .store
-        .face_group(&ctx.resource, group_id)
+        .face_group(&ctx.resource, group_id.as_str())
         .await
         .map_err(store_error)?
-        .ok_or_else(group_not_found)?;
+        .ok_or(Refusal::GroupNotFound)?;
     if faces
         .iter()
         .any(|(f, _)| f.recognition_model != group.recognition_model)
     {
         return Err(incompatible());
     }
-    Ok(group)
-}
-
-fn ids_member(body: &Map<String, Value>, name: &str) -> Vec<String> {
-    body.get(&name.to_ascii_lowercase())
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_ascii_lowercase)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn id_member(body: &Map<String, Value>, name: &str) -> String {
-    string_member(body, name)
-        .unwrap_or_default()
-        .to_ascii_lowercase()
-}
-
-fn number_member(body: &Map<String, Value>, name: &str) -> Option<f64> {
-    body.get(&name.to_ascii_lowercase()).and_then(Value::as_f64)
+    Ok(group_id)
 }
 
 /// `POST identify`: for each face, the group's persons most like it, above the threshold.
 pub(crate) async fn identify(
     engine: &Engine,
     ctx: &Ctx,
-    body: Map<String, Value>,
+    request: IdentifyRequest,
 ) -> Result<Response, FaceError> {
-    only_large_person_groups(&body)?;
-    let group_id = string_member(&body, "largePersonGroupId").unwrap_or_default();
-    let max = number_member(&body, "maxNumOfCandidatesReturned").map_or(10, |n| n as usize);
-    let threshold = number_member(&body, "confidenceThreshold").unwrap_or(SAME_PERSON);
-    let faces = detected(engine, ctx, &ids_member(&body, "faceIds")).await?;
-    group_of(engine, ctx, group_id, &faces).await?;
+    only_large_person_groups(request.names_other_group_kind)?;
+    let max = request.max_candidates.unwrap_or(10);
+    let threshold = request.confidence_threshold.unwrap_or(SAME_PERSON);
+    let faces = detected(engine, ctx, &request.face_ids).await?;
+    let group_id = group_of(engine, ctx, request.large_person_group.as_ref(), &faces)
+        .await?
+        .as_str();
     let Some((Some(_), members)) = engine
         .store
         .trained_faces(&ctx.resource, group_id)
         .await
         .map_err(store_error)?
     else {
-        return Err(FaceError::refused(
-            StatusCode::BAD_REQUEST,
-            "LargePersonGroupNotTrained",
-            "Large person group not trained.",
-        ));
+        return Err(Refusal::GroupNotTrained.into());
     };
     // The comparison grows with the group: off the async threads.
     let results = tokio::task::spawn_blocking(move || rank(&faces, members, threshold, max))
@@ -185,40 +160,26 @@ fn rank(
 pub(crate) async fn verify(
     engine: &Engine,
     ctx: &Ctx,
-    body: Map<String, Value>,
+    request: VerifyRequest,
 ) -> Result<Response, FaceError> {
-    only_large_person_groups(&body)?;
-    let distance = if body.contains_key("faceid1") {
-        let ids = [id_member(&body, "faceId1"), id_member(&body, "faceId2")];
-        let faces = detected(engine, ctx, &ids).await?;
-        if faces[0].0.recognition_model != faces[1].0.recognition_model {
-            return Err(incompatible());
-        }
-        faces[0].1.distance(&faces[1].1)
-    } else {
-        let faces = detected(engine, ctx, &[id_member(&body, "faceId")]).await?;
-        let group_id = string_member(&body, "largePersonGroupId").unwrap_or_default();
-        let person_id = id_member(&body, "personId");
-        group_of(engine, ctx, group_id, &faces).await?;
-        let person = engine
-            .store
-            .face_person(&ctx.resource, group_id, &person_id)
-            .await
-            .map_err(store_error)?
-            .ok_or_else(|| store_error(StoreError::FaceNotFound(FaceItem::Person)))?;
-        let mut best: Option<f32> = None;
-        for face_id in &person.persisted_face_ids {
-            if let Some(face) = engine
-                .store
-                .persisted_face(&ctx.resource, group_id, &person_id, face_id)
-                .await
-                .map_err(store_error)?
-            {
-                let d = faces[0].1.distance(&embedding(&face.embedding)?);
-                best = Some(best.map_or(d, |b| b.min(d)));
+    only_large_person_groups(request.names_other_group_kind)?;
+    let distance = match request.target {
+        VerifyTarget::Faces(face1, face2) => {
+            let faces = detected(engine, ctx, &[face1, face2]).await?;
+            if faces[0].0.recognition_model != faces[1].0.recognition_model {
+                return Err(incompatible());
             }
+            faces[0].1.distance(&faces[1].1)
         }
-        best.ok_or_else(|| bad("The person has no persisted faces."))?
+        VerifyTarget::Person {
+            face,
+            person,
+            large_person_group,
+        } => {
+            let faces = detected(engine, ctx, &[face]).await?;
+            let group = group_of(engine, ctx, large_person_group.as_ref(), &faces).await?;
+            closest_face_of(engine, ctx, group, &person, &faces[0].1).await?
+        }
     };
     let c = confidence(distance);
     Ok(json(
@@ -226,36 +187,58 @@ pub(crate) async fn verify(
     ))
 }
 
+/// The distance from `probe` to the closest persisted face of the person.
+async fn closest_face_of(
+    engine: &Engine,
+    ctx: &Ctx,
+    group_id: &GroupId,
+    person_id: &PersonId,
+    probe: &Embedding,
+) -> Result<f32, FaceError> {
+    let (group_id, person_id) = (group_id.as_str(), person_id.as_str());
+    let person = engine
+        .store
+        .face_person(&ctx.resource, group_id, person_id)
+        .await
+        .map_err(store_error)?
+        .ok_or(Refusal::PersonNotFound)?;
+    let mut best: Option<f32> = None;
+    for face_id in &person.persisted_face_ids {
+        if let Some(face) = engine
+            .store
+            .persisted_face(&ctx.resource, group_id, person_id, face_id)
+            .await
+            .map_err(store_error)?
+        {
+            let d = probe.distance(&embedding(&face.embedding)?);
+            best = Some(best.map_or(d, |b| b.min(d)));
+        }
+    }
+    best.ok_or_else(|| bad("The person has no persisted faces."))
+}
+
 /// `POST findsimilars`: among the faces given, those most like the face.
 pub(crate) async fn find_similar(
     engine: &Engine,
     ctx: &Ctx,
-    body: Map<String, Value>,
+    request: FindSimilarRequest,
 ) -> Result<Response, FaceError> {
-    if body.contains_key("largefacelistid") {
-        return Err(FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "LargeFaceListNotFound",
-            "Large face list is not found.",
-        ));
+    if request.names_large_face_list {
+        return Err(Refusal::LargeFaceListNotFound.into());
     }
-    if body.contains_key("facelistid") {
-        return Err(FaceError::refused(
-            StatusCode::NOT_FOUND,
-            "FaceListNotFound",
-            "Face list is not found.",
-        ));
+    if request.names_face_list {
+        return Err(Refusal::FaceListNotFound.into());
     }
-    let match_person = match string_member(&body, "mode") {
+    let match_person = match request.mode.as_deref() {
         None => true,
         Some(m) if m.eq_ignore_ascii_case("matchPerson") => true,
         Some(m) if m.eq_ignore_ascii_case("matchFace") => false,
         Some(_) => return Err(bad("Argument mode is invalid.")),
     };
-    let max = number_member(&body, "maxNumOfCandidatesReturned").map_or(20, |n| n as usize);
-    let probe = detected(engine, ctx, &[id_member(&body, "faceId")]).await?;
+    let max = request.max_candidates.unwrap_or(20);
+    let probe = detected(engine, ctx, &[request.face_id]).await?;
     let (probe_face, probe) = &probe[0];
-    let candidates = detected(engine, ctx, &ids_member(&body, "faceIds")).await?;
+    let candidates = detected(engine, ctx, &request.face_ids).await?;
     let mut similar: Vec<(String, f64)> = Vec::new();
     for (face, e) in &candidates {
         if face.recognition_model != probe_face.recognition_model {

@@ -6,11 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::http::StatusCode;
 use latch_vision::{Embedding, FaceRect, Models, VisionError};
 use tokio::sync::Semaphore;
 
-use crate::error::FaceError;
+use latch_face::error::{FaceError, Refusal};
 
 /// The most faces `detect` returns, as Azure.
 pub const MAX_FACES: usize = 100;
@@ -104,27 +103,13 @@ impl FaceModel {
                         .filter(|(o, _)| *o >= MIN_TARGET_OVERLAP)
                         .max_by(|a, b| a.0.total_cmp(&b.0))
                         .map(|(_, rect)| rect)
-                        .ok_or_else(|| {
-                            FaceError::refused(
-                                StatusCode::BAD_REQUEST,
-                                "InvalidImage",
-                                "No face detected in the image or in the specified targetFace area.",
-                            )
-                        })?
+                        .ok_or(Refusal::NoFaceInTarget)?
                 }
-                None => {
-                    match detected.as_slice() {
-                        [] => return Err(no_face()),
-                        [one] => one.rect,
-                        _ => {
-                            return Err(FaceError::refused(
-                                StatusCode::BAD_REQUEST,
-                                "InvalidImage",
-                                "There is more than 1 face in the image.",
-                            ))
-                        }
-                    }
-                }
+                None => match detected.as_slice() {
+                    [] => return Err(no_face()),
+                    [one] => one.rect,
+                    _ => return Err(Refusal::MoreThanOneFace.into()),
+                },
             };
             Ok(models.embed(&decoded, &rect))
         })
@@ -149,13 +134,7 @@ impl FaceModel {
             work(&models)
         })
         .await
-        .map_err(|_| {
-            FaceError::refused(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError",
-                "The face engine failed on this image.",
-            )
-        })?
+        .map_err(|_| Refusal::EngineFailed)?
     }
 }
 
@@ -179,21 +158,18 @@ fn overlap(face: &FaceRect, target: &FaceRect) -> f64 {
 }
 
 fn no_face() -> FaceError {
-    FaceError::refused(
-        StatusCode::BAD_REQUEST,
-        "InvalidImage",
-        "No face detected in the image.",
-    )
+    Refusal::NoFace.into()
 }
 
 /// An image the engine cannot use, in Azure's words (and, after them, what was wrong).
 fn image_error(e: VisionError) -> FaceError {
-    let (code, message) = match e {
-        VisionError::ImageTooSmall { .. } => ("InvalidImageSize", "Image size is too small."),
-        VisionError::ImageTooLarge { .. } => ("InvalidImageSize", "Image size is too big."),
-        _ => ("InvalidImage", "Decoding error, image format unsupported."),
-    };
-    FaceError::refused(StatusCode::BAD_REQUEST, code, format!("{message} ({e})"))
+    let detail = e.to_string();
+    match e {
+        VisionError::ImageTooSmall { .. } => Refusal::ImageTooSmall(Some(detail)),
+        VisionError::ImageTooLarge { .. } => Refusal::ImageTooBig(Some(detail)),
+        _ => Refusal::ImageUndecodable(detail),
+    }
+    .into()
 }
 
 #[cfg(test)]

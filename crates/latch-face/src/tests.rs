@@ -7,88 +7,50 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use axum::Router;
-use http_body_util::BodyExt;
-use latch_audit::writer::AuditLog;
 use latch_audit::AuditStore;
-use latch_core::audit::{Actor, AuditEvent, SealedRecord};
+use latch_core::audit::{AuditEvent, SealedRecord};
 use latch_core::claims::{
     new_jti, AccessClaims, LimitedAccessClaims, LimitedAccessGrant, TokenKind,
 };
-use latch_core::{FeatureSet, FixedClock, Lifetime, ResourceId, UnixTime, Verifier};
-use latch_store::operations::Admin;
-use latch_store::signing::KeyRing;
-use latch_store::sqlite::SqliteStore;
-use latch_store::{AuthMode, Revocation, Store};
-use ring::rand::SystemRandom;
+use latch_core::{FeatureSet, Lifetime, UnixTime, Verifier};
+use latch_store::{AuthMode, Revocation};
+use latch_testkit::{id, Answer, World, CLIENT, ISSUER, ISV, NOW, OTHER};
 use serde_json::{json, Value};
-use tower::ServiceExt;
 
 use super::*;
 
-const ISV: &str = "/subscriptions/11111111-1111-4111-8111-111111111111/resourceGroups/isv/providers/Microsoft.CognitiveServices/accounts/isv-face";
-const CLIENT: &str = "/subscriptions/22222222-2222-4222-8222-222222222222/resourceGroups/client/providers/Microsoft.CognitiveServices/accounts/client-face";
-const OTHER: &str = "/subscriptions/33333333-3333-4333-8333-333333333333/resourceGroups/other/providers/Microsoft.CognitiveServices/accounts/other-face";
-const ISSUER: &str = "urn:latch:test";
-const NOW: UnixTime = UnixTime(1_800_000_000);
 const F1: &str = "c5c24a82-6845-4031-9d5d-978df9175426";
 const LEEWAY: i64 = 30;
 
 struct Front {
-    _dir: tempfile::TempDir,
-    store: SqliteStore,
-    admin: Admin,
-    clock: FixedClock,
-    keys: Arc<KeyRing>,
-    rng: SystemRandom,
+    world: World,
     app: Router,
     client_key: String,
     other_key: String,
 }
 
 async fn front_with(config: FaceConfig) -> Front {
-    let dir = tempfile::tempdir().unwrap();
-    let rng = SystemRandom::new();
-    let store = SqliteStore::open(dir.path(), "main", &rng).unwrap();
-    let shared: Arc<dyn Store> = Arc::new(store.clone());
-    let clock = FixedClock::at(NOW);
-    let admin = Admin::new(
-        shared.clone(),
-        Arc::new(SystemRandom::new()),
-        Arc::new(clock.clone()),
-        Actor::LocalOperator,
-    );
-    admin.create_resource(&id(ISV)).await.unwrap();
-    let grants = FeatureSet::parse_csv("Face.Identification,Face.Verification").unwrap();
-    admin.set_isv(&id(ISV), true, &grants).await.unwrap();
-    let (_, client) = admin.create_resource(&id(CLIENT)).await.unwrap();
-    let (_, other) = admin.create_resource(&id(OTHER)).await.unwrap();
-    let keys = Arc::new(
-        KeyRing::load_or_create(shared.as_ref(), &rng, &clock)
-            .await
-            .unwrap(),
-    );
-    let verifiers = Verifiers::new(Verifier::new(ISSUER, keys.public_keys().to_vec(), LEEWAY));
-    let (audit, _writer) = AuditLog::spawn(shared.clone(), "main");
+    let world = World::new().await;
+    let verifiers = Verifiers::new(Verifier::new(
+        ISSUER,
+        world.keys.public_keys().to_vec(),
+        LEEWAY,
+    ));
     let state = FaceState::new(
-        latch_store::check_cache::CheckCache::new(shared, std::time::Duration::ZERO),
-        audit,
+        world.checks(),
+        world.audit(),
         verifiers,
-        Arc::new(clock.clone()),
+        Arc::new(world.clock.clone()),
         config,
         Backend::Unconfigured,
     )
     .await
     .unwrap();
     Front {
-        _dir: dir,
-        store,
-        admin,
-        clock,
-        keys,
-        rng,
         app: router(state),
-        client_key: client.key1.expose_secret().to_owned(),
-        other_key: other.key1.expose_secret().to_owned(),
+        client_key: world.client_keys.key1.expose_secret().to_owned(),
+        other_key: world.other_keys.key1.expose_secret().to_owned(),
+        world,
     }
 }
 
@@ -96,27 +58,15 @@ async fn front() -> Front {
     front_with(FaceConfig::default()).await
 }
 
-fn id(s: &str) -> ResourceId {
-    ResourceId::parse(s).unwrap()
+/// What these tests read from an answer beyond the kit's.
+trait Allowed {
+    /// A call that passed every check: the 501 of a front without a backend.
+    fn allowed(&self) -> bool;
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: axum::http::HeaderMap,
-    body: Value,
-}
-
-impl Answer {
+impl Allowed for Answer {
     fn allowed(&self) -> bool {
-        self.status == StatusCode::NOT_IMPLEMENTED
-            && self.body["error"]["code"] == "BackendNotConfigured"
-    }
-
-    fn inner_message(&self) -> String {
-        self.body["error"]["innererror"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.status == StatusCode::NOT_IMPLEMENTED && self.code() == "BackendNotConfigured"
     }
 }
 
@@ -132,10 +82,12 @@ impl Front {
             lifetime: Lifetime::from_secs(lifetime).unwrap(),
             region: None,
         };
-        let claims = LimitedAccessClaims::new(&grant, iat, new_jti(&self.rng).unwrap());
-        self.keys
+        let claims =
+            LimitedAccessClaims::new(&grant, iat, new_jti(self.world.rng.as_ref()).unwrap());
+        self.world
+            .keys
             .active()
-            .sign(TokenKind::LimitedAccess, &claims, &self.rng)
+            .sign(TokenKind::LimitedAccess, &claims, self.world.rng.as_ref())
             .unwrap()
     }
 
@@ -149,25 +101,17 @@ impl Front {
             &id(resource),
             None,
             NOW,
-            new_jti(&self.rng).unwrap(),
+            new_jti(self.world.rng.as_ref()).unwrap(),
         );
-        self.keys
+        self.world
+            .keys
             .active()
-            .sign(TokenKind::Access, &claims, &self.rng)
+            .sign(TokenKind::Access, &claims, self.world.rng.as_ref())
             .unwrap()
     }
 
     async fn send(&self, req: Request<Body>) -> Answer {
-        let res = self.app.clone().oneshot(req).await.unwrap();
-        let status = res.status();
-        let headers = res.headers().clone();
-        let bytes = res.into_body().collect().await.unwrap().to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        latch_testkit::call(&self.app, req).await
     }
 
     async fn call(&self, version: &str, op: &str, headers: &[(&str, &str)], body: Value) -> Answer {
@@ -200,7 +144,8 @@ impl Front {
     }
 
     async fn usage(&self) -> Vec<(String, Option<String>)> {
-        self.store
+        self.world
+            .store
             .audit_records("main", 0, 10_000)
             .await
             .unwrap()
@@ -240,7 +185,7 @@ async fn no_token_and_no_approval_is_azures_403() {
     let a = f.identify(&[("Ocp-Apim-Subscription-Key", &key)]).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(
-        a.body,
+        a.json(),
         json!({"error":{"code":"InvalidRequest","message":"Invalid request has been sent.","innererror":{"code":"UnsupportedFeature","message":"Feature is not supported, missing approval for one or more of the following features: Identification. Please apply for access at https://aka.ms/facerecognition"}}})
     );
     assert!(
@@ -272,7 +217,7 @@ async fn every_kind_of_bad_token_is_refused_with_its_reason() {
     let f = front().await;
     let good = f.lat("Face.Identification");
     let exp = NOW.plus(3600);
-    let attacker = latch_core::SigningKey::generate(&f.rng).unwrap();
+    let attacker = latch_core::SigningKey::generate(f.world.rng.as_ref()).unwrap();
     let foreign = {
         let (isv, target, features) = (
             id(ISV),
@@ -291,7 +236,7 @@ async fn every_kind_of_bad_token_is_refused_with_its_reason() {
             .sign(
                 TokenKind::LimitedAccess,
                 &LimitedAccessClaims::new(&grant, NOW, "j".into()),
-                &f.rng,
+                f.world.rng.as_ref(),
             )
             .unwrap()
     };
@@ -324,8 +269,11 @@ async fn every_kind_of_bad_token_is_refused_with_its_reason() {
     for (header, reason) in &cases {
         let a = f.identify_with(header).await;
         assert_eq!(a.status, StatusCode::FORBIDDEN, "{reason}: {}", a.body);
-        assert_eq!(a.body["error"]["code"], "InvalidRequest");
-        assert_eq!(a.body["error"]["innererror"]["code"], "UnsupportedFeature");
+        assert_eq!(a.json()["error"]["code"], "InvalidRequest");
+        assert_eq!(
+            a.json()["error"]["innererror"]["code"],
+            "UnsupportedFeature"
+        );
         assert!(
             a.inner_message()
                 .ends_with(&format!("(limited access token refused: {reason})")),
@@ -333,13 +281,10 @@ async fn every_kind_of_bad_token_is_refused_with_its_reason() {
             a.inner_message()
         );
         let signature = good.rsplit('.').next().unwrap();
-        assert!(
-            !a.body.to_string().contains(signature),
-            "the token is never echoed"
-        );
+        assert!(!a.body.contains(signature), "the token is never echoed");
     }
     // Expired by exactly one second past the leeway, then accepted one second before.
-    f.clock.set(exp.plus(LEEWAY));
+    f.world.clock.set(exp.plus(LEEWAY));
     let a = f.identify_with(&format!("Bearer {good}")).await;
     assert!(
         a.inner_message()
@@ -347,7 +292,7 @@ async fn every_kind_of_bad_token_is_refused_with_its_reason() {
         "{}",
         a.inner_message()
     );
-    f.clock.set(exp.plus(LEEWAY - 1));
+    f.world.clock.set(exp.plus(LEEWAY - 1));
     assert!(f.identify_with(&format!("Bearer {good}")).await.allowed());
 
     let reasons: Vec<Option<String>> = f.usage().await.into_iter().map(|(_, r)| r).collect();
@@ -378,7 +323,8 @@ async fn a_duplicated_token_header_is_refused() {
 #[tokio::test]
 async fn a_direct_approval_needs_no_token() {
     let f = front().await;
-    f.admin
+    f.world
+        .admin
         .set_approvals(
             &id(CLIENT),
             &FeatureSet::parse_csv("Face.Identification").unwrap(),
@@ -412,13 +358,14 @@ async fn a_direct_approval_needs_no_token() {
 async fn revoked_tokens_are_refused() {
     let f = front().await;
     let t = f.lat("Face.Identification");
-    let jti = latch_core::Verifier::new(ISSUER, f.keys.public_keys().to_vec(), 0)
+    let jti = latch_core::Verifier::new(ISSUER, f.world.keys.public_keys().to_vec(), 0)
         .verify_limited_access(&t, NOW)
         .unwrap()
         .claims()
         .jti
         .clone();
-    f.admin
+    f.world
+        .admin
         .revoke(&Revocation::Token {
             jti,
             expires: NOW.plus(3600),
@@ -474,7 +421,7 @@ async fn keys_in_the_header_or_the_query_and_exactly_one() {
         let a = f.send(req(uri, key)).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
         assert_eq!(
-            a.body,
+            a.json(),
             json!({"error":{"code":"401","message":latch_http::INVALID_KEY_MESSAGE}})
         );
     }
@@ -491,7 +438,8 @@ async fn token_mode_and_key_mode_are_exclusive() {
         .identify(&[("Authorization", &bearer), ("LimitedAccessToken", &lat)])
         .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
-    f.admin
+    f.world
+        .admin
         .set_auth_mode(&id(CLIENT), AuthMode::Token)
         .await
         .unwrap();
@@ -521,7 +469,8 @@ async fn token_mode_and_key_mode_are_exclusive() {
         .await;
     assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     // Another resource's bearer token names another resource.
-    f.admin
+    f.world
+        .admin
         .set_auth_mode(&id(OTHER), AuthMode::Token)
         .await
         .unwrap();
@@ -587,7 +536,7 @@ async fn bodies_are_validated_after_the_checks() {
         )
         .await;
     assert_eq!(
-        (a.status, a.body["error"]["code"].as_str()),
+        (a.status, a.json()["error"]["code"].as_str()),
         (StatusCode::BAD_REQUEST, Some("BadArgument"))
     );
     let a = f
@@ -598,7 +547,7 @@ async fn bodies_are_validated_after_the_checks() {
             json!({"faceIds": [F1], "largePersonGroupId": "g", "maxNumOfCandidatesReturned": 101}),
         )
         .await;
-    assert!(a.body["error"]["message"]
+    assert!(a.json()["error"]["message"]
         .as_str()
         .unwrap()
         .contains("maxNumOfCandidatesReturned"));
@@ -607,7 +556,7 @@ async fn bodies_are_validated_after_the_checks() {
         .body(Body::from(r#"{"name":"x"}"#))
         .unwrap();
     let a = f.send(req).await;
-    assert!(a.body["error"]["message"]
+    assert!(a.json()["error"]["message"]
         .as_str()
         .unwrap()
         .starts_with("Large person group ID is invalid."));
@@ -678,7 +627,7 @@ async fn over_the_rate_limit_is_azures_429() {
     assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(a.headers["retry-after"], "2");
     assert_eq!(
-        a.body,
+        a.json(),
         json!({"error":{"code":"429","message":"Rate limit is exceeded. Try again in 2 seconds."}})
     );
     // Another key has its own bucket.
@@ -700,12 +649,12 @@ async fn over_the_rate_limit_is_azures_429() {
 async fn no_call_proceeds_without_its_usage_record() {
     let f = front().await;
     let token = f.lat("Face.Identification");
-    let mut holder = latch_store::testing::hold_the_journal(&f.store);
+    let mut holder = latch_store::testing::hold_the_journal(&f.world.store);
     let a = f.identify_with(&format!("Bearer {token}")).await;
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(a.body["error"]["code"], "ServiceUnavailable");
+    assert_eq!(a.json()["error"]["code"], "ServiceUnavailable");
 }
 
 #[tokio::test]
@@ -733,7 +682,7 @@ async fn an_ambiguous_return_face_id_needs_the_feature_and_is_refused() {
         .unwrap();
     let a = f.send(req).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
-    assert!(a.body["error"]["message"]
+    assert!(a.json()["error"]["message"]
         .as_str()
         .unwrap()
         .contains("returnFaceId"));
@@ -758,7 +707,8 @@ async fn a_disabled_isvs_tokens_are_refused_at_once() {
     let t = format!("Bearer {}", f.lat("Face.Identification"));
     assert!(f.identify_with(&t).await.allowed());
     // Disabled without any revocation: the front still refuses its tokens.
-    f.admin
+    f.world
+        .admin
         .set_isv(&id(ISV), false, &FeatureSet::new())
         .await
         .unwrap();
@@ -774,7 +724,8 @@ async fn a_disabled_isvs_tokens_are_refused_at_once() {
 #[tokio::test]
 async fn revocations_apply_to_bearer_tokens_too() {
     let f = front().await;
-    f.admin
+    f.world
+        .admin
         .set_auth_mode(&id(CLIENT), AuthMode::Token)
         .await
         .unwrap();
@@ -786,7 +737,8 @@ async fn revocations_apply_to_bearer_tokens_too() {
             .unwrap()
     };
     assert!(f.send(req()).await.allowed());
-    f.admin
+    f.world
+        .admin
         .revoke(&Revocation::TargetBefore {
             target: id(CLIENT),
             before: NOW.plus(1),
@@ -896,7 +848,7 @@ async fn an_empty_id_in_a_path_is_an_invalid_id() {
         let a = f.send(req).await;
         assert_eq!(a.status, status, "{path}");
         assert!(
-            a.body["error"]["message"]
+            a.json()["error"]["message"]
                 .as_str()
                 .unwrap()
                 .starts_with(message),

@@ -159,6 +159,43 @@ impl Answer {
             .to_owned()
     }
 
+    /// The JSON body of a 200 (the test fails on any other status).
+    #[track_caller]
+    pub fn ok(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        self.json()
+    }
+
+    /// A 200 with no body.
+    #[track_caller]
+    pub fn empty_ok(&self) {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.body);
+        assert!(self.body.is_empty(), "{:?}", self.body);
+    }
+
+    /// Refused with exactly this status, Azure code and message.
+    #[track_caller]
+    pub fn refused(&self, status: StatusCode, code: &str, message: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str(), self.message().as_str()),
+            (status, code, message),
+            "{}",
+            self.body
+        );
+    }
+
+    /// Refused with this status and Azure code, the message starting with `prefix`.
+    #[track_caller]
+    pub fn refused_starting(&self, status: StatusCode, code: &str, prefix: &str) {
+        assert_eq!(
+            (self.status, self.code().as_str()),
+            (status, code),
+            "{}",
+            self.body
+        );
+        assert!(self.message().starts_with(prefix), "{}", self.body);
+    }
+
     /// `(status, error.code, error.message)`.
     pub fn error(&self) -> (u16, String, String) {
         (self.status.as_u16(), self.code(), self.message())

@@ -179,7 +179,21 @@ impl Fixture {
                     .await
                     .unwrap();
                 tokio::spawn(connection);
-                client.batch_execute(postgres).await.unwrap();
+                // The live store may be indexing what the test just wrote: a change of the
+                // tables then deadlocks with it, and PostgreSQL may end either. The batch is one
+                // transaction, so it is tried again whole.
+                for attempt in 1.. {
+                    match client.batch_execute(postgres).await {
+                        Ok(()) => break,
+                        Err(e)
+                            if attempt < 5
+                                && e.code()
+                                    == Some(
+                                        &tokio_postgres::error::SqlState::T_R_DEADLOCK_DETECTED,
+                                    ) => {}
+                        Err(e) => panic!("{postgres}: {e}"),
+                    }
+                }
             }
         }
     }

@@ -336,5 +336,7 @@ impl UrlRequest {
     }
 }
 
+pub(crate) mod schema;
+
 #[cfg(test)]
 mod tests;

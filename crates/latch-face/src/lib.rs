@@ -41,6 +41,7 @@ pub mod check;
 pub mod error;
 pub mod ids;
 pub mod limited_access;
+pub mod openapi;
 pub mod operation;
 pub mod rate_limit;
 pub mod routes;

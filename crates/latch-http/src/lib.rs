@@ -19,6 +19,7 @@ pub mod client_address;
 pub mod context;
 pub mod health;
 pub mod metrics;
+pub mod openapi;
 pub mod rate_limit;
 pub mod server;
 
@@ -33,7 +34,8 @@ pub const LIMITED_ACCESS_TOKEN_HEADER: HeaderName = HeaderName::from_static("lim
 /// Azure's text for a missing or wrong key.
 pub const INVALID_KEY_MESSAGE: &str = "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.";
 
-/// The OpenAPI document of both services (`openapi/latch.openapi.json`).
+/// The OpenAPI document of both services: [`openapi::document`] of the STS's and the Face
+/// front's paths, as written out to `openapi/latch.openapi.json` (a test asserts they are equal).
 pub const OPENAPI: &str = include_str!("../../../openapi/latch.openapi.json");
 
 /// `GET /openapi.json`.

@@ -329,8 +329,9 @@ async fn read_body(body: Body) -> Result<axum::body::Bytes, ApiError> {
         .map_err(|_| ApiError::BodyTooLarge)
 }
 
-/// The members of an `issueLimitedAccessToken` body, found by case-insensitive name.
-struct LatRequest {
+/// The members of an `issueLimitedAccessToken` body, found by case-insensitive name. Its
+/// schema, `LimitedAccessTokenRequest`, is in [`crate::openapi`].
+pub(crate) struct LatRequest {
     target: Option<Value>,
     flags: Option<Value>,
 }

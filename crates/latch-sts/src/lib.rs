@@ -29,6 +29,7 @@ mod discovery;
 pub mod error;
 mod issue;
 pub mod limits;
+pub mod openapi;
 
 pub use error::ApiError;
 pub use limits::{RefusalSummaries, StsLimits};

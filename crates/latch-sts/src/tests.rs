@@ -672,5 +672,5 @@ async fn the_openapi_document_is_served() {
         .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(a.body, latch_http::OPENAPI);
-    assert_eq!(a.json()["openapi"], "3.0.3");
+    assert_eq!(a.json()["openapi"], "3.1.0");
 }

@@ -23,7 +23,7 @@ use crate::issue::LatRequest;
 
 /// A resource id as `ResourceId::parse` accepts it (its keywords also match ignoring case,
 /// and a resource group may hold any Unicode letter or digit).
-const RESOURCE_ID: &str = "^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[A-Za-z0-9_().-]{0,89}[A-Za-z0-9_()-]/providers/Microsoft\\.CognitiveServices/accounts/[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?$";
+const RESOURCE_ID: &str = "^/subscriptions/[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}/resourceGroups/[A-Za-z0-9_().-]{0,89}[A-Za-z0-9_()-]/providers/Microsoft\\.CognitiveServices/accounts/[A-Za-z0-9][A-Za-z0-9-]{0,62}[A-Za-z0-9]$";
 
 /// The body of `issueLimitedAccessToken`, as [`crate::issue`] reads it: member names match
 /// ignoring case; other members are ignored.
@@ -65,16 +65,12 @@ impl ToSchema for LatRequest {
     }
 }
 
-/// A bare JWT answer (`application/jwt`).
+/// A bare JWT answer (`application/jwt`): the compact JWS itself, not JSON, so it has no JSON
+/// schema.
 fn jwt(description: &str) -> ResponseBuilder {
-    ResponseBuilder::new().description(description).content(
-        "application/jwt",
-        ContentBuilder::new()
-            .schema(Some(string("A compact JWS (ES256).").pattern(Some(
-                "^[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+\\.[A-Za-z0-9_-]+$",
-            ))))
-            .build(),
-    )
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/jwt", ContentBuilder::new().build())
 }
 
 /// The answers both token routes share.

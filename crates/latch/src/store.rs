@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use latch_admin::Context;
+use latch_audit::signer::AuditSigner;
+use latch_core::{Clock, SystemClock};
 use latch_store::postgres::PgStore;
 use latch_store::sqlite::SqliteStore;
 use latch_store::Store;
@@ -44,6 +47,29 @@ pub(crate) async fn open(config: &Config, rng: &SystemRandom) -> Result<Arc<dyn 
             rng,
             config.audit.journal,
         )?),
+    })
+}
+
+/// The configured store with what every user of it needs beside it: randomness, the clock, and
+/// the audit key and signed heads, which live in the data directory, never in the store.
+pub(crate) async fn open_context(config: &Config) -> Result<Context, CliError> {
+    let rng = Arc::new(SystemRandom::new());
+    let store = open(config, &rng).await?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let audit = Arc::new(
+        AuditSigner::open(
+            &config.data_dir,
+            store.as_ref(),
+            rng.as_ref(),
+            clock.as_ref(),
+        )
+        .await?,
+    );
+    Ok(Context {
+        store,
+        rng,
+        clock,
+        audit,
     })
 }
 

@@ -3,13 +3,9 @@
 //! processes) or by the admin API named with `--server` (as the operator, auditor or ISV whose
 //! credential is given). Both print the same JSON.
 
-use std::sync::Arc;
-
 use latch_admin::{execute, AdminError, AdminRequest, Caller, Context};
-use latch_core::SystemClock;
 use latch_store::operations::Admin;
 use latch_store::AdminRole;
-use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
 use crate::cli::{Command, CredentialCommand, Format};
@@ -103,25 +99,7 @@ pub(crate) async fn local(config: &Config) -> Result<Context, CliError> {
             exit::NOT_FOUND,
         ));
     }
-    let rng = Arc::new(SystemRandom::new());
-    let store = crate::store::open(config, &rng).await?;
-    let clock = Arc::new(SystemClock);
-    // The audit key and signed heads live beside the store, never in it.
-    let audit = Arc::new(
-        latch_audit::signer::AuditSigner::open(
-            &config.data_dir,
-            store.as_ref(),
-            rng.as_ref(),
-            clock.as_ref(),
-        )
-        .await?,
-    );
-    Ok(Context {
-        store,
-        rng,
-        clock,
-        audit,
-    })
+    crate::store::open_context(config).await
 }
 
 async fn reset_credential(config: &Config, role: &str, format: Format) -> Result<(), CliError> {

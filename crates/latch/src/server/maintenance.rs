@@ -7,7 +7,7 @@ use latch_core::{Clock, Verifier};
 use latch_face::Verifiers;
 use latch_store::signing::{KeyRing, SharedKeyRing};
 use latch_store::Store;
-use ring::rand::SystemRandom;
+use ring::rand::SecureRandom;
 
 /// What the maintenance task keeps up to date.
 pub(super) struct Maintenance {
@@ -15,7 +15,7 @@ pub(super) struct Maintenance {
     pub(super) chain: String,
     pub(super) checkpoints: latch_audit::signer::CheckpointPolicy,
     pub(super) store: Arc<dyn Store>,
-    pub(super) rng: Arc<SystemRandom>,
+    pub(super) rng: Arc<dyn SecureRandom + Send + Sync>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) ring: SharedKeyRing,
     pub(super) verifiers: Verifiers,

@@ -10,16 +10,14 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use latch_audit::signer::AuditSigner;
+use latch_admin::Context;
 use latch_audit::writer::AuditLog;
 use latch_core::audit::Actor;
-use latch_core::{Clock, SystemClock, Verifier};
+use latch_core::Verifier;
 use latch_face::backend::{Backend, Upstream};
 use latch_face::Verifiers;
 use latch_store::operations::Admin;
 use latch_store::signing::{KeyRing, SharedKeyRing};
-use latch_store::Store;
-use ring::rand::SystemRandom;
 use tokio::net::TcpListener;
 
 use crate::cli::Role;
@@ -84,35 +82,27 @@ impl Role {
     }
 }
 
-/// What the services share: the store, the keys, randomness and time.
+/// What the services share: the store, randomness, time and the audit key (the admin API's
+/// context), the signing keys and the verifiers of their tokens.
 #[derive(Clone)]
 struct Shared {
-    store: Arc<dyn Store>,
-    rng: Arc<SystemRandom>,
-    clock: Arc<dyn Clock>,
+    context: Context,
     ring: SharedKeyRing,
     verifiers: Verifiers,
-    audit_signer: Arc<AuditSigner>,
 }
 
 impl Shared {
-    /// Opens the store (migrating it) and loads the keys: the signing keys (a new store gets
-    /// one), and the audit key beside the store, never in it.
+    /// Opens the store (migrating it) and loads the keys: the audit key beside the store, and
+    /// the signing keys (a new store gets one).
     async fn open(config: &Config) -> Result<Shared, CliError> {
-        let rng = Arc::new(SystemRandom::new());
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let store = crate::store::open(config, &rng).await?;
-        let audit_signer = Arc::new(
-            AuditSigner::open(
-                &config.data_dir,
-                store.as_ref(),
-                rng.as_ref(),
-                clock.as_ref(),
+        let context = crate::store::open_context(config).await?;
+        let ring = SharedKeyRing::new(
+            KeyRing::load_or_create(
+                context.store.as_ref(),
+                context.rng.as_ref(),
+                context.clock.as_ref(),
             )
             .await?,
-        );
-        let ring = SharedKeyRing::new(
-            KeyRing::load_or_create(store.as_ref(), rng.as_ref(), clock.as_ref()).await?,
         );
         let verifiers = Verifiers::new(Verifier::new(
             config.sts.issuer.clone(),
@@ -120,20 +110,17 @@ impl Shared {
             config.face.leeway_secs,
         ));
         Ok(Shared {
-            store,
-            rng,
-            clock,
+            context,
             ring,
             verifiers,
-            audit_signer,
         })
     }
 
     fn admin(&self) -> Admin {
         Admin::new(
-            self.store.clone(),
-            self.rng.clone(),
-            self.clock.clone(),
+            self.context.store.clone(),
+            self.context.rng.clone(),
+            self.context.clock.clone(),
             Actor::System,
         )
     }
@@ -162,6 +149,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Started, CliE
     let shared = Shared::open(&config).await?;
     // A new store has no operator credential yet: bootstrap it.
     let fresh = shared
+        .context
         .store
         .admin_credential(latch_store::AdminRole::Operator)
         .await?
@@ -171,8 +159,8 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Started, CliE
             bootstrap::start_engine(
                 settings,
                 &config.face.models_dir,
-                shared.store.clone(),
-                shared.clock.clone(),
+                shared.context.store.clone(),
+                shared.context.clock.clone(),
                 !config.tls.is_on(),
             )
             .await?,
@@ -181,7 +169,7 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Started, CliE
     };
     let backend = backend(&config, engine.clone())?;
     // HTTPS unless turned off explicitly; a certificate that fails a check stops us here.
-    let (tls, watch) = match Tls::prepare(&config, shared.clock.now())? {
+    let (tls, watch) = match Tls::prepare(&config, shared.context.clock.now())? {
         Some((tls, watch)) => (Some(Arc::new(tls)), Some(watch)),
         None => (None, None),
     };
@@ -191,11 +179,11 @@ pub async fn start(config: Config, listeners: Listeners) -> Result<Started, CliE
     if fresh && listeners.admin.is_some() {
         bootstrap_new_store(&config, &shared, &urls, engine.as_deref()).await?;
     }
-    let (audit, writer) = AuditLog::spawn(shared.store.clone(), config.audit.chain.clone());
+    let (audit, writer) = AuditLog::spawn(shared.context.store.clone(), config.audit.chain.clone());
     let role = Role::of(&listeners);
-    configuration::record(&audit, &config, role, shared.clock.as_ref()).await?;
+    configuration::record(&audit, &config, role, shared.context.clock.as_ref()).await?;
     match &tls {
-        Some(tls) => crate::tls::record_startup(tls, &audit, shared.clock.as_ref()).await?,
+        Some(tls) => crate::tls::record_startup(tls, &audit, shared.context.clock.as_ref()).await?,
         None => {
             let message = "latch: WARNING: TLS is off (tls.mode = off): serving plain HTTP. Only do this behind a proxy that terminates TLS.";
             tracing::warn!(target: "latch::tls", "{message}");

@@ -68,11 +68,7 @@ impl Servers {
             self.spawn_sts(listener, urls).await?;
         }
         if let Some(listener) = listeners.face {
-            // Without an upstream, a configured backend is the built-in engine.
-            let engine_runs =
-                self.config.face.upstream.is_none() && matches!(backend, Backend::Configured(_));
-            self.spawn_face(listener, backend, engine_runs, writers)
-                .await?;
+            self.spawn_face(listener, backend, writers).await?;
         }
         if let Some(listener) = listeners.admin {
             self.spawn_admin(listener).await?;
@@ -92,10 +88,10 @@ impl Servers {
             limits: config.sts.limits.clone(),
         };
         let state = AppState::new(
-            CheckCache::new(self.shared.store.clone(), config.store.recheck),
+            CheckCache::new(self.shared.context.store.clone(), config.store.recheck),
             self.audit.clone(),
             self.shared.ring.clone(),
-            self.shared.clock.clone(),
+            self.shared.context.clock.clone(),
             sts_config,
         )
         .await?;
@@ -125,16 +121,16 @@ impl Servers {
         &mut self,
         listener: TcpListener,
         backend: Backend,
-        engine_runs: bool,
         writers: &mut Vec<JoinHandle<()>>,
     ) -> Result<(), CliError> {
+        let unconfigured = matches!(backend, Backend::Unconfigured);
         let (checks, face_audit) = self.face_checks(writers);
         let config = &self.config;
         let state = FaceState::new(
             checks,
             face_audit,
             self.shared.verifiers.clone(),
-            self.shared.clock.clone(),
+            self.shared.context.clock.clone(),
             config.face.checks.clone(),
             backend,
         )
@@ -149,7 +145,7 @@ impl Servers {
                 output::line(&message);
             }
         }
-        if config.face.upstream.is_none() && !engine_runs {
+        if unconfigured {
             tracing::warn!(target: "latch::serve", "no Face backend configured (face.upstream_url): allowed calls are answered 501");
         }
         announce("Face front", &listener, self.tls.as_deref())?;
@@ -165,15 +161,18 @@ impl Servers {
     /// usage records go to a writer of their own that spools them while the store fails.
     fn face_checks(&self, writers: &mut Vec<JoinHandle<()>>) -> (CheckCache, AuditLog) {
         let config = &self.config;
-        let store = self.shared.store.clone();
+        let store = self.shared.context.store.clone();
         let Some(bound) = config.face.outage_secs else {
             return (
                 CheckCache::new(store, config.store.recheck),
                 self.audit.clone(),
             );
         };
-        let cached =
-            latch_store::stale::StaleIfError::new(store.clone(), self.shared.clock.clone(), bound);
+        let cached = latch_store::stale::StaleIfError::new(
+            store.clone(),
+            self.shared.context.clock.clone(),
+            bound,
+        );
         self.metrics.watch_cache(cached.stats());
         let spool = config
             .data_dir
@@ -198,12 +197,7 @@ impl Servers {
     }
 
     async fn spawn_admin(&mut self, listener: TcpListener) -> Result<(), CliError> {
-        let ctx = latch_admin::Context {
-            store: self.shared.store.clone(),
-            rng: self.shared.rng.clone(),
-            clock: self.shared.clock.clone(),
-            audit: self.shared.audit_signer.clone(),
-        };
+        let ctx = self.shared.context.clone();
         let router = self.measured(latch_admin::http::router(ctx).await?, "admin");
         announce("admin API", &listener, self.tls.as_deref())?;
         let serving = self.serve_until(listener, router, self.config.server.limits, "admin", true);
@@ -237,7 +231,7 @@ impl Servers {
             tls,
             crate::tls::hangup_signal(),
             self.audit.clone(),
-            self.shared.clock.clone(),
+            self.shared.context.clock.clone(),
             self.stopped.clone(),
         ));
     }
@@ -247,15 +241,15 @@ impl Servers {
         let (config, shared) = (&self.config, &self.shared);
         self.tasks.spawn(maintain(
             Maintenance {
-                audit: shared.audit_signer.clone(),
+                audit: shared.context.audit.clone(),
                 chain: config.audit.chain.clone(),
                 checkpoints: CheckpointPolicy::new(
                     config.audit.checkpoint_every_records,
                     config.audit.checkpoint_every_secs,
                 ),
-                store: shared.store.clone(),
-                rng: shared.rng.clone(),
-                clock: shared.clock.clone(),
+                store: shared.context.store.clone(),
+                rng: shared.context.rng.clone(),
+                clock: shared.context.clock.clone(),
                 ring: shared.ring.clone(),
                 verifiers: shared.verifiers.clone(),
                 issuer: config.sts.issuer.clone(),
@@ -277,8 +271,9 @@ impl Servers {
 
     /// `router` with its requests counted under `service`, and the health routes beside it.
     fn measured(&self, router: axum::Router, service: &'static str) -> axum::Router {
-        latch_http::metrics::measure(router, &self.metrics, service)
-            .merge(latch_http::health::router(self.shared.store.clone()))
+        latch_http::metrics::measure(router, &self.metrics, service).merge(
+            latch_http::health::router(self.shared.context.store.clone()),
+        )
     }
 
     /// Serves `router` on `listener` (over TLS when configured and `tls`) within `limits` until

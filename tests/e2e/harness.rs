@@ -284,7 +284,6 @@ impl Server {
         let [sts, face, admin] = in_process.addrs.map(|a| format!("https://{a}"));
         let mut server = Self::ready(dir, running, database_url, [sts, face, admin]);
         server.in_process = Some(in_process);
-        server.stderr_path = PathBuf::new();
         server
     }
 

@@ -30,13 +30,21 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// Installs the log, once: `trace`, except for the libraries `latch serve` keeps at `warn`.
+/// Installs the log, once: the filter `latch serve` runs with at `trace`, with the HTTP and
+/// runtime libraries' own tracing held to `info` (what they trace is not the services').
 fn install_log() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::new(
-            "trace,tokio_postgres=warn,postgres_protocol=warn,rustls=warn,hyper=info,hyper_util=info,h2=info,tokio=info,runtime=info",
-        );
+        let mut filter = latch::logging::filter("trace").unwrap();
+        for quieter in [
+            "hyper=info",
+            "hyper_util=info",
+            "h2=info",
+            "tokio=info",
+            "runtime=info",
+        ] {
+            filter = filter.add_directive(quieter.parse().unwrap());
+        }
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)

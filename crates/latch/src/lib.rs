@@ -14,7 +14,7 @@ pub mod cli;
 mod commands;
 pub mod config;
 mod face_models;
-mod logging;
+pub mod logging;
 mod open_files;
 mod output;
 mod serve;

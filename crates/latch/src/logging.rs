@@ -9,21 +9,15 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, ConfigError, LogFormat};
 
-/// Installs the global subscriber. Admin commands log warnings only, unless `LATCH_LOG` says
-/// otherwise.
-pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
-    let level = if serving || config.log.from_environment {
-        config.log.level.as_str()
-    } else {
-        "warn"
-    };
+/// The filter of `level` (`tracing_subscriber::EnvFilter` syntax), with the libraries that log
+/// what they carry held to warnings whatever it says: the database driver logs query parameters
+/// (key digests, signing keys) at debug level.
+pub fn filter(level: &str) -> Result<EnvFilter, ConfigError> {
     let invalid = |message: String| ConfigError::Invalid {
         setting: "log.level",
         message,
     };
     let mut filter = EnvFilter::try_new(level).map_err(|e| invalid(format!("'{level}': {e}")))?;
-    // Libraries that log what they carry: the database driver logs query parameters (key
-    // digests, signing keys) at debug level. Whatever the filter says, they log warnings only.
     for quiet in [
         "tokio_postgres=warn",
         "postgres_protocol=warn",
@@ -35,6 +29,18 @@ pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
                 .map_err(|e| invalid(format!("{quiet}: {e}")))?,
         );
     }
+    Ok(filter)
+}
+
+/// Installs the global subscriber. Admin commands log warnings only, unless `LATCH_LOG` says
+/// otherwise.
+pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
+    let level = if serving || config.log.from_environment {
+        config.log.level.as_str()
+    } else {
+        "warn"
+    };
+    let filter = filter(level)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -43,5 +49,8 @@ pub(crate) fn init(config: &Config, serving: bool) -> Result<(), ConfigError> {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
-    result.map_err(|e| invalid(format!("cannot install the log: {e}")))
+    result.map_err(|e| ConfigError::Invalid {
+        setting: "log.level",
+        message: format!("cannot install the log: {e}"),
+    })
 }
